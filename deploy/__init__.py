@@ -1,0 +1,1 @@
+"""Immutable, zero-downtime deployments on AWS: the library behind tasks.py."""

@@ -1,0 +1,48 @@
+"""Pre-task chains that run make-style.
+
+Invoke runs a task's pre-tasks with their own defaults. This executor hands each pre-task the flags
+of the task that pulled it in (only those it declares), so `inv deploy --env dev01 --image-id ami-x`
+builds nothing for the wrong environment; and a step whose output is already given does not pull in
+its own prerequisites (`--image-id` skips the app build and both bakes).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from invoke import Call, Executor, Task
+
+
+def _parameters(task: Task) -> set[str]:
+    return set(inspect.signature(task.body).parameters) - {"c", "ctx", "context"}
+
+
+def inherit(call: Call, flags: dict[str, Any]) -> Call:
+    """CALL with the caller's flags that it declares, its own explicit kwargs taking precedence."""
+    accepted = _parameters(call.task)
+    kwargs = {key: value for key, value in flags.items() if key in accepted}
+    kwargs.update(call.kwargs)
+    return Call(call.task, args=call.args, kwargs=kwargs, called_as=call.called_as)
+
+
+def output_given(call: Call) -> bool:
+    from deploy.pipeline import output_given as given  # imported late: invoke loads this before tasks.py
+
+    return given(call.task.name, call.kwargs)
+
+
+class ChainExecutor(Executor):
+    def expand_calls(self, calls: list[Any], flags: dict[str, Any] | None = None) -> list[Call]:  # type: ignore[override]
+        expanded: list[Call] = []
+        for call in calls:
+            if isinstance(call, Task):
+                call = Call(call)
+            if flags is not None:
+                call = inherit(call, flags)
+            if call.pre and not output_given(call):
+                expanded.extend(self.expand_calls(call.pre, call.kwargs))
+            expanded.append(call)
+            if call.post:
+                expanded.extend(self.expand_calls(call.post, call.kwargs))
+        return expanded

@@ -1,0 +1,77 @@
+"""The one place where a task's failure becomes a message: one paragraph, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
+)
+from invoke.exceptions import Exit
+
+from deploy.environment import Environment, open_environment
+from deploy.errors import DeployError
+
+T = TypeVar("T")
+EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId", "UnrecognizedClientException"}
+
+
+def run_step(step: str, env: str | None, action: Callable[[Environment], T]) -> T:
+    """Open the environment, run ACTION as step STEP, and turn every expected failure into a clear exit."""
+    environment: Environment | None = None
+    try:
+        environment = open_environment(env)
+        with environment.log.step_context(step):
+            return action(environment)
+    except DeployError as error:
+        raise Exit(_message(f"{step}: {error}", environment), code=1) from None
+    except (NoCredentialsError, TokenRetrievalError, UnauthorizedSSOTokenError):
+        raise Exit(
+            "error: no usable AWS credentials. Configure them (aws configure, AWS_PROFILE, aws sso login),"
+            " or try the embedded local cloud with --env local.",
+            code=1,
+        ) from None
+    except NoRegionError:
+        raise Exit("error: no AWS region: set AWS_REGION in the env file.", code=1) from None
+    except EndpointConnectionError as error:
+        raise Exit(_message(f"{step}: cannot reach {error.kwargs.get('endpoint_url')}.", environment), 1) from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        text = error.response.get("Error", {}).get("Message", "")
+        if code in EXPIRED:
+            raise Exit(f"error: AWS refused the credentials ({code}): refresh them and retry.", code=1) from None
+        operation = getattr(error, "operation_name", "a call")
+        raise Exit(_message(f"{step}: AWS refused {operation}: {code}: {text}", environment), code=1) from None
+    except KeyboardInterrupt:
+        raise Exit(_message(f"{step}: interrupted.", environment), code=130) from None
+
+
+def _message(text: str, environment: Environment | None) -> str:
+    where = f" Logs: {environment.log.relative_dir()}" if environment is not None else ""
+    return f"error: {text}{where}"
+
+
+def manage_local_cloud(env: str | None, stop: bool) -> None:
+    """`inv local-cloud`: start (and seed) the embedded cloud of ENV and print its endpoint, or stop it."""
+    from deploy import localcloud
+    from deploy.config import load_config
+
+    try:
+        config = load_config(env)
+        if not config.local_cloud:
+            raise DeployError(f"env/{config.env}.env does not use the embedded cloud (LOCAL_CLOUD is false).")
+        if stop:
+            print(localcloud.stop(str(config.endpoint_url)))
+            return
+    except DeployError as error:
+        raise Exit(f"error: {error}", code=1) from None
+    environment = run_step("local-cloud", env, lambda e: e)
+    print(f"embedded cloud listening at {environment.config.endpoint_url}")
+    print(f"  use it with: AWS_ENDPOINT_URL={environment.config.endpoint_url} AWS_ACCESS_KEY_ID=testing"
+          " AWS_SECRET_ACCESS_KEY=testing aws ...")

@@ -1,0 +1,316 @@
+"""Environment configuration: env/defaults.env, then env/NAME.env, then real environment variables.
+
+Everything is validated before the first AWS call, so a bad setting creates nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from deploy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_DIR = ROOT / "env"
+DEFAULTS_FILE = "defaults.env"
+FALLBACK_ENV = "staging"
+
+# Letters, digits and hyphens: what load balancer, target group and DNS label names accept.
+NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+# "elb-" + APP_NAME-ENV must fit the 32-character load balancer / target group limit.
+MAX_STACK_NAME = 28
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _integer(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _positive(value: str) -> int:
+    number = _integer(value)
+    if number < 1:
+        raise ValueError("must be 1 or more")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = _integer(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (yes/no)")
+
+
+def _pattern(regex: str, hint: str) -> Callable[[str], str]:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(hint)
+        return value
+
+    return check
+
+
+def _name_part(value: str) -> str:
+    if not NAME_PART.fullmatch(value):
+        raise ValueError("may hold only letters, digits and inner hyphens (AWS load balancer names)")
+    return value
+
+
+def _domain(value: str) -> str:
+    name = value.rstrip(".").lower()
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(NAME_PART.fullmatch(label) for label in labels):
+        raise ValueError("must be a DNS domain such as example.com")
+    return name
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("must be a CIDR block such as 203.0.113.7/32") from None
+
+
+def _endpoint(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", value):
+        raise ValueError("must be a URL such as http://127.0.0.1:5055")
+    return value.rstrip("/")
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/") or " " in value:
+        raise ValueError("must be a URL path starting with / such as /api/status/health")
+    return value
+
+
+def _id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
+    def check(value: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in value.split(",") if item.strip())
+        bad = [item for item in items if not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", item)]
+        if bad:
+            raise ValueError(f"must be comma-separated {prefix}-… ids; not {', '.join(bad)}")
+        return items
+
+    return check
+
+
+def _globs(value: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not items:
+        raise ValueError("must list at least one file pattern")
+    return items
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key an env file may set: how to read it and what it means (the README's reference)."""
+
+    key: str
+    parse: Callable[[str], object]
+    help: str
+    required: bool = True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("APP_NAME", _name_part, "Application name; resources are named after APP_NAME-ENV."),
+    Setting("DOMAIN", _domain, "DNS domain; the host is ENV.DOMAIN, or DOMAIN itself for production."),
+    Setting("HOSTED_ZONE_ID", _pattern(r"Z[A-Z0-9]{1,32}", "must be a Route 53 zone id such as Z0123456789ABC"),
+            "Route 53 zone id; when empty, the public zone named DOMAIN is used.", required=False),
+    Setting("AWS_REGION", _pattern(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region such as eu-west-1"),
+            "AWS region of every resource."),
+    Setting("AWS_ENDPOINT_URL", _endpoint,
+            "Endpoint of an AWS emulator (the embedded cloud); empty for real AWS.", required=False),
+    Setting("LOCAL_CLOUD", _boolean, "true: start and use the embedded local cloud (moto server) at AWS_ENDPOINT_URL."),
+    Setting("INSTANCE_TYPE", _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "must be an EC2 instance type such as t3.micro"),
+            "EC2 instance type of the web servers and of the Packer builds."),
+    Setting("MIN_CAPACITY", _non_negative, "Smallest size of the Auto Scaling group."),
+    Setting("MAX_CAPACITY", _positive, "Largest size of the Auto Scaling group."),
+    Setting("DESIRED_CAPACITY", _positive, "Instances a deploy launches and waits for."),
+    Setting("SOURCE_AMI", _pattern(r"ami-[0-9a-f]{8,17}|[A-Za-z0-9][A-Za-z0-9 ()\[\]./'@_*-]{2,127}",
+                                   "must be an image id (ami-…) or an image name pattern"),
+            "Base image of the primal bake: an ami-… id, or a name pattern (newest match of SOURCE_AMI_OWNER)."),
+    Setting("SOURCE_AMI_OWNER", _pattern(r"self|amazon|aws-marketplace|\d{12}", "must be self, amazon or an account id"),
+            "Owner searched when SOURCE_AMI is a name pattern."),
+    Setting("HEALTH_CHECK_PATH", _path, "HTTP path the load balancer checks on port 80."),
+    Setting("HEALTH_TIMEOUT", _positive, "Seconds a deploy waits for the new group to become healthy."),
+    Setting("POLL_SECONDS", _positive, "Seconds between two polls of a wait."),
+    Setting("SSH_CIDR", _cidr, "CIDR allowed to reach port 22 of the instances; empty: no ssh.", required=False),
+    Setting("VPC_ID", _pattern(r"vpc-[0-9a-f]{8,17}", "must be a VPC id such as vpc-0abc1234"),
+            "VPC of the environment; empty: the default VPC.", required=False),
+    Setting("SUBNET_IDS", _id_list("subnet"),
+            "Comma-separated subnets; empty: the default subnets of the VPC.", required=False),
+    Setting("APP_DIR", _text, "Directory of the application, relative to the repository root."),
+    Setting("BUILD_COMMAND", _text, "Shell command that builds the app in APP_DIR ({env} is replaced by ENV)."),
+    Setting("APP_FILES", _globs, "Comma-separated globs (relative to APP_DIR) of what the server needs."),
+    Setting("PRIMAL_ID", _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
+            "Use this base image instead of baking one.", required=False),
+    Setting("IMAGE_ID", _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
+            "Deploy this image instead of baking one.", required=False),
+    Setting("CLEANUP", _boolean, "no: keep every image after a deploy (groups are still retired)."),
+    Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
+)
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings of one environment."""
+
+    env: str
+    values: Mapping[str, object]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> object:
+        return self.values.get(key)
+
+    def get(self, key: str, default: object = None) -> object:
+        value = self.values.get(key)
+        return default if value is None else value
+
+    @property
+    def app_name(self) -> str:
+        return str(self.values["APP_NAME"])
+
+    @property
+    def region(self) -> str:
+        return str(self.values["AWS_REGION"])
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.values.get("AWS_ENDPOINT_URL")  # type: ignore[return-value]
+
+    @property
+    def local_cloud(self) -> bool:
+        return bool(self.values.get("LOCAL_CLOUD"))
+
+
+def default_env_name(environ: Mapping[str, str] | None = None) -> str:
+    """DEPLOY_ENV, then NODE_ENV (the original scripts' variable), then staging."""
+    environ = os.environ if environ is None else environ
+    return environ.get("DEPLOY_ENV") or environ.get("NODE_ENV") or FALLBACK_ENV
+
+
+def available_envs(env_dir: Path = ENV_DIR) -> list[str]:
+    return sorted(p.stem for p in env_dir.glob("*.env") if p.name != DEFAULTS_FILE)
+
+
+def _read_env_file(path: Path) -> dict[str, str | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error}).") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not re.match(r"^(export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=", stripped):
+            raise ConfigError(f"{path}, line {number}: expected KEY=value, found {stripped[:60]!r}.")
+    return dict(dotenv_values(path, interpolate=False))
+
+
+def load_config(
+    env: str | None = None,
+    env_dir: Path = ENV_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read and validate the settings of one environment; raise ConfigError naming the file and key."""
+    environ = os.environ if environ is None else environ
+    env = env or default_env_name(environ)
+    if not NAME_PART.fullmatch(env):
+        raise ConfigError(f"Environment name {env!r} may hold only letters, digits and inner hyphens.")
+    env_file = env_dir / f"{env}.env"
+    if not env_file.is_file():
+        known = ", ".join(available_envs(env_dir)) or "none"
+        raise ConfigError(f"Unknown environment {env!r}: there is no {env_file}. Environments in {env_dir}: {known}.")
+
+    raw: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    warnings: list[str] = []
+    for path in (env_dir / DEFAULTS_FILE, env_file):
+        if not path.is_file():
+            continue
+        for key, value in _read_env_file(path).items():
+            if key not in SETTINGS_BY_KEY:
+                close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                warnings.append(f"{path.name}: {key} is not a setting this tool reads{hint}")
+                continue
+            raw[key] = (value or "").strip()
+            sources[key] = str(path.relative_to(env_dir.parent) if path.is_relative_to(env_dir.parent) else path)
+    for key in SETTINGS_BY_KEY:
+        if key in environ:
+            raw[key] = environ[key].strip()
+            sources[key] = "the environment variable"
+
+    values: dict[str, object] = {}
+    for setting in SETTINGS:
+        where = sources.get(setting.key, env_file.name)
+        value = raw.get(setting.key, "")
+        if value == "":
+            if setting.required:
+                raise ConfigError(f"{where}: {setting.key} is missing or empty. {setting.help}")
+            values[setting.key] = None
+            continue
+        try:
+            values[setting.key] = setting.parse(value)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {setting.key}={value!r} {error}.") from None
+
+    _check_relations(env, values, sources, env_file.name)
+    return Config(env=env, values=values, sources=sources, warnings=tuple(warnings))
+
+
+def _check_relations(env: str, values: dict[str, object], sources: dict[str, str], env_file: str) -> None:
+    def where(key: str) -> str:
+        return sources.get(key, env_file)
+
+    low, desired, high = values["MIN_CAPACITY"], values["DESIRED_CAPACITY"], values["MAX_CAPACITY"]
+    if not (low <= desired <= high):  # type: ignore[operator]
+        raise ConfigError(
+            f"{where('DESIRED_CAPACITY')}: capacities must satisfy MIN_CAPACITY <= DESIRED_CAPACITY <= MAX_CAPACITY;"
+            f" found {low} <= {desired} <= {high}."
+        )
+    stack = f"{values['APP_NAME']}-{env}"
+    if len(stack) > MAX_STACK_NAME:
+        raise ConfigError(
+            f"{where('APP_NAME')}: APP_NAME-ENV ({stack!r}) has {len(stack)} characters; at most {MAX_STACK_NAME}"
+            " fit AWS's 32-character load balancer names. Shorten APP_NAME."
+        )
+    if values["LOCAL_CLOUD"] and not values["AWS_ENDPOINT_URL"]:
+        raise ConfigError(f"{where('LOCAL_CLOUD')}: LOCAL_CLOUD is true but AWS_ENDPOINT_URL is empty.")
+    if values["LOCAL_CLOUD"]:
+        host = str(values["AWS_ENDPOINT_URL"]).split("//", 1)[1].split(":", 1)[0].split("/", 1)[0]
+        if host not in ("127.0.0.1", "localhost"):
+            raise ConfigError(
+                f"{where('AWS_ENDPOINT_URL')}: the embedded cloud listens on 127.0.0.1 only; found host {host!r}."
+            )
+
+
+def print_warnings(config: Config, stream=sys.stderr) -> None:
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=stream)

@@ -1,0 +1,70 @@
+"""One environment as the steps see it: its configuration, names, AWS clients, run log and load balancer.
+
+Opened once per process and shared by every task of a pre-task chain, so one `inv deploy` writes one
+log folder and starts the embedded cloud at most once.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+
+from deploy import localcloud
+from deploy.aws import Aws
+from deploy.config import Config, load_config, print_warnings
+from deploy.loadbalancer import LoadBalancer, load_balancer_for
+from deploy.logs import RunLog
+from deploy.naming import Names, names_for
+from deploy.state import State
+
+
+@dataclass
+class Environment:
+    config: Config
+    log: RunLog
+    aws: Aws
+
+    @property
+    def env(self) -> str:
+        return self.config.env
+
+    @cached_property
+    def names(self) -> Names:
+        return names_for(self.config)
+
+    @cached_property
+    def load_balancer(self) -> LoadBalancer:
+        return load_balancer_for(self.aws, self.names)
+
+    @cached_property
+    def state(self) -> State:
+        return State.for_env(self.env)
+
+    def say(self, message: str) -> None:
+        self.log.say(message)
+
+
+_open: dict[str, Environment] = {}
+
+
+def open_environment(env: str | None) -> Environment:
+    """Load and validate the configuration, then make the cloud reachable: nothing touches AWS before."""
+    config = load_config(env)
+    if config.env in _open:
+        return _open[config.env]
+    print_warnings(config, sys.stderr)
+    log = RunLog(config.env)
+    aws = Aws(config, log)
+    aws.check_credentials()
+    environment = Environment(config=config, log=log, aws=aws)
+    if config.local_cloud:
+        localcloud.start(str(config.endpoint_url), say=log.say)
+        localcloud.seed(config, aws.ec2, aws.route53, say=log.say)
+    _open[config.env] = environment
+    return environment
+
+
+def forget_open_environments() -> None:
+    """For tests that run several tasks in one process against fresh clouds."""
+    _open.clear()

@@ -1,0 +1,161 @@
+"""The embedded local cloud: a moto server on 127.0.0.1 that the tool starts itself.
+
+Its state lives as long as the server process, so `inv setup --env local` and a later
+`inv deploy --env local` see the same cloud. It is seeded with what an AWS account would already
+have: the public hosted zone of DOMAIN and a base image usable as SOURCE_AMI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from deploy.config import ROOT, Config
+from deploy.errors import DeployError
+
+STATE_DIR = ROOT / "deploy" / "local-cloud"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parsed = urlparse(url)
+        if parsed.hostname not in ("127.0.0.1", "localhost") or parsed.port is None:
+            raise DeployError(f"The embedded cloud needs an endpoint like http://127.0.0.1:5055, not {url}.")
+        return cls("127.0.0.1", parsed.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _pid_file(endpoint: Endpoint, state_dir: Path) -> Path:
+    return state_dir / f"moto-{endpoint.port}.pid"
+
+
+def is_listening(endpoint: Endpoint) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((endpoint.host, endpoint.port)) == 0
+
+
+def _answers_like_aws(endpoint: Endpoint) -> bool:
+    client = boto3.client(
+        "sts",
+        region_name="us-east-1",
+        endpoint_url=endpoint.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+    )
+    try:
+        client.get_caller_identity()
+        return True
+    except Exception:
+        return False
+
+
+def start(url: str, state_dir: Path = STATE_DIR, say=print) -> Endpoint:
+    """Make sure a moto server answers at URL, starting one in the background when nothing listens there."""
+    endpoint = Endpoint.parse(url)
+    if is_listening(endpoint):
+        if not _answers_like_aws(endpoint):
+            raise DeployError(
+                f"Something that is not a moto server listens on {endpoint.url}. Stop it, or point"
+                " AWS_ENDPOINT_URL in env/local.env at a free port."
+            )
+        return endpoint
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / f"moto-{endpoint.port}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", endpoint.host, "-p", str(endpoint.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this task: later tasks see the same cloud
+        )
+    _pid_file(endpoint, state_dir).write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DeployError(f"The embedded cloud exited at start (code {process.returncode}); see {log_path}.")
+        if is_listening(endpoint) and _answers_like_aws(endpoint):
+            say(f"embedded cloud started at {endpoint.url} (pid {process.pid}, log {log_path})")
+            return endpoint
+        time.sleep(0.2)
+    process.kill()
+    raise DeployError(f"The embedded cloud did not answer within {START_TIMEOUT_S:.0f}s; see {log_path}.")
+
+
+def stop(url: str, state_dir: Path = STATE_DIR) -> str:
+    """Stop the server this tool started at URL, by the pid it recorded."""
+    endpoint = Endpoint.parse(url)
+    pid_file = _pid_file(endpoint, state_dir)
+    if not pid_file.is_file():
+        return f"no embedded cloud started by this tool at {endpoint.url}"
+    pid = int(pid_file.read_text().strip() or 0)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink()
+        return f"the embedded cloud at {endpoint.url} (pid {pid}) was not running"
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return f"stopped the embedded cloud at {endpoint.url} (pid {pid}); its state is gone"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def seed(config: Config, ec2, route53, say=print) -> None:
+    """Create what an AWS account would already have, unless present: the hosted zone and a base image."""
+    domain = str(config["DOMAIN"])
+    zones = route53.list_hosted_zones_by_name(DNSName=domain).get("HostedZones", [])
+    if not any(zone["Name"].rstrip(".") == domain and not zone["Config"].get("PrivateZone") for zone in zones):
+        route53.create_hosted_zone(Name=domain, CallerReference=f"seed-{domain}-{time.time_ns()}")
+        say(f"embedded cloud: created the public hosted zone {domain}")
+    source = str(config["SOURCE_AMI"])
+    if source.startswith("ami-"):
+        return
+    images = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [source]}])["Images"]
+    if images:
+        return
+    # moto only makes images from instances: start one from a built-in image, image it, end it.
+    builtin = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])
+    base = builtin["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]
+    image = ec2.create_image(InstanceId=instance["InstanceId"], Name=source, Description="embedded cloud base image")
+    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    say(f"embedded cloud: created the base image {source} ({image['ImageId']})")

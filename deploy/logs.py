@@ -1,0 +1,111 @@
+"""Run logs under deploy/log/ENV/STAMP/ and the progress lines a person reads.
+
+Every AWS response is written to its own file, numbered and named after the step and the operation
+(the original scripts kept one file per call); Packer and app builds write their full output beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from deploy.config import ROOT
+
+LOG_ROOT = ROOT / "deploy" / "log"
+# Response fields that must never reach a log file.
+SECRET_FIELDS = {"KeyMaterial", "SecretAccessKey", "SessionToken", "Password"}
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("<redacted>" if k in SECRET_FIELDS else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(item) for item in value]
+    return value
+
+
+class RunLog:
+    """One run's log folder plus the progress printer; deploy/log/ENV/latest points at the newest run."""
+
+    def __init__(
+        self,
+        env: str,
+        root: Path = LOG_ROOT,
+        out: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.env = env
+        self.out = out or sys.stdout
+        self.clock = clock
+        self.step = "run"
+        self._counter = 0
+        when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        self.dir = root / env / when
+        self.dir.mkdir(parents=True, exist_ok=True)
+        latest = root / env / "latest"
+        try:
+            if latest.is_symlink() or latest.exists():
+                latest.unlink()
+            latest.symlink_to(self.dir.name)
+        except OSError:
+            pass  # a missing convenience link must never fail a deploy
+
+    def _next_path(self, name: str, suffix: str) -> Path:
+        self._counter += 1
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+        return self.dir / f"{self._counter:04d}-{self.step}-{safe}{suffix}"
+
+    def record_call(self, service: str, operation: str, response: dict[str, Any]) -> None:
+        body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+        path = self._next_path(f"{service}-{operation}", ".json")
+        path.write_text(json.dumps(_redact(body), indent=2, default=str) + "\n", encoding="utf-8")
+
+    def file_for(self, name: str, suffix: str = ".log") -> Path:
+        """A fresh numbered file of this step, for a tool's full output (Packer, the app build)."""
+        return self._next_path(name, suffix)
+
+    def say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+        with (self.dir / "run.log").open("a", encoding="utf-8") as handle:
+            handle.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} [{self.step}] {message}\n")
+
+    @contextmanager
+    def step_context(self, name: str):
+        """Print a step's start and end with its elapsed time; files written meanwhile carry its name."""
+        outer, self.step = self.step, name
+        started = self.clock()
+        self.say(f"==> {name}")
+        try:
+            yield
+        except BaseException:
+            self.say(f"<== {name} failed after {self.clock() - started:.1f}s")
+            raise
+        else:
+            self.say(f"<== {name} done in {self.clock() - started:.1f}s")
+        finally:
+            self.step = outer
+
+    def progress(self, line: str) -> None:
+        """A line of a wait: rewritten in place on a terminal, printed plainly otherwise (CI logs)."""
+        if self.out.isatty() if hasattr(self.out, "isatty") else False:
+            print(f"\r\033[K{line}", end="", file=self.out, flush=True)
+        else:
+            print(line, file=self.out, flush=True)
+
+    def end_progress(self) -> None:
+        if self.out.isatty() if hasattr(self.out, "isatty") else False:
+            print(file=self.out, flush=True)
+
+    def relative_dir(self) -> str:
+        try:
+            return os.path.relpath(self.dir)
+        except ValueError:
+            return str(self.dir)

@@ -1,0 +1,46 @@
+"""A small per-environment state file under deploy/state/: what earlier runs produced.
+
+It lets a step skip work whose output is already known (make-style) and lets `inv wait-health`
+find the group that `inv launch-asg` started. AWS stays the source of truth: every recorded id is
+checked against AWS before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from deploy.config import ROOT
+
+STATE_DIR = ROOT / "deploy" / "state"
+
+
+class State:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                self.data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self.data = {}  # a damaged cache only costs a rebuild
+
+    @classmethod
+    def for_env(cls, env: str, state_dir: Path = STATE_DIR) -> State:
+        return cls(state_dir / f"{env}.json")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self.data.get(key)
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(temporary, self.path)  # atomic: an interrupted write never leaves half a file
