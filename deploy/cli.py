@@ -19,7 +19,13 @@ from deploy.environment import Environment, open_environment
 from deploy.errors import DeployError
 
 T = TypeVar("T")
-EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId", "UnrecognizedClientException"}
+EXPIRED = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+}
 
 
 def run_step(step: str, env: str | None, action: Callable[[Environment], T]) -> T:
@@ -73,5 +79,7 @@ def manage_local_cloud(env: str | None, stop: bool) -> None:
         raise Exit(f"error: {error}", code=1) from None
     environment = run_step("local-cloud", env, lambda e: e)
     print(f"embedded cloud listening at {environment.config.endpoint_url}")
-    print(f"  use it with: AWS_ENDPOINT_URL={environment.config.endpoint_url} AWS_ACCESS_KEY_ID=testing"
-          " AWS_SECRET_ACCESS_KEY=testing aws ...")
+    print(
+        f"  use it with: AWS_ENDPOINT_URL={environment.config.endpoint_url} AWS_ACCESS_KEY_ID=testing"
+        " AWS_SECRET_ACCESS_KEY=testing aws ..."
+    )

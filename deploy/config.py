@@ -19,8 +19,19 @@ from dotenv import dotenv_values
 from deploy.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_DIR = ROOT / "env"
 DEFAULTS_FILE = "defaults.env"
+
+
+def env_dir() -> Path:
+    """Where the env files live: env/ of the repository, or DEPLOY_ENV_DIR."""
+    return Path(os.environ.get("DEPLOY_ENV_DIR") or ROOT / "env")
+
+
+def work_dir() -> Path:
+    """Root of what runs leave behind (deploy/log, keys, state, tmp): the repository, or DEPLOY_WORK_DIR."""
+    return Path(os.environ.get("DEPLOY_WORK_DIR") or ROOT)
+
+
 FALLBACK_ENV = "staging"
 
 # Letters, digits and hyphens: what load balancer, target group and DNS label names accept.
@@ -138,38 +149,76 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("APP_NAME", _name_part, "Application name; resources are named after APP_NAME-ENV."),
     Setting("DOMAIN", _domain, "DNS domain; the host is ENV.DOMAIN, or DOMAIN itself for production."),
-    Setting("HOSTED_ZONE_ID", _pattern(r"Z[A-Z0-9]{1,32}", "must be a Route 53 zone id such as Z0123456789ABC"),
-            "Route 53 zone id; when empty, the public zone named DOMAIN is used.", required=False),
-    Setting("AWS_REGION", _pattern(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region such as eu-west-1"),
-            "AWS region of every resource."),
-    Setting("AWS_ENDPOINT_URL", _endpoint,
-            "Endpoint of an AWS emulator (the embedded cloud); empty for real AWS.", required=False),
+    Setting(
+        "HOSTED_ZONE_ID",
+        _pattern(r"Z[A-Z0-9]{1,32}", "must be a Route 53 zone id such as Z0123456789ABC"),
+        "Route 53 zone id; when empty, the public zone named DOMAIN is used.",
+        required=False,
+    ),
+    Setting(
+        "AWS_REGION",
+        _pattern(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region such as eu-west-1"),
+        "AWS region of every resource.",
+    ),
+    Setting(
+        "AWS_ENDPOINT_URL",
+        _endpoint,
+        "Endpoint of an AWS emulator (the embedded cloud); empty for real AWS.",
+        required=False,
+    ),
     Setting("LOCAL_CLOUD", _boolean, "true: start and use the embedded local cloud (moto server) at AWS_ENDPOINT_URL."),
-    Setting("INSTANCE_TYPE", _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "must be an EC2 instance type such as t3.micro"),
-            "EC2 instance type of the web servers and of the Packer builds."),
+    Setting(
+        "INSTANCE_TYPE",
+        _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "must be an EC2 instance type such as t3.micro"),
+        "EC2 instance type of the web servers and of the Packer builds.",
+    ),
     Setting("MIN_CAPACITY", _non_negative, "Smallest size of the Auto Scaling group."),
     Setting("MAX_CAPACITY", _positive, "Largest size of the Auto Scaling group."),
     Setting("DESIRED_CAPACITY", _positive, "Instances a deploy launches and waits for."),
-    Setting("SOURCE_AMI", _pattern(r"ami-[0-9a-f]{8,17}|[A-Za-z0-9][A-Za-z0-9 ()\[\]./'@_*-]{2,127}",
-                                   "must be an image id (ami-…) or an image name pattern"),
-            "Base image of the primal bake: an ami-… id, or a name pattern (newest match of SOURCE_AMI_OWNER)."),
-    Setting("SOURCE_AMI_OWNER", _pattern(r"self|amazon|aws-marketplace|\d{12}", "must be self, amazon or an account id"),
-            "Owner searched when SOURCE_AMI is a name pattern."),
+    Setting(
+        "SOURCE_AMI",
+        _pattern(
+            r"ami-[0-9a-f]{8,17}|[A-Za-z0-9][A-Za-z0-9 ()\[\]./'@_*-]{2,127}",
+            "must be an image id (ami-…) or an image name pattern",
+        ),
+        "Base image of the primal bake: an ami-… id, or a name pattern (newest match of SOURCE_AMI_OWNER).",
+    ),
+    Setting(
+        "SOURCE_AMI_OWNER",
+        _pattern(r"self|amazon|aws-marketplace|\d{12}", "must be self, amazon or an account id"),
+        "Owner searched when SOURCE_AMI is a name pattern.",
+    ),
     Setting("HEALTH_CHECK_PATH", _path, "HTTP path the load balancer checks on port 80."),
     Setting("HEALTH_TIMEOUT", _positive, "Seconds a deploy waits for the new group to become healthy."),
     Setting("POLL_SECONDS", _positive, "Seconds between two polls of a wait."),
     Setting("SSH_CIDR", _cidr, "CIDR allowed to reach port 22 of the instances; empty: no ssh.", required=False),
-    Setting("VPC_ID", _pattern(r"vpc-[0-9a-f]{8,17}", "must be a VPC id such as vpc-0abc1234"),
-            "VPC of the environment; empty: the default VPC.", required=False),
-    Setting("SUBNET_IDS", _id_list("subnet"),
-            "Comma-separated subnets; empty: the default subnets of the VPC.", required=False),
+    Setting(
+        "VPC_ID",
+        _pattern(r"vpc-[0-9a-f]{8,17}", "must be a VPC id such as vpc-0abc1234"),
+        "VPC of the environment; empty: the default VPC.",
+        required=False,
+    ),
+    Setting(
+        "SUBNET_IDS",
+        _id_list("subnet"),
+        "Comma-separated subnets; empty: the default subnets of the VPC.",
+        required=False,
+    ),
     Setting("APP_DIR", _text, "Directory of the application, relative to the repository root."),
     Setting("BUILD_COMMAND", _text, "Shell command that builds the app in APP_DIR ({env} is replaced by ENV)."),
     Setting("APP_FILES", _globs, "Comma-separated globs (relative to APP_DIR) of what the server needs."),
-    Setting("PRIMAL_ID", _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
-            "Use this base image instead of baking one.", required=False),
-    Setting("IMAGE_ID", _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
-            "Deploy this image instead of baking one.", required=False),
+    Setting(
+        "PRIMAL_ID",
+        _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
+        "Use this base image instead of baking one.",
+        required=False,
+    ),
+    Setting(
+        "IMAGE_ID",
+        _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
+        "Deploy this image instead of baking one.",
+        required=False,
+    ),
     Setting("CLEANUP", _boolean, "no: keep every image after a deploy (groups are still retired)."),
     Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
 )
@@ -215,8 +264,8 @@ def default_env_name(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("DEPLOY_ENV") or environ.get("NODE_ENV") or FALLBACK_ENV
 
 
-def available_envs(env_dir: Path = ENV_DIR) -> list[str]:
-    return sorted(p.stem for p in env_dir.glob("*.env") if p.name != DEFAULTS_FILE)
+def available_envs(folder: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (folder or env_dir()).glob("*.env") if p.name != DEFAULTS_FILE)
 
 
 def _read_env_file(path: Path) -> dict[str, str | None]:
@@ -235,23 +284,24 @@ def _read_env_file(path: Path) -> dict[str, str | None]:
 
 def load_config(
     env: str | None = None,
-    env_dir: Path = ENV_DIR,
+    folder: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Read and validate the settings of one environment; raise ConfigError naming the file and key."""
     environ = os.environ if environ is None else environ
+    folder = folder or env_dir()
     env = env or default_env_name(environ)
     if not NAME_PART.fullmatch(env):
         raise ConfigError(f"Environment name {env!r} may hold only letters, digits and inner hyphens.")
-    env_file = env_dir / f"{env}.env"
+    env_file = folder / f"{env}.env"
     if not env_file.is_file():
-        known = ", ".join(available_envs(env_dir)) or "none"
-        raise ConfigError(f"Unknown environment {env!r}: there is no {env_file}. Environments in {env_dir}: {known}.")
+        known = ", ".join(available_envs(folder)) or "none"
+        raise ConfigError(f"Unknown environment {env!r}: there is no {env_file}. Environments in {folder}: {known}.")
 
     raw: dict[str, str] = {}
     sources: dict[str, str] = {}
     warnings: list[str] = []
-    for path in (env_dir / DEFAULTS_FILE, env_file):
+    for path in (folder / DEFAULTS_FILE, env_file):
         if not path.is_file():
             continue
         for key, value in _read_env_file(path).items():
@@ -261,7 +311,7 @@ def load_config(
                 warnings.append(f"{path.name}: {key} is not a setting this tool reads{hint}")
                 continue
             raw[key] = (value or "").strip()
-            sources[key] = str(path.relative_to(env_dir.parent) if path.is_relative_to(env_dir.parent) else path)
+            sources[key] = str(path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path)
     for key in SETTINGS_BY_KEY:
         if key in environ:
             raw[key] = environ[key].strip()

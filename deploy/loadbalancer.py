@@ -114,7 +114,9 @@ class ClassicLoadBalancer:
         if current is None:
             elb.create_load_balancer(
                 LoadBalancerName=self.name,
-                Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}],
+                Listeners=[
+                    {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}
+                ],
                 Subnets=subnet_ids,
                 SecurityGroups=[security_group_id],
                 Tags=tag_list(self.names.tags()),

@@ -20,10 +20,9 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config as BotoConfig
 
-from deploy.config import ROOT, Config
+from deploy.config import Config, work_dir
 from deploy.errors import DeployError
 
-STATE_DIR = ROOT / "deploy" / "local-cloud"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -71,9 +70,10 @@ def _answers_like_aws(endpoint: Endpoint) -> bool:
         return False
 
 
-def start(url: str, state_dir: Path = STATE_DIR, say=print) -> Endpoint:
+def start(url: str, state_dir: Path | None = None, say=print) -> Endpoint:
     """Make sure a moto server answers at URL, starting one in the background when nothing listens there."""
     endpoint = Endpoint.parse(url)
+    state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
     if is_listening(endpoint):
         if not _answers_like_aws(endpoint):
             raise DeployError(
@@ -104,10 +104,10 @@ def start(url: str, state_dir: Path = STATE_DIR, say=print) -> Endpoint:
     raise DeployError(f"The embedded cloud did not answer within {START_TIMEOUT_S:.0f}s; see {log_path}.")
 
 
-def stop(url: str, state_dir: Path = STATE_DIR) -> str:
+def stop(url: str, state_dir: Path | None = None) -> str:
     """Stop the server this tool started at URL, by the pid it recorded."""
     endpoint = Endpoint.parse(url)
-    pid_file = _pid_file(endpoint, state_dir)
+    pid_file = _pid_file(endpoint, state_dir or work_dir() / "deploy" / "local-cloud")
     if not pid_file.is_file():
         return f"no embedded cloud started by this tool at {endpoint.url}"
     pid = int(pid_file.read_text().strip() or 0)

@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from deploy.config import ROOT
+from deploy.config import work_dir
 
-LOG_ROOT = ROOT / "deploy" / "log"
 # Response fields that must never reach a log file.
 SECRET_FIELDS = {"KeyMaterial", "SecretAccessKey", "SessionToken", "Password"}
 
@@ -38,7 +37,7 @@ class RunLog:
     def __init__(
         self,
         env: str,
-        root: Path = LOG_ROOT,
+        root: Path | None = None,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -47,6 +46,7 @@ class RunLog:
         self.clock = clock
         self.step = "run"
         self._counter = 0
+        root = root or work_dir() / "deploy" / "log"
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.dir = root / env / when
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from jinja2 import Environment as Jinja, FileSystemLoader, StrictUndefined
+from jinja2 import Environment as Jinja
+from jinja2 import FileSystemLoader, StrictUndefined
 
 from deploy.aws import collect, error_code
-from deploy.config import ROOT
+from deploy.config import ROOT, work_dir
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.loadbalancer import HealthCheck
 from deploy.naming import tag_list
 
-KEY_DIR = ROOT / "deploy" / "keys"
 TEMPLATES = Jinja(loader=FileSystemLoader(ROOT / "templates"), undefined=StrictUndefined, autoescape=False)
 TEMPLATES.filters["tojson"] = json.dumps
 
@@ -109,9 +109,7 @@ def ensure_security_group(
             GroupName=name,
             Description=description,
             VpcId=vpc_id,
-            TagSpecifications=[
-                {"ResourceType": "security-group", "Tags": tag_list(environment.names.tags(Name=name))}
-            ],
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(environment.names.tags(Name=name))}],
         )
         group = {"GroupId": created["GroupId"], "IpPermissions": []}
         changes.append(f"created security group {name} ({created['GroupId']})")
@@ -184,8 +182,8 @@ def ensure_alias_record(environment: Environment) -> list[str]:
     return [f"pointed {host} (ALIAS A) at {dns_name}"]
 
 
-def key_path(env: str, key_dir: Path = KEY_DIR) -> Path:
-    return key_dir / env
+def key_path(env: str) -> Path:
+    return work_dir() / "deploy" / "keys" / env
 
 
 def ensure_local_key(path: Path) -> list[str]:
@@ -212,10 +210,10 @@ def ensure_local_key(path: Path) -> list[str]:
     return [f"generated ssh key {path}"]
 
 
-def ensure_key_pair(environment: Environment, key_dir: Path = KEY_DIR) -> list[str]:
+def ensure_key_pair(environment: Environment) -> list[str]:
     ec2 = environment.aws.ec2
     name = environment.names.key_pair
-    path = key_path(environment.env, key_dir)
+    path = key_path(environment.env)
     try:
         ec2.describe_key_pairs(KeyNames=[name])
         in_aws = True

@@ -12,9 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from deploy.config import ROOT
-
-STATE_DIR = ROOT / "deploy" / "state"
+from deploy.config import work_dir
 
 
 class State:
@@ -28,8 +26,8 @@ class State:
                 self.data = {}  # a damaged cache only costs a rebuild
 
     @classmethod
-    def for_env(cls, env: str, state_dir: Path = STATE_DIR) -> State:
-        return cls(state_dir / f"{env}.json")
+    def for_env(cls, env: str) -> State:
+        return cls(work_dir() / "deploy" / "state" / f"{env}.json")
 
     def get(self, key: str) -> dict[str, Any] | None:
         value = self.data.get(key)
