@@ -61,10 +61,15 @@ def wait_health(c, env=None, timeout=None, keep_on_failure=False):
     run_step("wait-health", env, lambda e: health.wait_for_new_group(e, seconds, keep_on_failure))
 
 
-@task(help={"env": ENV_HELP, "keep_images": "Keep every image; only retire outdated groups and templates."})
+@task(
+    help={
+        "env": ENV_HELP,
+        "keep_images": "Keep every image; only retire outdated groups and templates. Default: CLEANUP.",
+    }
+)
 def cleanup(c, env=None, keep_images=False):
     """Retire outdated groups (detach, drain, scale to 0, delete), their launch templates/configs, and images."""
-    run_step("cleanup", env, lambda e: retire.retire_outdated(e, keep_images=keep_images))
+    run_step("cleanup", env, lambda e: retire.retire_outdated(e, keep_images=keep_images or None))
 
 
 @task(

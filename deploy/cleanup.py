@@ -1,1 +1,163 @@
-"""placeholder"""
+"""`inv cleanup`: retire every outdated group of the environment, then templates, configurations and images.
+
+A group is retired gracefully: detached from the load balancer (which drains its connections),
+scaled to 0, its instances awaited until terminated, then deleted. Nothing is touched unless the
+serving group is fully healthy, and no image that a remaining group or template uses is deleted.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from deploy.aws import collect
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.groups import (
+    PENDING,
+    SERVING,
+    Group,
+    delete_launch_template,
+    describe_group,
+    environment_groups,
+    outdated_groups,
+    serving_group,
+)
+from deploy.health import Waiter, group_health
+from deploy.images import delete_image, deployment_images
+from deploy.naming import MANAGED_BY
+
+RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
+MAX_PARALLEL_RETIREMENTS = 4
+
+
+def images_to_delete(
+    images: list[dict[str, Any]], in_use: set[str], protected: set[str], retain: int = 0
+) -> list[dict[str, Any]]:
+    """Pure: the deployment images that may go, oldest last kept: never one in use or protected.
+
+    The RETAIN newest unused images stay, so that a rollback can launch them again.
+    """
+    candidates = sorted(
+        (image for image in images if image["ImageId"] not in in_use | protected),
+        key=lambda image: image.get("CreationDate", ""),
+        reverse=True,
+    )
+    return candidates[retain:]
+
+
+def retire_group(environment: Environment, group: Group, timeout_s: float = RETIRE_TIMEOUT_S) -> None:
+    """Detach (the load balancer drains), scale to 0, wait until the instances are gone, delete."""
+    autoscaling = environment.aws.autoscaling
+    balancer = environment.load_balancer
+    poll = float(environment.config["POLL_SECONDS"])  # type: ignore[arg-type]
+    say = environment.say
+    say(f"  retiring {group.name}: detaching from {balancer.name} (connections drain)")
+    balancer.detach_group(group.name)
+    detached, _ = Waiter(timeout_s, poll).until(lambda: (balancer.group_detached(group.name), ""), lambda _: None)
+    if not detached:
+        raise DeployError(
+            f"{group.name} was still draining from {balancer.name} after {timeout_s:.0f}s; re-run cleanup."
+        )
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=group.name, MinSize=0, MaxSize=0, DesiredCapacity=0)
+
+    def instances_gone() -> tuple[bool, str]:
+        raw = describe_group(environment, group.name, include_deleting=True)
+        left = len(raw.get("Instances", [])) if raw else 0
+        return left == 0, f"  {group.name}: {left} instances left"
+
+    gone, status = Waiter(timeout_s, poll).until(instances_gone, lambda _: None)
+    if not gone:
+        raise DeployError(f"{status.strip()} after {timeout_s:.0f}s of scaling down; re-run cleanup.")
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group.name)
+    say(f"  retired {group.name}")
+
+
+def launch_templates(environment: Environment) -> list[str]:
+    names = environment.names
+    filters = [
+        {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
+        {"Name": "tag:App", "Values": [names.app]},
+        {"Name": "tag:Env", "Values": [names.env]},
+    ]
+    found = collect(environment.aws.ec2, "describe_launch_templates", "LaunchTemplates", Filters=filters)
+    return sorted(
+        t["LaunchTemplateName"] for t in found if names.owns(t["LaunchTemplateName"], names.launch_template_prefix)
+    )
+
+
+def launch_configurations(environment: Environment) -> list[dict[str, Any]]:
+    """The original scripts' lc-NAME-* configurations (AWS offers no server-side filter by name prefix)."""
+    names = environment.names
+    found = collect(environment.aws.autoscaling, "describe_launch_configurations", "LaunchConfigurations")
+    return [lc for lc in found if names.owns(lc["LaunchConfigurationName"], names.launch_configuration_prefix)]
+
+
+def template_image(environment: Environment, name: str) -> str | None:
+    versions = environment.aws.ec2.describe_launch_template_versions(LaunchTemplateName=name, Versions=["$Latest"])
+    data = (
+        versions["LaunchTemplateVersions"][0].get("LaunchTemplateData", {})
+        if versions["LaunchTemplateVersions"]
+        else {}
+    )
+    return data.get("ImageId")
+
+
+def retire_outdated(environment: Environment, keep_images: bool | None = None) -> list[str]:
+    """Retire every group but the serving (and a pending) one; return the names of retired groups.
+
+    KEEP_IMAGES None follows CLEANUP from the env file.
+    """
+    if keep_images is None:
+        keep_images = not environment.config["CLEANUP"]
+    state = environment.state
+    groups = environment_groups(environment)
+    serving = serving_group(groups, (state.get(SERVING) or {}).get("group"))
+    pending = (state.get(PENDING) or {}).get("group")
+    keep = {name for name in (serving.name if serving else None, pending) if name}
+    outdated = outdated_groups(groups, keep)
+    if outdated and serving is not None:
+        health = group_health(environment, serving.name)
+        if not health.done:
+            raise DeployError(
+                f"Not retiring anything: the serving group {serving.name} is not fully healthy"
+                f" ({health.line().strip()})."
+            )
+    if outdated:
+        environment.say(
+            f"  outdated: {', '.join(g.name for g in outdated)}; serving: {serving.name if serving else 'none'}"
+        )
+        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_RETIREMENTS) as pool:
+            for future in [pool.submit(retire_group, environment, group) for group in outdated]:
+                future.result()
+    else:
+        environment.say("  no outdated groups")
+
+    remaining = [g for g in groups if g.name in keep]
+    used_templates = {g.launch_template for g in remaining if g.launch_template}
+    used_configurations = {g.launch_configuration for g in remaining if g.launch_configuration}
+    for name in launch_templates(environment):
+        if name not in used_templates and (state.get(PENDING) or {}).get("launch_template") != name:
+            delete_launch_template(environment, name)
+            environment.say(f"  deleted launch template {name}")
+    in_use = {image for image in (template_image(environment, name) for name in used_templates) if image}
+    for configuration in launch_configurations(environment):
+        if configuration["LaunchConfigurationName"] in used_configurations:
+            in_use.add(configuration["ImageId"])
+            continue
+        environment.aws.autoscaling.delete_launch_configuration(
+            LaunchConfigurationName=configuration["LaunchConfigurationName"]
+        )
+        environment.say(f"  deleted launch configuration {configuration['LaunchConfigurationName']}")
+
+    if keep_images:
+        environment.say("  kept every image (--no-cleanup / CLEANUP=no)")
+    else:
+        for record in (state.get(SERVING), state.get(PENDING)):
+            if record and record.get("image_id"):
+                in_use.add(record["image_id"])
+        protected = set(state.data.get("protected_images", []))
+        for image in images_to_delete(deployment_images(environment), in_use, protected):
+            delete_image(environment, image)
+            environment.say(f"  deregistered outdated image {image['ImageId']} and deleted its snapshots")
+    return [group.name for group in outdated]

@@ -206,7 +206,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("APP_DIR", _text, "Directory of the application, relative to the repository root."),
     Setting("BUILD_COMMAND", _text, "Shell command that builds the app in APP_DIR ({env} is replaced by ENV)."),
-    Setting("APP_FILES", _globs, "Comma-separated globs (relative to APP_DIR) of what the server needs."),
+    Setting(
+        "APP_FILES",
+        _globs,
+        "Comma-separated globs (relative to APP_DIR) of what the server needs; `dist/*` stages dist's files.",
+    ),
     Setting(
         "PRIMAL_ID",
         _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),

@@ -1,1 +1,227 @@
-"""placeholder"""
+"""Auto Scaling groups and their launch templates: launch, list, and the pure decisions about them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deploy.aws import collect, error_code
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.images import given_image, require_image
+from deploy.naming import STAMP_FORMAT, Names, stamp, tag_list
+from deploy.setup import find_security_group, resolve_network
+
+GRACE_PERIOD_S = 300
+PENDING = "pending"
+SERVING = "serving"
+
+
+@dataclass(frozen=True)
+class Group:
+    """What the decisions need to know of one Auto Scaling group."""
+
+    name: str
+    desired: int = 0
+    instance_ids: tuple[str, ...] = ()
+    launch_template: str | None = None
+    launch_configuration: str | None = None
+    image_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Group:
+        template = raw.get("LaunchTemplate") or (raw.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get(
+            "LaunchTemplateSpecification"
+        )
+        tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
+        return cls(
+            name=raw["AutoScalingGroupName"],
+            desired=int(raw.get("DesiredCapacity", 0)),
+            instance_ids=tuple(i["InstanceId"] for i in raw.get("Instances", [])),
+            launch_template=(template or {}).get("LaunchTemplateName"),
+            launch_configuration=raw.get("LaunchConfigurationName"),
+            image_id=tags.get("Image"),
+            tags=tags,
+            created=str(raw.get("CreatedTime", "")),
+        )
+
+
+def next_stamp(now: datetime, taken: list[str], names: Names) -> str:
+    """A stamp later than any of this environment's groups: two launches in one second never collide."""
+    latest = max(
+        (name[len(names.group_prefix) :] for name in taken if names.owns(name, names.group_prefix)), default=""
+    )
+    candidate = now
+    while stamp(candidate) <= latest or names.group(stamp(candidate)) in taken:
+        candidate += timedelta(seconds=1)
+    return stamp(candidate)
+
+
+def serving_group(groups: list[Group], recorded: str | None) -> Group | None:
+    """The group that serves: the one recorded as promoted if it still exists, else the newest with instances."""
+    by_name = {group.name: group for group in groups}
+    if recorded in by_name:
+        return by_name[recorded]
+    live = [group for group in groups if group.desired > 0]
+    return max(live, key=lambda group: group.name, default=None)
+
+
+def outdated_groups(groups: list[Group], keep: set[str]) -> list[Group]:
+    """Every group of the environment except those to keep, oldest first."""
+    return sorted((group for group in groups if group.name not in keep), key=lambda group: group.name)
+
+
+def environment_groups(environment: Environment) -> list[Group]:
+    """This environment's groups: filtered by AWS on the Name tag, then checked by name prefix.
+
+    Groups made by the original scripts carry the same Name tag and the asg-NAME- prefix.
+    """
+    names = environment.names
+    raw = collect(
+        environment.aws.autoscaling,
+        "describe_auto_scaling_groups",
+        "AutoScalingGroups",
+        Filters=[{"Name": "tag:Name", "Values": [names.stack]}],
+    )
+    return [Group.from_aws(item) for item in raw if names.owns(item["AutoScalingGroupName"], names.group_prefix)]
+
+
+def describe_group(environment: Environment, name: str, include_deleting: bool = False) -> dict[str, Any] | None:
+    """The group, or None when it does not exist (or is being deleted, unless INCLUDE_DELETING)."""
+    found = environment.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    groups = [g for g in found["AutoScalingGroups"] if include_deleting or g.get("Status") != "Delete in progress"]
+    return groups[0] if groups else None
+
+
+def instance_security_group(environment: Environment, vpc_id: str) -> str:
+    name = environment.names.instance_security_group
+    group = find_security_group(environment, vpc_id, name)
+    if group is None:
+        raise DeployError(f"Security group {name} does not exist: run `inv setup --env {environment.env}` first.")
+    return str(group["GroupId"])
+
+
+def launch_template_data(environment: Environment, image: dict[str, Any], security_group_id: str) -> dict[str, Any]:
+    """Current AWS defaults done right: IMDSv2 required, encrypted gp3 root volume, tagged instances."""
+    config = environment.config
+    names = environment.names
+    instance_tags = tag_list(names.tags(Name=names.stack, Role="web", Image=image["ImageId"]))
+    root_device = image.get("RootDeviceName") or "/dev/xvda"
+    root_ebs = next(
+        (m.get("Ebs", {}) for m in image.get("BlockDeviceMappings", []) if m["DeviceName"] == root_device), {}
+    )
+    # The image's own size, stated explicitly (moto insists; AWS would take it from the snapshot).
+    size = {"VolumeSize": root_ebs["VolumeSize"]} if root_ebs.get("VolumeSize") else {}
+    return {
+        "ImageId": image["ImageId"],
+        "InstanceType": str(config["INSTANCE_TYPE"]),
+        "KeyName": names.key_pair,
+        "SecurityGroupIds": [security_group_id],
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": root_device,
+                "Ebs": {"Encrypted": True, "VolumeType": "gp3", "DeleteOnTermination": True, **size},
+            }
+        ],
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": instance_tags},
+            {"ResourceType": "volume", "Tags": instance_tags},
+        ],
+    }
+
+
+def pending_image(environment: Environment, image_id: str | None) -> str:
+    image = given_image(environment, image_id) or (environment.state.get("carnivore") or {}).get("image_id")
+    if not image:
+        raise DeployError(f"No image to launch for {environment.env}: run `inv bake-carnivore` or pass --image-id.")
+    return str(image)
+
+
+def launch_group(environment: Environment, image_id: str | None = None) -> str:
+    """Create lt-NAME-STAMP and asg-NAME-STAMP with the image, attached to the load balancer; record it as pending."""
+    names = environment.names
+    config = environment.config
+    image = require_image(environment, pending_image(environment, image_id), "Image")
+    environment.load_balancer.require()
+    vpc_id, subnet_ids = resolve_network(environment)
+    security_group_id = instance_security_group(environment, vpc_id)
+    existing = environment_groups(environment)
+    when = next_stamp(datetime.now(UTC), [group.name for group in existing], names)
+    group_name, template_name = names.group(when), names.launch_template(when)
+    autoscaling, ec2 = environment.aws.autoscaling, environment.aws.ec2
+    template = ec2.create_launch_template(
+        LaunchTemplateName=template_name,
+        LaunchTemplateData=launch_template_data(environment, image, security_group_id),
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": tag_list(names.tags(Image=image["ImageId"]))}],
+    )["LaunchTemplate"]
+    environment.say(f"  created launch template {template_name} ({image['ImageId']}, IMDSv2 required, encrypted)")
+    # Recorded before the group exists, so an interrupted launch still knows what to remove.
+    environment.state.put(
+        PENDING, {"group": group_name, "launch_template": template_name, "image_id": image["ImageId"]}
+    )
+    try:
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=group_name,
+            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
+            MinSize=int(config["MIN_CAPACITY"]),  # type: ignore[arg-type]
+            MaxSize=int(config["MAX_CAPACITY"]),  # type: ignore[arg-type]
+            DesiredCapacity=int(config["DESIRED_CAPACITY"]),  # type: ignore[arg-type]
+            VPCZoneIdentifier=",".join(subnet_ids),
+            HealthCheckType="ELB",
+            HealthCheckGracePeriod=GRACE_PERIOD_S,
+            Tags=[
+                {"Key": key, "Value": value, "PropagateAtLaunch": key != "Image"}
+                for key, value in names.tags(Name=names.stack, Role="web", Image=image["ImageId"]).items()
+            ],
+            **environment.load_balancer.group_attachment(),
+        )
+    except BaseException:
+        delete_launch_template(environment, template_name)
+        environment.state.put(PENDING, None)
+        raise
+    environment.say(
+        f"  created group {group_name}: {config['DESIRED_CAPACITY']} x {config['INSTANCE_TYPE']}"
+        f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
+    )
+    keep_serving_registered(environment, [g for g in existing if g.name != group_name])
+    return group_name
+
+
+def keep_serving_registered(environment: Environment, groups: list[Group]) -> None:
+    """Re-register the instances of groups that still serve.
+
+    moto divergence: creating or updating a group attached to a classic load balancer makes the load
+    balancer's instance list equal to that group's, dropping every other group. AWS keeps both
+    registered, so on AWS this is skipped; on an emulator it restores what AWS would show.
+    """
+    if not environment.config.endpoint_url or environment.load_balancer.kind != "classic":
+        return
+    for group in groups:
+        raw = describe_group(environment, group.name)
+        if raw is None or not any(lb == environment.load_balancer.name for lb in raw.get("LoadBalancerNames", [])):
+            continue
+        live = [i["InstanceId"] for i in raw.get("Instances", []) if i.get("LifecycleState") == "InService"]
+        environment.load_balancer.register(live)
+
+
+def delete_launch_template(environment: Environment, name: str) -> bool:
+    try:
+        environment.aws.ec2.delete_launch_template(LaunchTemplateName=name)
+        return True
+    except ClientError as error:
+        if error_code(error) in ("InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound"):
+            return False
+        raise
+
+
+def group_stamp_time(name: str, names: Names) -> datetime | None:
+    try:
+        return datetime.strptime(name[len(names.group_prefix) :], STAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None

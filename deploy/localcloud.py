@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config as BotoConfig
 
-from deploy.config import Config, work_dir
+from deploy.config import ROOT, Config, work_dir
 from deploy.errors import DeployError
 
 START_TIMEOUT_S = 60.0
@@ -85,10 +85,11 @@ def start(url: str, state_dir: Path | None = None, say=print) -> Endpoint:
     log_path = state_dir / f"moto-{endpoint.port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", endpoint.host, "-p", str(endpoint.port)],
+            [sys.executable, "-m", "deploy.motoserver", "-H", endpoint.host, "-p", str(endpoint.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=ROOT,
             start_new_session=True,  # outlives this task: later tasks see the same cloud
         )
     _pid_file(endpoint, state_dir).write_text(f"{process.pid}\n")
@@ -134,9 +135,14 @@ def _alive(pid: int) -> bool:
         pass
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
+    # An exited server that nobody has reaped yet (a container's init may be slow to) is a zombie:
+    # signal 0 still reaches it, but it is gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def seed(config: Config, ec2, route53, say=print) -> None:
@@ -153,7 +159,14 @@ def seed(config: Config, ec2, route53, say=print) -> None:
     if images:
         return
     # moto only makes images from instances: start one from a built-in image, image it, end it.
-    builtin = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])
+    # Packer's amazon-ebs builder needs an EBS-backed source, as AWS's distribution images are.
+    builtin = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[
+            {"Name": "architecture", "Values": ["x86_64"]},
+            {"Name": "root-device-type", "Values": ["ebs"]},
+        ],
+    )
     base = builtin["Images"][0]["ImageId"]
     instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]
     image = ec2.create_image(InstanceId=instance["InstanceId"], Name=source, Description="embedded cloud base image")

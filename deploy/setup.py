@@ -39,7 +39,9 @@ class Rule:
 
     def as_permission(self) -> dict[str, Any]:
         permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": self.port, "ToPort": self.port}
-        if self.cidr:
+        if self.cidr and ":" in self.cidr:  # SSH_CIDR may be IPv6: AWS takes those only as Ipv6Ranges
+            permission["Ipv6Ranges"] = [{"CidrIpv6": self.cidr}]
+        elif self.cidr:
             permission["IpRanges"] = [{"CidrIp": self.cidr}]
         else:
             permission["UserIdGroupPairs"] = [{"GroupId": self.group_id}]
@@ -54,6 +56,7 @@ def rules_of(permissions: list[dict[str, Any]]) -> set[Rule]:
             continue
         port = int(permission["FromPort"])
         rules.update(Rule(port, cidr=r["CidrIp"]) for r in permission.get("IpRanges", []))
+        rules.update(Rule(port, cidr=r["CidrIpv6"]) for r in permission.get("Ipv6Ranges", []))
         rules.update(Rule(port, group_id=p["GroupId"]) for p in permission.get("UserIdGroupPairs", []))
     return rules
 
@@ -129,14 +132,25 @@ def find_hosted_zone(environment: Environment) -> str:
     config = environment.config
     route53 = environment.aws.route53
     domain = str(config["DOMAIN"])
+    host = environment.names.host.lower()
     if config["HOSTED_ZONE_ID"]:
         zone_id = str(config["HOSTED_ZONE_ID"])
         try:
-            route53.get_hosted_zone(Id=zone_id)
+            zone = route53.get_hosted_zone(Id=zone_id)["HostedZone"]
         except ClientError as error:
             if error_code(error) == "NoSuchHostedZone":
-                raise DeployError(f"HOSTED_ZONE_ID {zone_id} does not exist: fix it in env/{config.env}.env.") from None
+                raise DeployError(
+                    f"HOSTED_ZONE_ID {zone_id} does not exist (DOMAIN {domain}): fix it in env/{config.env}.env,"
+                    " or leave it empty to use the public zone named DOMAIN."
+                ) from None
             raise
+        zone_name = zone["Name"].rstrip(".").lower()
+        # Route 53 only takes records inside the zone: catch a wrong zone before anything is created.
+        if host != zone_name and not host.endswith(f".{zone_name}"):
+            raise DeployError(
+                f"HOSTED_ZONE_ID {zone_id} is the zone {zone_name}, which cannot hold {host} (DOMAIN {domain}):"
+                f" fix it in env/{config.env}.env."
+            )
         return zone_id
     zones = route53.list_hosted_zones_by_name(DNSName=domain, MaxItems="10")["HostedZones"]
     # Exact, public matches only: the listing starts at DOMAIN but may go on past it.
@@ -166,9 +180,8 @@ def alias_matches(record: dict[str, Any] | None, host: str, dns_name: str, zone_
     )
 
 
-def ensure_alias_record(environment: Environment) -> list[str]:
+def ensure_alias_record(environment: Environment, zone_id: str) -> list[str]:
     host = environment.names.host
-    zone_id = find_hosted_zone(environment)
     dns_name, lb_zone_id = environment.load_balancer.dns_target()
     route53 = environment.aws.route53
     found = route53.list_resource_record_sets(
@@ -244,6 +257,8 @@ def ensure_key_pair(environment: Environment) -> list[str]:
 def run_setup(environment: Environment) -> list[str]:
     """Create or converge every resource of the environment; return the changes made."""
     names = environment.names
+    # Everything that can be wrong with the input is checked before the first resource is created.
+    zone_id = find_hosted_zone(environment)
     vpc_id, subnet_ids = resolve_network(environment)
     lb_group_id, changes = ensure_security_group(
         environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", {Rule(80, cidr="0.0.0.0/0")}
@@ -257,7 +272,7 @@ def run_setup(environment: Environment) -> list[str]:
     changes += instance_changes
     health = HealthCheck(path=str(environment.config["HEALTH_CHECK_PATH"]))
     changes += environment.load_balancer.ensure(subnet_ids, lb_group_id, health)
-    changes += ensure_alias_record(environment)
+    changes += ensure_alias_record(environment, zone_id)
     changes += ensure_key_pair(environment)
     for change in changes:
         environment.say(f"  {change}")

@@ -15,7 +15,9 @@ def build(env: str, dist: Path = HERE / "dist") -> Path:
     dist.mkdir(parents=True)
     shutil.copy2(HERE / "server.py", dist / "server.py")
     # Microseconds make every build differ, so each deploy is visibly a new version.
-    version = {"built_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "env": env}
+    # timezone.utc, not datetime.UTC: the app must also run on an image's older python3.
+    now = datetime.now(timezone.utc)  # noqa: UP017
+    version = {"built_at": now.isoformat(timespec="microseconds"), "env": env}
     (dist / "version.json").write_text(json.dumps(version) + "\n")
     return dist
 

@@ -25,7 +25,7 @@ VERSION = load_version()
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (name fixed by BaseHTTPRequestHandler)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == HEALTH_PATH:
             body = json.dumps({"status": "ok", "version": VERSION}).encode()

@@ -40,6 +40,8 @@ After=network-online.target
 User=app
 Group=app
 WorkingDirectory=$DEST
+# app.env: the environment's settings staged by copy-over (ENV, APP_NAME, DOMAIN, HEALTH_CHECK_PATH).
+EnvironmentFile=-$DEST/app.env
 Environment=PORT=80
 Environment=HEALTH_CHECK_PATH=$HEALTH_CHECK_PATH
 Environment=PYTHONUNBUFFERED=1

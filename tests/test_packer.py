@@ -1,0 +1,412 @@
+"""Tests of the Packer runner, templates and provisioning scripts, including real builds on moto."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from deploy.packer import (
+    PackerError,
+    parse_artifact_id,
+    progress_message,
+    render_var_file,
+    run_packer,
+    validate_template,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKER_DIR = ROOT / "packer"
+SCRIPTS = sorted((PACKER_DIR / "scripts").glob("*.sh"))
+REGION = "us-east-1"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+needs_packer = pytest.mark.skipif(
+    shutil.which("packer") is None, reason="packer is not on PATH (apt-get install packer)"
+)
+
+# moto 5.2.5 divergence: images made by CreateImage/CopyImage/RegisterImage report RootDeviceType
+# "standard"; on AWS an EBS-backed image says "ebs". Packer's amazon-ebs builder refuses a source AMI
+# that is not "ebs", so a primal image built on plain moto could not be the source of a carnivore build.
+# The server is started with that one default corrected.
+MOTO_LAUNCHER = """
+from moto.ec2.models import amis
+_init = amis.Ami.__init__
+def _init_ebs(self, *args, root_device_type="ebs", **kwargs):
+    _init(self, *args, root_device_type=root_device_type, **kwargs)
+amis.Ami.__init__ = _init_ebs
+from moto.server import main
+main()
+"""
+
+
+# --- pure parsing -------------------------------------------------------------------------------
+
+BUILD_OUTPUT = [
+    "1795676256,,ui,say,==> local: Creating AMI 5Vx9oCe from instance i-5ab4e58207751bcdc\n",
+    "1795676256,,ui,message,    local: AMI: ami-f228b4482ee40360b\n",
+    "1795676256,,ui,say,==> local: No volumes to clean up%!(PACKER_COMMA) skipping\n",
+    "1795676256,local,artifact-count,1\n",
+    "1795676256,local,artifact,0,builder-id,mitchellh.amazonebs\n",
+    "1795676256,local,artifact,0,id,us-east-1:ami-1fe91a55da7d71974\n",
+    "1795676256,local,artifact,0,string,AMIs were created:\\nus-east-1: ami-1fe91a55da7d71974\\n\n",
+    "1795676256,local,artifact,0,end\n",
+]
+
+
+def test_parse_artifact_id_reads_the_id_line() -> None:
+    assert parse_artifact_id(BUILD_OUTPUT) == "ami-1fe91a55da7d71974"
+
+
+def test_parse_artifact_id_takes_the_first_of_several_regions() -> None:
+    line = "1,aws,artifact,0,id,eu-west-1:ami-0aaa%!(PACKER_COMMA)us-east-1:ami-0bbb"
+    assert parse_artifact_id([line]) == "ami-0aaa"
+
+
+def test_parse_artifact_id_without_artifact_is_none() -> None:
+    assert parse_artifact_id(BUILD_OUTPUT[:5]) is None
+    assert parse_artifact_id(["", "garbage", "1,,ui,error,Build 'local' errored"]) is None
+
+
+def test_progress_message_decodes_say_and_message_lines() -> None:
+    assert progress_message(BUILD_OUTPUT[0]) == "==> local: Creating AMI 5Vx9oCe from instance i-5ab4e58207751bcdc"
+    assert progress_message(BUILD_OUTPUT[1]) == "    local: AMI: ami-f228b4482ee40360b"
+    assert progress_message(BUILD_OUTPUT[2]) == "==> local: No volumes to clean up, skipping"
+    assert progress_message("1,,ui,say,\\n==> Wait completed after 207 ms") == "==> Wait completed after 207 ms"
+    assert progress_message("1,,ui,say,--> local: AMIs were created:\\nus-east-1: ami-1\\n") == (
+        "--> local: AMIs were created:\nus-east-1: ami-1"
+    )
+
+
+def test_progress_message_ignores_other_lines() -> None:
+    assert progress_message(BUILD_OUTPUT[5]) is None
+    assert progress_message("1,,ui,error,Build 'local' errored") is None
+    assert progress_message("1,,ui,say,") is None
+    assert progress_message("not machine readable") is None
+
+
+# --- variable files -----------------------------------------------------------------------------
+
+
+def _context(**overrides: object) -> dict[str, object]:
+    context: dict[str, object] = {
+        "region": REGION,
+        "endpoint": "http://127.0.0.1:5055",
+        "source_ami": "ami-0123",
+        "primal_ami": "ami-0456",
+        "instance_type": "t3.micro",
+        "image_name": "exapp-test-primal-20261126T101010-ab12cd",
+        "app_name": "exapp",
+        "env": "test",
+        "app_dir": "/tmp/app",
+        "health_check_path": "/api/status/health",
+        "ssh_username": "admin",
+    }
+    context.update(overrides)
+    return context
+
+
+@pytest.mark.parametrize("role", ["primal", "carnivore"])
+def test_var_file_matches_template_variables(role: str, tmp_path: Path) -> None:
+    # A var file naming a variable the template lacks, or missing a required one, breaks the build.
+    dest = render_var_file(f"packer-{role}.vars.json.j2", _context(), tmp_path / f"{role}.json")
+    rendered = json.loads(dest.read_text())
+    declared = json.loads((PACKER_DIR / f"{role}.json").read_text())["variables"]
+    assert set(rendered) == set(declared)
+    assert all(isinstance(value, str) for value in rendered.values())
+
+
+def test_var_file_escapes_values_and_accepts_paths(tmp_path: Path) -> None:
+    tricky = 'a "quoted" name\\with {{user `x`}} and </script>'
+    context = _context(app_name=tricky, app_dir=tmp_path / "staged app", endpoint=None)
+    dest = render_var_file("packer-carnivore.vars.json.j2", context, tmp_path / "sub" / "vars.json")
+    rendered = json.loads(dest.read_text())
+    assert rendered["app_name"] == tricky
+    assert rendered["app_dir"] == str(tmp_path / "staged app")
+    assert rendered["endpoint"] == ""
+
+
+def test_var_file_names_a_missing_value(tmp_path: Path) -> None:
+    context = _context()
+    del context["source_ami"]
+    with pytest.raises(PackerError, match="source_ami"):
+        render_var_file("packer-primal.vars.json.j2", context, tmp_path / "vars.json")
+    assert not (tmp_path / "vars.json").exists()
+
+
+def test_var_file_refuses_non_strings(tmp_path: Path) -> None:
+    with pytest.raises(PackerError, match="image_name must be a string"):
+        render_var_file("packer-primal.vars.json.j2", _context(image_name=None), tmp_path / "vars.json")
+
+
+# --- scripts and templates ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_provisioning_script_passes_shellcheck(script: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(["shellcheck", "-x", str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_both_provisioning_scripts_exist() -> None:
+    assert [path.name for path in SCRIPTS] == ["carnivore.sh", "primal.sh"]
+
+
+@needs_packer
+@pytest.mark.parametrize("template", ["primal.json", "carnivore.json"])
+def test_template_validates(template: str) -> None:
+    validate_template(PACKER_DIR / template)
+
+
+@needs_packer
+def test_validate_reports_an_unknown_option(tmp_path: Path) -> None:
+    template = json.loads((PACKER_DIR / "primal.json").read_text())
+    template["builders"][1]["no_such_option"] = True
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(template))
+    with pytest.raises(PackerError, match="no_such_option"):
+        validate_template(path)
+
+
+# --- running packer -----------------------------------------------------------------------------
+
+
+def test_missing_packer_says_how_to_install(tmp_path: Path) -> None:
+    var_file = render_var_file("packer-primal.vars.json.j2", _context(), tmp_path / "vars.json")
+    with pytest.raises(PackerError, match="apt-get install packer"):
+        run_packer(PACKER_DIR / "primal.json", var_file, "local", tmp_path / "build.log", packer_bin="no-such-packer")
+    with pytest.raises(PackerError, match="apt-get install packer"):
+        validate_template(PACKER_DIR / "primal.json", packer_bin="no-such-packer")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@needs_packer
+def test_failing_build_reports_the_log_tail(tmp_path: Path) -> None:
+    # Nothing listens on a port just released: packer fails at once.
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    var_file = render_var_file("packer-primal.vars.json.j2", _context(endpoint=endpoint), tmp_path / "vars.json")
+    log_path = tmp_path / "log" / "build.log"
+    progress: list[str] = []
+    with pytest.raises(PackerError) as failure:
+        run_packer(PACKER_DIR / "primal.json", var_file, "local", log_path, on_progress=progress.append, env=AWS_ENV)
+    message = str(failure.value)
+    assert "failed (exit code 1)" in message
+    assert str(log_path) in message
+    assert "Last lines" in message and "errored" in message
+    assert ",ui," not in message and "%!(PACKER_COMMA)" not in message  # decoded for people
+    assert ",ui," in log_path.read_text()  # the log keeps the raw output
+
+
+def _fake_packer(tmp_path: Path) -> Path:
+    """A stand-in for packer that runs until interrupted, then reports cleaning up as packer does."""
+    fake = tmp_path / "fake-packer"
+    fake.write_text(
+        "#!/bin/bash\n"
+        "echo '1,,ui,say,==> local: Launching a source AWS instance...'\n"
+        "trap \"echo '1,,ui,say,==> local: Terminating the source AWS instance...'; exit 1\" INT\n"
+        "while :; do sleep 0.05; done\n"
+    )
+    fake.chmod(0o755)
+    (tmp_path / "vars.json").write_text("{}")
+    return fake
+
+
+def test_timeout_interrupts_packer_and_keeps_its_cleanup_output(tmp_path: Path) -> None:
+    fake = _fake_packer(tmp_path)
+    var_file = tmp_path / "vars.json"
+    log_path = tmp_path / "build.log"
+    progress: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(PackerError, match=r"did not finish within 0\.3s"):
+        run_packer(
+            PACKER_DIR / "primal.json",
+            var_file,
+            "local",
+            log_path,
+            on_progress=progress.append,
+            timeout_s=0.3,
+            packer_bin=str(fake),
+            cleanup_grace_s=5,
+        )
+    assert time.monotonic() - started < 4
+    # Output after the interrupt still streams: the user sees packer clean up.
+    assert progress == [
+        "==> local: Launching a source AWS instance...",
+        "==> local: Terminating the source AWS instance...",
+    ]
+    assert "Terminating the source AWS instance" in log_path.read_text()
+
+
+def test_interrupt_lets_packer_clean_up_then_propagates(tmp_path: Path) -> None:
+    # A Ctrl-C while output streams, simulated by the progress callback.
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    fake = _fake_packer(tmp_path)
+    log_path = tmp_path / "build.log"
+    with pytest.raises(KeyboardInterrupt):
+        run_packer(
+            PACKER_DIR / "primal.json", tmp_path / "vars.json", "local", log_path, interrupt, packer_bin=str(fake)
+        )
+    assert "Terminating the source AWS instance" in log_path.read_text()
+
+
+# --- real builds on moto ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    # A file, not a pipe: moto logs every request and would block on a full pipe.
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = log_path.open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-c", MOTO_LAUNCHER, "-H", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"moto server exited:\n{log_path.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("moto server did not listen within 20s")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        # Its state is throwaway and a graceful stop costs ~1s of interpreter teardown: kill it.
+        server.kill()
+        server.wait()
+        log.close()
+
+
+def _ec2(endpoint: str) -> Any:
+    return boto3.client(
+        "ec2",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _source_image(ec2: Any) -> str:
+    """An image of our own, made as on AWS: launch an instance from a public image and image it."""
+    public = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[{"Name": "root-device-type", "Values": ["ebs"]}, {"Name": "name", "Values": ["ubuntu/images/*"]}],
+    )["Images"]
+    instance = ec2.run_instances(ImageId=public[0]["ImageId"], MinCount=1, MaxCount=1, InstanceType="t3.micro")
+    instance_id = instance["Instances"][0]["InstanceId"]
+    image_id = ec2.create_image(InstanceId=instance_id, Name=f"source-{uuid.uuid4().hex[:8]}")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    return image_id
+
+
+def _load_example_app_build() -> Callable[[str, Path], Path]:
+    spec = importlib.util.spec_from_file_location("example_app_build", ROOT / "example-app" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build
+
+
+def _tags(image: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
+
+
+@needs_packer
+@pytest.mark.timeout(60)
+def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path) -> None:
+    ec2 = _ec2(moto_endpoint)
+    source = _source_image(ec2)
+    suffix = uuid.uuid4().hex[:6]
+    common = {"region": REGION, "endpoint": moto_endpoint, "instance_type": "t3.micro", "app_name": "exapp"}
+    common |= {"env": "test", "health_check_path": "/api/status/health", "ssh_username": "admin"}
+
+    primal_name = f"exapp-test-primal-{suffix}"
+    primal_vars = render_var_file(
+        "packer-primal.vars.json.j2",
+        {**common, "source_ami": source, "image_name": primal_name},
+        tmp_path / "primal.vars.json",
+    )
+    progress: list[str] = []
+    primal = run_packer(
+        PACKER_DIR / "primal.json",
+        primal_vars,
+        "local",
+        tmp_path / "primal.log",
+        on_progress=progress.append,
+        timeout_s=60,
+        env=AWS_ENV,
+    )
+    [image] = ec2.describe_images(ImageIds=[primal])["Images"]
+    assert image["Name"] == primal_name
+    assert image["RootDeviceType"] == "ebs"
+    assert _tags(image) == {
+        "Name": primal_name,
+        "ManagedBy": "immutable-deploy",
+        "App": "exapp",
+        "Env": "test",
+        "Role": "primal",
+        "SourceImage": source,
+    }
+    assert any("Creating AMI" in line for line in progress)
+    assert f"artifact,0,id,{REGION}:{primal}" in (tmp_path / "primal.log").read_text()
+
+    app_dir = _load_example_app_build()("test", tmp_path / "staged-app")
+    assert (app_dir / "server.py").is_file() and (app_dir / "version.json").is_file()
+    carnivore_name = f"exapp-test-carnivore-{suffix}"
+    carnivore_vars = render_var_file(
+        "packer-carnivore.vars.json.j2",
+        {**common, "primal_ami": primal, "image_name": carnivore_name, "app_dir": app_dir},
+        tmp_path / "carnivore.vars.json",
+    )
+    carnivore = run_packer(
+        PACKER_DIR / "carnivore.json",
+        carnivore_vars,
+        "local",
+        tmp_path / "carnivore.log",
+        on_progress=lambda line: None,
+        timeout_s=60,
+        env=AWS_ENV,
+    )
+    [image] = ec2.describe_images(ImageIds=[carnivore])["Images"]
+    assert image["Name"] == carnivore_name
+    assert _tags(image)["Role"] == "carnivore"
+    assert _tags(image)["SourceImage"] == primal
+    assert {_tags(image)[key] for key in ("ManagedBy", "App", "Env")} == {"immutable-deploy", "exapp", "test"}
+    # Packer cleaned up after itself: no running build instance, no temporary key pair or group.
+    running = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    assert running["Reservations"] == []
+    assert not [pair for pair in ec2.describe_key_pairs()["KeyPairs"] if pair["KeyName"].startswith("packer_")]
+    groups = ec2.describe_security_groups()["SecurityGroups"]
+    assert not [group for group in groups if group["GroupName"].startswith("packer_")]
