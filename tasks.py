@@ -14,7 +14,7 @@ from deploy.setup import run_setup
 ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, then staging)."
 IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; it is never deleted."
 PRIMAL_HELP = "Bake on this base image (ami-…) instead of the recorded or a newly baked primal image."
-TIMEOUT_HELP = "Seconds to wait for the new group to be healthy (default HEALTH_TIMEOUT)."
+TIMEOUT_HELP = "Seconds to wait for the new group to be healthy (default: HEALTH_TIMEOUT)."
 KEEP_HELP = "On a failed health wait, keep the new group for debugging instead of removing it."
 
 
@@ -55,10 +55,9 @@ def launch_asg(c, env=None, image_id=None, primal_id=None):
 
 
 @task(help={"env": ENV_HELP, "timeout": TIMEOUT_HELP, "keep_on_failure": KEEP_HELP})
-def wait_health(c, env=None, timeout=None, keep_on_failure=False):
+def wait_health(c, env=None, timeout=0, keep_on_failure=False):
     """Wait until every instance of the new group is healthy; remove it if it is not in time."""
-    seconds = int(timeout) if timeout is not None else None
-    run_step("wait-health", env, lambda e: health.wait_for_new_group(e, seconds, keep_on_failure))
+    run_step("wait-health", env, lambda e: health.wait_for_new_group(e, timeout or None, keep_on_failure))
 
 
 @task(
@@ -78,14 +77,14 @@ def cleanup(c, env=None, keep_images=False):
         "env": ENV_HELP,
         "image_id": IMAGE_HELP,
         "primal_id": PRIMAL_HELP,
-        "cleanup": "--no-cleanup keeps every image (outdated groups are still retired). Default: CLEANUP.",
+        "cleanup": "--no-cleanup keeps every image (outdated groups are still retired), as CLEANUP=no does.",
         "timeout": TIMEOUT_HELP,
         "keep_on_failure": KEEP_HELP,
     },
 )
-def deploy(c, env=None, image_id=None, primal_id=None, cleanup=None, timeout=None, keep_on_failure=False):
+def deploy(c, env=None, image_id=None, primal_id=None, cleanup=True, timeout=0, keep_on_failure=False):
     """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
-    run_step("finish", env, lambda e: pipeline.finish_deploy(e, cleanup=cleanup))
+    run_step("finish", env, lambda e: pipeline.finish_deploy(e, keep_images=None if cleanup else True))
 
 
 @task(help={"env": ENV_HELP + " Must have LOCAL_CLOUD=true (default: local).", "stop": "Stop it instead."})

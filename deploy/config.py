@@ -361,7 +361,8 @@ def _check_relations(env: str, values: dict[str, object], sources: dict[str, str
         host = str(values["AWS_ENDPOINT_URL"]).split("//", 1)[1].split(":", 1)[0].split("/", 1)[0]
         if host not in ("127.0.0.1", "localhost"):
             raise ConfigError(
-                f"{where('AWS_ENDPOINT_URL')}: the embedded cloud listens on 127.0.0.1 only; found host {host!r}."
+                f"{where('AWS_ENDPOINT_URL')}: AWS_ENDPOINT_URL must be http://127.0.0.1:PORT when LOCAL_CLOUD is"
+                f" true (the embedded cloud listens on 127.0.0.1 only); found host {host!r}."
             )
 
 

@@ -27,9 +27,9 @@ def output_given(task_name: str, flags: dict[str, Any]) -> bool:
         return False  # the task itself reports the configuration error
 
 
-def finish_deploy(environment: Environment, cleanup: bool | None = None) -> dict[str, Any]:
-    """Retire what the new group replaced, then sum the deploy up."""
-    retired = retire_outdated(environment, keep_images=None if cleanup is None else not cleanup)
+def finish_deploy(environment: Environment, keep_images: bool | None = None) -> dict[str, Any]:
+    """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says)."""
+    retired = retire_outdated(environment, keep_images=keep_images)
     serving = environment.state.get(SERVING) or {}
     group = serving.get("group")
     if not group:
