@@ -1,0 +1,46 @@
+"""The make-style pre-task chain: flags reach pre-tasks, and a given image prunes the build and bakes."""
+
+from __future__ import annotations
+
+from invoke import Collection, Config
+
+import tasks
+from deploy.chain import ChainExecutor
+
+
+def _chain(task: str, **flags: object) -> list[tuple[str, dict]]:
+    executor = ChainExecutor(Collection.from_module(tasks), Config())
+    calls = executor.dedupe(executor.expand_calls(executor.normalize([(task, flags)])))
+    return [(call.task.name, call.kwargs) for call in calls]
+
+
+def test_deploy_runs_every_step_in_order_with_the_callers_environment() -> None:
+    chain = _chain("deploy", env="local", image_id=None, primal_id=None, timeout=0, keep_on_failure=False)
+    assert [name for name, _ in chain] == [
+        "bake_primal",
+        "build_app",
+        "copy_over",
+        "bake_carnivore",
+        "launch_asg",
+        "wait_health",
+        "deploy",
+    ]
+    assert all(kwargs.get("env") == "local" for _, kwargs in chain)
+
+
+def test_pre_tasks_get_only_the_flags_they_declare() -> None:
+    chain = dict(_chain("deploy", env="local", primal_id="ami-12345678", timeout=42, keep_on_failure=True))
+    assert chain["bake_primal"] == {"env": "local", "primal_id": "ami-12345678"}
+    assert chain["build_app"] == {"env": "local"}
+    assert chain["wait_health"] == {"env": "local", "timeout": 42, "keep_on_failure": True}
+
+
+def test_a_given_image_skips_the_build_and_both_bakes() -> None:
+    chain = _chain("deploy", env="local", image_id="ami-0123456789abcdef0")
+    assert [name for name, _ in chain] == ["bake_carnivore", "launch_asg", "wait_health", "deploy"]
+    assert dict(chain)["launch_asg"]["image_id"] == "ami-0123456789abcdef0"
+
+
+def test_a_single_step_pulls_in_only_its_prerequisites() -> None:
+    assert [name for name, _ in _chain("copy-over", env="local")] == ["build_app", "copy_over"]
+    assert [name for name, _ in _chain("wait-health", env="local")] == ["wait_health"]
