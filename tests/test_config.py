@@ -160,7 +160,7 @@ def test_malformed_line_names_the_file_and_line(tmp_path):
 
 
 def test_export_prefix_and_quotes_are_accepted(tmp_path):
-    config = load(tmp_path, 'export DOMAIN="example.org"\nBUILD_COMMAND=\'make all\'\n')
+    config = load(tmp_path, "export DOMAIN=\"example.org\"\nBUILD_COMMAND='make all'\n")
     assert config["DOMAIN"] == "example.org"
     assert config["BUILD_COMMAND"] == "make all"
 

@@ -7,10 +7,9 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +38,6 @@ AWS_ENV = {
 needs_packer = pytest.mark.skipif(
     shutil.which("packer") is None, reason="packer is not on PATH (apt-get install packer)"
 )
-
-# moto 5.2.5 divergence: images made by CreateImage/CopyImage/RegisterImage report RootDeviceType
-# "standard"; on AWS an EBS-backed image says "ebs". Packer's amazon-ebs builder refuses a source AMI
-# that is not "ebs", so a primal image built on plain moto could not be the source of a carnivore build.
-# The server is started with that one default corrected.
-MOTO_LAUNCHER = """
-from moto.ec2.models import amis
-_init = amis.Ami.__init__
-def _init_ebs(self, *args, root_device_type="ebs", **kwargs):
-    _init(self, *args, root_device_type=root_device_type, **kwargs)
-amis.Ami.__init__ = _init_ebs
-from moto.server import main
-main()
-"""
-
 
 # --- pure parsing -------------------------------------------------------------------------------
 
@@ -224,8 +208,9 @@ def _fake_packer(tmp_path: Path) -> Path:
     fake = tmp_path / "fake-packer"
     fake.write_text(
         "#!/bin/bash\n"
-        "echo '1,,ui,say,==> local: Launching a source AWS instance...'\n"
+        # The trap comes first: the interrupt may arrive as soon as the first line is read.
         "trap \"echo '1,,ui,say,==> local: Terminating the source AWS instance...'; exit 1\" INT\n"
+        "echo '1,,ui,say,==> local: Launching a source AWS instance...'\n"
         "while :; do sleep 0.05; done\n"
     )
     fake.chmod(0o755)
@@ -276,36 +261,10 @@ def test_interrupt_lets_packer_clean_up_then_propagates(tmp_path: Path) -> None:
 # --- real builds on moto ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    # A file, not a pipe: moto logs every request and would block on a full pipe.
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    log = log_path.open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-c", MOTO_LAUNCHER, "-H", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"moto server exited:\n{log_path.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("moto server did not listen within 20s")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        # Its state is throwaway and a graceful stop costs ~1s of interpreter teardown: kill it.
-        server.kill()
-        server.wait()
-        log.close()
+@pytest.fixture
+def moto_endpoint(fresh_cloud: str) -> str:
+    """The session's moto server (deploy.motoserver: images are EBS-backed as on AWS), emptied."""
+    return fresh_cloud
 
 
 def _ec2(endpoint: str) -> Any:
