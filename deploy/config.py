@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
@@ -151,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DOMAIN", _domain, "DNS domain; the host is ENV.DOMAIN, or DOMAIN itself for production."),
     Setting(
         "HOSTED_ZONE_ID",
-        _pattern(r"Z[A-Z0-9]{1,32}", "must be a Route 53 zone id such as Z0123456789ABC"),
+        _pattern(r"[A-Z0-9]{1,32}", "must be a Route 53 zone id such as Z0123456789ABC"),
         "Route 53 zone id; when empty, the public zone named DOMAIN is used.",
         required=False,
     ),
@@ -358,7 +359,13 @@ def _check_relations(env: str, values: dict[str, object], sources: dict[str, str
     if values["LOCAL_CLOUD"] and not values["AWS_ENDPOINT_URL"]:
         raise ConfigError(f"{where('LOCAL_CLOUD')}: LOCAL_CLOUD is true but AWS_ENDPOINT_URL is empty.")
     if values["LOCAL_CLOUD"]:
-        host = str(values["AWS_ENDPOINT_URL"]).split("//", 1)[1].split(":", 1)[0].split("/", 1)[0]
+        endpoint = urlparse(str(values["AWS_ENDPOINT_URL"]))
+        host = endpoint.hostname or ""
+        if host in ("127.0.0.1", "localhost") and endpoint.port is None:
+            raise ConfigError(
+                f"{where('AWS_ENDPOINT_URL')}: AWS_ENDPOINT_URL needs a port for the embedded cloud,"
+                " such as http://127.0.0.1:5055."
+            )
         if host not in ("127.0.0.1", "localhost"):
             raise ConfigError(
                 f"{where('AWS_ENDPOINT_URL')}: AWS_ENDPOINT_URL must be http://127.0.0.1:PORT when LOCAL_CLOUD is"

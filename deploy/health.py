@@ -15,6 +15,7 @@ from deploy.errors import DeployError
 from deploy.groups import PENDING, SERVING, Group, delete_launch_template, describe_group, keep_serving_registered
 
 DELETE_TIMEOUT_S = 600
+STEADY_POLLS = 2  # consecutive all-healthy polls before a new group is promoted
 
 
 @dataclass
@@ -115,7 +116,7 @@ def wait_for_new_group(environment: Environment, timeout_s: int | None = None, k
     environment.say(f"  waiting up to {timeout}s for {group_name}")
     try:
         healthy, status = waiter_for(environment, timeout).until(
-            lambda: _check(environment, group_name), environment.log.progress
+            steady_check(lambda: group_health(environment, group_name)), environment.log.progress
         )
         environment.log.end_progress()
     except BaseException:
@@ -137,9 +138,19 @@ def wait_for_new_group(environment: Environment, timeout_s: int | None = None, k
     return group_name
 
 
-def _check(environment: Environment, group_name: str) -> tuple[bool, str]:
-    health = group_health(environment, group_name)
-    return health.done, health.line()
+def steady_check(measure: Callable[[], GroupHealth], polls: int = STEADY_POLLS) -> Callable[[], tuple[bool, str]]:
+    """Done only when every instance was healthy on POLLS consecutive polls, like a healthy threshold:
+    a group that flaps right after launch is not promoted."""
+    streak = 0
+
+    def check() -> tuple[bool, str]:
+        nonlocal streak
+        health = measure()
+        streak = streak + 1 if health.done else 0
+        suffix = f" — steady {streak}/{polls}" if 0 < streak < polls else ""
+        return streak >= polls, health.line() + suffix
+
+    return check
 
 
 def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:

@@ -112,6 +112,9 @@ def stop(url: str, state_dir: Path | None = None) -> str:
     if not pid_file.is_file():
         return f"no embedded cloud started by this tool at {endpoint.url}"
     pid = int(pid_file.read_text().strip() or 0)
+    if not _is_our_server(pid):
+        pid_file.unlink()
+        return f"the embedded cloud at {endpoint.url} (pid {pid}) was not running; removed its stale pid file"
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -124,6 +127,15 @@ def stop(url: str, state_dir: Path | None = None) -> str:
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     return f"stopped the embedded cloud at {endpoint.url} (pid {pid}); its state is gone"
+
+
+def _is_our_server(pid: int) -> bool:
+    """Whether PID is a moto server this tool started: a stale pid file must never kill another process."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"deploy.motoserver" in command
 
 
 def _alive(pid: int) -> bool:

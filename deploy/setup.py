@@ -223,6 +223,18 @@ def ensure_local_key(path: Path) -> list[str]:
     return [f"generated ssh key {path}"]
 
 
+def public_key_of(path: Path) -> bytes:
+    """The public half of the key at PATH: its .pub file, or derived from the private key when that is gone."""
+    public = path.with_suffix(".pub")
+    if public.is_file():
+        return public.read_bytes()
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(path)], capture_output=True, timeout=30)
+    if derived.returncode != 0:
+        raise DeployError(f"Cannot read the ssh key {path}: {derived.stderr.decode(errors='replace').strip()}")
+    public.write_bytes(derived.stdout)
+    return derived.stdout
+
+
 def ensure_key_pair(environment: Environment) -> list[str]:
     ec2 = environment.aws.ec2
     name = environment.names.key_pair
@@ -244,7 +256,7 @@ def ensure_key_pair(environment: Environment) -> list[str]:
         return []
     changes = ensure_local_key(path)
     if not in_aws:
-        public_key = path.with_suffix(".pub").read_bytes()
+        public_key = public_key_of(path)
         ec2.import_key_pair(
             KeyName=name,
             PublicKeyMaterial=public_key,

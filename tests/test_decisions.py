@@ -162,3 +162,12 @@ def test_tree_digest_changes_with_content_and_names(tmp_path: Path) -> None:
     second = tree_digest(tmp_path)
     (tmp_path / "a").rename(tmp_path / "b")
     assert len({first, second, tree_digest(tmp_path)}) == 3
+
+
+def test_steady_check_needs_consecutive_healthy_polls() -> None:
+    from deploy.health import GroupHealth, steady_check
+
+    healthy, flapping = GroupHealth(2, 2, 2, 2), GroupHealth(2, 2, 2, 1)
+    readings = iter([healthy, flapping, healthy, healthy])
+    check = steady_check(lambda: next(readings), polls=2)
+    assert [check()[0] for _ in range(4)] == [False, False, False, True]
