@@ -4,71 +4,89 @@ Each task parses its flags and calls the `deploy` package; pre-tasks chain the s
 (see deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every flag.
 """
 
+import sys
+
 from invoke import task
 
-from deploy import app, groups, health, images, pipeline
+from deploy import app, groups, health, images, pipeline, plan
 from deploy import cleanup as retire
-from deploy.cli import manage_local_cloud, run_step
+from deploy.cli import Seconds, manage_local_cloud, run_step
+from deploy.destroy import destroy_task
 from deploy.setup import run_setup
+from deploy.ssh import run_ssh
+from deploy.status import show_status
 
 ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, then staging)."
 IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; it is never deleted."
 PRIMAL_HELP = "Bake on this base image (ami-…) instead of the recorded or a newly baked primal image."
 TIMEOUT_HELP = "Seconds to wait for the new group to be healthy (default: HEALTH_TIMEOUT)."
 KEEP_HELP = "On a failed health wait, keep the new group for debugging instead of removing it."
+NO_TIMEOUT = Seconds(0)  # the default: HEALTH_TIMEOUT; a --timeout that is not a number is a parse error
+DRY_RUN_HELP = "Print what would be created, changed and deleted, in order, and change nothing (AWS only gets reads)."
 
 
-@task(help={"env": ENV_HELP})
-def setup(c, env=None):
+@task(help={"env": ENV_HELP, "dry_run": DRY_RUN_HELP})
+def setup(c, env=None, dry_run=False):
     """Create the load balancer, security groups, DNS alias and ssh key pair of an environment (idempotent)."""
-    run_step("setup", env, run_setup)
+    run_step("setup", env, plan.setup_plan if dry_run else run_setup, locking=True, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP, "primal_id": PRIMAL_HELP})
 def bake_primal(c, env=None, primal_id=None):
     """Bake the base ("primal") image from SOURCE_AMI with Packer, unless one is given or recorded."""
-    run_step("bake-primal", env, lambda e: images.bake_primal(e, primal_id=primal_id))
+    run_step(
+        "bake-primal", env, lambda e: images.bake_primal(pipeline.require_setup(e), primal_id=primal_id), locking=True
+    )
 
 
 @task(help={"env": ENV_HELP})
 def build_app(c, env=None):
     """Build the application: run BUILD_COMMAND in APP_DIR."""
-    run_step("build-app", env, app.build_app)
+    run_step("build-app", env, app.build_app, locking=True)
 
 
 @task(pre=[build_app], help={"env": ENV_HELP})
 def copy_over(c, env=None):
     """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver, fresh."""
-    run_step("copy-over", env, app.copy_over)
+    run_step("copy-over", env, app.copy_over, locking=True)
 
 
 @task(pre=[bake_primal, copy_over], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def bake_carnivore(c, env=None, image_id=None, primal_id=None):
     """Bake the deployment ("carnivore") image: the primal image plus the staged app."""
-    run_step("bake-carnivore", env, lambda e: images.bake_carnivore(e, image_id=image_id))
+    run_step(
+        "bake-carnivore",
+        env,
+        lambda e: images.bake_carnivore(pipeline.require_setup(e), image_id=image_id),
+        locking=True,
+    )
 
 
 @task(pre=[bake_carnivore], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def launch_asg(c, env=None, image_id=None, primal_id=None):
     """Launch a new launch template and Auto Scaling group with the image, behind the load balancer."""
-    run_step("launch-asg", env, lambda e: groups.launch_group(e, image_id=image_id))
+    run_step("launch-asg", env, lambda e: groups.launch_group(e, image_id=image_id), locking=True)
 
 
 @task(help={"env": ENV_HELP, "timeout": TIMEOUT_HELP, "keep_on_failure": KEEP_HELP})
-def wait_health(c, env=None, timeout=0, keep_on_failure=False):
+def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
     """Wait until every instance of the new group is healthy; remove it if it is not in time."""
-    run_step("wait-health", env, lambda e: health.wait_for_new_group(e, timeout or None, keep_on_failure))
+    run_step("wait-health", env, lambda e: health.wait_for_new_group(e, timeout or None, keep_on_failure), locking=True)
 
 
 @task(
     help={
         "env": ENV_HELP,
         "keep_images": "Keep every image; only retire outdated groups and templates. Default: CLEANUP.",
+        "dry_run": DRY_RUN_HELP,
     }
 )
-def cleanup(c, env=None, keep_images=False):
+def cleanup(c, env=None, keep_images=False, dry_run=False):
     """Retire outdated groups (detach, drain, scale to 0, delete), their launch templates/configs, and images."""
-    run_step("cleanup", env, lambda e: retire.retire_outdated(e, keep_images=keep_images or None))
+    if dry_run:
+        run_step("cleanup", env, lambda e: plan.show(e, plan.cleanup_plan(e, keep_images or None)), dry_run=True)
+        return
+    run_step("cleanup", env, lambda e: retire.retire_outdated(e, keep_images=keep_images or None), locking=True)
 
 
 @task(
@@ -80,14 +98,70 @@ def cleanup(c, env=None, keep_images=False):
         "cleanup": "--no-cleanup keeps every image (outdated groups are still retired), as CLEANUP=no does.",
         "timeout": TIMEOUT_HELP,
         "keep_on_failure": KEEP_HELP,
+        "dry_run": DRY_RUN_HELP + " No step of the chain runs: the plan covers them all.",
     },
 )
-def deploy(c, env=None, image_id=None, primal_id=None, cleanup=True, timeout=0, keep_on_failure=False):
+def deploy(
+    c, env=None, image_id=None, primal_id=None, cleanup=True, timeout=NO_TIMEOUT, keep_on_failure=False, dry_run=False
+):
     """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
-    run_step("finish", env, lambda e: pipeline.finish_deploy(e, keep_images=None if cleanup else True))
+    if dry_run:
+        keep = None if cleanup else True
+        run_step("deploy", env, lambda e: plan.show(e, plan.deploy_plan(e, image_id, primal_id, keep)), dry_run=True)
+        return
+    run_step("finish", env, lambda e: pipeline.finish_deploy(e, keep_images=None if cleanup else True), locking=True)
 
 
 @task(help={"env": ENV_HELP + " Must have LOCAL_CLOUD=true (default: local).", "stop": "Stop it instead."})
 def local_cloud(c, env="local", stop=False):
     """Start the embedded local cloud (a moto server on 127.0.0.1) and print its endpoint, or stop it."""
     manage_local_cloud(env, stop=stop)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "to": "Roll back to this image (ami-…); default: the most recently deployed image before the live one.",
+        "timeout": TIMEOUT_HELP,
+    }
+)
+def rollback(c, env=None, to=None, timeout=NO_TIMEOUT):
+    """Put the previous good image back through the same zero-downtime path, with no build and no bake."""
+    run_step("rollback", env, lambda e: pipeline.rollback(e, to=to, timeout_s=timeout or None), locking=True)
+
+
+@task(help={"env": ENV_HELP})
+def unlock(c, env=None):
+    """Remove a stale deploy lock left by a crashed run (warns with the holder's name)."""
+    run_step("unlock", env, pipeline.unlock)
+
+
+@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: README, inv status)."})
+def status(c, env=None, json=False):
+    """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
+    run_step("status", env, lambda e: show_status(e, as_json=json, out=sys.stdout), dry_run=True, out=sys.stderr)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "yes": "Do not ask for confirmation. For production, --env production must be given as well.",
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+def destroy(c, env=None, yes=False, dry_run=False):
+    """Delete everything the environment owns (DNS record, load balancer, groups, images, keys), after confirmation."""
+    destroy_task(env, yes=yes, dry_run=dry_run)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "instance": "ssh into this instance (i-…) of the serving group instead of the first healthy one.",
+        "print": "Only print the ssh command (on the embedded cloud too), do not run it.",
+    }
+)
+def ssh(c, env=None, instance=None, print_=False):
+    """Open a shell on an instance of the serving group with the environment's key from deploy/keys."""
+    action = lambda e: run_ssh(e, instance, print_only=print_, out=sys.stdout)  # noqa: E731
+    run_step("ssh", env, action, dry_run=True, out=sys.stderr)  # only reads: the dry-run guard holds

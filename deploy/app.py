@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 
 BUILD_TIMEOUT_S = 1800
+STOP_GRACE_S = 5  # an interrupted build gets this long to exit on SIGTERM
 LOG_TAIL_LINES = 15
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
@@ -38,18 +42,36 @@ def build_app(environment: Environment) -> None:
     command = str(environment.config["BUILD_COMMAND"]).replace("{env}", environment.env)
     folder = app_dir(environment)
     log_path = environment.log.file_for("build")
-    environment.say(f"  $ {command}   (in {folder.relative_to(ROOT)})")
+    environment.say(f"  $ {command}   (in {os.path.relpath(folder, ROOT)})")
     with log_path.open("w", encoding="utf-8") as log:
-        try:
-            result = subprocess.run(
-                command, shell=True, cwd=folder, stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            raise DeployError(f"The app build did not finish within {BUILD_TIMEOUT_S}s. Log: {log_path}") from None
-    if result.returncode != 0:
-        raise DeployError(
-            f"The app build failed (exit {result.returncode}): {command}\n{tail(log_path)}\n  Full log: {log_path}"
+        # Its own process group: an interrupt or the timeout stops the whole build, not only the shell
+        # (whose children would otherwise keep running, orphaned).
+        process = subprocess.Popen(
+            command, shell=True, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        try:
+            returncode = process.wait(timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop_build(process)
+            raise DeployError(f"The app build did not finish within {BUILD_TIMEOUT_S}s. Log: {log_path}") from None
+        except BaseException:  # Ctrl-C, SIGTERM
+            stop_build(process)
+            raise
+    if returncode != 0:
+        raise DeployError(
+            f"The app build failed (exit {returncode}): {command}\n{tail(log_path)}\n  Full log: {log_path}"
+        )
+
+
+def stop_build(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the build's process group, SIGKILL to whatever is left after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def glob_base(pattern: str) -> Path:

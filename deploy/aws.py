@@ -6,6 +6,7 @@ the embedded cloud uses moto's dummy credentials.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,12 +32,17 @@ LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "t
 class Aws:
     """Clients of one environment's account and region, each response recorded in the run log."""
 
-    def __init__(self, config: Config, log: RunLog | None = None) -> None:
+    def __init__(self, config: Config, log: RunLog | None = None, dry_run: bool = False) -> None:
         self.config = config
         self.log = log
+        # Dry run: every operation but a read (Describe*, List*, Get*) is refused before it is sent.
+        self.dry_run = dry_run
+        self.refused: list[str] = []
         credentials = LOCAL_CREDENTIALS if config.local_cloud else {}
         self.session = boto3.Session(region_name=config.region, **credentials)
         self._clients: dict[str, Any] = {}
+        # Requests sent, by "service.Operation": the benchmark's figures and a check on polling cost.
+        self.requests: Counter[str] = Counter()
 
     def check_credentials(self) -> None:
         if self.session.get_credentials() is None:
@@ -48,10 +54,27 @@ class Aws:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             client = self.session.client(service, endpoint_url=self.config.endpoint_url, config=RETRIES)
+            if self.dry_run:
+                client.meta.events.register("before-call.*.*", self._refuse_writes)
             if self.log is not None:
                 client.meta.events.register("after-call.*.*", self._record)
+            client.meta.events.register("before-send.*.*", self._count)
             self._clients[service] = client
         return self._clients[service]
+
+    def _refuse_writes(self, model: Any, **_: Any) -> None:
+        """The dry-run guard: raised before the request is signed or sent, so no write reaches AWS."""
+        if not is_read_operation(model.name):
+            operation = f"{model.service_model.service_name}:{model.name}"
+            self.refused.append(operation)
+            if self.log is not None:
+                self.log.say(f"dry run: refused {operation}")
+            raise DeployError(f"Dry run: refused {operation}, which would change the cloud (a bug of the plan).")
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        # before-send fires for every HTTP request, retries included: "before-send.ec2.DescribeImages".
+        _, service, operation = event_name.split(".", 2)
+        self.requests[f"{service}.{operation}"] += 1
 
     def _record(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         if self.log is not None:
@@ -72,6 +95,14 @@ class Aws:
     @property
     def route53(self) -> Any:
         return self.client("route53")
+
+
+READ_PREFIXES = ("Describe", "List", "Get")
+
+
+def is_read_operation(name: str) -> bool:
+    """Whether an API operation only reads: what a dry run may call."""
+    return name.startswith(READ_PREFIXES)
 
 
 def paged(client: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:

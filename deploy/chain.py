@@ -9,6 +9,7 @@ its own prerequisites (`--image-id` skips the app build and both bakes).
 from __future__ import annotations
 
 import inspect
+import signal
 from typing import Any
 
 from invoke import Call, Executor, Task
@@ -32,7 +33,22 @@ def output_given(call: Call) -> bool:
     return given(call.task.name, call.kwargs)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: the same clean-up paths run
+
+
 class ChainExecutor(Executor):
+    def execute(self, *tasks: Any) -> dict[Task, Any]:
+        """Run the tasks; whatever happens, release the deploy locks this process took."""
+        from deploy.environment import release_locks
+
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            return super().execute(*tasks)
+        finally:
+            release_locks()
+            signal.signal(signal.SIGTERM, previous)
+
     def expand_calls(self, calls: list[Any], flags: dict[str, Any] | None = None) -> list[Call]:  # type: ignore[override]
         expanded: list[Call] = []
         for call in calls:

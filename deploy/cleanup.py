@@ -7,15 +7,16 @@ serving group is fully healthy, and no image that a remaining group or template 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from deploy.aws import collect
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.groups import (
+    DEPLOYED_TAG,
     PENDING,
-    SERVING,
     Group,
     delete_launch_template,
     describe_group,
@@ -25,36 +26,59 @@ from deploy.groups import (
 )
 from deploy.health import Waiter, group_health
 from deploy.images import delete_image, deployment_images
-from deploy.naming import MANAGED_BY
+from deploy.naming import MANAGED_BY, tag_value
 
 RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
 MAX_PARALLEL_RETIREMENTS = 4
+SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
 def images_to_delete(
     images: list[dict[str, Any]], in_use: set[str], protected: set[str], retain: int = 0
 ) -> list[dict[str, Any]]:
-    """Pure: the deployment images that may go, oldest last kept: never one in use or protected.
+    """Pure: the deployment images that may go; never one in use or protected.
 
-    The RETAIN newest unused images stay, so that a rollback can launch them again.
+    The RETAIN most recently deployed of the others stay, so that a rollback can launch them again;
+    an image that was never deployed (its deploy failed) is not worth retaining.
     """
-    candidates = sorted(
-        (image for image in images if image["ImageId"] not in in_use | protected),
-        key=lambda image: image.get("CreationDate", ""),
+    candidates = [image for image in images if image["ImageId"] not in in_use | protected]
+    deployed = sorted(
+        (image for image in candidates if tag_value(image, DEPLOYED_TAG)),
+        key=lambda image: tag_value(image, DEPLOYED_TAG),
         reverse=True,
     )
-    return candidates[retain:]
+    kept = {image["ImageId"] for image in deployed[:retain]}
+    return [image for image in candidates if image["ImageId"] not in kept]
 
 
-def retire_group(environment: Environment, group: Group, timeout_s: float = RETIRE_TIMEOUT_S) -> None:
-    """Detach (the load balancer drains), scale to 0, wait until the instances are gone, delete."""
+class RetirementStopped(DeployError):
+    """An interrupted retirement, stopped at a safe point: `inv cleanup` finishes it."""
+
+
+def _checkpoint(stop: threading.Event | None, group: Group, done: str) -> None:
+    if stop is not None and stop.is_set():
+        raise RetirementStopped(f"{group.name}: stopped after {done}; re-run `inv cleanup` to finish.")
+
+
+def retire_group(
+    environment: Environment, group: Group, timeout_s: float = RETIRE_TIMEOUT_S, stop: threading.Event | None = None
+) -> None:
+    """Detach (the load balancer drains), scale to 0, wait until the instances are gone, delete.
+
+    Every phase is safe to repeat, so a group half-retired by an interrupted or crashed run is
+    finished by the next one. STOP, when set, ends the retirement at the next safe point.
+    """
     autoscaling = environment.aws.autoscaling
     balancer = environment.load_balancer
     poll = float(environment.config["POLL_SECONDS"])  # type: ignore[arg-type]
     say = environment.say
-    say(f"  retiring {group.name}: detaching from {balancer.name} (connections drain)")
-    balancer.detach_group(group.name)
-    detached, _ = Waiter(timeout_s, poll).until(lambda: (balancer.group_detached(group.name), ""), lambda _: None)
+    if not balancer.group_detached(group.name):
+        say(f"  retiring {group.name}: detaching from {balancer.name} (connections drain)")
+        balancer.detach_group(group.name)
+    detached, _ = Waiter(timeout_s, poll, stop=stop).until(
+        lambda: (balancer.group_detached(group.name), ""), lambda _: None
+    )
+    _checkpoint(stop, group, "detaching (it no longer serves)")
     if not detached:
         raise DeployError(
             f"{group.name} was still draining from {balancer.name} after {timeout_s:.0f}s; re-run cleanup."
@@ -66,11 +90,31 @@ def retire_group(environment: Environment, group: Group, timeout_s: float = RETI
         left = len(raw.get("Instances", [])) if raw else 0
         return left == 0, f"  {group.name}: {left} instances left"
 
-    gone, status = Waiter(timeout_s, poll).until(instances_gone, lambda _: None)
+    gone, status = Waiter(timeout_s, poll, stop=stop).until(instances_gone, lambda _: None)
+    _checkpoint(stop, group, "scaling to 0")
     if not gone:
         raise DeployError(f"{status.strip()} after {timeout_s:.0f}s of scaling down; re-run cleanup.")
     autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group.name)
+    balancer.after_group_removed(group.name)  # moto leaves an ALB's targets registered
     say(f"  retired {group.name}")
+
+
+def retire_all(environment: Environment, groups: list[Group]) -> None:
+    """Retire several groups at once; on Ctrl-C/SIGTERM each stops at its next safe point, then re-raise."""
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_RETIREMENTS)
+    futures = [pool.submit(retire_group, environment, group, stop=stop) for group in groups]
+    try:
+        errors = [str(error) for error in (future.exception() for future in futures) if error is not None]
+    except KeyboardInterrupt:
+        stop.set()
+        environment.say("  interrupted: each retirement stops at its next safe point; `inv cleanup` finishes them")
+        wait(futures, timeout=SAFE_POINT_TIMEOUT_S)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if errors:
+        raise DeployError("Retirement incomplete: " + "; ".join(errors))
 
 
 def launch_templates(environment: Environment) -> list[str]:
@@ -112,9 +156,9 @@ def retire_outdated(environment: Environment, keep_images: bool | None = None) -
         keep_images = not environment.config["CLEANUP"]
     state = environment.state
     groups = environment_groups(environment)
-    serving = serving_group(groups, (state.get(SERVING) or {}).get("group"))
-    pending = (state.get(PENDING) or {}).get("group")
-    keep = {name for name in (serving.name if serving else None, pending) if name}
+    # Holding the deploy lock, no other run is under way: a group never promoted is a leftover.
+    serving = serving_group(groups)
+    keep = {serving.name} if serving else set()
     outdated = outdated_groups(groups, keep)
     if outdated and serving is not None:
         health = group_health(environment, serving.name)
@@ -127,17 +171,16 @@ def retire_outdated(environment: Environment, keep_images: bool | None = None) -
         environment.say(
             f"  outdated: {', '.join(g.name for g in outdated)}; serving: {serving.name if serving else 'none'}"
         )
-        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_RETIREMENTS) as pool:
-            for future in [pool.submit(retire_group, environment, group) for group in outdated]:
-                future.result()
+        retire_all(environment, outdated)
     else:
         environment.say("  no outdated groups")
 
     remaining = [g for g in groups if g.name in keep]
     used_templates = {g.launch_template for g in remaining if g.launch_template}
     used_configurations = {g.launch_configuration for g in remaining if g.launch_configuration}
+    state.put(PENDING, None)
     for name in launch_templates(environment):
-        if name not in used_templates and (state.get(PENDING) or {}).get("launch_template") != name:
+        if name not in used_templates:
             delete_launch_template(environment, name)
             environment.say(f"  deleted launch template {name}")
     in_use = {image for image in (template_image(environment, name) for name in used_templates) if image}
@@ -153,11 +196,10 @@ def retire_outdated(environment: Environment, keep_images: bool | None = None) -
     if keep_images:
         environment.say("  kept every image (--no-cleanup / CLEANUP=no)")
     else:
-        for record in (state.get(SERVING), state.get(PENDING)):
-            if record and record.get("image_id"):
-                in_use.add(record["image_id"])
+        in_use |= {group.image_id for group in remaining if group.image_id}
         protected = set(state.data.get("protected_images", []))
-        for image in images_to_delete(deployment_images(environment), in_use, protected):
+        retain = int(environment.config["RETAIN_IMAGES"])  # type: ignore[arg-type]
+        for image in images_to_delete(deployment_images(environment), in_use, protected, retain):
             delete_image(environment, image)
             environment.say(f"  deregistered outdated image {image['ImageId']} and deleted its snapshots")
     return [group.name for group in outdated]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from botocore.exceptions import (
     ClientError,
@@ -13,12 +13,30 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 
 from deploy.environment import Environment, open_environment
 from deploy.errors import DeployError
 
 T = TypeVar("T")
+
+
+class Seconds(int):
+    """The kind of --timeout flags (invoke casts a flag's value with its default's type).
+
+    A value that is not a whole number is a one-line parse error before any task runs, instead of
+    the traceback invoke shows when int() fails.
+    """
+
+    def __new__(cls, value: object = 0) -> Seconds:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ParseError(f"error: --timeout takes a whole number of seconds, not {value!r}.") from None
+        if number < 0:
+            raise ParseError(f"error: --timeout takes a whole number of seconds (0: the default), not {number}.")
+        return super().__new__(cls, number)
+
 EXPIRED = {
     "ExpiredToken",
     "ExpiredTokenException",
@@ -28,11 +46,25 @@ EXPIRED = {
 }
 
 
-def run_step(step: str, env: str | None, action: Callable[[Environment], T]) -> T:
-    """Open the environment, run ACTION as step STEP, and turn every expected failure into a clear exit."""
+def run_step(
+    step: str,
+    env: str | None,
+    action: Callable[[Environment], T],
+    locking: bool = False,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+) -> T:
+    """Open the environment, run ACTION as step STEP, and turn every expected failure into a clear exit.
+
+    LOCKING steps change the environment: they take (or keep) its deploy lock first, which the
+    executor releases when the run ends, however it ends. A DRY_RUN step writes nothing (its AWS
+    clients refuse writes), so it takes no lock. OUT: where progress lines go (default stdout).
+    """
     environment: Environment | None = None
     try:
-        environment = open_environment(env)
+        environment = open_environment(env, dry_run=dry_run, out=out)
+        if locking and not dry_run:
+            environment.lock.acquire(step)
         with environment.log.step_context(step):
             return action(environment)
     except DeployError as error:

@@ -130,6 +130,25 @@ def _id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
     return check
 
 
+LOAD_BALANCER_KINDS = ("classic", "application")
+
+
+def _load_balancer_kind(value: str) -> str:
+    kind = value.strip().lower()
+    if kind not in LOAD_BALANCER_KINDS:
+        raise ValueError("must be application (an Application Load Balancer) or classic (the original scripts')")
+    return kind
+
+
+def _certificate_arn(value: str) -> str:
+    if not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z]{2}(-[a-z]+)+-\d:\d{12}:certificate/[0-9a-f-]{36}", value):
+        raise ValueError(
+            "must be an ACM certificate ARN such as"
+            " arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+        )
+    return value
+
+
 def _globs(value: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in value.split(",") if item.strip())
     if not items:
@@ -190,6 +209,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Owner searched when SOURCE_AMI is a name pattern.",
     ),
     Setting("HEALTH_CHECK_PATH", _path, "HTTP path the load balancer checks on port 80."),
+    Setting(
+        "LOAD_BALANCER",
+        _load_balancer_kind,
+        "Kind of load balancer: application (alb-NAME with target group tg-NAME) or classic (elb-NAME).",
+    ),
+    Setting(
+        "CERTIFICATE_ARN",
+        _certificate_arn,
+        "ACM certificate of ENV.DOMAIN: an HTTPS listener on 443, HTTP redirected to it (application only).",
+        required=False,
+    ),
     Setting("HEALTH_TIMEOUT", _positive, "Seconds a deploy waits for the new group to become healthy."),
     Setting("POLL_SECONDS", _positive, "Seconds between two polls of a wait."),
     Setting("SSH_CIDR", _cidr, "CIDR allowed to reach port 22 of the instances; empty: no ssh.", required=False),
@@ -226,6 +256,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CLEANUP", _boolean, "no: keep every image after a deploy (groups are still retired)."),
     Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
+    Setting("LOG_RUNS", _positive, "Run log folders kept per environment in deploy/log/ENV; older ones are pruned."),
+    Setting("RETAIN_IMAGES", _non_negative, "Earlier deployed images kept for `inv rollback` (the live one aside)."),
 )
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
@@ -355,6 +387,17 @@ def _check_relations(env: str, values: dict[str, object], sources: dict[str, str
         raise ConfigError(
             f"{where('APP_NAME')}: APP_NAME-ENV ({stack!r}) has {len(stack)} characters; at most {MAX_STACK_NAME}"
             " fit AWS's 32-character load balancer names. Shorten APP_NAME."
+        )
+    certificate = values.get("CERTIFICATE_ARN")
+    if certificate and values["LOAD_BALANCER"] != "application":
+        raise ConfigError(
+            f"{where('CERTIFICATE_ARN')}: CERTIFICATE_ARN needs LOAD_BALANCER=application (an HTTPS listener);"
+            f" LOAD_BALANCER is {values['LOAD_BALANCER']}."
+        )
+    if certificate and str(certificate).split(":")[3] != values["AWS_REGION"]:
+        raise ConfigError(
+            f"{where('CERTIFICATE_ARN')}: the certificate is in {str(certificate).split(':')[3]}, but a load balancer"
+            f" can only use an ACM certificate of its own region, AWS_REGION={values['AWS_REGION']}."
         )
     if values["LOCAL_CLOUD"] and not values["AWS_ENDPOINT_URL"]:
         raise ConfigError(f"{where('LOCAL_CLOUD')}: LOCAL_CLOUD is true but AWS_ENDPOINT_URL is empty.")

@@ -11,13 +11,15 @@ from botocore.exceptions import ClientError
 from deploy.aws import collect, error_code
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.images import given_image, require_image
-from deploy.naming import STAMP_FORMAT, Names, stamp, tag_list
+from deploy.images import given_image, require_image, require_instance_type
+from deploy.naming import MANAGED_BY, STAMP_FORMAT, Names, stamp, tag_list
 from deploy.setup import find_security_group, resolve_network
 
 GRACE_PERIOD_S = 300
 PENDING = "pending"
 SERVING = "serving"
+PROMOTED_TAG = "Promoted"  # on a group, once it was healthy and took over
+DEPLOYED_TAG = "Deployed"  # on an image, each time a group of it was promoted
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,18 @@ def next_stamp(now: datetime, taken: list[str], names: Names) -> str:
     return stamp(candidate)
 
 
-def serving_group(groups: list[Group], recorded: str | None) -> Group | None:
-    """The group that serves: the one recorded as promoted if it still exists, else the newest with instances."""
-    by_name = {group.name: group for group in groups}
-    if recorded in by_name:
-        return by_name[recorded]
-    live = [group for group in groups if group.desired > 0]
-    return max(live, key=lambda group: group.name, default=None)
+def serving_group(groups: list[Group]) -> Group | None:
+    """The group that serves: the newest one this tool promoted (tag Promoted, set once it was healthy).
+
+    When none is, an environment made by the original scripts is being adopted: its newest group
+    with instances (one without this tool's ManagedBy tag) serves. A group this tool launched but
+    never promoted never counts: it is the leftover of a deploy that failed or was killed.
+    """
+    promoted = [group for group in groups if group.tags.get(PROMOTED_TAG)]
+    if promoted:
+        return max(promoted, key=lambda group: (group.tags[PROMOTED_TAG], group.name))
+    legacy = [group for group in groups if group.desired > 0 and group.tags.get("ManagedBy") != MANAGED_BY]
+    return max(legacy, key=lambda group: group.name, default=None)
 
 
 def outdated_groups(groups: list[Group], keep: set[str]) -> list[Group]:
@@ -148,7 +155,18 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     names = environment.names
     config = environment.config
     image = require_image(environment, pending_image(environment, image_id), "Image")
+    require_instance_type(environment)
     environment.load_balancer.require()
+    leftover = environment.state.get(PENDING)
+    if leftover:
+        if leftover.get("image_id") == image["ImageId"] and describe_group(environment, leftover["group"]):
+            environment.say(
+                f"  skipped: {leftover['group']} with {image['ImageId']} was launched earlier; it is the new group"
+            )
+            return str(leftover["group"])
+        from deploy.health import abort_new_group  # late: health builds on this module
+
+        abort_new_group(environment, leftover, reason="left over by an earlier run that did not finish")
     vpc_id, subnet_ids = resolve_network(environment)
     security_group_id = instance_security_group(environment, vpc_id)
     existing = environment_groups(environment)
@@ -185,12 +203,37 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
         delete_launch_template(environment, template_name)
         environment.state.put(PENDING, None)
         raise
-    environment.say(
-        f"  created group {group_name}: {config['DESIRED_CAPACITY']} x {config['INSTANCE_TYPE']}"
-        f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
-    )
-    keep_serving_registered(environment, [g for g in existing if g.name != group_name])
+    try:
+        environment.say(
+            f"  created group {group_name}: {config['DESIRED_CAPACITY']} x {config['INSTANCE_TYPE']}"
+            f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
+        )
+        keep_serving_registered(environment, [g for g in existing if g.name != group_name])
+    except BaseException:
+        from deploy.health import abort_new_group  # late: health builds on this module
+
+        abort_new_group(environment, environment.state.get(PENDING) or {}, reason="launch interrupted")
+        raise
     return group_name
+
+
+def promote(environment: Environment, group_name: str, image_id: str) -> None:
+    """Mark the group as the one that serves, and its image as deployed (for rollback), in AWS itself."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    environment.aws.autoscaling.create_or_update_tags(
+        Tags=[
+            {
+                "ResourceId": group_name,
+                "ResourceType": "auto-scaling-group",
+                "Key": PROMOTED_TAG,
+                "Value": now,
+                "PropagateAtLaunch": False,
+            }
+        ]
+    )
+    environment.aws.ec2.create_tags(Resources=[image_id], Tags=[{"Key": DEPLOYED_TAG, "Value": now}])
+    environment.state.put(SERVING, {"group": group_name, "image_id": image_id})
+    environment.state.put(PENDING, None)
 
 
 def keep_serving_registered(environment: Environment, groups: list[Group]) -> None:

@@ -5,6 +5,7 @@ Also home of the one waiting helper every bounded wait of the tool uses.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,16 @@ from typing import Any
 
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.groups import PENDING, SERVING, Group, delete_launch_template, describe_group, keep_serving_registered
+from deploy.groups import (
+    PENDING,
+    Group,
+    delete_launch_template,
+    describe_group,
+    environment_groups,
+    keep_serving_registered,
+    promote,
+    serving_group,
+)
 
 DELETE_TIMEOUT_S = 600
 STEADY_POLLS = 2  # consecutive all-healthy polls before a new group is promoted
@@ -29,6 +39,7 @@ class Waiter:
     poll_s: float
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    stop: threading.Event | None = None  # set from another thread: give up at the next poll
 
     def until(self, check: Callable[[], tuple[bool, str]], progress: Callable[[str], None]) -> tuple[bool, str]:
         deadline = self.clock() + self.timeout_s
@@ -40,7 +51,7 @@ class Waiter:
             if done:
                 return True, status
             remaining = deadline - self.clock()
-            if remaining <= 0:
+            if remaining <= 0 or (self.stop is not None and self.stop.is_set()):
                 break
             self.sleep(min(self.poll_s, remaining))
         return False, status
@@ -132,8 +143,7 @@ def wait_for_new_group(environment: Environment, timeout_s: int | None = None, k
             f"The new group {group_name} was not healthy within {timeout}s ({status.strip()}). It was {what};"
             " the previous group keeps serving, untouched."
         )
-    environment.state.put(SERVING, {"group": group_name, "image_id": pending["image_id"]})
-    environment.state.put(PENDING, None)
+    promote(environment, group_name, pending["image_id"])
     environment.say(f"  {group_name} is healthy and serving")
     return group_name
 
@@ -155,15 +165,17 @@ def steady_check(measure: Callable[[], GroupHealth], polls: int = STEADY_POLLS) 
 
 def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
     """Remove a group that never became healthy, and its launch template; the serving group stays untouched."""
+    if not pending:
+        return
     group_name = pending["group"]
     environment.say(f"  removing the new group {group_name} ({reason}); the previous group keeps serving")
     if describe_group(environment, group_name) is not None:
         remove_group(environment, Group(name=group_name))
     delete_launch_template(environment, pending["launch_template"])
     environment.state.put(PENDING, None)
-    serving = (environment.state.get(SERVING) or {}).get("group")
+    serving = serving_group(environment_groups(environment))
     if serving:
-        keep_serving_registered(environment, [Group(name=serving)])
+        keep_serving_registered(environment, [serving])
 
 
 def remove_group(environment: Environment, group: Group, timeout_s: float = DELETE_TIMEOUT_S) -> None:
@@ -181,3 +193,4 @@ def remove_group(environment: Environment, group: Group, timeout_s: float = DELE
     )
     if not gone:
         raise DeployError(f"Group {group.name} was still being deleted after {timeout_s:.0f}s; re-run cleanup.")
+    environment.load_balancer.after_group_removed(group.name)

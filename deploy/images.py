@@ -45,6 +45,21 @@ def require_image(environment: Environment, image_id: str, what: str) -> dict[st
     return image
 
 
+def require_instance_type(environment: Environment) -> str:
+    """INSTANCE_TYPE as AWS offers it in the region, checked before anything is baked or launched."""
+    instance_type = str(environment.config["INSTANCE_TYPE"])
+    try:
+        environment.aws.ec2.describe_instance_types(InstanceTypes=[instance_type])
+    except ClientError as error:
+        if error_code(error) == "InvalidInstanceType":
+            raise DeployError(
+                f"INSTANCE_TYPE {instance_type} is not offered in {environment.config.region}:"
+                f" fix it in env/{environment.env}.env."
+            ) from None
+        raise
+    return instance_type
+
+
 def resolve_source_image(environment: Environment) -> str:
     """SOURCE_AMI as an id, or the newest image of SOURCE_AMI_OWNER whose name matches it."""
     source = str(environment.config["SOURCE_AMI"])
@@ -90,6 +105,7 @@ def packer_credentials(environment: Environment) -> dict[str, str]:
 def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
     """Run one Packer build of packer/ROLE.json and return the new image id."""
     config = environment.config
+    require_instance_type(environment)
     image_name = environment.names.image(role, stamp())
     context = {
         "region": config.region,

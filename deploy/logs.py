@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,6 +33,27 @@ def _redact(value: Any) -> Any:
     return value
 
 
+RUN_FOLDER = re.compile(r"\d{8}T\d{6}\.\d{6}Z")
+
+
+def runs_to_prune(names: list[str], keep: int) -> list[str]:
+    """Pure: the run folders beyond the KEEP newest (their names sort in time order); nothing else."""
+    runs = sorted(name for name in names if RUN_FOLDER.fullmatch(name))
+    return runs[: max(len(runs) - max(keep, 1), 0)]
+
+
+def prune_runs(folder: Path, keep: int) -> list[str]:
+    """Delete the oldest run folders of FOLDER beyond KEEP (LOG_RUNS); the newest run is always kept."""
+    try:
+        names = [path.name for path in folder.iterdir() if path.is_dir() and not path.is_symlink()]
+    except OSError:
+        return []
+    doomed = runs_to_prune(names, keep)
+    for name in doomed:
+        shutil.rmtree(folder / name, ignore_errors=True)  # pruning must never fail a run
+    return doomed
+
+
 class RunLog:
     """One run's log folder plus the progress printer; deploy/log/ENV/latest points at the newest run."""
 
@@ -40,12 +63,15 @@ class RunLog:
         root: Path | None = None,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keep: int | None = None,
     ) -> None:
         self.env = env
         self.out = out or sys.stdout
         self.clock = clock
+        self.started = clock()
         self.step = "run"
         self._counter = 0
+        self._lock = threading.Lock()
         root = root or work_dir() / "deploy" / "log"
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.dir = root / env / when
@@ -57,11 +83,19 @@ class RunLog:
             latest.symlink_to(self.dir.name)
         except OSError:
             pass  # a missing convenience link must never fail a deploy
+        if keep is not None:
+            prune_runs(root / env, keep)
+
+    def elapsed(self) -> float:
+        """Seconds since this run started."""
+        return self.clock() - self.started
 
     def _next_path(self, name: str, suffix: str) -> Path:
-        self._counter += 1
+        with self._lock:  # several groups are retired at once, each thread logging its calls
+            self._counter += 1
+            number = self._counter
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
-        return self.dir / f"{self._counter:04d}-{self.step}-{safe}{suffix}"
+        return self.dir / f"{number:04d}-{self.step}-{safe}{suffix}"
 
     def record_call(self, service: str, operation: str, response: dict[str, Any]) -> None:
         body = {k: v for k, v in response.items() if k != "ResponseMetadata"}

@@ -30,7 +30,16 @@ class Names:
 
     @property
     def load_balancer(self) -> str:
+        """The classic load balancer (the original scripts' name)."""
         return f"elb-{self.stack}"
+
+    @property
+    def application_load_balancer(self) -> str:
+        return f"alb-{self.stack}"
+
+    @property
+    def target_group(self) -> str:
+        return f"tg-{self.stack}"
 
     @property
     def key_pair(self) -> str:
@@ -88,3 +97,8 @@ def names_for(config) -> Names:
 
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+def tag_value(resource: dict, key: str) -> str:
+    """The value of tag KEY in an AWS description's Tags list ('' when absent)."""
+    return next((tag["Value"] for tag in resource.get("Tags", []) if tag["Key"] == key), "")

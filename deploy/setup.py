@@ -102,12 +102,16 @@ def find_security_group(environment: Environment, vpc_id: str, name: str) -> dic
 
 
 def ensure_security_group(
-    environment: Environment, vpc_id: str, name: str, description: str, desired: set[Rule]
+    environment: Environment, vpc_id: str, name: str, description: str, desired: set[Rule], dry_run: bool = False
 ) -> tuple[str, list[str]]:
+    """Create or converge the group; DRY_RUN only reports ("would …") and names a group to be made "(new NAME)"."""
     ec2 = environment.aws.ec2
     changes: list[str] = []
     group = find_security_group(environment, vpc_id, name)
-    if group is None:
+    if group is None and dry_run:
+        group = {"GroupId": f"(new {name})", "IpPermissions": []}
+        changes.append(f"would create security group {name}")
+    elif group is None:
         created = ec2.create_security_group(
             GroupName=name,
             Description=description,
@@ -119,11 +123,13 @@ def ensure_security_group(
     group_id = group["GroupId"]
     to_add, to_remove = rule_changes(rules_of(group.get("IpPermissions", [])), desired)
     if to_add:
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_add])
-        changes.extend(f"{name}: allowed {_describe(r)}" for r in to_add)
+        if not dry_run:
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_add])
+        changes.extend(f"{name}: {'would allow' if dry_run else 'allowed'} {_describe(r)}" for r in to_add)
     if to_remove:
-        ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_remove])
-        changes.extend(f"{name}: revoked {_describe(r)}" for r in to_remove)
+        if not dry_run:
+            ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_remove])
+        changes.extend(f"{name}: {'would revoke' if dry_run else 'revoked'} {_describe(r)}" for r in to_remove)
     return group_id, changes
 
 
@@ -180,8 +186,11 @@ def alias_matches(record: dict[str, Any] | None, host: str, dns_name: str, zone_
     )
 
 
-def ensure_alias_record(environment: Environment, zone_id: str) -> list[str]:
+def ensure_alias_record(environment: Environment, zone_id: str | None, dry_run: bool = False) -> list[str]:
     host = environment.names.host
+    if dry_run and (zone_id is None or not environment.load_balancer.exists()):
+        return [f"would point {host} (ALIAS A) at {environment.load_balancer.name}"]
+    assert zone_id is not None
     dns_name, lb_zone_id = environment.load_balancer.dns_target()
     route53 = environment.aws.route53
     found = route53.list_resource_record_sets(
@@ -189,6 +198,8 @@ def ensure_alias_record(environment: Environment, zone_id: str) -> list[str]:
     )["ResourceRecordSets"]
     if alias_matches(found[0] if found else None, host, dns_name, lb_zone_id):
         return []
+    if dry_run:
+        return [f"would point {host} (ALIAS A) at {dns_name}"]
     route53.change_resource_record_sets(
         HostedZoneId=zone_id, ChangeBatch=render_alias_change(host, dns_name, lb_zone_id)
     )
@@ -199,13 +210,17 @@ def key_path(env: str) -> Path:
     return work_dir() / "deploy" / "keys" / env
 
 
-def ensure_local_key(path: Path) -> list[str]:
+def ensure_local_key(path: Path, dry_run: bool = False) -> list[str]:
     """An ed25519 key at PATH with mode 0600, generated with ssh-keygen unless present."""
     if path.is_file():
         if stat.S_IMODE(path.stat().st_mode) != 0o600:
+            if dry_run:
+                return [f"would set {path} to mode 0600"]
             path.chmod(0o600)
             return [f"set {path} to mode 0600"]
         return []
+    if dry_run:
+        return [f"would generate ssh key {path}"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     try:
@@ -235,7 +250,7 @@ def public_key_of(path: Path) -> bytes:
     return derived.stdout
 
 
-def ensure_key_pair(environment: Environment) -> list[str]:
+def ensure_key_pair(environment: Environment, dry_run: bool = False) -> list[str]:
     ec2 = environment.aws.ec2
     name = environment.names.key_pair
     path = key_path(environment.env)
@@ -254,8 +269,10 @@ def ensure_key_pair(environment: Environment) -> list[str]:
             f" ({name}) in AWS and run setup again."
         )
         return []
-    changes = ensure_local_key(path)
-    if not in_aws:
+    changes = ensure_local_key(path, dry_run)
+    if not in_aws and dry_run:
+        changes.append(f"would import key pair {name}")
+    elif not in_aws:
         public_key = public_key_of(path)
         ec2.import_key_pair(
             KeyName=name,
@@ -266,29 +283,41 @@ def ensure_key_pair(environment: Environment) -> list[str]:
     return changes
 
 
-def run_setup(environment: Environment) -> list[str]:
-    """Create or converge every resource of the environment; return the changes made."""
+def run_setup(environment: Environment, dry_run: bool = False) -> list[str]:
+    """Create or converge every resource of the environment; return the changes made.
+
+    DRY_RUN: the same comparisons, no change: return what would change, each line starting with "would".
+    """
     names = environment.names
     # Everything that can be wrong with the input is checked before the first resource is created.
-    zone_id = find_hosted_zone(environment)
+    try:
+        zone_id: str | None = find_hosted_zone(environment)
+    except DeployError:
+        if not (dry_run and environment.config.local_cloud):
+            raise
+        zone_id = None  # not seeded yet: the embedded cloud creates the zone when a real run starts
     vpc_id, subnet_ids = resolve_network(environment)
+    balancer = environment.load_balancer
+    balancer.preflight(vpc_id)  # refuses a switch of kind (or a certificate that cannot serve) before anything exists
+    lb_rules = {Rule(port, cidr="0.0.0.0/0") for port in balancer.ingress_ports()}  # 443 only with a certificate
     lb_group_id, changes = ensure_security_group(
-        environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", {Rule(80, cidr="0.0.0.0/0")}
+        environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", lb_rules, dry_run
     )
     instance_rules = {Rule(80, group_id=lb_group_id)}
     if environment.config["SSH_CIDR"]:
         instance_rules.add(Rule(22, cidr=str(environment.config["SSH_CIDR"])))
     _, instance_changes = ensure_security_group(
-        environment, vpc_id, names.instance_security_group, f"web servers of {names.stack}", instance_rules
+        environment, vpc_id, names.instance_security_group, f"web servers of {names.stack}", instance_rules, dry_run
     )
     changes += instance_changes
     health = HealthCheck(path=str(environment.config["HEALTH_CHECK_PATH"]))
-    changes += environment.load_balancer.ensure(subnet_ids, lb_group_id, health)
-    changes += ensure_alias_record(environment, zone_id)
-    changes += ensure_key_pair(environment)
+    changes += balancer.ensure(subnet_ids, lb_group_id, health, dry_run=dry_run, vpc_id=vpc_id)
+    changes += ensure_alias_record(environment, zone_id, dry_run)
+    changes += ensure_key_pair(environment, dry_run)
     for change in changes:
         environment.say(f"  {change}")
     if not changes:
-        environment.say(f"  nothing to change: {names.stack} is already set up")
-    environment.say(f"  http://{names.host}/ → {environment.load_balancer.name}")
+        environment.say(f"  nothing {'would change' if dry_run else 'to change'}: {names.stack} is already set up")
+    scheme = "https" if 443 in balancer.ingress_ports() else "http"
+    environment.say(f"  {scheme}://{names.host}/ → {balancer.name} ({balancer.kind} load balancer)")
     return changes

@@ -33,19 +33,28 @@ def test_next_stamp_sorts_after_a_group_from_a_clock_ahead() -> None:
     assert next_stamp(now, taken, NAMES) == "20261126100501"
 
 
-def test_serving_group_prefers_the_recorded_one() -> None:
-    groups = [Group("asg-webapp-dev01-20260101000000", desired=2), Group("asg-webapp-dev01-20260202000000", desired=2)]
-    assert serving_group(groups, "asg-webapp-dev01-20260101000000") == groups[0]
+def test_serving_group_is_the_newest_promoted_one() -> None:
+    groups = [
+        Group("asg-webapp-dev01-20260101000000", desired=2, tags={"Promoted": "2026-01-01T00:05:00Z"}),
+        Group("asg-webapp-dev01-20260202000000", desired=2, tags={"Promoted": "2026-02-02T00:05:00Z"}),
+        Group("asg-webapp-dev01-20260303000000", desired=2, tags={"ManagedBy": "immutable-deploy"}),
+    ]
+    assert serving_group(groups).name == "asg-webapp-dev01-20260202000000"
 
 
-def test_serving_group_falls_back_to_newest_with_instances() -> None:
+def test_a_never_promoted_group_of_this_tool_never_serves() -> None:
+    leftover = Group("asg-webapp-dev01-20260303000000", desired=2, tags={"ManagedBy": "immutable-deploy"})
+    assert serving_group([leftover]) is None
+    assert serving_group([]) is None
+
+
+def test_an_adopted_environment_serves_from_its_newest_legacy_group() -> None:
     groups = [
         Group("asg-webapp-dev01-20260101000000", desired=2),
         Group("asg-webapp-dev01-20260303000000", desired=0),
         Group("asg-webapp-dev01-20260202000000", desired=2),
     ]
-    assert serving_group(groups, "asg-webapp-dev01-gone").name == "asg-webapp-dev01-20260202000000"
-    assert serving_group([], None) is None
+    assert serving_group(groups).name == "asg-webapp-dev01-20260202000000"
 
 
 def test_outdated_groups_keeps_the_serving_and_pending_ones() -> None:
@@ -57,8 +66,8 @@ def test_outdated_groups_keeps_the_serving_and_pending_ones() -> None:
     ]
 
 
-def _image(image_id: str, created: str) -> dict:
-    return {"ImageId": image_id, "CreationDate": created}
+def _image(image_id: str, deployed: str = "") -> dict:
+    return {"ImageId": image_id, "Tags": [{"Key": "Deployed", "Value": deployed}] if deployed else []}
 
 
 def test_images_in_use_or_protected_are_never_deleted() -> None:
@@ -67,10 +76,18 @@ def test_images_in_use_or_protected_are_never_deleted() -> None:
     assert [i["ImageId"] for i in doomed] == ["ami-2"]
 
 
-def test_images_to_delete_retains_the_newest_unused_for_rollback() -> None:
-    images = [_image(f"ami-{n}", f"2026-01-0{n}") for n in range(1, 6)]
+def test_images_to_delete_retains_the_most_recently_deployed_for_rollback() -> None:
+    images = [_image(f"ami-{n}", f"2026-01-0{n}") for n in range(1, 6)] + [_image("ami-failed")]
     doomed = images_to_delete(images, in_use={"ami-5"}, protected=set(), retain=2)
-    assert sorted(i["ImageId"] for i in doomed) == ["ami-1", "ami-2"]
+    assert sorted(i["ImageId"] for i in doomed) == ["ami-1", "ami-2", "ami-failed"]
+
+
+def test_rollback_target_is_the_latest_deployed_image_before_the_live_one() -> None:
+    from deploy.pipeline import rollback_target
+
+    images = [_image("ami-1", "2026-01-01"), _image("ami-3", "2026-01-03"), _image("ami-2", "2026-01-02")]
+    assert rollback_target(images, serving_image="ami-3") == "ami-2"
+    assert rollback_target([_image("ami-3", "2026-01-03"), _image("ami-x")], serving_image="ami-3") is None
 
 
 def _raw_group(states: list[tuple[str, str, str]], desired: int) -> dict:

@@ -12,6 +12,8 @@ from conftest import REPO, TEST_ENV, free_port, is_listening, local_env_text, ru
 
 
 def test_setup_twice_against_the_local_cloud(env_dir, work_dir, cloud_client):
+    with (env_dir / f"{TEST_ENV}.env").open("a", encoding="utf-8") as env_file:
+        env_file.write("LOAD_BALANCER=classic\n")  # the original scripts' kind; tests/test_e2e_cycle.py runs both
     first = run_inv("setup", "--env", TEST_ENV)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr

@@ -35,8 +35,11 @@ def client(service: str):
 
 
 def make_environment(tmp_path: Path, env: str = "staging", extra: str = "") -> Environment:
-    """An Environment on real AWS settings (no endpoint, LOCAL_CLOUD=false), built without open_environment."""
-    folder = write_env_folder(tmp_path / "env", {f"{env}.env": f"DOMAIN=example.com\n{extra}"})
+    """An Environment on real AWS settings (no endpoint, LOCAL_CLOUD=false), built without open_environment.
+
+    These tests keep the original scripts' classic load balancer; tests/test_alb.py covers the application kind.
+    """
+    folder = write_env_folder(tmp_path / "env", {f"{env}.env": f"DOMAIN=example.com\nLOAD_BALANCER=classic\n{extra}"})
     config = load_config(env, folder=folder, environ={})
     assert config.endpoint_url is None and not config.local_cloud
     log = RunLog(env, root=tmp_path / "log", out=io.StringIO())

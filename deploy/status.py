@@ -1,0 +1,353 @@
+"""`inv status`: what an environment has, read-only: a table for people, or JSON for scripts.
+
+`collect_status` reads the environment through the same helpers the steps use and returns a plain
+dict whose shape is documented in the README ("inv status --json") and versioned by its `version`
+key; `render_table` turns that dict into text without touching AWS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deploy.aws import error_code
+from deploy.cleanup import launch_configurations, launch_templates, template_image
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.groups import DEPLOYED_TAG, describe_group, environment_groups, serving_group
+from deploy.naming import MANAGED_BY, tag_value
+from deploy.setup import find_hosted_zone
+
+VERSION = 1
+NOT_REGISTERED = "not registered"
+
+
+def _iso(value: Any) -> str | None:
+    """An AWS timestamp (datetime or ISO text) as ISO 8601 UTC text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return str(value)
+
+
+def _age_seconds(created: str | None, now: datetime) -> int | None:
+    if not created:
+        return None
+    try:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(int((now - when).total_seconds()), 0)
+
+
+def environment_images(environment: Environment) -> list[dict[str, Any]]:
+    """Every image this tool baked for this environment, primal and deployment (tags ManagedBy, App, Env)."""
+    filters = [
+        {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
+        {"Name": "tag:App", "Values": [environment.config.app_name]},
+        {"Name": "tag:Env", "Values": [environment.env]},
+    ]
+    return environment.aws.ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
+
+
+def host_record(environment: Environment) -> dict[str, Any]:
+    """The host name, its zone, and the A record at it (alias target or values), if any."""
+    host = environment.names.host
+    try:
+        zone_id: str | None = find_hosted_zone(environment)
+    except DeployError as error:
+        return {"name": host, "zone_id": None, "record": None, "problem": str(error)}
+    found = environment.aws.route53.list_resource_record_sets(
+        HostedZoneId=zone_id, StartRecordName=host, StartRecordType="A", MaxItems="1"
+    )["ResourceRecordSets"]
+    record = found[0] if found else None
+    if record is None or record["Name"].rstrip(".").lower() != host.lower() or record["Type"] != "A":
+        return {"name": host, "zone_id": zone_id, "record": None}
+    alias = record.get("AliasTarget") or {}
+    return {
+        "name": host,
+        "zone_id": zone_id,
+        "record": {
+            "type": "A",
+            "alias": alias.get("DNSName", "").rstrip(".") or None,
+            "evaluate_target_health": alias.get("EvaluateTargetHealth") if alias else None,
+            "values": [r["Value"] for r in record.get("ResourceRecords", [])],
+        },
+    }
+
+
+def load_balancer_summary(environment: Environment) -> dict[str, Any]:
+    """The load balancer's describe_summary() with `exists`; only kind, name and exists=false when absent."""
+    balancer = environment.load_balancer
+    summary = balancer.describe_summary()
+    if not summary or summary.get("exists") is False:
+        return {"kind": balancer.kind, "name": balancer.name, "exists": False}
+    return {"exists": True, **summary}
+
+
+def read_lock(environment: Environment) -> dict[str, Any] | None:
+    """The deploy lock's holder, if the lock is held (deploy/lock.py's reader, else the SSM parameter)."""
+    try:
+        holder = environment.lock.read()  # type: ignore[attr-defined]
+    except AttributeError:
+        name = f"/immutable-deploy/{environment.names.stack}/lock"
+        try:
+            value = environment.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        except ClientError as error:
+            if error_code(error) == "ParameterNotFound":
+                return None
+            raise
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {"value": value}
+    if holder is None:
+        return None
+    return dataclasses.asdict(holder) if dataclasses.is_dataclass(holder) else {"value": str(holder)}
+
+
+def _counts(values: list[str]) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
+
+
+def group_status(raw: dict[str, Any], lb_states: dict[str, str], serving: str | None, now: datetime) -> dict[str, Any]:
+    """Pure: one group's entry of the status, from its description and the load balancer's instance states."""
+    tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
+    template = raw.get("LaunchTemplate") or {}
+    instances = [
+        {
+            "id": i["InstanceId"],
+            "lifecycle": i.get("LifecycleState"),
+            "health": i.get("HealthStatus"),
+            "load_balancer": lb_states.get(i["InstanceId"], NOT_REGISTERED),
+        }
+        for i in sorted(raw.get("Instances", []), key=lambda i: i["InstanceId"])
+    ]
+    created = _iso(raw.get("CreatedTime"))
+    return {
+        "name": raw["AutoScalingGroupName"],
+        "serving": raw["AutoScalingGroupName"] == serving,
+        "image": tags.get("Image"),
+        "created": created,
+        "age_seconds": _age_seconds(created, now),
+        "promoted": tags.get("Promoted"),
+        "status": raw.get("Status"),
+        "min": raw.get("MinSize"),
+        "desired": raw.get("DesiredCapacity"),
+        "max": raw.get("MaxSize"),
+        "launch_template": template.get("LaunchTemplateName"),
+        "launch_configuration": raw.get("LaunchConfigurationName"),
+        "lifecycle": _counts([str(i["lifecycle"]) for i in instances]),
+        "health": _counts([str(i["health"]) for i in instances]),
+        "load_balancer": _counts([i["load_balancer"] for i in instances]),
+        "instances": instances,
+    }
+
+
+def collect_status(environment: Environment, now: datetime | None = None) -> dict[str, Any]:
+    """Everything `inv status` shows, as a plain dict (shape: README, "inv status --json"). Reads only."""
+    now = now or datetime.now(UTC)
+    config = environment.config
+    names = environment.names
+    balancer = load_balancer_summary(environment)
+    lb_states: dict[str, str] = {}
+    if balancer["exists"]:
+        try:
+            lb_states = environment.load_balancer.serving_states()
+        except DeployError:
+            lb_states = {}  # e.g. an ALB without its target group: the summary says what is missing
+    groups = environment_groups(environment)
+    serving = serving_group(groups)
+    group_entries = []
+    for group in groups:
+        raw = describe_group(environment, group.name, include_deleting=True)
+        if raw is not None:
+            group_entries.append(group_status(raw, lb_states, serving.name if serving else None, now))
+    in_use = {g["image"] for g in group_entries if g["image"]}
+    templates = []
+    for name in launch_templates(environment):
+        image = template_image(environment, name)
+        in_use |= {image} if image else set()
+        templates.append({"name": name, "image": image})
+    configurations = [
+        {"name": c["LaunchConfigurationName"], "image": c.get("ImageId"), "created": _iso(c.get("CreatedTime"))}
+        for c in launch_configurations(environment)
+    ]
+    in_use |= {c["image"] for c in configurations if c["image"]}
+    images = [
+        {
+            "id": image["ImageId"],
+            "name": image.get("Name"),
+            "role": tag_value(image, "Role") or None,
+            "state": image.get("State"),
+            "created": image.get("CreationDate"),
+            "age_seconds": _age_seconds(image.get("CreationDate"), now),
+            "deployed": tag_value(image, DEPLOYED_TAG) or None,
+            "in_use": image["ImageId"] in in_use,
+        }
+        for image in sorted(environment_images(environment), key=lambda i: i.get("CreationDate", ""), reverse=True)
+    ]
+    return {
+        "version": VERSION,
+        "env": environment.env,
+        "stack": names.stack,
+        "region": config.region,
+        "endpoint": config.endpoint_url,
+        "time": _iso(now),
+        "host": host_record(environment),
+        "load_balancer": balancer,
+        "groups": group_entries,
+        "launch_templates": templates,
+        "launch_configurations": configurations,
+        "images": images,
+        "lock": read_lock(environment),
+    }
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def human_age(seconds: int | None) -> str:
+    """Pure: 45s, 12m, 3h05m, 2d04h."""
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{state} {count}" for state, count in counts.items()) or "-"
+
+
+def columns(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Pure: rows of cells as left-aligned columns (the first row is the header)."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _health_check_text(check: dict[str, Any] | None) -> str:
+    if not check:
+        return "-"
+    target = check.get("target") or f"{check.get('protocol')}:{check.get('port')}{check.get('path') or ''}"
+    return (
+        f"{target} every {check.get('interval')}s, timeout {check.get('timeout')}s,"
+        f" healthy after {check.get('healthy_threshold')}, unhealthy after {check.get('unhealthy_threshold')}"
+    )
+
+
+def render_table(status: dict[str, Any]) -> str:
+    """Pure: the status as text for people."""
+    lines: list[str] = []
+    where = f"{status['region']}" + (f", endpoint {status['endpoint']}" if status.get("endpoint") else "")
+    lines.append(f"{status['stack']}  (env {status['env']}, {where}, at {status['time']})")
+
+    host = status["host"]
+    record = host.get("record")
+    if record is None:
+        why = f": {host['problem']}" if host.get("problem") else ""
+        lines.append(f"host           {host['name']} → no A record{why}")
+    elif record.get("alias"):
+        lines.append(f"host           {host['name']} → ALIAS {record['alias']}")
+    else:
+        lines.append(f"host           {host['name']} → A {', '.join(record.get('values') or []) or '-'}")
+
+    balancer = status["load_balancer"]
+    if not balancer.get("exists"):
+        lines.append(f"load balancer  {balancer['name']} ({balancer['kind']}): does not exist — run `inv setup`")
+    else:
+        lines.append(
+            f"load balancer  {balancer['name']} ({balancer['kind']}) {balancer.get('dns_name') or ''}".rstrip()
+        )
+        lines.append(f"health check   {_health_check_text(balancer.get('health_check'))}")
+        for listener in balancer.get("listeners") or []:
+            if isinstance(listener, dict):
+                listener = f"{listener.get('protocol')} {listener.get('port')} → {listener.get('action')}"
+            lines.append(f"listener       {listener}")
+
+    lines.append("")
+    if status["groups"]:
+        lines.append("groups")
+        rows = [["NAME", "IMAGE", "AGE", "DESIRED", "LIFECYCLE", "LOAD BALANCER", ""]]
+        for group in status["groups"]:
+            mark = "serving" if group["serving"] else (group.get("status") or "")
+            rows.append(
+                [
+                    group["name"],
+                    group["image"] or group.get("launch_configuration") or "-",
+                    human_age(group["age_seconds"]),
+                    f"{group['desired']} ({group['min']}-{group['max']})",
+                    _counts_text(group["lifecycle"]),
+                    _counts_text(group["load_balancer"]),
+                    mark,
+                ]
+            )
+        lines += columns(rows)
+    else:
+        lines.append("groups         none")
+
+    if status["launch_templates"]:
+        lines.append("launch templates")
+        lines += columns([["NAME", "IMAGE"]] + [[t["name"], t["image"] or "-"] for t in status["launch_templates"]])
+    if status["launch_configurations"]:
+        lines.append("launch configurations")
+        lines += columns(
+            [["NAME", "IMAGE"]] + [[c["name"], c["image"] or "-"] for c in status["launch_configurations"]]
+        )
+    if status["images"]:
+        lines.append("images")
+        rows = [["ID", "ROLE", "AGE", "DEPLOYED", "IN USE", "NAME"]]
+        for image in status["images"]:
+            rows.append(
+                [
+                    image["id"],
+                    image["role"] or "-",
+                    human_age(image["age_seconds"]),
+                    image["deployed"] or "-",
+                    "yes" if image["in_use"] else "no",
+                    image["name"] or "-",
+                ]
+            )
+        lines += columns(rows)
+    else:
+        lines.append("images         none")
+
+    lock = status["lock"]
+    if lock is None:
+        lines.append("deploy lock    free")
+    elif "user" in lock:
+        lines.append(
+            f"deploy lock    held by {lock.get('user')}@{lock.get('host')} pid {lock.get('pid')},"
+            f" since {lock.get('started')}, at step {lock.get('step')}"
+        )
+    else:
+        lines.append(f"deploy lock    held: {lock}")
+    return "\n".join(lines) + "\n"
+
+
+def show_status(environment: Environment, as_json: bool, out: Any) -> dict[str, Any]:
+    """`inv status`: collect, then print JSON or the table to OUT (progress lines go elsewhere)."""
+    status = collect_status(environment)
+    if as_json:
+        out.write(json.dumps(status, indent=2, default=str) + "\n")
+    else:
+        out.write(render_table(status))
+    out.flush()
+    return status

@@ -1,0 +1,461 @@
+"""Bad input, one test per case: a clear one-paragraph error, a non-zero exit, no traceback, and nothing
+created or deleted in the cloud (a snapshot of the whole account is compared before and after).
+
+Through the real CLI against the session's moto server, on an environment (`bad`) that is set up and
+deployed once for the module, so that there is something a careless run could delete. Two cases are
+in-process, where a subprocess cannot produce them: an expired token, and an image that exists but is
+not available yet. At the end, an account with 300 unrelated groups costs a deploy no extra request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from conftest import (
+    FAKE_CREDENTIALS,
+    REGION,
+    REPO,
+    STRAY_VARIABLES,
+    _settings_keys,
+    local_env_text,
+    run_inv,
+    write_env_folder,
+)
+from invoke.exceptions import Exit
+
+import deploy.images
+from deploy import environment as environments
+from deploy import groups
+from deploy.cleanup import retire_outdated
+from deploy.cli import run_step
+from deploy.groups import launch_group, promote
+from deploy.health import wait_for_new_group
+from deploy.naming import tag_list
+from deploy.setup import run_setup
+
+pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
+
+ENV = "bad"
+STACK = f"webapp-{ENV}"
+RUN_TIMEOUT_S = 120.0
+MISSING_IMAGE = "ami-0123456789abcdef0"
+NO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": None,
+    "AWS_SECRET_ACCESS_KEY": None,
+    "AWS_SESSION_TOKEN": None,
+    "AWS_SECURITY_TOKEN": None,
+    "AWS_WEB_IDENTITY_TOKEN_FILE": None,
+    "AWS_ROLE_ARN": None,
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass
+class Site:
+    url: str
+    env_dir: Path
+    work_dir: Path
+    overrides: dict[str, str | None]
+
+    def inv(self, *args: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_inv(*args, env={**self.overrides, **(env or {})}, timeout=RUN_TIMEOUT_S)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def add_env(self, name: str, text: str) -> None:
+        (self.env_dir / f"{name}.env").write_text(text, encoding="utf-8")
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        """What a run could create or delete anywhere in the account."""
+        ec2, autoscaling, elb, elbv2 = (self.client(s) for s in ("ec2", "autoscaling", "elb", "elbv2"))
+        route53, ssm = self.client("route53"), self.client("ssm")
+
+        def pages(client: Any, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+            return [item for page in client.get_paginator(operation).paginate(**params) for item in page[key]]
+
+        zones = pages(route53, "list_hosted_zones", "HostedZones")
+        return {
+            "groups": sorted(
+                (
+                    g["AutoScalingGroupName"],
+                    g["DesiredCapacity"],
+                    tuple(sorted(i["InstanceId"] for i in g["Instances"])),
+                    tuple(g.get("LoadBalancerNames", [])),
+                    tuple(g.get("TargetGroupARNs", [])),
+                )
+                for g in pages(autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups")
+            ),
+            "launch_templates": sorted(
+                t["LaunchTemplateName"] for t in pages(ec2, "describe_launch_templates", "LaunchTemplates")
+            ),
+            "launch_configurations": sorted(
+                c["LaunchConfigurationName"]
+                for c in pages(autoscaling, "describe_launch_configurations", "LaunchConfigurations")
+            ),
+            "load_balancers": sorted(
+                [lb["LoadBalancerName"] for lb in elb.describe_load_balancers()["LoadBalancerDescriptions"]]
+                + [lb["LoadBalancerName"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]]
+            ),
+            "target_groups": sorted(t["TargetGroupName"] for t in elbv2.describe_target_groups()["TargetGroups"]),
+            "images": sorted((i["ImageId"], i["State"]) for i in ec2.describe_images(Owners=["self"])["Images"]),
+            "security_groups": sorted(
+                (g["GroupName"], g["GroupId"]) for g in pages(ec2, "describe_security_groups", "SecurityGroups")
+            ),
+            "key_pairs": sorted(k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]),
+            "instances": sorted(
+                (i["InstanceId"], i["State"]["Name"])
+                for r in pages(ec2, "describe_instances", "Reservations")
+                for i in r["Instances"]
+                if i["State"]["Name"] != "terminated"
+            ),
+            "parameters": sorted(p["Name"] for p in ssm.describe_parameters()["Parameters"]),
+            "records": sorted(
+                (zone["Id"], r["Name"], r["Type"])
+                for zone in zones
+                for r in route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+            ),
+        }
+
+
+def refused(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
+    """The run failed with one short paragraph on stderr that holds every phrase; no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    message = result.stderr.strip()
+    assert message, output
+    assert "\n\n" not in message, message
+    assert len(message) < 2000, message
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def site(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    root = tmp_path_factory.mktemp("bad-input")
+    app = root / "app"
+    app.mkdir()
+    for name in ("build.py", "server.py"):
+        shutil.copy2(REPO / "example-app" / name, app / name)
+    text = local_env_text(moto_server, HEALTH_TIMEOUT="10", APP_DIR=os.path.relpath(app, REPO))
+    env_dir = write_env_folder(root / "env", {f"{ENV}.env": text})
+    work_dir = root / "work"
+    work_dir.mkdir()
+    overrides: dict[str, str | None] = dict.fromkeys((*STRAY_VARIABLES, *_settings_keys()))
+    overrides.update(FAKE_CREDENTIALS)
+    overrides.update(DEPLOY_ENV_DIR=str(env_dir), DEPLOY_WORK_DIR=str(work_dir))
+    site = Site(moto_server, env_dir, work_dir, overrides)
+    for task in ("setup", "deploy"):
+        result = site.inv(task, "--env", ENV)
+        assert result.returncode == 0, result.stdout + result.stderr
+    yield site
+
+
+@pytest.fixture
+def unchanged(site: Site) -> Iterator[None]:
+    """The test's run must leave the whole account as it found it."""
+    before = site.snapshot()
+    yield
+    assert site.snapshot() == before
+
+
+@pytest.fixture
+def fresh_work(site: Site, tmp_path: Path) -> dict[str, str]:
+    """A work folder with no recorded images: the deploy would bake from scratch."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return {"DEPLOY_WORK_DIR": str(folder)}
+
+
+@pytest.fixture
+def in_process(site: Site, aws_environ: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOY_ENV_DIR", str(site.env_dir))
+    monkeypatch.setenv("DEPLOY_WORK_DIR", str(site.work_dir))
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_an_unknown_task_flag(site, unchanged):
+    refused(site.inv("deploy", "--env", ENV, "--imageid", MISSING_IMAGE), "No idea what '--imageid' is!")
+
+
+def test_an_unknown_task(site, unchanged):
+    refused(site.inv("deplyo", "--env", ENV), "No idea what 'deplyo' is!")
+
+
+def test_a_timeout_that_is_not_a_number(site, unchanged):
+    message = refused(site.inv("deploy", "--env", ENV, "--timeout", "soon"), "--timeout", "'soon'")
+    assert message.startswith("error: ")
+
+
+def test_an_unknown_environment(site, unchanged):
+    message = refused(site.inv("deploy", "--env", "nosuch"), "Unknown environment 'nosuch'", f"{ENV}")
+    assert message.startswith("error: ")
+
+
+# --- env files -----------------------------------------------------------------------------------
+
+
+def test_a_malformed_env_file(site, unchanged):
+    site.add_env("broken", local_env_text(site.url) + "this line is not a setting\n")
+    message = refused(site.inv("deploy", "--env", "broken"), "broken.env, line ", "expected KEY=value")
+    assert "'this line is not a setting'" in message
+
+
+def test_a_bad_value_in_an_env_file(site, unchanged):
+    site.add_env("capacity", local_env_text(site.url, DESIRED_CAPACITY="9", MAX_CAPACITY="4"))
+    refused(
+        site.inv("deploy", "--env", "capacity"),
+        "capacity.env",
+        "MIN_CAPACITY <= DESIRED_CAPACITY <= MAX_CAPACITY",
+        "1 <= 9 <= 4",
+    )
+
+
+# --- images, instance types, DNS, load balancer --------------------------------------------------
+
+
+def test_an_image_id_that_does_not_exist(site, unchanged):
+    refused(
+        site.inv("deploy", "--env", ENV, "--image-id", MISSING_IMAGE),
+        f"Image {MISSING_IMAGE} does not exist in {REGION}",
+    )
+
+
+def test_an_image_id_that_was_deregistered(site):
+    ec2 = site.client("ec2")
+    [base] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
+        "Images"
+    ]
+    instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]
+    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name="gone-before-deploy")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    ec2.deregister_image(ImageId=image_id)
+    before = site.snapshot()
+
+    refused(site.inv("deploy", "--env", ENV, "--image-id", image_id), f"Image {image_id} does not exist")
+
+    assert site.snapshot() == before
+
+
+def test_an_image_that_is_not_available(site, in_process, unchanged, monkeypatch):
+    """In-process: moto makes every image available at once; here one reads as still pending."""
+    serving = [g for g in site.snapshot()["groups"] if g[0].startswith(f"asg-{STACK}-")]
+    assert serving
+    pending = "ami-0fedcba9876543210"
+    real = deploy.images.describe_image
+    monkeypatch.setattr(
+        deploy.images,
+        "describe_image",
+        lambda environment, image_id: (
+            {"ImageId": pending, "State": "pending"} if image_id == pending else real(environment, image_id)
+        ),
+    )
+    try:
+        with pytest.raises(Exit) as exited:
+            run_step("launch-asg", ENV, lambda e: groups.launch_group(e, image_id=pending), locking=True)
+    finally:
+        environments.release_locks()
+    assert exited.value.code == 1
+    assert str(exited.value.message).startswith(f"error: launch-asg: Image {pending} is pending, not available.")
+
+
+def test_an_unknown_instance_type(site, unchanged):
+    result = site.inv("deploy", "--env", ENV, env={"INSTANCE_TYPE": "t3.gigantic"})
+    refused(result, "INSTANCE_TYPE t3.gigantic is not offered in us-east-1")
+    assert "==> launch-asg" not in result.stdout or "<== launch-asg failed" in result.stdout
+
+
+def test_a_hosted_zone_that_does_not_exist(site, unchanged):
+    site.add_env("nozone", local_env_text(site.url, HOSTED_ZONE_ID="Z0NOSUCHZONE0000"))
+    refused(site.inv("setup", "--env", "nozone"), "HOSTED_ZONE_ID Z0NOSUCHZONE0000 does not exist")
+    assert not (site.work_dir / "deploy" / "keys" / "nozone").exists()
+
+
+def test_a_load_balancer_missing_because_setup_never_ran(site, unchanged, fresh_work):
+    site.add_env("nosetup", local_env_text(site.url))
+    result = site.inv("deploy", "--env", "nosetup", env=fresh_work)
+    refused(result, "Load balancer alb-webapp-nosetup does not exist", "run `inv setup --env nosetup` first")
+    assert "packer build" not in result.stdout  # refused before anything was baked
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+
+def test_no_credentials(site, unchanged):
+    site.add_env("real", "DOMAIN=example.com\nLOCAL_CLOUD=false\n")
+    message = refused(site.inv("deploy", "--env", "real", env=NO_CREDENTIALS), "credentials")
+    assert message.startswith("error: ")
+    assert "--env local" in message
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
+def test_an_expired_token(site, in_process, unchanged, code):
+    def expired(environment: Any) -> None:
+        raise ClientError({"Error": {"Code": code, "Message": "The security token is expired"}}, "DescribeImages")
+
+    with pytest.raises(Exit) as exited:
+        run_step("deploy", ENV, expired)
+
+    assert exited.value.code == 1
+    assert exited.value.message == f"error: AWS refused the credentials ({code}): refresh them and retry."
+
+
+# --- tools and the build -------------------------------------------------------------------------
+
+
+def test_packer_missing(site, unchanged, fresh_work, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = site.inv("deploy", "--env", ENV, env={**fresh_work, "PATH": str(empty)})
+    refused(result, "error: bake-primal: Packer (packer) was not found on PATH", "apt-get install packer")
+
+
+def test_packer_failing(site, unchanged, fresh_work, tmp_path):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    packer = folder / "packer"
+    packer.write_text(
+        "#!/bin/sh\n"
+        "echo \"$(date +%s),,ui,error,Build 'local' errored after 1 second: UnauthorizedOperation: not allowed\"\n"
+        "exit 1\n",
+        encoding="utf-8",
+    )
+    packer.chmod(0o755)
+    result = site.inv("deploy", "--env", ENV, env={**fresh_work, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"})
+    refused(
+        result,
+        "error: bake-primal: The packer build of primal.json (builder local) failed (exit code 1)",
+        "UnauthorizedOperation: not allowed",
+    )
+
+
+def test_an_app_build_that_fails(site, unchanged):
+    command = 'echo "npm ERR! Missing script: build-bad" >&2; exit 3'
+    result = site.inv("deploy", "--env", ENV, env={"BUILD_COMMAND": command})
+    refused(result, "error: build-app: The app build failed (exit 3)", "npm ERR! Missing script: build-bad")
+
+
+# --- the lock ------------------------------------------------------------------------------------
+
+
+def test_a_deploy_lock_held(site):
+    holder = {
+        "host": "build-box-7",
+        "user": "alice",
+        "pid": 4242,
+        "started": "2024-05-01T10:00:00+00:00",
+        "step": "wait-health",
+    }
+    ssm = site.client("ssm")
+    name = f"/immutable-deploy/{STACK}/lock"
+    ssm.put_parameter(Name=name, Value=json.dumps(holder), Type="String")
+    try:
+        before = site.snapshot()
+        refused(
+            site.inv("deploy", "--env", ENV),
+            f"Another deploy of {ENV} is running: alice@build-box-7 pid 4242",
+            "at step wait-health",
+            f"inv unlock --env {ENV}",
+        )
+        assert site.snapshot() == before
+        assert json.loads(ssm.get_parameter(Name=name)["Parameter"]["Value"]) == holder
+    finally:
+        ssm.delete_parameter(Name=name)
+
+
+# --- accounts at scale ---------------------------------------------------------------------------
+
+
+def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
+    moto_server, aws_environ, shared_service_models, tmp_path, monkeypatch
+):
+    """In-process on an emptied cloud: two deploys (bakes skipped) on top of a serving group, the
+    second after another application put 300 groups (desired 0) into the account. Both send the same
+    requests, operation by operation: every listing is filtered by AWS, every poll reads one group."""
+    folder = write_env_folder(tmp_path / "env", {"scale.env": local_env_text(moto_server, HEALTH_TIMEOUT="30")})
+    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
+    monkeypatch.setenv("DEPLOY_WORK_DIR", str(tmp_path / "work"))
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+    environment = environments.open_environment("scale")
+    run_setup(environment)
+    ec2, autoscaling = environment.aws.ec2, environment.aws.autoscaling
+    [base] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
+        "Images"
+    ]
+
+    def deployment_image(name: str) -> str:
+        """An image tagged as bake-carnivore tags its images, made without Packer."""
+        instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]
+        image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+        ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+        ec2.create_tags(Resources=[image_id], Tags=tag_list(environment.names.tags(Role="carnivore", Name=name)))
+        return image_id
+
+    def deploy_requests(name: str) -> Counter[str]:
+        image_id = deployment_image(name)
+        environment.aws.requests.clear()
+        launch_group(environment, image_id=image_id)
+        wait_for_new_group(environment)
+        assert len(retire_outdated(environment)) == 1
+        return Counter(environment.aws.requests)
+
+    first = deployment_image("scale-0")
+    promote(environment, launch_group(environment, image_id=first), first)
+    alone = deploy_requests("scale-1")
+
+    template = ec2.create_launch_template(
+        LaunchTemplateName="other-app", LaunchTemplateData={"ImageId": base["ImageId"], "InstanceType": "t3.micro"}
+    )["LaunchTemplate"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+
+    def other_group(number: int) -> None:
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=f"asg-other-app-{number:04d}",
+            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
+            MinSize=0,
+            MaxSize=1,
+            DesiredCapacity=0,
+            VPCZoneIdentifier=subnet,
+            Tags=[{"Key": "Name", "Value": f"other-app-{number}", "PropagateAtLaunch": True}],
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(other_group, range(300)))
+    everyone = autoscaling.get_paginator("describe_auto_scaling_groups").paginate().build_full_result()
+    assert len(everyone["AutoScalingGroups"]) == 301
+
+    crowded = deploy_requests("scale-2")
+
+    assert crowded == alone
+    assert sum(alone.values()) > 0

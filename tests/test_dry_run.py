@@ -1,0 +1,259 @@
+"""`--dry-run`: plans of setup, deploy, cleanup and destroy that write nothing.
+
+Proof that no mutating request reached the cloud, three ways: the dry-run guard of deploy/aws.py
+refuses any write (its record of refused calls stays empty), the run log (one file per AWS call)
+holds only reads, and the cloud's whole state is the same before and after (in-process: every
+describe; on the moto server: its /moto-api/data.json dump).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import TEST_ENV, run_inv
+from invoke import Collection, Config
+from moto import mock_aws
+from operator_env import (
+    bake_image,
+    client,
+    create_zone,
+    deploy,
+    deployed_on_server,
+    described_cloud,
+    logged_operations,
+    make_environment,
+    moto_state,
+    output,
+    prime_moto,
+    set_up,
+)
+
+import tasks
+from deploy.aws import is_read_operation
+from deploy.chain import ChainExecutor
+from deploy.destroy import run_destroy
+from deploy.errors import DeployError
+from deploy.groups import Group
+from deploy.plan import cleanup_plan, deploy_plan, plan_retirement, setup_plan
+
+
+@pytest.fixture
+def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
+    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    with mock_aws():
+        yield
+
+
+def assert_only_reads(environment) -> None:
+    assert environment.aws.refused == []
+    operations = logged_operations(environment)
+    assert operations, "the plan read nothing?"
+    assert all(is_read_operation(name) for name in operations), operations
+
+
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("DescribeInstances", True),
+        ("ListResourceRecordSets", True),
+        ("GetParameter", True),
+        ("CreateLoadBalancer", False),
+        ("PutParameter", False),
+        ("DeregisterImage", False),
+        ("RunInstances", False),
+    ],
+)
+def test_read_operations_are_describe_list_get(name, read) -> None:
+    assert is_read_operation(name) is read
+
+
+def test_the_guard_refuses_a_write_before_it_is_sent(cloud, tmp_path):
+    environment = make_environment(tmp_path, dry_run=True)
+    assert environment.aws.ec2.describe_key_pairs()["KeyPairs"] == []
+    with pytest.raises(DeployError, match="refused ec2:CreateKeyPair"):
+        environment.aws.ec2.create_key_pair(KeyName="webapp-staging")
+    assert environment.aws.refused == ["ec2:CreateKeyPair"]
+    assert client("ec2").describe_key_pairs()["KeyPairs"] == []  # it never reached the cloud
+    assert "dry run: refused ec2:CreateKeyPair" in output(environment)
+
+
+@pytest.mark.parametrize("kind", ["classic", "application"])
+def test_setup_plan_of_a_new_environment_says_what_it_would_create(cloud, tmp_path, kind):
+    create_zone()
+    before = described_cloud()
+    environment = make_environment(tmp_path, kind=kind, dry_run=True, extra="SSH_CIDR=203.0.113.7/32\n")
+
+    lines = setup_plan(environment)
+
+    assert described_cloud() == before
+    assert_only_reads(environment)
+    assert lines and all(line.startswith(("would ", "webapp-staging-")) for line in lines), lines
+    assert "would create security group webapp-staging-lb" in lines
+    assert "webapp-staging-web: would allow tcp 22 from 203.0.113.7/32" in lines
+    assert any(line.startswith("would create load balancer") for line in lines)
+    assert any(line.startswith("would point staging.example.com (ALIAS A)") for line in lines)
+    assert "would import key pair webapp-staging" in lines
+    assert not (tmp_path / "work" / "deploy" / "keys").exists()
+
+
+def test_setup_plan_after_setup_changes_nothing_and_says_so(cloud, tmp_path):
+    create_zone()
+    set_up(make_environment(tmp_path / "setup"))
+    environment = make_environment(tmp_path / "plan", dry_run=True, extra="SSH_CIDR=203.0.113.7/32\n")
+    before = described_cloud()
+
+    assert setup_plan(environment) == ["webapp-staging-web: would allow tcp 22 from 203.0.113.7/32"]
+
+    assert described_cloud() == before
+    assert_only_reads(environment)
+
+
+def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(cloud, tmp_path):
+    create_zone()
+    environment = set_up(make_environment(tmp_path / "setup"))
+    old_group, old_image = deploy(environment)
+    source = bake_image("staging", role="source", managed=False)
+    planner = make_environment(tmp_path / "plan", dry_run=True, extra=f"SOURCE_AMI={source}\n")
+    before = described_cloud()
+
+    lines = deploy_plan(planner)
+
+    assert described_cloud() == before
+    assert_only_reads(planner)
+    steps = [line.split(":", 1)[0] for line in lines]
+    assert steps == [
+        "bake-primal",
+        "build-app",
+        "copy-over",
+        "bake-carnivore",
+        "launch-asg",
+        "wait-health",
+        "cleanup",
+        "cleanup",
+    ]
+    assert lines[0] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
+    launch = lines[4]
+    assert "would create launch template lt-webapp-staging-" in launch and "2 x t3.micro" in launch
+    assert f"cleanup: would retire group {old_group} (detach, drain, scale to 0, delete)" in lines
+    assert f"cleanup: would delete launch template {old_group.replace('asg-', 'lt-', 1)}" in lines
+    # The old image was deployed (RETAIN_IMAGES=2 keeps it for a rollback): not deleted.
+    assert not any(old_image in line for line in lines)
+
+
+def test_deploy_plan_with_a_given_image_skips_every_build(cloud, tmp_path):
+    create_zone()
+    set_up(make_environment(tmp_path / "setup"))
+    image = bake_image("staging")
+    planner = make_environment(tmp_path / "plan", dry_run=True)
+
+    lines = deploy_plan(planner, image_id=image)
+
+    assert lines[0] == f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {image} is given"
+    assert f"({image}, IMDSv2 required, encrypted)" in lines[1]
+    assert lines[-1] == "cleanup: nothing to retire"
+    assert_only_reads(planner)
+
+
+def test_deploy_plan_before_setup_fails_like_the_deploy_would(cloud, tmp_path):
+    create_zone()
+    planner = make_environment(tmp_path, dry_run=True)
+    with pytest.raises(DeployError, match="would fail at launch-asg: load balancer elb-webapp-staging does not exist"):
+        deploy_plan(planner, image_id=bake_image("staging"))
+    assert planner.aws.refused == []
+
+
+def test_cleanup_plan_lists_outdated_groups_and_changes_nothing(cloud, tmp_path):
+    create_zone()
+    environment = set_up(make_environment(tmp_path / "setup"))
+    old_group, _ = deploy(environment)
+    new_group, _ = deploy(environment)
+    planner = make_environment(tmp_path / "plan", dry_run=True)
+    before = described_cloud()
+
+    lines = cleanup_plan(planner)
+
+    assert lines == [
+        f"would retire group {old_group} (detach, drain, scale to 0, delete)",
+        f"would delete launch template {old_group.replace('asg-', 'lt-', 1)}",
+    ]
+    assert f"serving: {new_group}" in output(planner)
+    assert described_cloud() == before
+    assert_only_reads(planner)
+
+
+def test_destroy_dry_run_deletes_nothing(cloud, tmp_path, work_dir):
+    create_zone()
+    environment = set_up(make_environment(tmp_path / "setup"))
+    deploy(environment)
+    planner = make_environment(tmp_path / "plan", dry_run=True)
+    before = described_cloud()
+
+    assert run_destroy(planner, dry_run=True) == []
+
+    assert described_cloud() == before
+    assert_only_reads(planner)
+    assert "delete load balancer elb-webapp-staging" in output(planner)
+    assert (work_dir / "deploy" / "keys" / "staging").is_file()
+
+
+def test_plan_retirement_keeps_what_the_serving_group_uses() -> None:
+    serving = Group("asg-w-s-3", launch_template="lt-w-s-3", image_id="ami-3")
+    groups = [Group("asg-w-s-1", launch_template="lt-w-s-1"), Group("asg-w-s-2", launch_configuration="lc-w-s-2")]
+    images = [{"ImageId": f"ami-{n}", "Tags": []} for n in (1, 2, 3, 4)]
+    retirement = plan_retirement(
+        groups=groups,
+        serving=serving,
+        templates=["lt-w-s-1", "lt-w-s-3"],
+        template_images={"lt-w-s-3": "ami-3"},
+        configurations=[{"LaunchConfigurationName": "lc-w-s-2", "ImageId": "ami-2"}],
+        images=images,
+        protected={"ami-4"},
+        retain=0,
+        keep_images=False,
+    )
+    assert retirement.groups == ("asg-w-s-1", "asg-w-s-2")
+    assert retirement.launch_templates == ("lt-w-s-1",)
+    assert retirement.launch_configurations == ("lc-w-s-2",)
+    assert retirement.images == ("ami-1", "ami-2")  # not the serving one (3), not the protected one (4)
+    kept = plan_retirement(groups, serving, [], {}, [], images, set(), 0, keep_images=True)
+    assert kept.images == () and "would keep every image" in " ".join(kept.lines())
+
+
+def _chain(task: str, **flags: object) -> list[str]:
+    executor = ChainExecutor(Collection.from_module(tasks), Config())
+    return [call.task.name for call in executor.expand_calls(executor.normalize([(task, flags)]))]
+
+
+def test_a_dry_run_deploy_runs_no_pre_task() -> None:
+    assert _chain("deploy", env="local", dry_run=True) == ["deploy"]
+    assert _chain("deploy", env="local", dry_run=False)[0] == "bake_primal"
+
+
+def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, fresh_cloud):
+    """The real CLI: on an empty cloud, then on a deployed environment, no dry run changes anything."""
+    prime_moto(fresh_cloud)
+    empty = moto_state(fresh_cloud)
+    planned = run_inv("setup", "--env", TEST_ENV, "--dry-run")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "embedded cloud: would create the public hosted zone example.test" in planned.stdout
+    assert "would create load balancer alb-webapp-test" in planned.stdout
+    assert moto_state(fresh_cloud) == empty  # not even seeded
+
+    _, group, image = deployed_on_server(TEST_ENV)
+    deployed = moto_state(fresh_cloud)
+    outputs = {}
+    for command in ("setup", "deploy", "cleanup", "destroy"):
+        result = run_inv(command, "--env", TEST_ENV, "--dry-run")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert moto_state(fresh_cloud) == deployed, command
+        assert "refused" not in result.stdout + result.stderr
+        assert "plan (dry run" in result.stdout
+        outputs[command] = result.stdout
+    assert "nothing would change: webapp-test is already set up" in outputs["setup"]
+    assert f"cleanup: would retire group {group}" in outputs["deploy"]
+    assert "nothing to retire" in outputs["cleanup"]
+    assert f"deregister image {image}" in outputs["destroy"]
+    # A dry run took no deploy lock (taking it is a write), and wrote no state.
+    assert "Another deploy" not in outputs["deploy"]

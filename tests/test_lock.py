@@ -1,0 +1,256 @@
+"""The deploy lock: an SSM parameter created with Overwrite=False, in-process against moto's mock_aws.
+
+Holders are built by hand to stand for other runs: on another host, or on this host with a live,
+dead or reused process id. The last test runs the real CLI to show that a failing task releases it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import asdict, replace
+from typing import Any
+
+import boto3
+import pytest
+from conftest import REGION, TEST_ENV, run_inv
+from moto import mock_aws
+
+from deploy import pipeline
+from deploy.errors import DeployError
+from deploy.lock import DeployLock, Holder, _process_start, is_stale_here, parameter_name, this_process
+
+STACK = "webapp-dev"
+NAME = parameter_name(STACK)
+
+
+@pytest.fixture
+def ssm(aws_environ) -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.client("ssm", region_name=REGION)
+
+
+def new_lock(ssm: Any, said: list[str] | None = None) -> DeployLock:
+    return DeployLock(ssm, STACK, "dev", say=(said if said is not None else []).append)
+
+
+def stored(ssm: Any) -> dict[str, Any] | None:
+    try:
+        return json.loads(ssm.get_parameter(Name=NAME)["Parameter"]["Value"])
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
+def plant(ssm: Any, holder: Holder) -> None:
+    """The lock as another run left it."""
+    ssm.put_parameter(Name=NAME, Value=json.dumps(asdict(holder)), Type="String", Overwrite=True)
+
+
+def other_host(step: str = "wait-health") -> Holder:
+    return Holder(
+        host="build-box-7", user="alice", pid=4242, started="2024-05-01T10:00:00+00:00", step=step, process_start="1"
+    )
+
+
+@pytest.fixture
+def live_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of this host that runs for the whole test: a holder that is alive."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.DEVNULL)
+    process.wait(timeout=30)
+    return process.pid
+
+
+def here(pid: int, process_start: str | None = None, step: str = "bake-carnivore") -> Holder:
+    start = _process_start(pid) if process_start is None else process_start
+    return Holder(
+        host=socket.gethostname(),
+        user="bob",
+        pid=pid,
+        started="2024-05-01T10:00:00+00:00",
+        step=step,
+        process_start=start,
+    )
+
+
+def test_acquire_creates_the_parameter_naming_this_process(ssm):
+    lock = new_lock(ssm)
+    lock.acquire("bake-primal")
+
+    value = stored(ssm)
+    assert value is not None
+    me = this_process("bake-primal")
+    assert (value["host"], value["user"], value["pid"], value["step"]) == (me.host, me.user, me.pid, "bake-primal")
+    assert value["process_start"] == me.process_start != ""
+    assert lock.mine is not None and lock.mine.pid == me.pid
+
+
+def test_a_second_run_is_refused_naming_the_holder(ssm):
+    plant(ssm, other_host(step="wait-health"))
+    lock = new_lock(ssm)
+
+    with pytest.raises(DeployError) as refused:
+        lock.acquire("bake-primal")
+
+    message = str(refused.value)
+    assert "Another deploy of dev is running" in message
+    assert "alice@build-box-7 pid 4242" in message
+    assert "since 2024-05-01T10:00:00+00:00" in message
+    assert "at step wait-health" in message
+    assert "inv unlock --env dev" in message
+    assert lock.mine is None
+    assert stored(ssm)["host"] == "build-box-7"  # untouched
+
+
+def test_only_one_of_two_lock_objects_wins(ssm):
+    first, second = new_lock(ssm), new_lock(ssm)
+    first.acquire("setup")
+    # Same process, but a different DeployLock: it does not hold the lock, and the holder is alive.
+    with pytest.raises(DeployError, match="Another deploy of dev is running"):
+        second.acquire("setup")
+    assert second.mine is None
+
+
+def test_release_removes_only_the_lock_this_run_holds(ssm):
+    lock = new_lock(ssm)
+    lock.acquire("launch-asg")
+    lock.release()
+    assert stored(ssm) is None
+    assert lock.mine is None
+
+    lock.acquire("launch-asg")
+    plant(ssm, other_host())  # someone ran `inv unlock` and another run took the lock
+    lock.release()
+    assert stored(ssm)["host"] == "build-box-7"
+    assert lock.mine is None
+
+    lock.release()  # releasing what is not held is a no-op
+    assert stored(ssm)["host"] == "build-box-7"
+
+
+def test_a_lock_of_this_host_whose_process_is_gone_is_replaced_with_a_warning(ssm):
+    stale = here(dead_pid(), process_start="12345")
+    assert is_stale_here(stale)
+    plant(ssm, stale)
+    said: list[str] = []
+    lock = new_lock(ssm, said)
+
+    lock.acquire("bake-primal")
+
+    assert stored(ssm)["pid"] == this_process("x").pid
+    assert any(line.startswith("warning: removing a stale deploy lock of dev") for line in said), said
+    assert any(f"bob@{stale.host} pid {stale.pid}" in line for line in said), said
+
+
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(ssm, live_process):
+    reused = here(live_process.pid, process_start="1")  # the pid is alive, but started at another time
+    assert is_stale_here(reused)
+    plant(ssm, reused)
+    said: list[str] = []
+
+    new_lock(ssm, said).acquire("bake-primal")
+
+    assert stored(ssm)["pid"] == this_process("x").pid
+    assert any("stale deploy lock" in line for line in said)
+
+
+def test_a_live_holder_on_this_host_is_refused(ssm, live_process):
+    alive = here(live_process.pid)
+    assert not is_stale_here(alive)
+    plant(ssm, alive)
+    said: list[str] = []
+
+    with pytest.raises(DeployError, match=f"bob@{socket.gethostname()} pid {live_process.pid}"):
+        new_lock(ssm, said).acquire("bake-primal")
+
+    assert said == []
+    assert stored(ssm)["pid"] == live_process.pid
+
+
+def test_a_holder_on_another_host_is_refused_even_if_its_pid_is_free_here(ssm):
+    remote = replace(other_host(), pid=dead_pid())
+    assert not is_stale_here(remote)  # this host cannot know whether that process still runs
+    plant(ssm, remote)
+
+    with pytest.raises(DeployError, match="alice@build-box-7"):
+        new_lock(ssm).acquire("bake-primal")
+    assert stored(ssm)["host"] == "build-box-7"
+
+
+def test_an_unreadable_lock_value_is_refused_and_shown(ssm):
+    ssm.put_parameter(Name=NAME, Value="not json at all", Type="String")
+
+    with pytest.raises(DeployError, match="unreadable lock value 'not json at all'"):
+        new_lock(ssm).acquire("bake-primal")
+    assert ssm.get_parameter(Name=NAME)["Parameter"]["Value"] == "not json at all"
+
+
+def test_each_step_is_named_in_the_lock_as_the_run_goes(ssm):
+    lock = new_lock(ssm)
+    lock.acquire("bake-primal")
+    lock.acquire("wait-health")  # the next step of the same run: an update, not a refusal
+    assert stored(ssm)["step"] == "wait-health"
+
+    with pytest.raises(DeployError, match="at step wait-health"):
+        new_lock(ssm).acquire("deploy")
+
+    lock.update("finish")
+    assert stored(ssm)["step"] == "finish"
+    assert stored(ssm)["pid"] == this_process("x").pid
+
+
+def test_a_run_whose_lock_was_removed_under_it_stops(ssm):
+    lock = new_lock(ssm)
+    lock.acquire("launch-asg")
+    ssm.delete_parameter(Name=NAME)
+
+    with pytest.raises(DeployError, match="removed by someone else"):
+        lock.update("wait-health")
+
+
+def test_unlock_removes_any_lock_and_names_its_holder(ssm):
+    said: list[str] = []
+    lock = new_lock(ssm, said)
+    environment = types.SimpleNamespace(lock=lock, env="dev", say=said.append)
+
+    pipeline.unlock(environment)  # type: ignore[arg-type]
+    assert said == ["  no deploy lock is held on dev"]
+
+    plant(ssm, other_host(step="finish"))
+    assert lock.force_unlock() == other_host(step="finish")
+    assert stored(ssm) is None
+
+    plant(ssm, other_host(step="finish"))
+    pipeline.unlock(environment)  # type: ignore[arg-type]
+    assert stored(ssm) is None
+    assert said[-1].startswith("warning: removed the deploy lock of dev held by alice@build-box-7 pid 4242")
+    assert "no longer protected" in said[-1]
+
+
+def test_a_failing_task_releases_the_lock_it_took(env_dir, work_dir, cloud_client):
+    """Real CLI: `inv launch-asg` takes the lock at bake-carnivore, fails there (unknown image), and releases it."""
+    result = run_inv("launch-asg", "--env", TEST_ENV, "--image-id", "ami-0123456789abcdef0")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Image ami-0123456789abcdef0 does not exist" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    ssm = cloud_client("ssm")
+    assert ssm.describe_parameters()["Parameters"] == []
+    calls = sorted(p.name for p in (work_dir / "deploy" / "log" / TEST_ENV / "latest").resolve().iterdir())
+    taken = [name for name in calls if name.endswith("ssm-PutParameter.json")]
+    released = [name for name in calls if name.endswith("ssm-DeleteParameter.json")]
+    assert taken and released, calls
+    assert taken[0] < released[-1]  # numbered in call order
