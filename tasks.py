@@ -136,7 +136,7 @@ def unlock(c, env=None):
     run_step("unlock", env, pipeline.unlock)
 
 
-@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: README, inv status)."})
+@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: README, `status --json`)."})
 def status(c, env=None, json=False):
     """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
     run_step("status", env, lambda e: show_status(e, as_json=json, out=sys.stdout), dry_run=True, out=sys.stderr)

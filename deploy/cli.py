@@ -37,6 +37,7 @@ class Seconds(int):
             raise ParseError(f"error: --timeout takes a whole number of seconds (0: the default), not {number}.")
         return super().__new__(cls, number)
 
+
 EXPIRED = {
     "ExpiredToken",
     "ExpiredTokenException",

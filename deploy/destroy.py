@@ -32,7 +32,7 @@ from deploy.setup import key_path
 from deploy.status import environment_images, host_record, load_balancer_summary
 
 GROUP_DELETE_TIMEOUT_S = 900  # instances terminate within minutes
-SECURITY_GROUP_TIMEOUT_S = 900  # a deleted load balancer's network interfaces linger for minutes on AWS
+SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
 PROTECTED_ENV = "production"
 
 
@@ -87,6 +87,11 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
     """Read everything destroy decides about (reads only; a dry run runs exactly this)."""
     names = environment.names
     ec2 = environment.aws.ec2
+    balancer = environment.load_balancer
+    refuse_kind_switch = getattr(balancer, "refuse_kind_switch", None)
+    if refuse_kind_switch is not None:
+        # A load balancer of the other kind would keep the security groups in use: say how to proceed.
+        refuse_kind_switch()
     host = host_record(environment)
     record = None
     if host.get("record") is not None:
@@ -254,8 +259,21 @@ def describe_plan(actions: list[Action]) -> list[str]:
 
 
 def _wait(environment: Environment, timeout_s: float, check: Callable[[], tuple[bool, str]], what: str) -> None:
+    """Bounded; a reading per poll (a live line on a terminal) while it is not done yet."""
     poll = float(environment.config["POLL_SECONDS"])  # type: ignore[arg-type]
-    done, status = Waiter(timeout_s, poll).until(check, lambda _: None)
+    shown = False
+
+    def progress(status: str) -> None:
+        nonlocal shown
+        if status and not status.startswith("done"):
+            environment.log.progress(f"  {status}")
+            shown = True
+
+    try:
+        done, status = Waiter(timeout_s, poll).until(check, progress)
+    finally:
+        if shown:
+            environment.log.end_progress()
     if not done:
         raise DeployError(f"{what} was not done after {timeout_s:.0f}s ({status}); run `inv destroy` again to finish.")
 
@@ -271,12 +289,13 @@ def _delete_group(environment: Environment, name: str, load_balancer_exists: boo
     except ClientError as error:
         if "not found" not in str(error).lower() and "ScalingActivityInProgress" not in error_code(error):
             raise
-    _wait(
-        environment,
-        GROUP_DELETE_TIMEOUT_S,
-        lambda: (describe_group(environment, name, include_deleting=True) is None, f"{name} is being deleted"),
-        f"Deleting group {name}",
-    )
+
+    def gone() -> tuple[bool, str]:
+        if describe_group(environment, name, include_deleting=True) is None:
+            return True, "done"
+        return False, f"waiting: {name} is being deleted (its instances terminate)"
+
+    _wait(environment, GROUP_DELETE_TIMEOUT_S, gone, f"Deleting group {name}")
 
 
 def _delete_security_group(environment: Environment, group_id: str, name: str) -> None:
@@ -285,11 +304,11 @@ def _delete_security_group(environment: Environment, group_id: str, name: str) -
             environment.aws.ec2.delete_security_group(GroupId=group_id)
         except ClientError as error:
             if error_code(error) == "InvalidGroup.NotFound":
-                return True, "gone"
+                return True, "done"
             if error_code(error) == "DependencyViolation":
-                return False, f"{name} is still in use (network interfaces of the deleted load balancer linger)"
+                return False, f"waiting: {name} is still in use (the deleted load balancer's network interfaces linger)"
             raise
-        return True, "deleted"
+        return True, "done"
 
     _wait(environment, SECURITY_GROUP_TIMEOUT_S, attempt, f"Deleting security group {name}")
 

@@ -623,8 +623,7 @@ class ApplicationLoadBalancer:
                     **desired,
                 ),
             )
-            if created is None:  # dry run
-                changes.make(f"set the deregistration delay of {self.target_group_name} to {DRAINING_TIMEOUT_S}s")
+            if created is None:  # dry run (a new target group drains 300 s: AWS's default, checked below)
                 return None
             group = created["TargetGroups"][0]
         else:

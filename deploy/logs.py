@@ -108,6 +108,9 @@ class RunLog:
 
     def say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
+        self._append(message)
+
+    def _append(self, message: str) -> None:
         with (self.dir / "run.log").open("a", encoding="utf-8") as handle:
             handle.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} [{self.step}] {message}\n")
 
@@ -128,11 +131,13 @@ class RunLog:
             self.step = outer
 
     def progress(self, line: str) -> None:
-        """A line of a wait: rewritten in place on a terminal, printed plainly otherwise (CI logs)."""
+        """A line of a wait: rewritten in place on a terminal, printed plainly otherwise (CI logs);
+        run.log keeps every reading either way."""
         if self.out.isatty() if hasattr(self.out, "isatty") else False:
             print(f"\r\033[K{line}", end="", file=self.out, flush=True)
         else:
             print(line, file=self.out, flush=True)
+        self._append(line)
 
     def end_progress(self) -> None:
         if self.out.isatty() if hasattr(self.out, "isatty") else False:

@@ -39,6 +39,7 @@ from deploy.images import (
     given_primal,
     packer_builder,
     require_image,
+    require_instance_type,
     resolve_source_image,
 )
 from deploy.setup import resolve_network, run_setup
@@ -194,6 +195,7 @@ def deploy_plan(
     config = environment.config
     names = environment.names
     lines = seed_plan(environment)
+    require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     given = given_image(environment, image_id)
     image: str | None
     if given:

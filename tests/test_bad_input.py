@@ -17,7 +17,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +73,21 @@ class Site:
     env_dir: Path
     work_dir: Path
     overrides: dict[str, str | None]
+    clients: dict[str, Any] = field(default_factory=dict)
 
     def inv(self, *args: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
         return run_inv(*args, env={**self.overrides, **(env or {})}, timeout=RUN_TIMEOUT_S)
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=REGION,
-            endpoint_url=self.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        if service not in self.clients:
+            self.clients[service] = boto3.client(
+                service,
+                region_name=REGION,
+                endpoint_url=self.url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return self.clients[service]
 
     def add_env(self, name: str, text: str) -> None:
         (self.env_dir / f"{name}.env").write_text(text, encoding="utf-8")
@@ -269,8 +272,6 @@ def test_an_image_id_that_was_deregistered(site):
 
 def test_an_image_that_is_not_available(site, in_process, unchanged, monkeypatch):
     """In-process: moto makes every image available at once; here one reads as still pending."""
-    serving = [g for g in site.snapshot()["groups"] if g[0].startswith(f"asg-{STACK}-")]
-    assert serving
     pending = "ami-0fedcba9876543210"
     real = deploy.images.describe_image
     monkeypatch.setattr(
@@ -292,7 +293,7 @@ def test_an_image_that_is_not_available(site, in_process, unchanged, monkeypatch
 def test_an_unknown_instance_type(site, unchanged):
     result = site.inv("deploy", "--env", ENV, env={"INSTANCE_TYPE": "t3.gigantic"})
     refused(result, "INSTANCE_TYPE t3.gigantic is not offered in us-east-1")
-    assert "==> launch-asg" not in result.stdout or "<== launch-asg failed" in result.stdout
+    assert "packer build" not in result.stdout  # refused before the bake
 
 
 def test_a_hosted_zone_that_does_not_exist(site, unchanged):
@@ -451,9 +452,7 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
         )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(other_group, range(300)))
-    everyone = autoscaling.get_paginator("describe_auto_scaling_groups").paginate().build_full_result()
-    assert len(everyone["AutoScalingGroups"]) == 301
+        assert len(list(pool.map(other_group, range(300)))) == 300  # map re-raises any failure
 
     crowded = deploy_requests("scale-2")
 

@@ -9,6 +9,7 @@ describe; on the moto server: its /moto-api/data.json dump).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import TEST_ENV, run_inv
@@ -231,7 +232,12 @@ def test_a_dry_run_deploy_runs_no_pre_task() -> None:
     assert _chain("deploy", env="local", dry_run=False)[0] == "bake_primal"
 
 
-def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, fresh_cloud):
+def newest_run_operations(work_dir: Path, env: str) -> list[str]:
+    run = (work_dir / "deploy" / "log" / env / "latest").resolve()
+    return [path.stem.rsplit("-", 1)[1] for path in sorted(run.glob("*.json"))]
+
+
+def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, work_dir, fresh_cloud):
     """The real CLI: on an empty cloud, then on a deployed environment, no dry run changes anything."""
     prime_moto(fresh_cloud)
     empty = moto_state(fresh_cloud)
@@ -247,13 +253,27 @@ def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, fr
     for command in ("setup", "deploy", "cleanup", "destroy"):
         result = run_inv(command, "--env", TEST_ENV, "--dry-run")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert moto_state(fresh_cloud) == deployed, command
         assert "refused" not in result.stdout + result.stderr
         assert "plan (dry run" in result.stdout
+        operations = newest_run_operations(work_dir, TEST_ENV)  # one log file per AWS call
+        assert operations and all(is_read_operation(name) for name in operations), (command, operations)
         outputs[command] = result.stdout
+    assert moto_state(fresh_cloud) == deployed  # one dump at the end: each takes a second or two
     assert "nothing would change: webapp-test is already set up" in outputs["setup"]
     assert f"cleanup: would retire group {group}" in outputs["deploy"]
     assert "nothing to retire" in outputs["cleanup"]
     assert f"deregister image {image}" in outputs["destroy"]
-    # A dry run took no deploy lock (taking it is a write), and wrote no state.
-    assert "Another deploy" not in outputs["deploy"]
+
+
+def test_cleanup_plan_retires_nothing_while_the_serving_group_is_not_healthy(cloud, tmp_path):
+    create_zone()
+    environment = set_up(make_environment(tmp_path / "setup"))
+    deploy(environment)
+    new_group, _ = deploy(environment)
+    [raw] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[new_group])["AutoScalingGroups"]
+    client("ec2").stop_instances(InstanceIds=[raw["Instances"][0]["InstanceId"]])
+
+    lines = cleanup_plan(make_environment(tmp_path / "plan", dry_run=True))
+
+    assert len(lines) == 1
+    assert lines[0].startswith(f"would retire nothing: the serving group {new_group} is not fully healthy (1/2 healthy")

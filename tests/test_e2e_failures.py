@@ -117,6 +117,7 @@ class Site:
     scratch: Path
     overrides: dict[str, str | None] = field(default_factory=dict)
     _runs: itertools.count = field(default_factory=itertools.count)
+    clients: dict[str, Any] = field(default_factory=dict)
 
     def environ(self, extra: dict[str, str | None] | None = None) -> dict[str, str | None]:
         return {**self.overrides, **(extra or {})}
@@ -145,13 +146,15 @@ class Site:
                 process.wait(timeout=10)
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=REGION,
-            endpoint_url=self.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        if service not in self.clients:
+            self.clients[service] = boto3.client(
+                service,
+                region_name=REGION,
+                endpoint_url=self.url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return self.clients[service]
 
     def groups(self) -> dict[str, dict[str, Any]]:
         found = self.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
@@ -172,10 +175,9 @@ class Site:
         found = self.client("ec2").describe_launch_templates()["LaunchTemplates"]
         return sorted(t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(TEMPLATE_PREFIX))
 
-    def lb_states(self, ids: list[str]) -> dict[str, str]:
-        states = self.client("elb").describe_instance_health(
-            LoadBalancerName=LOAD_BALANCER, Instances=[{"InstanceId": i} for i in ids]
-        )["InstanceStates"]
+    def lb_states(self) -> dict[str, str]:
+        """Every instance registered at the load balancer, and its state there."""
+        states = self.client("elb").describe_instance_health(LoadBalancerName=LOAD_BALANCER)["InstanceStates"]
         return {s["InstanceId"]: s["State"] for s in states}
 
     def lock(self) -> dict[str, Any] | None:
@@ -232,9 +234,10 @@ def processes(*argv: str) -> list[int]:
 
 
 def assert_serves(site: Site, group: dict[str, Any]) -> None:
+    """GROUP's instances are all InService at the load balancer, and nothing else is registered."""
     ids = instance_ids(group)
     assert len(ids) == DESIRED, group
-    assert site.lb_states(ids) == dict.fromkeys(ids, "InService")
+    assert site.lb_states() == dict.fromkeys(ids, "InService")
 
 
 def assert_clean_exit(output: str) -> None:
@@ -436,23 +439,42 @@ def test_an_interrupt_during_wait_health_removes_the_new_group_and_the_old_one_k
     assert_untouched(site, before)
 
 
-def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun_finishes(site):
-    before = site.serving()
-    old_name = before["AutoScalingGroupName"]
-    # A new group promoted step by step: the old one is outdated but not retired yet.
-    succeeded(site.inv("launch-asg"))
-    succeeded(site.inv("wait-health"))
-    serving = site.serving() if False else site.groups()[max(site.groups())]
-    assert serving["AutoScalingGroupName"] > old_name and "Promoted" in tags_of(serving)
-    # Protected from scale-in, the old group's instances outlive its scaling to 0 (as on AWS):
-    # the retirement then waits for them, and the interrupt lands there.
-    autoscaling = site.client("autoscaling")
-    autoscaling.set_instance_protection(
-        AutoScalingGroupName=old_name, InstanceIds=instance_ids(before), ProtectedFromScaleIn=True
+def outdated_group(site: Site, serving: dict[str, Any]) -> str:
+    """A group of the original scripts (lc-NAME-*, tag Name=NAME) behind the load balancer, one instance
+    protected from scale-in: it outlives the scaling to 0 (as on AWS), so its retirement waits for it."""
+    autoscaling, ec2 = site.client("autoscaling"), site.client("ec2")
+    configuration, name = f"lc-{STACK}-20200101000000", f"asg-{STACK}-20200101000000"
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]]
+    autoscaling.create_launch_configuration(
+        LaunchConfigurationName=configuration, ImageId=tags_of(serving)["Image"], InstanceType="t3.micro"
     )
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchConfigurationName=configuration,
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=",".join(subnets),
+        LoadBalancerNames=[LOAD_BALANCER],
+        NewInstancesProtectedFromScaleIn=True,
+        Tags=[{"Key": "Name", "Value": STACK, "PropagateAtLaunch": True}],
+    )
+    # moto dropped the serving group's instances from the load balancer; AWS keeps them: put them back.
+    site.client("elb").register_instances_with_load_balancer(
+        LoadBalancerName=LOAD_BALANCER, Instances=[{"InstanceId": i} for i in instance_ids(serving)]
+    )
+    return name
+
+
+def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun_finishes(site):
+    serving = site.serving()
+    old_name = outdated_group(site, serving)
+    old_instances = instance_ids(site.groups()[old_name])
+    assert len(old_instances) == 1
 
     with site.start("cleanup") as run:
         run.wait_for(f"retiring {old_name}")
+        # Scaled to 0: the retirement now waits for the protected instance, and the interrupt lands there.
         assert wait_until(lambda: (site.group(old_name) or {}).get("DesiredCapacity") == 0, MARKER_TIMEOUT_S)
         run.send(signal.SIGINT)
         code = run.finish()
@@ -465,18 +487,19 @@ def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun
     assert half_retired is not None, "the group went further than its safe point"
     assert half_retired["LoadBalancerNames"] == []  # detached: never left half-attached
     assert half_retired["DesiredCapacity"] == 0
-    assert_serves(site, site.groups()[serving["AutoScalingGroupName"]])  # the serving group was not touched
+    still = site.groups()[serving["AutoScalingGroupName"]]  # the serving group was not touched
+    assert (instance_ids(still), still["LoadBalancerNames"]) == (instance_ids(serving), [LOAD_BALANCER])
+    assert_serves(site, still)
     assert site.lock() is None
 
-    autoscaling.set_instance_protection(
-        AutoScalingGroupName=old_name, InstanceIds=instance_ids(before), ProtectedFromScaleIn=False
+    site.client("autoscaling").set_instance_protection(
+        AutoScalingGroupName=old_name, InstanceIds=old_instances, ProtectedFromScaleIn=False
     )
     output = succeeded(site.inv("cleanup"))
+
     assert f"retired {old_name}" in output
-    after = site.serving()
-    assert after["AutoScalingGroupName"] == serving["AutoScalingGroupName"]
-    assert_serves(site, after)
-    assert site.templates() == [after["LaunchTemplate"]["LaunchTemplateName"]]
+    assert f"deleted launch configuration lc-{STACK}-20200101000000" in output
+    assert_untouched(site, serving)
 
 
 # --- a crash, and the run after it ---------------------------------------------------------------
@@ -538,9 +561,10 @@ def test_rollback_after_two_deploys_puts_the_first_image_back(site):
 
 
 def test_rollback_with_nothing_retained_says_so_and_changes_nothing(site):
-    # With RETAIN_IMAGES=0 this deploy's cleanup deregisters every earlier deployment image.
-    succeeded(site.inv("deploy", env={"RETAIN_IMAGES": "0"}))
     before = site.serving()
+    # With RETAIN_IMAGES=0 a cleanup deregisters every deployment image but the serving one.
+    succeeded(site.inv("cleanup", env={"RETAIN_IMAGES": "0"}))
+    assert site.image(tags_of(before)["Image"]) is not None
 
     result = site.inv("rollback")
 
