@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -358,7 +359,7 @@ def test_two_deploys_started_together_one_proceeds_the_other_is_refused_naming_t
     refusal = loser.stderr().strip()
     assert refusal.startswith("error: ") and "\n" not in refusal, refusal
     assert f"Another deploy of {ENV} is running:" in refusal
-    assert f"pid {winner.pid}, since " in refusal  # the holder is named
+    assert f"@{socket.gethostname()} pid {winner.pid}, since " in refusal  # the holder is named
     assert "inv unlock --env fail" in refusal
     assert_clean_exit(loser.output())
     assert "==> launch-asg" not in loser.stdout()  # refused at its first step
