@@ -51,7 +51,7 @@ def copy_over(c, env=None):
     run_step("copy-over", env, app.copy_over, locking=True)
 
 
-@task(pre=[bake_primal, copy_over], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
+@task(pre=[copy_over, bake_primal], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def bake_carnivore(c, env=None, image_id=None, primal_id=None):
     """Bake the deployment ("carnivore") image: the primal image plus the staged app."""
     run_step(

@@ -54,7 +54,7 @@ def require_instance_type(environment: Environment) -> str:
         if error_code(error) == "InvalidInstanceType":
             raise DeployError(
                 f"INSTANCE_TYPE {instance_type} is not offered in {environment.config.region}:"
-                f" fix it in env/{environment.env}.env."
+                f" fix it in {environment.config.sources.get('INSTANCE_TYPE', f'env/{environment.env}.env')}."
             ) from None
         raise
     return instance_type

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -335,8 +336,10 @@ def test_an_expired_token(site, in_process, unchanged, code):
 
 
 def test_packer_missing(site, unchanged, fresh_work, tmp_path):
+    # A PATH with python3 (the app build runs first) but no packer.
     empty = tmp_path / "bin"
     empty.mkdir()
+    (empty / "python3").symlink_to(sys.executable)
     result = site.inv("deploy", "--env", ENV, env={**fresh_work, "PATH": str(empty)})
     refused(result, "error: bake-primal: Packer (packer) was not found on PATH", "apt-get install packer")
 

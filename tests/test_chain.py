@@ -15,11 +15,12 @@ def _chain(task: str, **flags: object) -> list[tuple[str, dict]]:
 
 
 def test_deploy_runs_every_step_in_order_with_the_callers_environment() -> None:
+    # The app builds first: a failing build must leave nothing behind, not even a primal image.
     chain = _chain("deploy", env="local", image_id=None, primal_id=None, timeout=0, keep_on_failure=False)
     assert [name for name, _ in chain] == [
-        "bake_primal",
         "build_app",
         "copy_over",
+        "bake_primal",
         "bake_carnivore",
         "launch_asg",
         "wait_health",

@@ -229,7 +229,7 @@ def _chain(task: str, **flags: object) -> list[str]:
 
 def test_a_dry_run_deploy_runs_no_pre_task() -> None:
     assert _chain("deploy", env="local", dry_run=True) == ["deploy"]
-    assert _chain("deploy", env="local", dry_run=False)[0] == "bake_primal"
+    assert _chain("deploy", env="local", dry_run=False)[0] == "build_app"
 
 
 def newest_run_operations(work_dir: Path, env: str) -> list[str]:
