@@ -25,10 +25,17 @@ NO_TIMEOUT = Seconds(0)  # the default: HEALTH_TIMEOUT; a --timeout that is not 
 DRY_RUN_HELP = "Print what would be created, changed and deleted, in order, and change nothing (AWS only gets reads)."
 
 
-@task(help={"env": ENV_HELP, "dry_run": DRY_RUN_HELP})
-def setup(c, env=None, dry_run=False):
+@task(
+    help={
+        "env": ENV_HELP,
+        "dry_run": DRY_RUN_HELP,
+        "take_over_dns": "Replace a record at the host that points elsewhere (refused otherwise: it may be live).",
+    }
+)
+def setup(c, env=None, dry_run=False, take_over_dns=False):
     """Create the load balancer, security groups, DNS alias and ssh key pair of an environment (idempotent)."""
-    run_step("setup", env, plan.setup_plan if dry_run else run_setup, locking=True, dry_run=dry_run)
+    action = plan.setup_plan if dry_run else (lambda e: run_setup(e, take_over_dns=take_over_dns))
+    run_step("setup", env, action, locking=True, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP, "primal_id": PRIMAL_HELP})

@@ -11,7 +11,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from deploy.aws import collect
+from botocore.exceptions import ClientError
+
+from deploy.aws import collect, error_code
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.groups import (
@@ -25,7 +27,7 @@ from deploy.groups import (
     serving_group,
 )
 from deploy.health import Waiter, group_health
-from deploy.images import delete_image, deployment_images
+from deploy.images import delete_image, deployment_images, images_used_elsewhere
 from deploy.naming import MANAGED_BY, tag_value
 
 RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
@@ -94,9 +96,29 @@ def retire_group(
     _checkpoint(stop, group, "scaling to 0")
     if not gone:
         raise DeployError(f"{status.strip()} after {timeout_s:.0f}s of scaling down; re-run cleanup.")
-    autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group.name)
+    _delete_when_idle(environment, group, timeout_s, poll, stop)
     balancer.after_group_removed(group.name)  # moto leaves an ALB's targets registered
     say(f"  retired {group.name}")
+
+
+def _delete_when_idle(
+    environment: Environment, group: Group, timeout_s: float, poll: float, stop: threading.Event | None
+) -> None:
+    """Delete the emptied group; AWS refuses while its last scaling activity runs, so retry, bounded."""
+
+    def deleted() -> tuple[bool, str]:
+        try:
+            environment.aws.autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group.name)
+            return True, ""
+        except ClientError as error:
+            if error_code(error) in ("ScalingActivityInProgress", "ResourceInUse"):
+                return False, f"  {group.name}: {error_code(error)}"
+            raise
+
+    done, status = Waiter(timeout_s, poll, stop=stop).until(deleted, lambda _: None)
+    if not done:
+        _checkpoint(stop, group, "scaling to 0")
+        raise DeployError(f"{status.strip()} for {timeout_s:.0f}s; re-run cleanup.")
 
 
 def retire_all(environment: Environment, groups: list[Group]) -> None:
@@ -199,7 +221,13 @@ def retire_outdated(environment: Environment, keep_images: bool | None = None) -
         in_use |= {group.image_id for group in remaining if group.image_id}
         protected = set(state.data.get("protected_images", []))
         retain = int(environment.config["RETAIN_IMAGES"])  # type: ignore[arg-type]
-        for image in images_to_delete(deployment_images(environment), in_use, protected, retain):
+        doomed = images_to_delete(deployment_images(environment), in_use, protected, retain)
+        # An image promoted elsewhere (`--image-id` in another environment) stays while anything runs it.
+        elsewhere = images_used_elsewhere(environment, [image["ImageId"] for image in doomed])
+        for image in doomed:
+            if image["ImageId"] in elsewhere:
+                environment.say(f"  kept image {image['ImageId']}: another environment still uses it")
+                continue
             delete_image(environment, image)
             environment.say(f"  deregistered outdated image {image['ImageId']} and deleted its snapshots")
     return [group.name for group in outdated]

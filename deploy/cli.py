@@ -6,10 +6,14 @@ from collections.abc import Callable
 from typing import TextIO, TypeVar
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
+    ProfileNotFound,
+    SSOTokenLoadError,
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
@@ -70,7 +74,16 @@ def run_step(
             return action(environment)
     except DeployError as error:
         raise Exit(_message(f"{step}: {error}", environment), code=1) from None
-    except (NoCredentialsError, TokenRetrievalError, UnauthorizedSSOTokenError):
+    except (
+        NoCredentialsError,
+        TokenRetrievalError,
+        UnauthorizedSSOTokenError,
+        SSOTokenLoadError,
+        CredentialRetrievalError,
+        ProfileNotFound,
+    ) as error:
+        if isinstance(error, ProfileNotFound):
+            raise Exit(f"error: {error}. Fix AWS_PROFILE, or try the embedded cloud with --env local.", 1) from None
         raise Exit(
             "error: no usable AWS credentials. Configure them (aws configure, AWS_PROFILE, aws sso login),"
             " or try the embedded local cloud with --env local.",
@@ -87,6 +100,8 @@ def run_step(
             raise Exit(f"error: AWS refused the credentials ({code}): refresh them and retry.", code=1) from None
         operation = getattr(error, "operation_name", "a call")
         raise Exit(_message(f"{step}: AWS refused {operation}: {code}: {text}", environment), code=1) from None
+    except BotoCoreError as error:  # timeouts, waiters and other faults of the AWS client itself
+        raise Exit(_message(f"{step}: the AWS client failed: {error}", environment), code=1) from None
     except KeyboardInterrupt:
         raise Exit(_message(f"{step}: interrupted.", environment), code=130) from None
 

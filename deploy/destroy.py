@@ -26,7 +26,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.groups import describe_group, environment_groups
 from deploy.health import Waiter
-from deploy.images import snapshot_ids
+from deploy.images import images_used_elsewhere, snapshot_ids
 from deploy.naming import MANAGED_BY
 from deploy.setup import key_path
 from deploy.status import environment_images, host_record, load_balancer_summary
@@ -145,39 +145,6 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
         "key_pair": {"name": pairs[0]["KeyName"], "tags": _tags(pairs[0].get("Tags"))} if pairs else None,
         "files": [str(path) for path in files if path.exists()],
     }
-
-
-def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:
-    """Of IMAGE_IDS, those another environment uses: in its launch templates or by its instances."""
-    if not image_ids:
-        return set()
-    names = environment.names
-    used: set[str] = set()
-    templates = collect(
-        environment.aws.ec2,
-        "describe_launch_templates",
-        "LaunchTemplates",
-        Filters=[{"Name": "tag:ManagedBy", "Values": [MANAGED_BY]}],
-    )
-    for template in templates:
-        tags = _tags(template.get("Tags"))
-        if (tags.get("App"), tags.get("Env")) != (names.app, names.env) and tags.get("Image") in image_ids:
-            used.add(tags["Image"])
-    reservations = collect(
-        environment.aws.ec2,
-        "describe_instances",
-        "Reservations",
-        Filters=[
-            {"Name": "image-id", "Values": image_ids},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-        ],
-    )
-    for reservation in reservations:
-        for instance in reservation["Instances"]:
-            tags = _tags(instance.get("Tags"))
-            if (tags.get("App"), tags.get("Env")) != (names.app, names.env):
-                used.add(instance["ImageId"])
-    return used
 
 
 def plan_destroy(described: dict[str, Any]) -> list[Action]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,9 +56,9 @@ class Group:
 
 def next_stamp(now: datetime, taken: list[str], names: Names) -> str:
     """A stamp later than any of this environment's groups: two launches in one second never collide."""
-    latest = max(
-        (name[len(names.group_prefix) :] for name in taken if names.owns(name, names.group_prefix)), default=""
-    )
+    suffixes = (name[len(names.group_prefix) :] for name in taken if names.owns(name, names.group_prefix))
+    # Only stamps order: an old-script suffix such as "v2" must not make every stamp look too early.
+    latest = max((suffix for suffix in suffixes if re.fullmatch(r"\d{14}", suffix)), default="")
     candidate = now
     while stamp(candidate) <= latest or names.group(stamp(candidate)) in taken:
         candidate += timedelta(seconds=1)
@@ -95,7 +96,11 @@ def environment_groups(environment: Environment) -> list[Group]:
         "AutoScalingGroups",
         Filters=[{"Name": "tag:Name", "Values": [names.stack]}],
     )
-    return [Group.from_aws(item) for item in raw if names.owns(item["AutoScalingGroupName"], names.group_prefix)]
+    groups = [Group.from_aws(item) for item in raw if names.owns(item["AutoScalingGroupName"], names.group_prefix)]
+    # APP "shop" + ENV "eu-prod" and APP "shop-eu" + ENV "prod" share a stack name: tags tell them apart.
+    return [
+        g for g in groups if g.tags.get("App", names.app) == names.app and g.tags.get("Env", names.env) == names.env
+    ]
 
 
 def describe_group(environment: Environment, name: str, include_deleting: bool = False) -> dict[str, Any] | None:
@@ -200,8 +205,10 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
             **environment.load_balancer.group_attachment(),
         )
     except BaseException:
-        delete_launch_template(environment, template_name)
-        environment.state.put(PENDING, None)
+        from deploy.health import abort_new_group  # late: health builds on this module
+
+        # The call may have created the group before failing (a read timeout, Ctrl-C mid-call).
+        abort_new_group(environment, environment.state.get(PENDING) or {}, reason="its creation failed")
         raise
     try:
         environment.say(

@@ -15,6 +15,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.groups import (
     PENDING,
+    PROMOTED_TAG,
     Group,
     delete_launch_template,
     describe_group,
@@ -107,7 +108,10 @@ def group_health(environment: Environment, group_name: str) -> GroupHealth:
     ids = [i["InstanceId"] for i in raw.get("Instances", [])]
     ec2_states: dict[str, str] = {}
     if ids:
-        reservations = environment.aws.ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        # A filter, not InstanceIds: an instance launched a moment ago may not be describable by id yet.
+        reservations = environment.aws.ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": ids}])[
+            "Reservations"
+        ]
         ec2_states = {i["InstanceId"]: i["State"]["Name"] for r in reservations for i in r["Instances"]}
     return assess(raw, ec2_states, environment.load_balancer.serving_states(ids))
 
@@ -136,8 +140,11 @@ def wait_for_new_group(environment: Environment, timeout_s: int | None = None, k
             abort_new_group(environment, pending, reason="interrupted")
         raise
     if not healthy:
-        what = "kept for debugging (--keep-on-failure)" if keep_on_failure else "removed"
-        if not keep_on_failure:
+        what = "detached and kept for debugging (--keep-on-failure)" if keep_on_failure else "removed"
+        if keep_on_failure:
+            # Its instances stay up to be inspected, but none of them may serve the failed release.
+            environment.load_balancer.detach_group(group_name)
+        else:
             abort_new_group(environment, pending, reason="unhealthy")
         raise DeployError(
             f"The new group {group_name} was not healthy within {timeout}s ({status.strip()}). It was {what};"
@@ -168,8 +175,13 @@ def abort_new_group(environment: Environment, pending: dict[str, Any], reason: s
     if not pending:
         return
     group_name = pending["group"]
+    raw = describe_group(environment, group_name)
+    if raw is not None and Group.from_aws(raw).tags.get(PROMOTED_TAG):
+        # It took over already (the record of its promotion was lost): it serves, never remove it.
+        environment.state.put(PENDING, None)
+        return
     environment.say(f"  removing the new group {group_name} ({reason}); the previous group keeps serving")
-    if describe_group(environment, group_name) is not None:
+    if raw is not None:
         remove_group(environment, Group(name=group_name))
     delete_launch_template(environment, pending["launch_template"])
     environment.state.put(PENDING, None)

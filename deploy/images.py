@@ -12,11 +12,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import error_code
+from deploy.app import tree_digest
+from deploy.aws import collect, error_code
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.naming import MANAGED_BY, stamp
+from deploy.naming import MANAGED_BY, stamp, tags_of
 from deploy.packer import render_var_file, run_packer
 
 PACKER_DIR = ROOT / "packer"
@@ -201,6 +202,9 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
     if recorded:
         environment.say(f"  skipped: image {recorded} was baked from the same primal image and app")
         return recorded
+    if tree_digest(Path(staged["dir"])) != staged["digest"]:
+        # tmp/appserver is one folder for every environment: another run may have restaged it.
+        raise DeployError(f"The staged app in {staged['dir']} changed since copy-over: run the deploy again.")
     image_id = bake(environment, CARNIVORE, {"primal_ami": primal, "app_dir": staged["dir"]})
     environment.state.put(CARNIVORE, {"image_id": image_id, **inputs})
     return image_id
@@ -214,7 +218,7 @@ def deployment_images(environment: Environment) -> list[dict[str, Any]]:
         {"Name": "tag:Env", "Values": [environment.env]},
         {"Name": "tag:Role", "Values": [CARNIVORE]},
     ]
-    return environment.aws.ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
+    return collect(environment.aws.ec2, "describe_images", "Images", Owners=["self"], Filters=filters)
 
 
 def snapshot_ids(image: dict[str, Any]) -> list[str]:
@@ -227,3 +231,36 @@ def delete_image(environment: Environment, image: dict[str, Any]) -> None:
     ec2.deregister_image(ImageId=image["ImageId"])
     for snapshot_id in snapshot_ids(image):
         ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+
+def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:
+    """Of IMAGE_IDS, those another environment uses: in its launch templates or by its instances."""
+    if not image_ids:
+        return set()
+    names = environment.names
+    used: set[str] = set()
+    templates = collect(
+        environment.aws.ec2,
+        "describe_launch_templates",
+        "LaunchTemplates",
+        Filters=[{"Name": "tag:ManagedBy", "Values": [MANAGED_BY]}],
+    )
+    for template in templates:
+        tags = tags_of(template)
+        if (tags.get("App"), tags.get("Env")) != (names.app, names.env) and tags.get("Image") in image_ids:
+            used.add(tags["Image"])
+    reservations = collect(
+        environment.aws.ec2,
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": "image-id", "Values": image_ids},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ],
+    )
+    for reservation in reservations:
+        for instance in reservation["Instances"]:
+            tags = tags_of(instance)
+            if (tags.get("App"), tags.get("Env")) != (names.app, names.env):
+                used.add(instance["ImageId"])
+    return used

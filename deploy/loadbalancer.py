@@ -236,7 +236,38 @@ def _summary_check(
     }
 
 
-class ClassicLoadBalancer:
+class _LoadBalancerBase:
+    """What both kinds do alike: whether the load balancer exists, the guard against a switch of kind, `require`."""
+
+    kind: str
+    name: str
+    aws: Aws
+    names: Names
+
+    def describe(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        return self.describe() is not None
+
+    def refuse_kind_switch(self) -> None:
+        for kind, other_class in KINDS.items():
+            if kind != self.kind:
+                other = other_class(self.aws, self.names)
+                if other.exists():
+                    raise _kind_switch_refused(self.aws, self.names, other.kind, other.name)
+
+    def require(self) -> dict[str, Any]:
+        self.refuse_kind_switch()
+        found = self.describe()
+        if found is None:
+            raise DeployError(
+                f"Load balancer {self.name} does not exist: run `inv setup --env {self.names.env}` first."
+            )
+        return found
+
+
+class ClassicLoadBalancer(_LoadBalancerBase):
     """A classic load balancer `elb-NAME`: HTTP 80 → 80, connection draining, HTTP health check."""
 
     kind = "classic"
@@ -254,14 +285,6 @@ class ClassicLoadBalancer:
                 return None
             raise
         return found["LoadBalancerDescriptions"][0]
-
-    def exists(self) -> bool:
-        return self.describe() is not None
-
-    def refuse_kind_switch(self) -> None:
-        other = ApplicationLoadBalancer(self.aws, self.names)
-        if other.exists():
-            raise _kind_switch_refused(self.aws, self.names, other.kind, other.name)
 
     def preflight(self, vpc_id: str) -> None:
         self.refuse_kind_switch()
@@ -332,15 +355,6 @@ class ClassicLoadBalancer:
                 ),
             )
         return list(changes)
-
-    def require(self) -> dict[str, Any]:
-        self.refuse_kind_switch()
-        found = self.describe()
-        if found is None:
-            raise DeployError(
-                f"Load balancer {self.name} does not exist: run `inv setup --env {self.names.env}` first."
-            )
-        return found
 
     def dns_target(self) -> tuple[str, str]:
         found = self.require()
@@ -449,7 +463,7 @@ class ClassicLoadBalancer:
         return [f"deleted load balancer {self.name}"]
 
 
-class ApplicationLoadBalancer:
+class ApplicationLoadBalancer(_LoadBalancerBase):
     """An Application Load Balancer `alb-NAME` and its target group `tg-NAME`.
 
     HTTP 80 forwards to the target group (or redirects to HTTPS 443 when CERTIFICATE_ARN is set);
@@ -498,9 +512,6 @@ class ApplicationLoadBalancer:
         found = collect(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=load_balancer_arn)
         return {int(listener["Port"]): listener for listener in found}
 
-    def exists(self) -> bool:
-        return self.describe() is not None
-
     def target_group_arn(self) -> str:
         if self._target_group_arn is None:
             found = self.describe_target_group()
@@ -514,11 +525,6 @@ class ApplicationLoadBalancer:
         return self._target_group_arn
 
     # --- setup --------------------------------------------------------------------------------
-
-    def refuse_kind_switch(self) -> None:
-        other = ClassicLoadBalancer(self.aws, self.names)
-        if other.exists():
-            raise _kind_switch_refused(self.aws, self.names, other.kind, other.name)
 
     def preflight(self, vpc_id: str) -> None:
         self.refuse_kind_switch()
@@ -721,13 +727,8 @@ class ApplicationLoadBalancer:
             )
 
     def require(self) -> dict[str, Any]:
-        self.refuse_kind_switch()
-        found = self.describe()
-        if found is None:
-            raise DeployError(
-                f"Load balancer {self.name} does not exist: run `inv setup --env {self.names.env}` first."
-            )
-        self.target_group_arn()
+        found = super().require()
+        self.target_group_arn()  # and its target group
         return found
 
     def dns_target(self) -> tuple[str, str]:

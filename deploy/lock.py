@@ -32,6 +32,7 @@ class Holder:
     started: str
     step: str
     process_start: str = ""  # /proc start time: tells a reused pid from the holder itself
+    machine: str = ""  # boot id + pid namespace: containers sharing a hostname cannot see each other's pids
 
     def describe(self) -> str:
         return f"{self.user}@{self.host} pid {self.pid}, since {self.started}, at step {self.step}"
@@ -54,6 +55,16 @@ def _process_start(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def machine_id() -> str:
+    """This boot of this kernel and this pid namespace: where a pid means the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}/{namespace}"
+
+
 def this_process(step: str) -> Holder:
     pid = os.getpid()
     return Holder(
@@ -63,6 +74,7 @@ def this_process(step: str) -> Holder:
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         step=step,
         process_start=_process_start(pid),
+        machine=machine_id(),
     )
 
 
@@ -70,6 +82,8 @@ def is_stale_here(holder: Holder, hostname: str | None = None) -> bool:
     """Pure-ish: a holder on this host whose process no longer runs (or whose pid was reused)."""
     if holder.host != (hostname or socket.gethostname()) or holder.pid <= 0:
         return False
+    if not holder.machine or holder.machine != machine_id():
+        return False  # same name, another machine or container: its pids are not ours to judge
     started = _process_start(holder.pid)
     return started == "" or (holder.process_start != "" and started != holder.process_start)
 

@@ -56,7 +56,8 @@ class Names:
     @property
     def host(self) -> str:
         """ENV.DOMAIN; the apex DOMAIN for production."""
-        return self.domain if self.env == "production" else f"{self.env}.{self.domain}"
+        # Lower case, as Route 53 returns names: an upper-case ENV must not redo the record every run.
+        return self.domain if self.env == "production" else f"{self.env}.{self.domain}".lower()
 
     def group(self, when: str) -> str:
         return f"asg-{self.stack}-{when}"
@@ -102,3 +103,8 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 def tag_value(resource: dict, key: str) -> str:
     """The value of tag KEY in an AWS description's Tags list ('' when absent)."""
     return next((tag["Value"] for tag in resource.get("Tags", []) if tag["Key"] == key), "")
+
+
+def tags_of(resource: dict) -> dict[str, str]:
+    """An AWS description's Tags list as a dict."""
+    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags") or []}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -283,10 +284,35 @@ def ensure_key_pair(environment: Environment, dry_run: bool = False) -> list[str
     return changes
 
 
-def run_setup(environment: Environment, dry_run: bool = False) -> list[str]:
+def foreign_record(environment: Environment, zone_id: str) -> str | None:
+    """A record at the host that is not this environment's alias: a live site must never be repointed silently.
+
+    An alias to this environment's load balancer (elb-NAME-… / alb-NAME-…, as the original scripts made
+    it too) is this tool's; anything else at the host (another alias, a plain A, a CNAME) is not.
+    """
+    host = environment.names.host
+    found = environment.aws.route53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=host, MaxItems="5")[
+        "ResourceRecordSets"
+    ]
+    # AWS names a load balancer's DNS NAME-<digits>.REGION.elb.amazonaws.com (moto leaves the digits out).
+    ours = re.compile(
+        rf"{re.escape(environment.load_balancer.name.lower())}(-\d+)?\.[a-z0-9-]+\.elb\.amazonaws\.com\.?"
+    )
+    for record in found:
+        if record["Name"].rstrip(".").lower() != host or record["Type"] not in ("A", "AAAA", "CNAME"):
+            continue
+        target = (record.get("AliasTarget") or {}).get("DNSName", "").lower().removeprefix("dualstack.")
+        if not ours.fullmatch(target):
+            values = target or ", ".join(r["Value"] for r in record.get("ResourceRecords", []))
+            return f"{record['Type']} {host} → {values}"
+    return None
+
+
+def run_setup(environment: Environment, dry_run: bool = False, take_over_dns: bool = False) -> list[str]:
     """Create or converge every resource of the environment; return the changes made.
 
     DRY_RUN: the same comparisons, no change: return what would change, each line starting with "would".
+    TAKE_OVER_DNS: replace a record at the host that points somewhere else (refused otherwise).
     """
     names = environment.names
     # Everything that can be wrong with the input is checked before the first resource is created.
@@ -299,6 +325,12 @@ def run_setup(environment: Environment, dry_run: bool = False) -> list[str]:
     vpc_id, subnet_ids = resolve_network(environment)
     balancer = environment.load_balancer
     balancer.preflight(vpc_id)  # refuses a switch of kind (or a certificate that cannot serve) before anything exists
+    existing = foreign_record(environment, zone_id) if zone_id else None
+    if existing and not take_over_dns:
+        raise DeployError(
+            f"The host already has a record that is not this environment's: {existing}. Setup would repoint"
+            " it at a load balancer with nothing deployed yet. Re-run with --take-over-dns to replace it."
+        )
     lb_rules = {Rule(port, cidr="0.0.0.0/0") for port in balancer.ingress_ports()}  # 443 only with a certificate
     lb_group_id, changes = ensure_security_group(
         environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", lb_rules, dry_run

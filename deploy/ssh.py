@@ -135,7 +135,10 @@ def run_ssh(environment: Environment, instance_id: str | None, print_only: bool,
     if reason:
         raise DeployError(f"Cannot ssh: {reason}. The command would be: {text}")
     environment.say(f"  $ {text}")
-    result = subprocess.run(command, check=False)
+    try:
+        result = subprocess.run(command, check=False)
+    except FileNotFoundError:
+        raise DeployError("ssh is missing: install it with `apt-get install openssh-client`.") from None
     if result.returncode != 0:
         raise Exit(code=result.returncode)
     return command

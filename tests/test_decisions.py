@@ -188,3 +188,9 @@ def test_steady_check_needs_consecutive_healthy_polls() -> None:
     readings = iter([healthy, flapping, healthy, healthy])
     check = steady_check(lambda: next(readings), polls=2)
     assert [check()[0] for _ in range(4)] == [False, False, False, True]
+
+
+def test_next_stamp_ignores_suffixes_that_are_not_stamps() -> None:
+    now = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+    taken = ["asg-webapp-dev01-v2", "asg-webapp-dev01-99"]  # the old scripts' own suffixes
+    assert next_stamp(now, taken, NAMES) == "20261126100000"

@@ -18,15 +18,14 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import conftest
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, write_env_folder
-from moto import mock_aws
+from conftest import REGION, legacy_group, write_env_folder
 
 import deploy.images
 from deploy.app import build_app, copy_over
@@ -86,12 +85,9 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
 
 
 @pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # the tests make the images they need
-    with mock_aws():
-        client("route53").create_hosted_zone(Name="example.com", CallerReference="zone")
-        yield
+def cloud(cloud: None) -> None:
+    """conftest's mock cloud, with the hosted zone example.com."""
+    client("route53").create_hosted_zone(Name="example.com", CallerReference="zone")
 
 
 def client(service: str) -> Any:
@@ -136,12 +132,7 @@ def output(environment: Environment) -> str:
 
 def make_image(name: str, **tags: str) -> str:
     """A real image in moto (from a short-lived instance), tagged with TAGS."""
-    ec2 = client("ec2")
-    instance = ec2.run_instances(ImageId=SOURCE_OF_INSTANCES, MinCount=1, MaxCount=1)["Instances"][0]
-    spec = [{"ResourceType": "image", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else []
-    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=name, TagSpecifications=spec)["ImageId"]
-    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
-    return image_id
+    return conftest.make_image(client("ec2"), name, tags, base=SOURCE_OF_INSTANCES)
 
 
 def deployment_image(name: str, env: str = "dev", app: str = "webapp") -> str:
@@ -215,28 +206,6 @@ def deploy_group(environment: Environment, image_id: str) -> str:
     name = launch_group(environment, image_id=image_id)
     assert wait_for_new_group(environment) == name
     return name
-
-
-def legacy_group(environment: Environment, when: str, image_id: str) -> tuple[str, str]:
-    """A group as the original scripts made it: asg-NAME-STAMP with lc-NAME-STAMP, tagged Name=NAME."""
-    names = environment.names
-    configuration, name = f"lc-{names.stack}-{when}", f"asg-{names.stack}-{when}"
-    autoscaling = client("autoscaling")
-    autoscaling.create_launch_configuration(
-        LaunchConfigurationName=configuration, ImageId=image_id, InstanceType="t3.micro"
-    )
-    subnets = [s["SubnetId"] for s in client("ec2").describe_subnets()["Subnets"] if s["DefaultForAz"]]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchConfigurationName=configuration,
-        MinSize=1,
-        MaxSize=1,
-        DesiredCapacity=1,
-        VPCZoneIdentifier=",".join(subnets),
-        LoadBalancerNames=[names.load_balancer],
-        Tags=[{"Key": "Name", "Value": names.stack, "PropagateAtLaunch": True}],
-    )
-    return name, configuration
 
 
 def record_autoscaling_calls(environment: Environment) -> list[tuple[str, dict[str, Any]]]:
@@ -412,7 +381,10 @@ class History:
 def history(tmp_path: Path, **settings: str) -> History:
     environment = set_up(tmp_path, **settings)
     legacy_image = make_image("webapp-dev-legacy")  # not ours: never deregistered
-    legacy, legacy_configuration = legacy_group(environment, "20200101000000", legacy_image)
+    names = environment.names
+    legacy, legacy_configuration = legacy_group(
+        client("autoscaling"), client("ec2"), names.stack, names.load_balancer, legacy_image
+    )
     stray_configuration = "lc-webapp-dev-20190101000000"  # used by no group any more
     client("autoscaling").create_launch_configuration(
         LaunchConfigurationName=stray_configuration, ImageId=legacy_image, InstanceType="t3.micro"
@@ -529,8 +501,11 @@ def test_nothing_is_retired_while_the_serving_group_is_not_fully_healthy(cloud, 
 
 def test_other_environments_and_applications_are_never_touched(cloud, tmp_path, fake_time):
     neighbours: dict[str, dict[str, Any]] = {}
-    for env, app in (("dev-eu", "webapp"), ("dev", "shop")):
-        environment = set_up(tmp_path / f"{app}-{env}", env=env, APP_NAME=app)
+    # The shop's dev host lives in its own domain: dev.example.com is webapp-dev's, and setup refuses
+    # to repoint a host record that another environment's load balancer holds.
+    client("route53").create_hosted_zone(Name="shop.test", CallerReference="shop-zone")
+    for env, app, domain in (("dev-eu", "webapp", "example.com"), ("dev", "shop", "shop.test")):
+        environment = set_up(tmp_path / f"{app}-{env}", env=env, APP_NAME=app, DOMAIN=domain)
         # One state folder per repository: another app's env of the same name keeps its own state.
         environment.__dict__["state"] = State(tmp_path / f"{app}-{env}" / "state.json")
         stack = f"{app}-{env}"

@@ -6,13 +6,11 @@ import dataclasses
 import io
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 from conftest import REGION, write_env_folder
-from moto import mock_aws
 
 from deploy.aws import Aws
 from deploy.config import load_config
@@ -20,14 +18,6 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.logs import RunLog
 from deploy.setup import run_setup
-
-
-@pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # setup needs no images; saves ~0.5 s a test
-    with mock_aws():
-        yield
 
 
 def client(service: str):
@@ -313,3 +303,19 @@ def test_key_material_in_a_response_is_redacted(tmp_path):
     assert "secret" not in text
     assert '"KeyMaterial": "<redacted>"' in text
     assert '"KeyName": "k"' in text
+
+
+def test_a_live_record_pointing_elsewhere_is_not_repointed_unless_taken_over(cloud, tmp_path, work_dir):
+    zone_id = create_zone()
+    live = {"Name": "staging.example.com", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "203.0.113.10"}]}
+    client("route53").change_resource_record_sets(
+        HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": live}]}
+    )
+    with pytest.raises(DeployError, match="--take-over-dns") as caught:
+        run_setup(make_environment(tmp_path))
+    assert "203.0.113.10" in str(caught.value)
+    assert_nothing_created(work_dir)
+
+    run_setup(make_environment(tmp_path), take_over_dns=True)
+    record = alias_record(zone_id, "staging.example.com")
+    assert record is not None and record["AliasTarget"]["DNSName"].startswith("elb-webapp-staging")
