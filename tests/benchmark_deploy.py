@@ -11,7 +11,6 @@ are shown apart) and the AWS requests it sent, by operation. Not a test: no figu
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,21 +33,16 @@ def _counting_sleep(seconds: float) -> None:
 
 time.sleep = _counting_sleep  # before deploy.* is imported: the waiter's default sleep is this one
 
+from conftest import free_port, local_base_image, make_image, other_app_groups, reset_cloud  # noqa: E402
+
 from deploy import environment as environments  # noqa: E402
 from deploy.cleanup import retire_outdated  # noqa: E402
 from deploy.groups import launch_group, promote  # noqa: E402
 from deploy.health import wait_for_new_group  # noqa: E402
-from deploy.naming import tag_list  # noqa: E402
 from deploy.setup import run_setup  # noqa: E402
 
 SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (50, 5, 300)]
 ENV = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
@@ -67,10 +61,6 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
             _real_sleep(0.1)
     process.kill()
     raise SystemExit("the moto server did not start")
-
-
-def reset(port: int) -> None:
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
 
 
 def write_env(folder: Path, port: int, instances: int) -> None:
@@ -97,53 +87,26 @@ def write_env(folder: Path, port: int, instances: int) -> None:
     )
 
 
-def make_image(environment, name: str) -> str:
+def deployment_image(environment, name: str) -> str:
     """A deployment image as the carnivore bake tags it, without running Packer."""
-    ec2 = environment.aws.ec2
-    base = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])
-    instance = ec2.run_instances(ImageId=base["Images"][0]["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]
-    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
-    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
-    tags = environment.names.tags(Role="carnivore", Name=name)
-    ec2.create_tags(Resources=[image_id], Tags=tag_list(tags))
-    return image_id
-
-
-def unrelated_groups(environment, count: int) -> None:
-    """Groups of another application in the same account: they must cost the deploy nothing."""
-    ec2, autoscaling = environment.aws.ec2, environment.aws.autoscaling
-    image = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])
-    template = ec2.create_launch_template(
-        LaunchTemplateName="other-app-template",
-        LaunchTemplateData={"ImageId": image["Images"][0]["ImageId"], "InstanceType": "t3.micro"},
-    )["LaunchTemplate"]
-    subnets = ec2.describe_subnets()["Subnets"]
-    for number in range(count):
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=f"asg-other-app-{number:04d}",
-            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
-            MinSize=0,
-            MaxSize=1,
-            DesiredCapacity=0,
-            VPCZoneIdentifier=subnets[0]["SubnetId"],
-            Tags=[{"Key": "Name", "Value": f"other-app-{number}", "PropagateAtLaunch": True}],
-        )
+    return make_image(environment.aws.ec2, name, environment.names.tags(Role="carnivore", Name=name))
 
 
 def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int) -> dict:
-    reset(port)
+    reset_cloud(f"http://127.0.0.1:{port}")
     environments.forget_open_environments()
     write_env(work / "env", port, instances)
     environment = environments.open_environment(ENV)
     run_setup(environment)
     for number in range(outdated):
-        image_id = make_image(environment, f"bench-old-{number}")
+        image_id = deployment_image(environment, f"bench-old-{number}")
         group = launch_group(environment, image_id=image_id)
         promote(environment, group, image_id)
         environment.state.put("pending", None)
         _real_sleep(1.0)  # distinct group stamps, as deploys minutes apart would have
-    unrelated_groups(environment, unrelated)
-    new_image = make_image(environment, "bench-new")
+    ec2 = environment.aws.ec2
+    other_app_groups(ec2, environment.aws.autoscaling, local_base_image(ec2), unrelated)
+    new_image = deployment_image(environment, "bench-new")
 
     environment.aws.requests.clear()
     slept[0] = 0.0

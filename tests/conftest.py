@@ -4,6 +4,10 @@ Tests never write into the repository's own env/ or deploy/ folders: `env_dir` p
 DEPLOY_WORK_DIR at temporary folders, for in-process code and (through os.environ) for `run_inv`.
 
 Helpers are plain functions, imported by the test modules: `from conftest import free_port, run_inv`.
+In-process tests run on moto's mock_aws through the `cloud` fixture. Images and groups are made directly in a
+cloud (either kind) by `make_image` and `legacy_group`. The end-to-end modules share the last section: a view
+of one environment on the moto server (`ServerView`), an environment in folders of its own (`ServerSite`),
+and background threads that watch or disturb a run.
 """
 
 from __future__ import annotations
@@ -13,19 +17,26 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
 import pytest
+from botocore.exceptions import ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 TEST_ENV = "test"
 SERVER_START_TIMEOUT_S = 30.0
 INV_TIMEOUT_S = 90.0
+RUN_TIMEOUT_S = 120.0  # an end-to-end run of the CLI (a deploy bakes with Packer)
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -37,6 +48,20 @@ FAKE_CREDENTIALS = {
 # Variables of the outer shell that would change what a test sees: a profile, an env chosen by
 # DEPLOY_ENV/NODE_ENV, or a setting that overrides the env files (AWS_REGION, APP_NAME, ...).
 STRAY_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "DEPLOY_ENV", "NODE_ENV")
+# What a CLI run without any credentials gets: none in the environment, no files, no instance metadata.
+NO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": None,
+    "AWS_SECRET_ACCESS_KEY": None,
+    "AWS_SESSION_TOKEN": None,
+    "AWS_SECURITY_TOKEN": None,
+    "AWS_WEB_IDENTITY_TOKEN_FILE": None,
+    "AWS_ROLE_ARN": None,
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def free_port() -> int:
@@ -180,12 +205,17 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def fresh_cloud(moto_server: str) -> str:
-    """The session's moto server, emptied (POST /moto-api/reset) so that each test starts from a new account."""
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+def reset_cloud(url: str) -> None:
+    """Empty the moto server at URL (POST /moto-api/reset): a new account."""
+    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+@pytest.fixture
+def fresh_cloud(moto_server: str) -> str:
+    """The session's moto server, emptied so that each test starts from a new account."""
+    reset_cloud(moto_server)
     return moto_server
 
 
@@ -222,6 +252,13 @@ def local_env_text(endpoint: str, **extra: str) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
+def use_env_folder(monkeypatch: pytest.MonkeyPatch, folder: Path, work_dir: Path) -> Path:
+    """Point DEPLOY_ENV_DIR at FOLDER and DEPLOY_WORK_DIR at WORK_DIR, for this process and for `run_inv`."""
+    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
+    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
+    return folder
+
+
 @pytest.fixture
 def env_dir(
     tmp_path: Path, work_dir: Path, fresh_cloud: str, aws_environ: None, monkeypatch: pytest.MonkeyPatch
@@ -232,23 +269,338 @@ def env_dir(
     Add keys by appending lines to env_dir / "test.env" (the last value of a key wins).
     """
     folder = write_env_folder(tmp_path / "env", {f"{TEST_ENV}.env": local_env_text(fresh_cloud)})
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    return folder
+    return use_env_folder(monkeypatch, folder, work_dir)
 
 
 @pytest.fixture
-def cloud_client(fresh_cloud: str) -> Callable[[str], object]:
+def cloud_client(fresh_cloud: str) -> Callable[[str], Any]:
     """boto3 clients of the moto server: cloud_client("elb").describe_load_balancers()."""
-    import boto3
+    return lambda service: server_client(fresh_cloud, service)
 
-    def make(service: str):
-        return boto3.client(
-            service,
-            region_name=REGION,
-            endpoint_url=fresh_cloud,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+
+@pytest.fixture
+def cloud(
+    aws_environ: None, work_dir: Path, shared_service_models: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """moto's in-process mock_aws for the test, its runs writing into work_dir.
+
+    Without moto's built-in images (the tests make the images they need): saves ~0.5 s a test.
+    A module adds what all its tests need by overriding it: `def cloud(cloud): create a zone`.
+    """
+    from moto import mock_aws
+
+    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    with mock_aws():
+        yield
+
+
+# --- images and groups made directly in a cloud (in-process or on the moto server) --------------------
+
+
+def local_base_image(ec2: Any) -> str:
+    """The id of the local cloud's base image, local-base-debian-12 (which the moto server is seeded with)."""
+    [found] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
+        "Images"
+    ]
+    return str(found["ImageId"])
+
+
+def make_image(ec2: Any, name: str, tags: Mapping[str, str] | None = None, base: str | None = None) -> str:
+    """An image made without Packer: from an instance of BASE (default: local_base_image), then tagged TAGS."""
+    base = base or local_base_image(ec2)
+    instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]
+    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    if tags:
+        ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    return image_id
+
+
+def legacy_group(
+    autoscaling: Any,
+    ec2: Any,
+    stack: str,
+    load_balancer: str,
+    image_id: str,
+    when: str = "20200101000000",
+    protected: bool = False,
+) -> tuple[str, str]:
+    """A group as the original scripts made it: asg-STACK-WHEN with launch configuration lc-STACK-WHEN, tagged
+    Name=STACK, one instance behind the classic LOAD_BALANCER (PROTECTED from scale-in); (group, configuration)."""
+    configuration, name = f"lc-{stack}-{when}", f"asg-{stack}-{when}"
+    autoscaling.create_launch_configuration(
+        LaunchConfigurationName=configuration, ImageId=image_id, InstanceType="t3.micro"
+    )
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchConfigurationName=configuration,
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=",".join(subnets),
+        LoadBalancerNames=[load_balancer],
+        **({"NewInstancesProtectedFromScaleIn": True} if protected else {}),
+        Tags=[{"Key": "Name", "Value": stack, "PropagateAtLaunch": True}],
+    )
+    return name, configuration
+
+
+def other_app_groups(ec2: Any, autoscaling: Any, base: str, count: int) -> None:
+    """COUNT groups of another application in the account (asg-other-app-NNNN, desired 0, from a launch template
+    other-app of image BASE): a deploy must not pay for them."""
+    template = ec2.create_launch_template(
+        LaunchTemplateName="other-app", LaunchTemplateData={"ImageId": base, "InstanceType": "t3.micro"}
+    )["LaunchTemplate"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+
+    def other_group(number: int) -> None:
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=f"asg-other-app-{number:04d}",
+            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
+            MinSize=0,
+            MaxSize=1,
+            DesiredCapacity=0,
+            VPCZoneIdentifier=subnet,
+            Tags=[{"Key": "Name", "Value": f"other-app-{number}", "PropagateAtLaunch": True}],
         )
 
-    return make
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert len(list(pool.map(other_group, range(count)))) == count  # map re-raises any failure
+
+
+# --- end to end: the real CLI on the session's moto server ---------------------------------------------
+
+
+def server_client(url: str, service: str) -> Any:
+    """A boto3 client of the moto server at URL, with the fake credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def copy_example_app(folder: Path) -> Path:
+    """FOLDER with a private copy of example-app's sources: concurrent runs never share example-app/dist."""
+    folder.mkdir()
+    for name in ("build.py", "server.py"):
+        shutil.copy2(REPO / "example-app" / name, folder / name)
+    return folder
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    """The stdout of a CLI run that exited 0 without a traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output, output
+    return result.stdout
+
+
+def tags_of(group: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+
+
+def image_of(group: dict[str, Any]) -> str:
+    """The image a group of the tool runs (its Image tag)."""
+    return tags_of(group)["Image"]
+
+
+def instance_ids(group: dict[str, Any]) -> list[str]:
+    return sorted(i["InstanceId"] for i in group["Instances"])
+
+
+@dataclass
+class ServerView:
+    """What a test reads of the environment ENV on the moto server at URL, through boto3 clients of its own."""
+
+    url: str
+    env: str
+    clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def stack(self) -> str:
+        return f"webapp-{self.env}"
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = server_client(self.url, service)
+        return self.clients[service]
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        found = self.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+        prefix = f"asg-{self.stack}-"
+        return {g["AutoScalingGroupName"]: g for g in found if g["AutoScalingGroupName"].startswith(prefix)}
+
+    def serving(self) -> dict[str, Any]:
+        """The one group of the environment (every test starts and ends with exactly one)."""
+        groups = self.groups()
+        assert len(groups) == 1, f"expected one group of {self.env}, found {sorted(groups)}"
+        return next(iter(groups.values()))
+
+    def templates(self) -> list[str]:
+        found = self.client("ec2").describe_launch_templates()["LaunchTemplates"]
+        prefix = f"lt-{self.stack}-"
+        return sorted(t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(prefix))
+
+    def lb_states(self) -> dict[str, str]:
+        """Every instance registered at the classic load balancer elb-STACK, and its state there."""
+        states = self.client("elb").describe_instance_health(LoadBalancerName=f"elb-{self.stack}")["InstanceStates"]
+        return {s["InstanceId"]: s["State"] for s in states}
+
+    def image(self, image_id: str) -> dict[str, Any] | None:
+        try:
+            found = self.client("ec2").describe_images(ImageIds=[image_id])["Images"]
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "InvalidAMIID.NotFound"
+            return None
+        return found[0] if found else None
+
+    def add_legacy_group(self, image_id: str, serving: dict[str, Any], protected: bool = False) -> tuple[str, str]:
+        """A group of the original scripts with IMAGE_ID behind elb-STACK, beside the SERVING group; see
+        legacy_group. (group, configuration)."""
+        names = legacy_group(
+            self.client("autoscaling"),
+            self.client("ec2"),
+            self.stack,
+            f"elb-{self.stack}",
+            image_id,
+            protected=protected,
+        )
+        # moto dropped the serving group's instances from the load balancer; AWS keeps them: put them back.
+        self.client("elb").register_instances_with_load_balancer(
+            LoadBalancerName=f"elb-{self.stack}", Instances=[{"InstanceId": i} for i in instance_ids(serving)]
+        )
+        return names
+
+
+@dataclass
+class ServerSite(ServerView):
+    """ENV on the moto server at URL in folders of its own under ROOT: env/ (defaults.env and ENV.env), work/
+    (DEPLOY_WORK_DIR) and app/ (a copy of example-app). The CLI runs on it with fake credentials, its own
+    folders, and nothing of the outer shell."""
+
+    root: Path
+
+    @classmethod
+    def create(cls, url: str, env: str, root: Path, **settings: str) -> Self:
+        """Empty the moto server at URL, then lay out ROOT: ENV.env on URL with SETTINGS and APP_DIR (relative to
+        the repository) at the copy of the app."""
+        reset_cloud(url)
+        site = cls(url, env, root)
+        copy_example_app(site.app_dir)
+        write_env_folder(
+            site.env_dir, {f"{env}.env": local_env_text(url, **settings, APP_DIR=os.path.relpath(site.app_dir, REPO))}
+        )
+        site.work_dir.mkdir()
+        return site
+
+    @property
+    def env_dir(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def app_dir(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def state_path(self) -> Path:
+        return self.work_dir / "deploy" / "state" / f"{self.env}.json"
+
+    def environ(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+        """What a CLI run's environment sets (a value) and unsets (None); EXTRA adds to it."""
+        overrides: dict[str, str | None] = dict.fromkeys((*STRAY_VARIABLES, *_settings_keys()))
+        overrides.update(FAKE_CREDENTIALS)
+        overrides.update(DEPLOY_ENV_DIR=str(self.env_dir), DEPLOY_WORK_DIR=str(self.work_dir))
+        return {**overrides, **(extra or {})}
+
+    def run(self, *args: str, env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+        """The CLI with exactly ARGS."""
+        return run_inv(*args, env=self.environ(env), timeout=RUN_TIMEOUT_S)
+
+    def inv(self, *args: str, env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+        """The CLI with ARGS on this environment (--env ENV)."""
+        return self.run(*args, "--env", self.env, env=env)
+
+
+@contextmanager
+def polling(step: Callable[[], bool], timeout: float = RUN_TIMEOUT_S, interval: float = 0.02) -> Iterator[None]:
+    """Call STEP every INTERVAL seconds in a thread while the block runs, until it returns True or TIMEOUT
+    seconds pass; the end of the block stops it."""
+    done = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            if step():
+                return
+            time.sleep(interval)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
+@dataclass
+class Watch:
+    """What a watcher saw: one count a poll, and the errors of the polls that failed."""
+
+    counts: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def watching(count: Callable[[], int]) -> Iterator[Watch]:
+    """COUNT() (say, the instances a load balancer serves) every 20 ms while the block runs."""
+    watch = Watch()
+
+    def poll() -> bool:
+        try:
+            watch.counts.append(count())
+        except ClientError as error:
+            watch.errors.append(str(error))
+        return False
+
+    with polling(poll):
+        yield watch
+
+
+@contextmanager
+def instance_stopper(view: ServerView, old_name: str, desired: int) -> Iterator[dict[str, Any]]:
+    """Stops the instances of the next new group of the environment (not OLD_NAME) as soon as it has DESIRED of
+    them: it can never become healthy.
+
+    Stopped instances are OutOfService at a classic load balancer and `unused` in a target group (moto's health
+    never turns Unhealthy otherwise). Yields what it found, once it acted: the group's name, its template's
+    name, the group, and when it stopped them (time.monotonic()).
+    """
+    found: dict[str, Any] = {}
+    autoscaling, ec2 = view.client("autoscaling"), view.client("ec2")
+    prefix = f"asg-{view.stack}-"
+
+    def stop() -> bool:
+        for group in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]:
+            name = group["AutoScalingGroupName"]
+            if name.startswith(prefix) and name != old_name and len(group["Instances"]) >= desired:
+                ec2.stop_instances(InstanceIds=instance_ids(group))
+                found.update(
+                    name=name, template=group["LaunchTemplate"]["LaunchTemplateName"], group=group, at=time.monotonic()
+                )
+                return True
+        return False
+
+    with polling(stop):
+        yield found

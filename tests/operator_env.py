@@ -7,13 +7,14 @@ without Packer, a launch template and group launched by the tool's own code, and
 
 from __future__ import annotations
 
+import functools
 import io
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
-from conftest import REGION, write_env_folder
+from conftest import REGION, make_image, server_client, write_env_folder
 
 from deploy.aws import Aws
 from deploy.config import load_config
@@ -21,6 +22,8 @@ from deploy.environment import Environment
 from deploy.groups import launch_group, promote
 from deploy.logs import RunLog
 from deploy.setup import run_setup
+
+ANY_IMAGE = "ami-12345678"  # moto runs an instance of any image id
 
 
 class FakeClock:
@@ -67,13 +70,8 @@ def output(environment: Environment) -> str:
 
 def bake_image(env: str, role: str = "carnivore", app: str = "webapp", managed: bool = True) -> str:
     """An image as a bake leaves it (tagged ManagedBy, App, Env, Role), made without Packer."""
-    ec2 = client("ec2")
-    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]
-    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=f"{app}-{env}-{role}-image")["ImageId"]
-    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     tags = {"App": app, "Env": env, "Role": role, **({"ManagedBy": "immutable-deploy"} if managed else {})}
-    ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-    return image_id
+    return make_image(client("ec2"), f"{app}-{env}-{role}-image", tags, base=ANY_IMAGE)
 
 
 def deploy(environment: Environment, image_id: str | None = None) -> tuple[str, str]:
@@ -101,12 +99,8 @@ def deployed_on_server(env: str) -> tuple[Environment, str, str]:
     Packer (faster than `inv deploy`, same resources); (environment, group, image)."""
     environment = on_server(env)
     run_setup(environment)
-    ec2 = environment.aws.ec2
-    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]
-    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=f"webapp-{env}-carnivore-test")["ImageId"]
-    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     tags = {"App": "webapp", "Env": env, "Role": "carnivore", "ManagedBy": "immutable-deploy"}
-    ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    image_id = make_image(environment.aws.ec2, f"webapp-{env}-carnivore-test", tags, base=ANY_IMAGE)
     group, _ = deploy(environment, image_id)
     return environment, group, image_id
 
@@ -124,8 +118,7 @@ NOT_STATE = {("iam", "AccountSummary"), ("elbv2", "FakeHealthStatus")}
 def prime_moto(url: str) -> None:
     """Make moto build its lazily created defaults (default VPC, built-in images) with reads, so that
     a later state comparison sees only what commands changed."""
-    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    make = lambda service: boto3.client(service, region_name=REGION, endpoint_url=url, **credentials)  # noqa: E731
+    make = functools.partial(server_client, url)
     make("ec2").describe_images(Owners=["self"])
     make("ec2").describe_vpcs()
     make("elb").describe_load_balancers()

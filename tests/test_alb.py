@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import datetime
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from conftest import REGION, write_env_folder
-from moto import mock_aws
 
 from deploy.aws import Aws
 from deploy.config import ConfigError, load_config
@@ -36,12 +34,9 @@ TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg-web
 
 
 @pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # no image needed; saves ~0.5 s a test
-    with mock_aws():
-        client("route53").create_hosted_zone(Name="example.com", CallerReference="test-example.com")
-        yield
+def cloud(cloud: None) -> None:
+    """conftest's mock cloud, with the hosted zone example.com."""
+    client("route53").create_hosted_zone(Name="example.com", CallerReference="test-example.com")
 
 
 def client(service: str) -> Any:

@@ -14,25 +14,24 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from conftest import (
-    FAKE_CREDENTIALS,
+    NO_CREDENTIALS,
     REGION,
-    REPO,
-    STRAY_VARIABLES,
-    _settings_keys,
+    ServerSite,
+    local_base_image,
     local_env_text,
-    run_inv,
+    make_image,
+    other_app_groups,
+    reset_cloud,
+    succeeded,
+    use_env_folder,
     write_env_folder,
 )
 from invoke.exceptions import Exit
@@ -44,51 +43,17 @@ from deploy.cleanup import retire_outdated
 from deploy.cli import run_step
 from deploy.groups import launch_group, promote
 from deploy.health import wait_for_new_group
-from deploy.naming import tag_list
 from deploy.setup import run_setup
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
 
 ENV = "bad"
 STACK = f"webapp-{ENV}"
-RUN_TIMEOUT_S = 120.0
 MISSING_IMAGE = "ami-0123456789abcdef0"
-NO_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": None,
-    "AWS_SECRET_ACCESS_KEY": None,
-    "AWS_SESSION_TOKEN": None,
-    "AWS_SECURITY_TOKEN": None,
-    "AWS_WEB_IDENTITY_TOKEN_FILE": None,
-    "AWS_ROLE_ARN": None,
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
-@dataclass
-class Site:
-    url: str
-    env_dir: Path
-    work_dir: Path
-    overrides: dict[str, str | None]
-    clients: dict[str, Any] = field(default_factory=dict)
-
-    def inv(self, *args: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
-        return run_inv(*args, env={**self.overrides, **(env or {})}, timeout=RUN_TIMEOUT_S)
-
-    def client(self, service: str) -> Any:
-        if service not in self.clients:
-            self.clients[service] = boto3.client(
-                service,
-                region_name=REGION,
-                endpoint_url=self.url,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-        return self.clients[service]
+class Site(ServerSite):
+    """The module's environment; `site.run` runs the CLI with exactly the given arguments."""
 
     def add_env(self, name: str, text: str) -> None:
         (self.env_dir / f"{name}.env").write_text(text, encoding="utf-8")
@@ -161,25 +126,9 @@ def refused(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
 
 @pytest.fixture(scope="module")
 def site(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-    root = tmp_path_factory.mktemp("bad-input")
-    app = root / "app"
-    app.mkdir()
-    for name in ("build.py", "server.py"):
-        shutil.copy2(REPO / "example-app" / name, app / name)
-    text = local_env_text(moto_server, HEALTH_TIMEOUT="10", APP_DIR=os.path.relpath(app, REPO))
-    env_dir = write_env_folder(root / "env", {f"{ENV}.env": text})
-    work_dir = root / "work"
-    work_dir.mkdir()
-    overrides: dict[str, str | None] = dict.fromkeys((*STRAY_VARIABLES, *_settings_keys()))
-    overrides.update(FAKE_CREDENTIALS)
-    overrides.update(DEPLOY_ENV_DIR=str(env_dir), DEPLOY_WORK_DIR=str(work_dir))
-    site = Site(moto_server, env_dir, work_dir, overrides)
+    site = Site.create(moto_server, ENV, tmp_path_factory.mktemp("bad-input"), HEALTH_TIMEOUT="10")
     for task in ("setup", "deploy"):
-        result = site.inv(task, "--env", ENV)
-        assert result.returncode == 0, result.stdout + result.stderr
+        succeeded(site.inv(task))
     yield site
 
 
@@ -201,28 +150,27 @@ def fresh_work(site: Site, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def in_process(site: Site, aws_environ: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(site.env_dir))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(site.work_dir))
+    use_env_folder(monkeypatch, site.env_dir, site.work_dir)
 
 
 # --- the command line ----------------------------------------------------------------------------
 
 
 def test_an_unknown_task_flag(site, unchanged):
-    refused(site.inv("deploy", "--env", ENV, "--imageid", MISSING_IMAGE), "No idea what '--imageid' is!")
+    refused(site.run("deploy", "--env", ENV, "--imageid", MISSING_IMAGE), "No idea what '--imageid' is!")
 
 
 def test_an_unknown_task(site, unchanged):
-    refused(site.inv("deplyo", "--env", ENV), "No idea what 'deplyo' is!")
+    refused(site.run("deplyo", "--env", ENV), "No idea what 'deplyo' is!")
 
 
 def test_a_timeout_that_is_not_a_number(site, unchanged):
-    message = refused(site.inv("deploy", "--env", ENV, "--timeout", "soon"), "--timeout", "'soon'")
+    message = refused(site.run("deploy", "--env", ENV, "--timeout", "soon"), "--timeout", "'soon'")
     assert message.startswith("error: ")
 
 
 def test_an_unknown_environment(site, unchanged):
-    message = refused(site.inv("deploy", "--env", "nosuch"), "Unknown environment 'nosuch'", f"{ENV}")
+    message = refused(site.run("deploy", "--env", "nosuch"), "Unknown environment 'nosuch'", f"{ENV}")
     assert message.startswith("error: ")
 
 
@@ -231,14 +179,14 @@ def test_an_unknown_environment(site, unchanged):
 
 def test_a_malformed_env_file(site, unchanged):
     site.add_env("broken", local_env_text(site.url) + "this line is not a setting\n")
-    message = refused(site.inv("deploy", "--env", "broken"), "broken.env, line ", "expected KEY=value")
+    message = refused(site.run("deploy", "--env", "broken"), "broken.env, line ", "expected KEY=value")
     assert "'this line is not a setting'" in message
 
 
 def test_a_bad_value_in_an_env_file(site, unchanged):
     site.add_env("capacity", local_env_text(site.url, DESIRED_CAPACITY="9", MAX_CAPACITY="4"))
     refused(
-        site.inv("deploy", "--env", "capacity"),
+        site.run("deploy", "--env", "capacity"),
         "capacity.env",
         "MIN_CAPACITY <= DESIRED_CAPACITY <= MAX_CAPACITY",
         "1 <= 9 <= 4",
@@ -250,23 +198,18 @@ def test_a_bad_value_in_an_env_file(site, unchanged):
 
 def test_an_image_id_that_does_not_exist(site, unchanged):
     refused(
-        site.inv("deploy", "--env", ENV, "--image-id", MISSING_IMAGE),
+        site.run("deploy", "--env", ENV, "--image-id", MISSING_IMAGE),
         f"Image {MISSING_IMAGE} does not exist in {REGION}",
     )
 
 
 def test_an_image_id_that_was_deregistered(site):
     ec2 = site.client("ec2")
-    [base] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
-        "Images"
-    ]
-    instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]
-    image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name="gone-before-deploy")["ImageId"]
-    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    image_id = make_image(ec2, "gone-before-deploy")
     ec2.deregister_image(ImageId=image_id)
     before = site.snapshot()
 
-    refused(site.inv("deploy", "--env", ENV, "--image-id", image_id), f"Image {image_id} does not exist")
+    refused(site.run("deploy", "--env", ENV, "--image-id", image_id), f"Image {image_id} does not exist")
 
     assert site.snapshot() == before
 
@@ -292,20 +235,20 @@ def test_an_image_that_is_not_available(site, in_process, unchanged, monkeypatch
 
 
 def test_an_unknown_instance_type(site, unchanged):
-    result = site.inv("deploy", "--env", ENV, env={"INSTANCE_TYPE": "t3.gigantic"})
+    result = site.run("deploy", "--env", ENV, env={"INSTANCE_TYPE": "t3.gigantic"})
     refused(result, "INSTANCE_TYPE t3.gigantic is not offered in us-east-1")
     assert "packer build" not in result.stdout  # refused before the bake
 
 
 def test_a_hosted_zone_that_does_not_exist(site, unchanged):
     site.add_env("nozone", local_env_text(site.url, HOSTED_ZONE_ID="Z0NOSUCHZONE0000"))
-    refused(site.inv("setup", "--env", "nozone"), "HOSTED_ZONE_ID Z0NOSUCHZONE0000 does not exist")
+    refused(site.run("setup", "--env", "nozone"), "HOSTED_ZONE_ID Z0NOSUCHZONE0000 does not exist")
     assert not (site.work_dir / "deploy" / "keys" / "nozone").exists()
 
 
 def test_a_load_balancer_missing_because_setup_never_ran(site, unchanged, fresh_work):
     site.add_env("nosetup", local_env_text(site.url))
-    result = site.inv("deploy", "--env", "nosetup", env=fresh_work)
+    result = site.run("deploy", "--env", "nosetup", env=fresh_work)
     refused(result, "Load balancer alb-webapp-nosetup does not exist", "run `inv setup --env nosetup` first")
     assert "packer build" not in result.stdout  # refused before anything was baked
 
@@ -315,7 +258,7 @@ def test_a_load_balancer_missing_because_setup_never_ran(site, unchanged, fresh_
 
 def test_no_credentials(site, unchanged):
     site.add_env("real", "DOMAIN=example.com\nLOCAL_CLOUD=false\n")
-    message = refused(site.inv("deploy", "--env", "real", env=NO_CREDENTIALS), "credentials")
+    message = refused(site.run("deploy", "--env", "real", env=NO_CREDENTIALS), "credentials")
     assert message.startswith("error: ")
     assert "--env local" in message
 
@@ -340,7 +283,7 @@ def test_packer_missing(site, unchanged, fresh_work, tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
     (empty / "python3").symlink_to(sys.executable)
-    result = site.inv("deploy", "--env", ENV, env={**fresh_work, "PATH": str(empty)})
+    result = site.run("deploy", "--env", ENV, env={**fresh_work, "PATH": str(empty)})
     refused(result, "error: bake-primal: Packer (packer) was not found on PATH", "apt-get install packer")
 
 
@@ -355,7 +298,7 @@ def test_packer_failing(site, unchanged, fresh_work, tmp_path):
         encoding="utf-8",
     )
     packer.chmod(0o755)
-    result = site.inv("deploy", "--env", ENV, env={**fresh_work, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"})
+    result = site.run("deploy", "--env", ENV, env={**fresh_work, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"})
     refused(
         result,
         "error: bake-primal: The packer build of primal.json (builder local) failed (exit code 1)",
@@ -365,7 +308,7 @@ def test_packer_failing(site, unchanged, fresh_work, tmp_path):
 
 def test_an_app_build_that_fails(site, unchanged):
     command = 'echo "npm ERR! Missing script: build-bad" >&2; exit 3'
-    result = site.inv("deploy", "--env", ENV, env={"BUILD_COMMAND": command})
+    result = site.run("deploy", "--env", ENV, env={"BUILD_COMMAND": command})
     refused(result, "error: build-app: The app build failed (exit 3)", "npm ERR! Missing script: build-bad")
 
 
@@ -386,7 +329,7 @@ def test_a_deploy_lock_held(site):
     try:
         before = site.snapshot()
         refused(
-            site.inv("deploy", "--env", ENV),
+            site.run("deploy", "--env", ENV),
             f"Another deploy of {ENV} is running: alice@build-box-7 pid 4242",
             "at step wait-health",
             f"inv unlock --env {ENV}",
@@ -407,24 +350,16 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
     second after another application put 300 groups (desired 0) into the account. Both send the same
     requests, operation by operation: every listing is filtered by AWS, every poll reads one group."""
     folder = write_env_folder(tmp_path / "env", {"scale.env": local_env_text(moto_server, HEALTH_TIMEOUT="30")})
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(tmp_path / "work"))
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
+    use_env_folder(monkeypatch, folder, tmp_path / "work")
+    reset_cloud(moto_server)
     environment = environments.open_environment("scale")
     run_setup(environment)
     ec2, autoscaling = environment.aws.ec2, environment.aws.autoscaling
-    [base] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
-        "Images"
-    ]
+    base = local_base_image(ec2)
 
     def deployment_image(name: str) -> str:
         """An image tagged as bake-carnivore tags its images, made without Packer."""
-        instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]
-        image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
-        ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
-        ec2.create_tags(Resources=[image_id], Tags=tag_list(environment.names.tags(Role="carnivore", Name=name)))
-        return image_id
+        return make_image(ec2, name, environment.names.tags(Role="carnivore", Name=name), base=base)
 
     def deploy_requests(name: str) -> Counter[str]:
         image_id = deployment_image(name)
@@ -438,24 +373,7 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
     promote(environment, launch_group(environment, image_id=first), first)
     alone = deploy_requests("scale-1")
 
-    template = ec2.create_launch_template(
-        LaunchTemplateName="other-app", LaunchTemplateData={"ImageId": base["ImageId"], "InstanceType": "t3.micro"}
-    )["LaunchTemplate"]
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-
-    def other_group(number: int) -> None:
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=f"asg-other-app-{number:04d}",
-            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
-            MinSize=0,
-            MaxSize=1,
-            DesiredCapacity=0,
-            VPCZoneIdentifier=subnet,
-            Tags=[{"Key": "Name", "Value": f"other-app-{number}", "PropagateAtLaunch": True}],
-        )
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        assert len(list(pool.map(other_group, range(300)))) == 300  # map re-raises any failure
+    other_app_groups(ec2, autoscaling, base, 300)
 
     crowded = deploy_requests("scale-2")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import run_inv, write_env_folder
+from conftest import NO_CREDENTIALS, run_inv, use_env_folder, write_env_folder
 from invoke import Collection
 
 
@@ -56,8 +56,7 @@ def assert_one_paragraph_error(stderr: str) -> str:
 
 def test_an_unknown_environment_is_one_paragraph_without_traceback(tmp_path, aws_environ, monkeypatch):
     folder = write_env_folder(tmp_path / "env", {"alpha.env": "DOMAIN=example.com\n", "beta.env": "DOMAIN=a.io\n"})
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(tmp_path / "work"))
+    use_env_folder(monkeypatch, folder, tmp_path / "work")
     result = run_inv("setup", "--env", "nope")
     assert result.returncode != 0
     text = assert_one_paragraph_error(result.stderr)
@@ -68,8 +67,7 @@ def test_an_unknown_environment_is_one_paragraph_without_traceback(tmp_path, aws
 
 def test_a_config_error_names_file_and_key_without_traceback(tmp_path, aws_environ, monkeypatch):
     folder = write_env_folder(tmp_path / "env", {"broken.env": "DOMAIN=example.com\nMAX_CAPACITY=lots\n"})
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(tmp_path / "work"))
+    use_env_folder(monkeypatch, folder, tmp_path / "work")
     result = run_inv("setup", "--env", "broken")
     assert result.returncode == 1
     text = assert_one_paragraph_error(result.stderr)
@@ -79,32 +77,15 @@ def test_a_config_error_names_file_and_key_without_traceback(tmp_path, aws_envir
 
 def test_the_default_environment_comes_from_deploy_env(tmp_path, aws_environ, monkeypatch):
     folder = write_env_folder(tmp_path / "env", {"alpha.env": "DOMAIN=example.com\n"})
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(tmp_path / "work"))
+    use_env_folder(monkeypatch, folder, tmp_path / "work")
     result = run_inv("setup", env={"DEPLOY_ENV": "gamma", "NODE_ENV": "alpha"})
     assert result.returncode == 1
     assert "Unknown environment 'gamma'" in result.stderr
 
 
-NO_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": None,
-    "AWS_SECRET_ACCESS_KEY": None,
-    "AWS_SESSION_TOKEN": None,
-    "AWS_SECURITY_TOKEN": None,
-    "AWS_WEB_IDENTITY_TOKEN_FILE": None,
-    "AWS_ROLE_ARN": None,
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
 def test_missing_credentials_say_so_and_suggest_the_local_cloud(tmp_path, aws_environ, monkeypatch):
     folder = write_env_folder(tmp_path / "env", {"real.env": "DOMAIN=example.com\nLOCAL_CLOUD=false\n"})
-    monkeypatch.setenv("DEPLOY_ENV_DIR", str(folder))
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(tmp_path / "work"))
+    use_env_folder(monkeypatch, folder, tmp_path / "work")
     result = run_inv("setup", "--env", "real", env=NO_CREDENTIALS, timeout=30)
     assert result.returncode == 1
     text = assert_one_paragraph_error(result.stderr)

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from conftest import REGION, legacy_group, write_env_folder
 
 import deploy.images
-from deploy.app import build_app, copy_over
+from deploy.app import build_app, copy_over, tree_digest
 from deploy.aws import Aws
 from deploy.cleanup import retire_outdated
 from deploy.config import load_config
@@ -644,7 +644,8 @@ def test_bake_carnivore_skips_the_same_primal_and_app_and_rebakes_a_changed_app(
     environment.state.put("primal", {"image_id": primal, "given": True})
     staged = tmp_path / "appserver"
     staged.mkdir()
-    environment.state.put("staged", {"dir": str(staged), "digest": "digest-1"})
+    (staged / "server.py").write_text("version 1")
+    environment.state.put("staged", {"dir": str(staged), "digest": tree_digest(staged)})
 
     first = bake_carnivore(environment)
     assert bake_carnivore(environment) == first
@@ -652,11 +653,20 @@ def test_bake_carnivore_skips_the_same_primal_and_app_and_rebakes_a_changed_app(
     assert packer.builds[0]["variables"]["primal_ami"] == primal
     assert packer.builds[0]["variables"]["app_dir"] == str(staged)
 
-    environment.state.put("staged", {"dir": str(staged), "digest": "digest-2"})
+    (staged / "server.py").write_text("version 2")
+    environment.state.put("staged", {"dir": str(staged), "digest": tree_digest(staged)})
     second = bake_carnivore(environment)
     assert second != first
     assert len(packer.builds) == 2
     assert environment.state.get("carnivore")["image_id"] == second
+
+    # The shared staging folder changed after copy-over (another environment restaged it): refused.
+    (staged / "server.py").write_text("version 3")
+    environment.state.put("staged", {"dir": str(staged), "digest": tree_digest(staged)})
+    (staged / "server.py").write_text("someone else's app")
+    with pytest.raises(DeployError, match="changed since copy-over"):
+        bake_carnivore(environment)
+    assert len(packer.builds) == 2
 
 
 def test_bake_carnivore_skips_a_given_image_and_protects_it(cloud, tmp_path, packer):

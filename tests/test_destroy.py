@@ -3,12 +3,9 @@ confirmation, and a real destroy that leaves only other environments' (and forei
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from botocore.exceptions import ClientError
 from conftest import TEST_ENV, local_env_text, run_inv
-from moto import mock_aws
 from operator_env import (
     FakeClock,
     bake_image,
@@ -26,14 +23,6 @@ from deploy import destroy
 from deploy.destroy import describe_plan, plan_destroy, refusal, run_destroy
 from deploy.errors import DeployError
 from deploy.health import Waiter
-
-
-@pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield
 
 
 def described(**overrides) -> dict:

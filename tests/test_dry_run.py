@@ -8,13 +8,11 @@ describe; on the moto server: its /moto-api/data.json dump).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import TEST_ENV, run_inv
 from invoke import Collection, Config
-from moto import mock_aws
 from operator_env import (
     bake_image,
     client,
@@ -37,14 +35,6 @@ from deploy.destroy import run_destroy
 from deploy.errors import DeployError
 from deploy.groups import Group
 from deploy.plan import cleanup_plan, deploy_plan, plan_retirement, setup_plan
-
-
-@pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield
 
 
 def assert_only_reads(environment) -> None:

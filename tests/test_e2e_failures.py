@@ -21,29 +21,25 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
+import conftest
 import pytest
 from botocore.exceptions import ClientError
 from conftest import (
-    FAKE_CREDENTIALS,
-    REGION,
     REPO,
-    STRAY_VARIABLES,
-    _settings_keys,
-    local_env_text,
-    run_inv,
+    RUN_TIMEOUT_S,
+    ServerSite,
+    image_of,
+    instance_ids,
+    instance_stopper,
     subprocess_env,
+    tags_of,
     wait_until,
-    write_env_folder,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
@@ -51,13 +47,10 @@ pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer i
 ENV = "fail"
 STACK = f"webapp-{ENV}"
 LOAD_BALANCER = f"elb-{STACK}"
-GROUP_PREFIX = f"asg-{STACK}-"
-TEMPLATE_PREFIX = f"lt-{STACK}-"
 LOCK_PARAMETER = f"/immutable-deploy/{STACK}/lock"
 DESIRED = 2
 HEALTH_TIMEOUT = 6
 SLOW_HEALTH_TIMEOUT = "300"  # a wait that only an interrupt ends
-RUN_TIMEOUT_S = 120.0
 MARKER_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
 
@@ -108,23 +101,15 @@ class Running:
 
 
 @dataclass
-class Site:
+class Site(ServerSite):
     """The module's environment: its files, how to run the CLI on it, and its cloud."""
 
-    url: str
-    env_dir: Path
-    work_dir: Path
-    app_dir: Path
-    scratch: Path
-    overrides: dict[str, str | None] = field(default_factory=dict)
-    _runs: itertools.count = field(default_factory=itertools.count)
-    clients: dict[str, Any] = field(default_factory=dict)
+    _runs: itertools.count = field(default_factory=itertools.count, init=False, repr=False)
 
-    def environ(self, extra: dict[str, str | None] | None = None) -> dict[str, str | None]:
-        return {**self.overrides, **(extra or {})}
-
-    def inv(self, *args: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
-        return run_inv(*args, "--env", ENV, env=self.environ(env), timeout=RUN_TIMEOUT_S)
+    @property
+    def scratch(self) -> Path:
+        """Where the output of background runs goes."""
+        return self.root / "runs"
 
     @contextmanager
     def start(self, *args: str, env: dict[str, str | None] | None = None) -> Iterator[Running]:
@@ -146,40 +131,14 @@ class Site:
                 process.kill()
                 process.wait(timeout=10)
 
-    def client(self, service: str) -> Any:
-        if service not in self.clients:
-            self.clients[service] = boto3.client(
-                service,
-                region_name=REGION,
-                endpoint_url=self.url,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-        return self.clients[service]
-
-    def groups(self) -> dict[str, dict[str, Any]]:
-        found = self.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
-        return {g["AutoScalingGroupName"]: g for g in found if g["AutoScalingGroupName"].startswith(GROUP_PREFIX)}
-
     def group(self, name: str) -> dict[str, Any] | None:
         return self.groups().get(name)
 
     def serving(self) -> dict[str, Any]:
         """The one group of the environment, promoted (every test starts and ends with exactly one)."""
-        groups = self.groups()
-        assert len(groups) == 1, f"expected one group of {ENV}, found {sorted(groups)}"
-        group = next(iter(groups.values()))
+        group = super().serving()
         assert "Promoted" in tags_of(group), f"{group['AutoScalingGroupName']} was never promoted"
         return group
-
-    def templates(self) -> list[str]:
-        found = self.client("ec2").describe_launch_templates()["LaunchTemplates"]
-        return sorted(t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(TEMPLATE_PREFIX))
-
-    def lb_states(self) -> dict[str, str]:
-        """Every instance registered at the load balancer, and its state there."""
-        states = self.client("elb").describe_instance_health(LoadBalancerName=LOAD_BALANCER)["InstanceStates"]
-        return {s["InstanceId"]: s["State"] for s in states}
 
     def lock(self) -> dict[str, Any] | None:
         try:
@@ -188,35 +147,12 @@ class Site:
             assert error.response["Error"]["Code"] == "ParameterNotFound"
             return None
 
-    def image(self, image_id: str) -> dict[str, Any] | None:
-        try:
-            found = self.client("ec2").describe_images(ImageIds=[image_id])["Images"]
-        except ClientError as error:
-            assert error.response["Error"]["Code"] == "InvalidAMIID.NotFound"
-            return None
-        return found[0] if found else None
-
     def packer_leftovers(self) -> list[str]:
         """Temporary resources a Packer build leaves when it is not allowed to clean up."""
         ec2 = self.client("ec2")
         keys = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]]
         groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
         return [name for name in keys + groups if name.startswith("packer")]
-
-    @property
-    def state_path(self) -> Path:
-        return self.work_dir / "deploy" / "state" / f"{ENV}.json"
-
-    def new_group(self, old_name: str) -> dict[str, Any] | None:
-        return next((g for name, g in self.groups().items() if name != old_name), None)
-
-
-def tags_of(group: dict[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in group.get("Tags", [])}
-
-
-def instance_ids(group: dict[str, Any]) -> list[str]:
-    return sorted(i["InstanceId"] for i in group["Instances"])
 
 
 def processes(*argv: str) -> list[int]:
@@ -261,41 +197,10 @@ def assert_untouched(site: Site, before: dict[str, Any]) -> None:
 
 
 def succeeded(result: subprocess.CompletedProcess[str]) -> str:
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert_clean_exit(output)
-    return result.stdout
-
-
-@contextmanager
-def instance_stopper(site: Site, old_name: str) -> Iterator[dict[str, Any]]:
-    """Stops the instances of the next new group as soon as it has them: it can never become healthy.
-
-    Stopped instances are OutOfService at the load balancer (moto's health never turns Unhealthy
-    otherwise). Yields what it found: the group's name and template once it acted.
-    """
-    found: dict[str, Any] = {}
-    done = threading.Event()
-
-    def stop() -> None:
-        autoscaling, ec2 = site.client("autoscaling"), site.client("ec2")
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while time.monotonic() < deadline and not done.is_set():
-            for group in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]:
-                name = group["AutoScalingGroupName"]
-                if name.startswith(GROUP_PREFIX) and name != old_name and len(group["Instances"]) >= DESIRED:
-                    ec2.stop_instances(InstanceIds=instance_ids(group))
-                    found.update(name=name, template=group["LaunchTemplate"]["LaunchTemplateName"], group=group)
-                    return
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=stop, daemon=True)
-    thread.start()
-    try:
-        yield found
-    finally:
-        done.set()
-        thread.join(timeout=10)
+    """conftest's succeeded, and no exception named in the output either."""
+    stdout = conftest.succeeded(result)
+    assert_clean_exit(result.stdout + result.stderr)
+    return stdout
 
 
 def fake_packer(folder: Path, seconds: int) -> dict[str, str]:
@@ -312,32 +217,16 @@ def fake_packer(folder: Path, seconds: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-    root = tmp_path_factory.mktemp("e2e-failures")
-    app = root / "app"
-    app.mkdir()
-    for name in ("build.py", "server.py"):
-        shutil.copy2(REPO / "example-app" / name, app / name)
-    text = local_env_text(
+    site = Site.create(
         moto_server,
+        ENV,
+        tmp_path_factory.mktemp("e2e-failures"),
         LOAD_BALANCER="classic",
         DESIRED_CAPACITY=str(DESIRED),
         HEALTH_TIMEOUT=str(HEALTH_TIMEOUT),
-        POLL_SECONDS="1",
-        APP_DIR=os.path.relpath(app, REPO),  # RETAIN_IMAGES stays at its default, 2
+        POLL_SECONDS="1",  # RETAIN_IMAGES stays at its default, 2
     )
-    env_dir = write_env_folder(root / "env", {f"{ENV}.env": text})
-    work_dir = root / "work"
-    work_dir.mkdir()
-    scratch = root / "runs"
-    scratch.mkdir()
-    overrides: dict[str, str | None] = dict.fromkeys((*STRAY_VARIABLES, *_settings_keys()))
-    overrides.update(FAKE_CREDENTIALS)
-    overrides.update(DEPLOY_ENV_DIR=str(env_dir), DEPLOY_WORK_DIR=str(work_dir))
-    site = Site(moto_server, env_dir, work_dir, app, scratch, overrides)
-
+    site.scratch.mkdir()
     succeeded(site.inv("setup"))
     succeeded(site.inv("deploy"))
     assert_serves(site, site.serving())
@@ -422,7 +311,7 @@ def test_an_interrupt_during_wait_health_removes_the_new_group_and_the_old_one_k
     before = site.serving()
     old_name = before["AutoScalingGroupName"]
     with (
-        instance_stopper(site, old_name) as new,
+        instance_stopper(site, old_name, DESIRED) as new,
         site.start("deploy", env={"HEALTH_TIMEOUT": SLOW_HEALTH_TIMEOUT}) as run,
     ):
         run.wait_for(f"waiting up to {SLOW_HEALTH_TIMEOUT}s")
@@ -440,36 +329,10 @@ def test_an_interrupt_during_wait_health_removes_the_new_group_and_the_old_one_k
     assert_untouched(site, before)
 
 
-def outdated_group(site: Site, serving: dict[str, Any]) -> str:
-    """A group of the original scripts (lc-NAME-*, tag Name=NAME) behind the load balancer, one instance
-    protected from scale-in: it outlives the scaling to 0 (as on AWS), so its retirement waits for it."""
-    autoscaling, ec2 = site.client("autoscaling"), site.client("ec2")
-    configuration, name = f"lc-{STACK}-20200101000000", f"asg-{STACK}-20200101000000"
-    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]]
-    autoscaling.create_launch_configuration(
-        LaunchConfigurationName=configuration, ImageId=tags_of(serving)["Image"], InstanceType="t3.micro"
-    )
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchConfigurationName=configuration,
-        MinSize=1,
-        MaxSize=1,
-        DesiredCapacity=1,
-        VPCZoneIdentifier=",".join(subnets),
-        LoadBalancerNames=[LOAD_BALANCER],
-        NewInstancesProtectedFromScaleIn=True,
-        Tags=[{"Key": "Name", "Value": STACK, "PropagateAtLaunch": True}],
-    )
-    # moto dropped the serving group's instances from the load balancer; AWS keeps them: put them back.
-    site.client("elb").register_instances_with_load_balancer(
-        LoadBalancerName=LOAD_BALANCER, Instances=[{"InstanceId": i} for i in instance_ids(serving)]
-    )
-    return name
-
-
 def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun_finishes(site):
     serving = site.serving()
-    old_name = outdated_group(site, serving)
+    # One instance protected from scale-in: it outlives the scaling to 0 (as on AWS), so the retirement waits for it.
+    old_name, _ = site.add_legacy_group(image_of(serving), serving, protected=True)
     old_instances = instance_ids(site.groups()[old_name])
     assert len(old_instances) == 1
 
@@ -510,7 +373,7 @@ def test_kill_9_during_wait_health_then_a_rerun_converges_to_one_healthy_group(s
     before = site.serving()
     old_name = before["AutoScalingGroupName"]
     with (
-        instance_stopper(site, old_name) as new,
+        instance_stopper(site, old_name, DESIRED) as new,
         site.start("deploy", env={"HEALTH_TIMEOUT": SLOW_HEALTH_TIMEOUT}) as run,
     ):
         run.wait_for(f"0/{DESIRED} healthy")

@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from deploy import pipeline
 from deploy.errors import DeployError
-from deploy.lock import DeployLock, Holder, _process_start, is_stale_here, parameter_name, this_process
+from deploy.lock import DeployLock, Holder, _process_start, is_stale_here, machine_id, parameter_name, this_process
 
 STACK = "webapp-dev"
 NAME = parameter_name(STACK)
@@ -83,6 +83,7 @@ def here(pid: int, process_start: str | None = None, step: str = "bake-carnivore
         started="2024-05-01T10:00:00+00:00",
         step=step,
         process_start=start,
+        machine=machine_id(),
     )
 
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+from conftest import server_client
 
 from deploy.packer import (
     PackerError,
@@ -267,16 +267,6 @@ def moto_endpoint(fresh_cloud: str) -> str:
     return fresh_cloud
 
 
-def _ec2(endpoint: str) -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _source_image(ec2: Any) -> str:
     """An image of our own, made as on AWS: launch an instance from a public image and image it."""
     public = ec2.describe_images(
@@ -305,7 +295,7 @@ def _tags(image: dict[str, Any]) -> dict[str, str]:
 @needs_packer
 @pytest.mark.timeout(60)
 def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path) -> None:
-    ec2 = _ec2(moto_endpoint)
+    ec2 = server_client(moto_endpoint, "ec2")
     source = _source_image(ec2)
     suffix = uuid.uuid4().hex[:6]
     common = {"region": REGION, "endpoint": moto_endpoint, "instance_type": "t3.micro", "app_name": "exapp"}

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import TEST_ENV, run_inv
-from moto import mock_aws
 from operator_env import (
     FakeClock,
     bake_image,
@@ -36,14 +34,6 @@ HEALTH_LINE = re.compile(
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
-
-
-@pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield
 
 
 def test_a_step_prints_its_start_and_its_end_with_the_elapsed_time(tmp_path: Path) -> None:

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import io
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 from conftest import TEST_ENV, run_inv
 from invoke.exceptions import Exit
-from moto import mock_aws
 from operator_env import client, create_zone, deploy, deployed_on_server, make_environment, output, set_up
 
 from deploy import ssh
 from deploy.errors import DeployError
 from deploy.ssh import build_command, no_host_reason, pick_instance, run_ssh, ssh_command
-
-
-@pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield
 
 
 def test_ssh_command_uses_only_the_environments_key() -> None:

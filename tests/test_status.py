@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from conftest import REPO, TEST_ENV, run_inv
-from moto import mock_aws
 from operator_env import create_zone, deploy, make_environment, set_up
 
 from deploy.status import (
@@ -55,14 +53,6 @@ GROUP_KEYS = {
     "instances",
 }
 IMAGE_KEYS = {"id", "name", "role", "state", "created", "age_seconds", "deployed", "in_use"}
-
-
-@pytest.fixture
-def cloud(aws_environ, work_dir, shared_service_models, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield
 
 
 def test_status_of_an_empty_environment(cloud, tmp_path):
