@@ -275,3 +275,13 @@ def test_owns_does_not_confuse_dev_with_dev_eu_or_dev01():
     assert dev.owns(dev.launch_template(when), dev.launch_template_prefix)
     assert not dev.owns("asg-otherapp-dev-" + when, dev.group_prefix)
     assert dev.owns(dev.launch_configuration_prefix + when, dev.launch_configuration_prefix)
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    from deploy.config import SETTINGS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [setting.key for setting in SETTINGS if f"| `{setting.key}` |" not in readme]
+    assert missing == []
