@@ -22,7 +22,7 @@ APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
 
 
 def app_dir(environment: Environment) -> Path:
-    folder = ROOT / str(environment.config["APP_DIR"])
+    folder = ROOT / str(environment.config.app_dir)
     if not folder.is_dir():
         raise DeployError(f"APP_DIR {folder} does not exist: fix APP_DIR in env/{environment.env}.env.")
     return folder
@@ -39,7 +39,7 @@ def tail(path: Path, count: int = LOG_TAIL_LINES) -> str:
 
 def build_app(environment: Environment) -> None:
     """Run BUILD_COMMAND ({env} replaced by the environment name) in APP_DIR, its output in the run log."""
-    command = str(environment.config["BUILD_COMMAND"]).replace("{env}", environment.env)
+    command = str(environment.config.build_command).replace("{env}", environment.env)
     folder = app_dir(environment)
     log_path = environment.log.file_for("build")
     environment.say(f"  $ {command}   (in {os.path.relpath(folder, ROOT)})")
@@ -110,7 +110,7 @@ def tree_digest(folder: Path) -> str:
 def copy_over(environment: Environment) -> Path:
     """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into tmp/appserver, fresh."""
     source = app_dir(environment)
-    patterns: tuple[str, ...] = environment.config["APP_FILES"]  # type: ignore[assignment]
+    patterns: tuple[str, ...] = environment.config.app_files  # type: ignore[assignment]
     files = matching_files(source, patterns)
     if not files:
         raise DeployError(
@@ -122,7 +122,7 @@ def copy_over(environment: Environment) -> Path:
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, destination)
-    settings = [f"ENV={environment.env}"] + [f"{key}={environment.config[key]}" for key in APP_SETTINGS]
+    settings = [f"ENV={environment.env}"] + [f"{key}={environment.config.value(key)}" for key in APP_SETTINGS]
     (target / "app.env").write_text("\n".join(settings) + "\n", encoding="utf-8")
     digest = tree_digest(target)
     environment.state.put("staged", {"dir": str(target), "digest": digest})

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import collect, error_code
+from deploy.aws.clients import collect, error_code
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.groups import (
@@ -72,7 +72,7 @@ def retire_group(
     """
     autoscaling = environment.aws.autoscaling
     balancer = environment.load_balancer
-    poll = float(environment.config["POLL_SECONDS"])  # type: ignore[arg-type]
+    poll = float(environment.config.poll_seconds)  # type: ignore[arg-type]
     say = environment.say
     if not balancer.group_detached(group.name):
         say(f"  retiring {group.name}: detaching from {balancer.name} (connections drain)")
@@ -175,7 +175,7 @@ def retire_outdated(environment: Environment, keep_images: bool | None = None) -
     KEEP_IMAGES None follows CLEANUP from the env file.
     """
     if keep_images is None:
-        keep_images = not environment.config["CLEANUP"]
+        keep_images = not environment.config.cleanup
     state = environment.state
     groups = environment_groups(environment)
     # Holding the deploy lock, no other run is under way: a group never promoted is a leftover.
@@ -220,7 +220,7 @@ def retire_outdated(environment: Environment, keep_images: bool | None = None) -
     else:
         in_use |= {group.image_id for group in remaining if group.image_id}
         protected = set(state.data.get("protected_images", []))
-        retain = int(environment.config["RETAIN_IMAGES"])  # type: ignore[arg-type]
+        retain = int(environment.config.retain_images)  # type: ignore[arg-type]
         doomed = images_to_delete(deployment_images(environment), in_use, protected, retain)
         # An image promoted elsewhere (`--image-id` in another environment) stays while anything runs it.
         elsewhere = images_used_elsewhere(environment, [image["ImageId"] for image in doomed])

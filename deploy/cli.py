@@ -113,8 +113,8 @@ def _message(text: str, environment: Environment | None) -> str:
 
 def manage_local_cloud(env: str | None, stop: bool) -> None:
     """`inv local-cloud`: start (and seed) the embedded cloud of ENV and print its endpoint, or stop it."""
-    from deploy import localcloud
     from deploy.config import load_config
+    from deploy.localcloud import process as localcloud
 
     try:
         config = load_config(env)

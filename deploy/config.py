@@ -264,35 +264,57 @@ SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 @dataclass(frozen=True)
 class Config:
-    """The validated settings of one environment."""
+    """The validated settings of one environment: one typed field per key of SETTINGS (lower case)."""
 
     env: str
-    values: Mapping[str, object]
+    app_name: str
+    domain: str
+    hosted_zone_id: str | None
+    aws_region: str
+    aws_endpoint_url: str | None
+    local_cloud: bool
+    instance_type: str
+    min_capacity: int
+    max_capacity: int
+    desired_capacity: int
+    source_ami: str
+    source_ami_owner: str
+    health_check_path: str
+    load_balancer: str
+    certificate_arn: str | None
+    health_timeout: int
+    poll_seconds: int
+    ssh_cidr: str | None
+    vpc_id: str | None
+    subnet_ids: tuple[str, ...] | None
+    app_dir: str
+    build_command: str
+    app_files: tuple[str, ...]
+    primal_id: str | None
+    image_id: str | None
+    cleanup: bool
+    packer_timeout: int
+    log_runs: int
+    retain_images: int
+    # Where each key's value came from ("env/dev01.env", "the environment variable"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
-    def __getitem__(self, key: str) -> object:
-        return self.values.get(key)
-
-    def get(self, key: str, default: object = None) -> object:
-        value = self.values.get(key)
-        return default if value is None else value
-
-    @property
-    def app_name(self) -> str:
-        return str(self.values["APP_NAME"])
-
     @property
     def region(self) -> str:
-        return str(self.values["AWS_REGION"])
+        return self.aws_region
 
     @property
     def endpoint_url(self) -> str | None:
-        return self.values.get("AWS_ENDPOINT_URL")  # type: ignore[return-value]
+        return self.aws_endpoint_url
 
-    @property
-    def local_cloud(self) -> bool:
-        return bool(self.values.get("LOCAL_CLOUD"))
+    def value(self, key: str) -> object:
+        """The value of setting KEY by its env-file name (for app.env and messages, where the key is data)."""
+        return getattr(self, key.lower())
+
+    def source_of(self, key: str) -> str:
+        """Where KEY was set, for a message that says what to fix."""
+        return self.sources.get(key, f"env/{self.env}.env")
 
 
 def default_env_name(environ: Mapping[str, str] | None = None) -> str:
@@ -369,7 +391,8 @@ def load_config(
             raise ConfigError(f"{where}: {setting.key}={value!r} {error}.") from None
 
     _check_relations(env, values, sources, env_file.name)
-    return Config(env=env, values=values, sources=sources, warnings=tuple(warnings))
+    fields = {key.lower(): value for key, value in values.items()}
+    return Config(env=env, sources=sources, warnings=tuple(warnings), **fields)  # type: ignore[arg-type]  # validated above, one parser per key
 
 
 def _check_relations(env: str, values: dict[str, object], sources: dict[str, str], env_file: str) -> None:

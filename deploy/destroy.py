@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from invoke.exceptions import Exit
 
-from deploy.aws import collect, error_code
+from deploy.aws.clients import collect, error_code
 from deploy.cleanup import launch_configurations, launch_templates
 from deploy.config import load_config
 from deploy.environment import Environment
@@ -227,7 +227,7 @@ def describe_plan(actions: list[Action]) -> list[str]:
 
 def _wait(environment: Environment, timeout_s: float, check: Callable[[], tuple[bool, str]], what: str) -> None:
     """Bounded; a reading per poll (a live line on a terminal) while it is not done yet."""
-    poll = float(environment.config["POLL_SECONDS"])  # type: ignore[arg-type]
+    poll = float(environment.config.poll_seconds)  # type: ignore[arg-type]
     shown = False
 
     def progress(status: str) -> None:

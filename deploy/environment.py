@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TextIO
 
-from deploy import localcloud
-from deploy.aws import Aws
+from deploy.aws.clients import Aws
+from deploy.aws.loadbalancers import LoadBalancer, load_balancer_for
+from deploy.aws.lock import DeployLock
 from deploy.config import Config, load_config, print_warnings
-from deploy.loadbalancer import LoadBalancer, load_balancer_for
-from deploy.lock import DeployLock
+from deploy.localcloud import process as localcloud
+from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
 from deploy.naming import Names, names_for
 from deploy.state import State
@@ -64,14 +65,14 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     if config.env in _open and _open[config.env].aws.dry_run == dry_run:
         return _open[config.env]
     print_warnings(config, sys.stderr)
-    log = RunLog(config.env, out=out, keep=config.get("LOG_RUNS"))  # type: ignore[arg-type]
+    log = RunLog(config.env, out=out, keep=config.log_runs)  # type: ignore[arg-type]
     aws = Aws(config, log, dry_run=dry_run)
     aws.check_credentials()
     environment = Environment(config=config, log=log, aws=aws)
     if config.local_cloud:
         localcloud.start(str(config.endpoint_url), say=log.say)
         if not dry_run:
-            localcloud.seed(config, aws.ec2, aws.route53, say=log.say)
+            seed(config, aws.ec2, aws.route53, say=log.say)
     _open[config.env] = environment
     return environment
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import collect, error_code
+from deploy.aws.clients import collect, error_code
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.images import given_image, require_image, require_instance_type
@@ -131,7 +131,7 @@ def launch_template_data(environment: Environment, image: dict[str, Any], securi
     size = {"VolumeSize": root_ebs["VolumeSize"]} if root_ebs.get("VolumeSize") else {}
     return {
         "ImageId": image["ImageId"],
-        "InstanceType": str(config["INSTANCE_TYPE"]),
+        "InstanceType": str(config.instance_type),
         "KeyName": names.key_pair,
         "SecurityGroupIds": [security_group_id],
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
@@ -194,9 +194,9 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
         autoscaling.create_auto_scaling_group(
             AutoScalingGroupName=group_name,
             LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
-            MinSize=int(config["MIN_CAPACITY"]),  # type: ignore[arg-type]
-            MaxSize=int(config["MAX_CAPACITY"]),  # type: ignore[arg-type]
-            DesiredCapacity=int(config["DESIRED_CAPACITY"]),  # type: ignore[arg-type]
+            MinSize=int(config.min_capacity),  # type: ignore[arg-type]
+            MaxSize=int(config.max_capacity),  # type: ignore[arg-type]
+            DesiredCapacity=int(config.desired_capacity),  # type: ignore[arg-type]
             VPCZoneIdentifier=",".join(subnet_ids),
             HealthCheckType="ELB",
             HealthCheckGracePeriod=GRACE_PERIOD_S,
@@ -215,7 +215,7 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     try:
         keep_serving_registered(environment, [], known=still_serving)
         environment.say(
-            f"  created group {group_name}: {config['DESIRED_CAPACITY']} x {config['INSTANCE_TYPE']}"
+            f"  created group {group_name}: {config.desired_capacity} x {config.instance_type}"
             f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
         )
     except BaseException:

@@ -59,7 +59,7 @@ class Waiter:
 
 
 def waiter_for(environment: Environment, timeout_s: float) -> Waiter:
-    return Waiter(timeout_s=timeout_s, poll_s=float(environment.config["POLL_SECONDS"]))  # type: ignore[arg-type]
+    return Waiter(timeout_s=timeout_s, poll_s=float(environment.config.poll_seconds))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def wait_for_new_group(environment: Environment, timeout_s: int | None = None, k
         raise DeployError(
             f"The recorded new group {group_name} no longer exists; launch another with `inv launch-asg`."
         )
-    timeout = timeout_s or int(environment.config["HEALTH_TIMEOUT"])  # type: ignore[arg-type]
+    timeout = timeout_s or int(environment.config.health_timeout)  # type: ignore[arg-type]
     environment.say(f"  waiting up to {timeout}s for {group_name}")
     try:
         healthy, status = waiter_for(environment, timeout).until(
@@ -199,7 +199,7 @@ def remove_group(environment: Environment, group: Group, timeout_s: float = DELE
     autoscaling = environment.aws.autoscaling
     environment.load_balancer.detach_group(group.name)
     autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group.name, ForceDelete=True)
-    gone, _ = Waiter(timeout_s, float(environment.config["POLL_SECONDS"])).until(  # type: ignore[arg-type]
+    gone, _ = Waiter(timeout_s, float(environment.config.poll_seconds)).until(  # type: ignore[arg-type]
         lambda: (describe_group(environment, group.name, include_deleting=True) is None, f"  deleting {group.name}"),
         lambda _: None,
     )

@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy.app import tree_digest
-from deploy.aws import collect, error_code
+from deploy.aws.clients import collect, error_code
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -48,14 +48,14 @@ def require_image(environment: Environment, image_id: str, what: str) -> dict[st
 
 def require_instance_type(environment: Environment) -> str:
     """INSTANCE_TYPE as AWS offers it in the region, checked before anything is baked or launched."""
-    instance_type = str(environment.config["INSTANCE_TYPE"])
+    instance_type = str(environment.config.instance_type)
     try:
         environment.aws.ec2.describe_instance_types(InstanceTypes=[instance_type])
     except ClientError as error:
         if error_code(error) == "InvalidInstanceType":
             raise DeployError(
                 f"INSTANCE_TYPE {instance_type} is not offered in {environment.config.region}:"
-                f" fix it in {environment.config.sources.get('INSTANCE_TYPE', f'env/{environment.env}.env')}."
+                f" fix it in {environment.config.source_of('INSTANCE_TYPE')}."
             ) from None
         raise
     return instance_type
@@ -63,10 +63,10 @@ def require_instance_type(environment: Environment) -> str:
 
 def resolve_source_image(environment: Environment) -> str:
     """SOURCE_AMI as an id, or the newest image of SOURCE_AMI_OWNER whose name matches it."""
-    source = str(environment.config["SOURCE_AMI"])
+    source = str(environment.config.source_ami)
     if source.startswith("ami-"):
         return str(require_image(environment, source, "SOURCE_AMI")["ImageId"])
-    owner = str(environment.config["SOURCE_AMI_OWNER"])
+    owner = str(environment.config.source_ami_owner)
     found = environment.aws.ec2.describe_images(
         Owners=[owner],
         Filters=[{"Name": "name", "Values": [source]}, {"Name": "state", "Values": ["available"]}],
@@ -111,11 +111,11 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
     context = {
         "region": config.region,
         "endpoint": config.endpoint_url or "",
-        "instance_type": str(config["INSTANCE_TYPE"]),
+        "instance_type": str(config.instance_type),
         "image_name": image_name,
         "app_name": config.app_name,
         "env": config.env,
-        "health_check_path": str(config["HEALTH_CHECK_PATH"]),
+        "health_check_path": str(config.health_check_path),
         "ssh_username": "admin",
         **variables,
     }
@@ -131,7 +131,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
         builder,
         log_path,
         on_progress=lambda line: environment.say(f"    {line}"),
-        timeout_s=int(config["PACKER_TIMEOUT"]),  # type: ignore[arg-type]
+        timeout_s=int(config.packer_timeout),  # type: ignore[arg-type]
         env=packer_credentials(environment),
     )
     environment.say(f"  baked {role} image {image_id} (full Packer log: {log_path})")
@@ -148,7 +148,7 @@ def _recorded(environment: Environment, key: str, inputs: dict[str, str]) -> str
 
 
 def given_primal(environment: Environment, primal_id: str | None) -> str | None:
-    return primal_id or environment.config["PRIMAL_ID"]  # type: ignore[return-value]
+    return primal_id or environment.config.primal_id  # type: ignore[return-value]
 
 
 def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
@@ -170,7 +170,7 @@ def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
 
 
 def given_image(environment: Environment, image_id: str | None) -> str | None:
-    return image_id or environment.config["IMAGE_ID"]  # type: ignore[return-value]
+    return image_id or environment.config.image_id  # type: ignore[return-value]
 
 
 def current_primal(environment: Environment) -> str:

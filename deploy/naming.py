@@ -93,7 +93,7 @@ class Names:
 
 
 def names_for(config) -> Names:
-    return Names(app=config.app_name, env=config.env, domain=str(config["DOMAIN"]))
+    return Names(app=config.app_name, env=config.env, domain=str(config.domain))
 
 
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:

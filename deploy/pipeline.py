@@ -27,7 +27,7 @@ def output_given(task_name: str, flags: dict[str, Any]) -> bool:
     if flags.get("image_id"):
         return True
     try:
-        return bool(load_config(flags.get("env"))["IMAGE_ID"])
+        return bool(load_config(flags.get("env")).image_id)
     except DeployError:
         return False  # the task itself reports the configuration error
 
@@ -80,7 +80,7 @@ def rollback(environment: Environment, to: str | None = None, timeout_s: int | N
     serving_image = serving.image_id if serving else None
     target = to or rollback_target(deployment_images(environment), serving_image)
     if target is None:
-        retain = environment.config["RETAIN_IMAGES"]
+        retain = environment.config.retain_images
         raise DeployError(
             f"Nothing to roll back to: no earlier deployed image of {environment.env} is retained"
             f" (RETAIN_IMAGES={retain}). Pass one with --to ami-…."

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from deploy import localcloud
 from deploy.app import staging_dir
 from deploy.cleanup import images_to_delete, launch_configurations, launch_templates, template_image
 from deploy.environment import Environment
@@ -42,6 +41,7 @@ from deploy.images import (
     require_instance_type,
     resolve_source_image,
 )
+from deploy.localcloud.seed import seed
 from deploy.setup import resolve_network, run_setup
 
 HEADER = "plan (dry run: nothing is created, changed or deleted)"
@@ -112,7 +112,7 @@ def plan_retirement(
 
 
 def _keep_images(environment: Environment, keep_images: bool | None) -> bool:
-    return (not environment.config["CLEANUP"]) if keep_images is None else keep_images
+    return (not environment.config.cleanup) if keep_images is None else keep_images
 
 
 def _retirement(environment: Environment, serving: Group | None, keep_images: bool) -> Retirement:
@@ -127,7 +127,7 @@ def _retirement(environment: Environment, serving: Group | None, keep_images: bo
         configurations=launch_configurations(environment),
         images=[] if keep_images else deployment_images(environment),
         protected=set(environment.state.data.get("protected_images", [])),
-        retain=int(environment.config.get("RETAIN_IMAGES", 0)),  # type: ignore[arg-type]
+        retain=int(environment.config.retain_images),  # type: ignore[arg-type]
         keep_images=keep_images,
     )
 
@@ -152,7 +152,7 @@ def seed_plan(environment: Environment) -> list[str]:
     if not environment.config.local_cloud:
         return []
     aws = environment.aws
-    return localcloud.seed(environment.config, aws.ec2, aws.route53, dry_run=True)
+    return seed(environment.config, aws.ec2, aws.route53, dry_run=True)
 
 
 def setup_plan(environment: Environment) -> list[str]:
@@ -175,7 +175,7 @@ def _primal_line(environment: Environment, primal_id: str | None) -> tuple[str, 
     except DeployError:
         if not environment.config.local_cloud:
             raise
-        name = environment.config["SOURCE_AMI"]
+        name = environment.config.source_ami
         return f"bake-primal: would bake a primal image with Packer from {name} (seeded at start)", None
     inputs = {"source": source, "template": files_digest(sorted(PACKER_DIR.glob("**/primal*")))}
     recorded = _recorded(environment, PRIMAL, inputs)
@@ -205,9 +205,9 @@ def deploy_plan(
     else:
         primal_line, primal = _primal_line(environment, primal_id)
         lines.append(primal_line)
-        command = str(config["BUILD_COMMAND"]).replace("{env}", environment.env)
-        lines.append(f"build-app: would run `{command}` in {config['APP_DIR']}")
-        patterns = ", ".join(config["APP_FILES"])  # type: ignore[arg-type]
+        command = str(config.build_command).replace("{env}", environment.env)
+        lines.append(f"build-app: would run `{command}` in {config.app_dir}")
+        patterns = ", ".join(config.app_files)  # type: ignore[arg-type]
         lines.append(f"copy-over: would stage {patterns} and app.env into {staging_dir()}")
         recorded = (environment.state.get(CARNIVORE) or {}).get("image_id")
         unless = f"; skipped if the app is unchanged since {recorded} was baked" if recorded and primal else ""
@@ -238,12 +238,12 @@ def deploy_plan(
             lines.append(f"launch-asg: would remove {leftover['group']}, left over by an earlier unfinished run")
         lines.append(
             f"launch-asg: would create launch template {new_group.launch_template} ({image or 'the new image'},"
-            f" IMDSv2 required, encrypted) and group {new_group.name}: {config['DESIRED_CAPACITY']}"
-            f" x {config['INSTANCE_TYPE']} behind {environment.load_balancer.name}"
+            f" IMDSv2 required, encrypted) and group {new_group.name}: {config.desired_capacity}"
+            f" x {config.instance_type} behind {environment.load_balancer.name}"
         )
     lines.append(
-        f"wait-health: would wait up to {config['HEALTH_TIMEOUT']}s for {config['DESIRED_CAPACITY']}/"
-        f"{config['DESIRED_CAPACITY']} healthy, then promote {new_group.name}; if not healthy in time, remove it"
+        f"wait-health: would wait up to {config.health_timeout}s for {config.desired_capacity}/"
+        f"{config.desired_capacity} healthy, then promote {new_group.name}; if not healthy in time, remove it"
     )
     retirement = _retirement(environment, new_group, _keep_images(environment, keep_images))
     lines += [f"cleanup: {line}" for line in retirement.lines()]

@@ -19,11 +19,11 @@ from botocore.exceptions import ClientError
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, StrictUndefined
 
-from deploy.aws import collect, error_code
+from deploy.aws.clients import collect, error_code
+from deploy.aws.loadbalancers import HealthCheck
 from deploy.config import ROOT, work_dir
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.loadbalancer import HealthCheck
 from deploy.naming import tag_list
 
 TEMPLATES = Jinja(loader=FileSystemLoader(ROOT / "templates"), undefined=StrictUndefined, autoescape=False)
@@ -76,13 +76,13 @@ def resolve_network(environment: Environment) -> tuple[str, list[str]]:
     """VPC_ID and SUBNET_IDS, or the default VPC and its default subnets."""
     ec2 = environment.aws.ec2
     config = environment.config
-    vpc_id = config["VPC_ID"]
+    vpc_id = config.vpc_id
     if vpc_id is None:
         vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
         if not vpcs:
             raise DeployError("This region has no default VPC: set VPC_ID and SUBNET_IDS in the env file.")
         vpc_id = vpcs[0]["VpcId"]
-    subnet_ids = list(config["SUBNET_IDS"] or [])  # type: ignore[arg-type]
+    subnet_ids = list(config.subnet_ids or [])  # type: ignore[arg-type]
     if subnet_ids:
         found = collect(ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
         wrong = [s["SubnetId"] for s in found if s["VpcId"] != vpc_id]
@@ -138,10 +138,10 @@ def find_hosted_zone(environment: Environment) -> str:
     """HOSTED_ZONE_ID, or the public zone whose name is DOMAIN."""
     config = environment.config
     route53 = environment.aws.route53
-    domain = str(config["DOMAIN"])
+    domain = str(config.domain)
     host = environment.names.host.lower()
-    if config["HOSTED_ZONE_ID"]:
-        zone_id = str(config["HOSTED_ZONE_ID"])
+    if config.hosted_zone_id:
+        zone_id = str(config.hosted_zone_id)
         try:
             zone = route53.get_hosted_zone(Id=zone_id)["HostedZone"]
         except ClientError as error:
@@ -336,13 +336,13 @@ def run_setup(environment: Environment, dry_run: bool = False, take_over_dns: bo
         environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", lb_rules, dry_run
     )
     instance_rules = {Rule(80, group_id=lb_group_id)}
-    if environment.config["SSH_CIDR"]:
-        instance_rules.add(Rule(22, cidr=str(environment.config["SSH_CIDR"])))
+    if environment.config.ssh_cidr:
+        instance_rules.add(Rule(22, cidr=str(environment.config.ssh_cidr)))
     _, instance_changes = ensure_security_group(
         environment, vpc_id, names.instance_security_group, f"web servers of {names.stack}", instance_rules, dry_run
     )
     changes += instance_changes
-    health = HealthCheck(path=str(environment.config["HEALTH_CHECK_PATH"]))
+    health = HealthCheck(path=str(environment.config.health_check_path))
     changes += balancer.ensure(subnet_ids, lb_group_id, health, dry_run=dry_run, vpc_id=vpc_id)
     changes += ensure_alias_record(environment, zone_id, dry_run)
     changes += ensure_key_pair(environment, dry_run)

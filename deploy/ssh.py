@@ -105,7 +105,7 @@ def build_command(environment: Environment, instance_id: str | None = None) -> l
     key = key_path(environment.env)
     if not key.is_file():
         environment.say(f"  warning: the key {key} is missing here: run `inv setup --env {environment.env}`")
-    if not environment.config["SSH_CIDR"]:
+    if not environment.config.ssh_cidr:
         environment.say("  warning: SSH_CIDR is empty, so port 22 is closed: set it and run `inv setup`")
     environment.say(f"  {instance['id']} of {group} ({instance.get('lifecycle')}, {instance.get('state')})")
     return ssh_command(_display_path(key), address)

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import error_code
+from deploy.aws.clients import error_code
 from deploy.cleanup import launch_configurations, launch_templates, template_image
 from deploy.environment import Environment
 from deploy.errors import DeployError

@@ -16,10 +16,11 @@ from typing import Any
 import boto3
 from conftest import REGION, make_image, server_client, write_env_folder
 
-from deploy.aws import Aws
+from deploy.aws.clients import Aws
 from deploy.config import load_config
 from deploy.environment import Environment
 from deploy.groups import launch_group, promote
+from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
 from deploy.setup import run_setup
 
@@ -85,12 +86,10 @@ def deploy(environment: Environment, image_id: str | None = None) -> tuple[str, 
 def on_server(env: str) -> Environment:
     """An Environment of env/ENV.env as the CLI would open it (DEPLOY_ENV_DIR), talking to its moto server,
     seeded as a real run seeds it; progress lines in a StringIO."""
-    from deploy import localcloud
-
     config = load_config(env)
     log = RunLog(env, out=io.StringIO())
     environment = Environment(config=config, log=log, aws=Aws(config, log))
-    localcloud.seed(config, environment.aws.ec2, environment.aws.route53, say=log.say)
+    seed(config, environment.aws.ec2, environment.aws.route53, say=log.say)
     return environment
 
 

@@ -14,11 +14,8 @@ import boto3
 import pytest
 from conftest import REGION, write_env_folder
 
-from deploy.aws import Aws
-from deploy.config import ConfigError, load_config
-from deploy.environment import Environment
-from deploy.errors import DeployError
-from deploy.loadbalancer import (
+from deploy.aws.clients import Aws
+from deploy.aws.loadbalancers import (
     IN_SERVICE,
     TLS_POLICY,
     ApplicationLoadBalancer,
@@ -26,6 +23,9 @@ from deploy.loadbalancer import (
     actions_match,
     listener_matches,
 )
+from deploy.config import ConfigError, load_config
+from deploy.environment import Environment
+from deploy.errors import DeployError
 from deploy.logs import RunLog
 from deploy.naming import Names
 from deploy.setup import run_setup
@@ -366,8 +366,8 @@ def test_load_balancer_settings_are_validated(tmp_path, text, expected):
 
 def test_the_kind_defaults_to_application_and_classic_stays_available(tmp_path):
     folder = write_env_folder(tmp_path / "env", {"a.env": "DOMAIN=example.com\n", "c.env": "DOMAIN=example.com\n"})
-    assert load_config("a", folder=folder, environ={})["LOAD_BALANCER"] == "application"
-    assert load_config("c", folder=folder, environ={"LOAD_BALANCER": "Classic"})["LOAD_BALANCER"] == "classic"
+    assert load_config("a", folder=folder, environ={}).load_balancer == "application"
+    assert load_config("c", folder=folder, environ={"LOAD_BALANCER": "Classic"}).load_balancer == "classic"
 
 
 def test_names_of_the_longest_stack_fit_the_32_character_limit():

@@ -33,14 +33,13 @@ def test_a_good_file_loads_with_typed_values(tmp_path):
     assert config.env == "test"
     assert config.app_name == "webapp"
     assert config.region == "us-east-1"
-    assert config["DESIRED_CAPACITY"] == 2
-    assert config["CLEANUP"] is True
+    assert config.desired_capacity == 2
+    assert config.cleanup is True
     assert config.local_cloud is False
     assert config.endpoint_url is None
-    assert config["SSH_CIDR"] == "203.0.113.7/32"
-    assert config["SUBNET_IDS"] == ("subnet-0abc1234", "subnet-0def5678")
-    assert config["HOSTED_ZONE_ID"] is None
-    assert config.get("HOSTED_ZONE_ID", "fallback") == "fallback"
+    assert config.ssh_cidr == "203.0.113.7/32"
+    assert config.subnet_ids == ("subnet-0abc1234", "subnet-0def5678")
+    assert config.hosted_zone_id is None
     assert config.warnings == ()
 
 
@@ -140,7 +139,7 @@ def test_capacities_must_be_ordered(tmp_path, low, desired, high):
 
 def test_capacities_may_be_equal(tmp_path):
     config = load(tmp_path, GOOD + "MIN_CAPACITY=3\nDESIRED_CAPACITY=3\nMAX_CAPACITY=3\n")
-    assert (config["MIN_CAPACITY"], config["DESIRED_CAPACITY"], config["MAX_CAPACITY"]) == (3, 3, 3)
+    assert (config.min_capacity, config.desired_capacity, config.max_capacity) == (3, 3, 3)
 
 
 def test_app_name_and_env_must_fit_load_balancer_names(tmp_path):
@@ -161,8 +160,8 @@ def test_malformed_line_names_the_file_and_line(tmp_path):
 
 def test_export_prefix_and_quotes_are_accepted(tmp_path):
     config = load(tmp_path, "export DOMAIN=\"example.org\"\nBUILD_COMMAND='make all'\n")
-    assert config["DOMAIN"] == "example.org"
-    assert config["BUILD_COMMAND"] == "make all"
+    assert config.domain == "example.org"
+    assert config.build_command == "make all"
 
 
 @pytest.mark.parametrize("endpoint", ["http://10.0.0.5:5055", "http://moto.internal:5055"])
@@ -188,11 +187,11 @@ def test_local_cloud_accepts_loopback(tmp_path):
 def test_defaults_then_env_file_then_environment_variable(tmp_path):
     text = GOOD + "APP_NAME=fromfile\nINSTANCE_TYPE=t3.large\n"
     config = load(tmp_path, text, environ={"INSTANCE_TYPE": "m5.xlarge", "UNRELATED": "x"})
-    assert config["POLL_SECONDS"] == 10  # defaults.env only
+    assert config.poll_seconds == 10  # defaults.env only
     assert config.sources["POLL_SECONDS"].endswith("defaults.env")
     assert config.app_name == "fromfile"  # the env file beats defaults.env
     assert config.sources["APP_NAME"].endswith("test.env")
-    assert config["INSTANCE_TYPE"] == "m5.xlarge"  # the real environment beats both
+    assert config.instance_type == "m5.xlarge"  # the real environment beats both
     assert config.sources["INSTANCE_TYPE"] == "the environment variable"
 
 
@@ -212,7 +211,7 @@ def test_load_config_without_a_name_uses_the_default_name(tmp_path):
 
 def test_a_typo_warns_with_the_closest_key_and_does_not_fail(tmp_path):
     config = load(tmp_path, GOOD + "DESIRED_CAPACTY=3\n")
-    assert config["DESIRED_CAPACITY"] == 2  # the misspelt key is not read
+    assert config.desired_capacity == 2  # the misspelt key is not read
     assert len(config.warnings) == 1
     assert "test.env" in config.warnings[0]
     assert "DESIRED_CAPACTY" in config.warnings[0]

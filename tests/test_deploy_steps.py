@@ -29,7 +29,7 @@ from conftest import REGION, legacy_group, write_env_folder
 
 import deploy.images
 from deploy.app import build_app, copy_over, tree_digest
-from deploy.aws import Aws
+from deploy.aws.clients import Aws
 from deploy.cleanup import retire_outdated
 from deploy.config import load_config
 from deploy.environment import Environment
@@ -116,7 +116,7 @@ def make_environment(
     log = RunLog(env, root=tmp_path / "log", out=io.StringIO())
     aws = Aws(config, log)
     if emulated:
-        config = dataclasses.replace(config, values={**config.values, "AWS_ENDPOINT_URL": EMULATOR})
+        config = dataclasses.replace(config, aws_endpoint_url=EMULATOR)
     return Environment(config=config, log=log, aws=aws)
 
 

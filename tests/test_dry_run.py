@@ -29,7 +29,7 @@ from operator_env import (
 )
 
 import tasks
-from deploy.aws import is_read_operation
+from deploy.aws.clients import is_read_operation
 from deploy.chain import ChainExecutor
 from deploy.destroy import run_destroy
 from deploy.errors import DeployError

@@ -21,8 +21,8 @@ from conftest import REGION, TEST_ENV, run_inv
 from moto import mock_aws
 
 from deploy import pipeline
+from deploy.aws.lock import DeployLock, Holder, _process_start, is_stale_here, machine_id, parameter_name, this_process
 from deploy.errors import DeployError
-from deploy.lock import DeployLock, Holder, _process_start, is_stale_here, machine_id, parameter_name, this_process
 
 STACK = "webapp-dev"
 NAME = parameter_name(STACK)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from conftest import REGION, write_env_folder
 
-from deploy.aws import Aws
+from deploy.aws.clients import Aws
 from deploy.config import load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -211,7 +211,7 @@ def test_a_private_zone_of_the_domain_does_not_count(cloud, tmp_path, work_dir):
 
 def with_zone_id(environment: Environment, zone_id: str) -> Environment:
     # Real zone ids start with Z, as the config checks; moto's are random letters: bypass the check.
-    config = dataclasses.replace(environment.config, values={**environment.config.values, "HOSTED_ZONE_ID": zone_id})
+    config = dataclasses.replace(environment.config, hosted_zone_id=zone_id)
     return Environment(config=config, log=environment.log, aws=Aws(config, environment.log))
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import Aws, collect, error_code
+from deploy.aws.clients import Aws, collect, error_code
 from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
 
@@ -208,7 +208,7 @@ def _say(aws: Aws, message: str) -> None:
 
 
 def _kind_switch_refused(aws: Aws, names: Names, found_kind: str, found_name: str) -> DeployError:
-    wanted = str(aws.config.get("LOAD_BALANCER", "application"))
+    wanted = str(aws.config.load_balancer)
     source = aws.config.sources.get("LOAD_BALANCER", f"env/{names.env}.env")
     env = names.env
     return DeployError(
@@ -485,7 +485,7 @@ class ApplicationLoadBalancer(_LoadBalancerBase):
 
     @property
     def certificate_arn(self) -> str | None:
-        value = self.aws.config.get("CERTIFICATE_ARN")
+        value = self.aws.config.certificate_arn
         return str(value) if value else None
 
     # --- descriptions -------------------------------------------------------------------------
@@ -912,7 +912,7 @@ class ApplicationLoadBalancer(_LoadBalancerBase):
             changes.append(f"deleted target group {self.target_group_name}")
         if found is not None:
             self.elbv2.delete_load_balancer(LoadBalancerArn=found["LoadBalancerArn"])
-            poll = int(self.aws.config.get("POLL_SECONDS", 10))  # type: ignore[arg-type]
+            poll = int(self.aws.config.poll_seconds)  # type: ignore[arg-type]
             # Bounded: its network interfaces are released within minutes (the security group waits on them).
             self.elbv2.get_waiter("load_balancers_deleted").wait(
                 LoadBalancerArns=[found["LoadBalancerArn"]],
@@ -986,5 +986,5 @@ KINDS: dict[str, type[ClassicLoadBalancer] | type[ApplicationLoadBalancer]] = {
 
 def load_balancer_for(aws: Aws, names: Names) -> LoadBalancer:
     """The load balancer LOAD_BALANCER names (application unless an env file says classic)."""
-    kind = str(aws.config.get("LOAD_BALANCER", "application"))
+    kind = str(aws.config.load_balancer)
     return KINDS[kind](aws, names)

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import error_code
+from deploy.aws.clients import error_code
 from deploy.errors import DeployError
 
 
