@@ -14,6 +14,8 @@ from typing import Any
 
 from invoke import Call, Executor, Task
 
+from deploy.invocation import invocation
+
 
 def _parameters(task: Task) -> set[str]:
     return set(inspect.signature(task.body).parameters) - {"c", "ctx", "context"}
@@ -39,14 +41,12 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 class ChainExecutor(Executor):
     def execute(self, *tasks: Any) -> dict[Task, Any]:
-        """Run the tasks; whatever happens, release the deploy locks this process took."""
-        from deploy.environment import release_locks
-
+        """Run the tasks as one invocation: whatever happens, the deploy locks its tasks took are released."""
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            return super().execute(*tasks)
+            with invocation():
+                return super().execute(*tasks)
         finally:
-            release_locks()
             signal.signal(signal.SIGTERM, previous)
 
     def expand_calls(self, calls: list[Any], flags: dict[str, Any] | None = None) -> list[Call]:  # type: ignore[override]

@@ -19,8 +19,10 @@ from botocore.exceptions import (
 )
 from invoke.exceptions import Exit, ParseError
 
-from deploy.environment import Environment, open_environment
+from deploy.config import load_config
+from deploy.environment import Environment, open_environment, release_lock
 from deploy.errors import DeployError
+from deploy.invocation import current_invocation
 
 T = TypeVar("T")
 
@@ -67,11 +69,15 @@ def run_step(
     """
     environment: Environment | None = None
     try:
-        environment = open_environment(env, dry_run=dry_run, out=out)
-        if locking and not dry_run:
-            environment.lock.acquire(step)
-        with environment.log.step_context(step):
-            return action(environment)
+        with current_invocation() as opened:
+            name = load_config(env).env
+            environment = opened.open(
+                (name, dry_run), lambda: open_environment(env, dry_run=dry_run, out=out), release_lock
+            )
+            if locking and not dry_run:
+                environment.lock.acquire(step)
+            with environment.log.step_context(step):
+                return action(environment)
     except DeployError as error:
         raise Exit(_message(f"{step}: {error}", environment), code=1) from None
     except (

@@ -1,13 +1,15 @@
 """One environment as the steps see it: its configuration, names, AWS clients, run log and load balancer.
 
-Opened once per process and shared by every task of a pre-task chain, so one `inv deploy` writes one
-log folder and starts the embedded cloud at most once.
+Opened once per invocation (deploy/invocation.py) and shared by every task of a pre-task chain, so one
+`inv deploy` writes one log folder, starts the embedded cloud at most once and holds one deploy lock.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TextIO
 
@@ -20,6 +22,7 @@ from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
 from deploy.naming import Names, names_for
 from deploy.state import State
+from deploy.waiting import Waiter
 
 
 @dataclass
@@ -27,6 +30,9 @@ class Environment:
     config: Config
     log: RunLog
     aws: Aws
+    # Every bounded wait of a run polls on this clock; tests move a fake one instead of sleeping.
+    clock: Callable[[], float] = field(default=time.monotonic)
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
     @property
     def env(self) -> str:
@@ -51,8 +57,10 @@ class Environment:
     def say(self, message: str) -> None:
         self.log.say(message)
 
-
-_open: dict[str, Environment] = {}
+    def waiter(self, timeout_s: float, poll_s: float | None = None, **options: object) -> Waiter:
+        """A bounded wait on this run's clock, polling every POLL_SECONDS unless told otherwise."""
+        poll = float(self.config.poll_seconds if poll_s is None else poll_s)
+        return Waiter(timeout_s, poll, clock=self.clock, sleep=self.sleep, **options)  # type: ignore[arg-type]  # stop=
 
 
 def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None = None) -> Environment:
@@ -62,10 +70,8 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     (seeding writes). OUT: where progress lines go (stderr when stdout carries JSON or a command).
     """
     config = load_config(env)
-    if config.env in _open and _open[config.env].aws.dry_run == dry_run:
-        return _open[config.env]
     print_warnings(config, sys.stderr)
-    log = RunLog(config.env, out=out, keep=config.log_runs)  # type: ignore[arg-type]
+    log = RunLog(config.env, out=out, keep=config.log_runs)
     aws = Aws(config, log, dry_run=dry_run)
     aws.check_credentials()
     environment = Environment(config=config, log=log, aws=aws)
@@ -73,20 +79,13 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
         localcloud.start(str(config.endpoint_url), say=log.say)
         if not dry_run:
             seed(config, aws.ec2, aws.route53, say=log.say)
-    _open[config.env] = environment
     return environment
 
 
-def release_locks() -> None:
-    """Release every deploy lock this process holds: called on every exit path of a task run."""
-    for environment in _open.values():
-        if "lock" in environment.__dict__:
-            try:
-                environment.lock.release()
-            except Exception as error:  # releasing must never hide the run's own outcome
-                print(f"warning: could not release the deploy lock of {environment.env}: {error}", file=sys.stderr)
-
-
-def forget_open_environments() -> None:
-    """For tests that run several tasks in one process against fresh clouds."""
-    _open.clear()
+def release_lock(environment: Environment) -> None:
+    """Release the deploy lock if this run took it; a failure to release never hides the run's own outcome."""
+    if "lock" in environment.__dict__:
+        try:
+            environment.lock.release()
+        except Exception as error:
+            print(f"warning: could not release the deploy lock of {environment.env}: {error}", file=sys.stderr)

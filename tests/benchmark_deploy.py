@@ -94,7 +94,6 @@ def deployment_image(environment, name: str) -> str:
 
 def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int) -> dict:
     reset_cloud(f"http://127.0.0.1:{port}")
-    environments.forget_open_environments()
     write_env(work / "env", port, instances)
     environment = environments.open_environment(ENV)
     run_setup(environment)

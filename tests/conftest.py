@@ -152,20 +152,6 @@ def shared_service_models() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(autouse=True)
-def forget_open_environments() -> Iterator[None]:
-    """Each in-process test opens its environments afresh (deploy.environment caches them per process)."""
-
-    def forget() -> None:
-        module = sys.modules.get("deploy.environment")
-        if module is not None:
-            module.forget_open_environments()
-
-    forget()
-    yield
-    forget()
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2) as response:

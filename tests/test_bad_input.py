@@ -225,11 +225,8 @@ def test_an_image_that_is_not_available(site, in_process, unchanged, monkeypatch
             {"ImageId": pending, "State": "pending"} if image_id == pending else real(environment, image_id)
         ),
     )
-    try:
-        with pytest.raises(Exit) as exited:
-            run_step("launch-asg", ENV, lambda e: groups.launch_group(e, image_id=pending), locking=True)
-    finally:
-        environments.release_locks()
+    with pytest.raises(Exit) as exited:
+        run_step("launch-asg", ENV, lambda e: groups.launch_group(e, image_id=pending), locking=True)
     assert exited.value.code == 1
     assert str(exited.value.message).startswith(f"error: launch-asg: Image {pending} is pending, not available.")
 
