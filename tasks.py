@@ -1,20 +1,15 @@
 """Invoke tasks: the steps of the original setup and deploy scripts. Thin by design.
 
-Each task parses its flags and calls the `deploy` package; pre-tasks chain the steps make-style
-(see deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every flag.
+Each task parses its flags and calls its step, deploy/steps/TASK_NAME.py (views: deploy/views); pre-tasks
+chain the steps make-style (deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every
+flag. A task imports its step when it runs, so that listing tasks and reading help load no AWS library.
 """
 
 import sys
 
 from invoke import task
 
-from deploy import app, groups, health, images, pipeline, plan
-from deploy import cleanup as retire
-from deploy.cli import Seconds, manage_local_cloud, run_step
-from deploy.destroy import destroy_task
-from deploy.setup import run_setup
-from deploy.ssh import run_ssh
-from deploy.status import show_status
+from deploy.flags import Seconds
 
 ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, then staging)."
 IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; it is never deleted."
@@ -34,51 +29,67 @@ DRY_RUN_HELP = "Print what would be created, changed and deleted, in order, and 
 )
 def setup(c, env=None, dry_run=False, take_over_dns=False):
     """Create the load balancer, security groups, DNS alias and ssh key pair of an environment (idempotent)."""
-    action = plan.setup_plan if dry_run else (lambda e: run_setup(e, take_over_dns=take_over_dns))
+    from deploy.cli import run_step
+    from deploy.steps.setup import run_setup, setup_plan
+
+    action = setup_plan if dry_run else (lambda e: run_setup(e, take_over_dns=take_over_dns))
     run_step("setup", env, action, locking=True, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP, "primal_id": PRIMAL_HELP})
 def bake_primal(c, env=None, primal_id=None):
     """Bake the base ("primal") image from SOURCE_AMI with Packer, unless one is given or recorded."""
-    run_step(
-        "bake-primal", env, lambda e: images.bake_primal(pipeline.require_setup(e), primal_id=primal_id), locking=True
-    )
+    from deploy.cli import run_step
+    from deploy.steps.bake_primal import bake_primal as step
+    from deploy.steps.deploy import require_setup
+
+    run_step("bake-primal", env, lambda e: step(require_setup(e), primal_id=primal_id), locking=True)
 
 
 @task(help={"env": ENV_HELP})
 def build_app(c, env=None):
     """Build the application: run BUILD_COMMAND in APP_DIR."""
-    run_step("build-app", env, app.build_app, locking=True)
+    from deploy.cli import run_step
+    from deploy.steps.build_app import build_app as step
+
+    run_step("build-app", env, step, locking=True)
 
 
 @task(pre=[build_app], help={"env": ENV_HELP})
 def copy_over(c, env=None):
     """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver, fresh."""
-    run_step("copy-over", env, app.copy_over, locking=True)
+    from deploy.cli import run_step
+    from deploy.steps.copy_over import copy_over as step
+
+    run_step("copy-over", env, step, locking=True)
 
 
 @task(pre=[copy_over, bake_primal], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def bake_carnivore(c, env=None, image_id=None, primal_id=None):
     """Bake the deployment ("carnivore") image: the primal image plus the staged app."""
-    run_step(
-        "bake-carnivore",
-        env,
-        lambda e: images.bake_carnivore(pipeline.require_setup(e), image_id=image_id),
-        locking=True,
-    )
+    from deploy.cli import run_step
+    from deploy.steps.bake_carnivore import bake_carnivore as step
+    from deploy.steps.deploy import require_setup
+
+    run_step("bake-carnivore", env, lambda e: step(require_setup(e), image_id=image_id), locking=True)
 
 
 @task(pre=[bake_carnivore], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def launch_asg(c, env=None, image_id=None, primal_id=None):
     """Launch a new launch template and Auto Scaling group with the image, behind the load balancer."""
-    run_step("launch-asg", env, lambda e: groups.launch_group(e, image_id=image_id), locking=True)
+    from deploy.cli import run_step
+    from deploy.steps.launch_asg import launch_group
+
+    run_step("launch-asg", env, lambda e: launch_group(e, image_id=image_id), locking=True)
 
 
 @task(help={"env": ENV_HELP, "timeout": TIMEOUT_HELP, "keep_on_failure": KEEP_HELP})
 def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
     """Wait until every instance of the new group is healthy; remove it if it is not in time."""
-    run_step("wait-health", env, lambda e: health.wait_for_new_group(e, timeout or None, keep_on_failure), locking=True)
+    from deploy.cli import run_step
+    from deploy.steps.wait_health import wait_for_new_group
+
+    run_step("wait-health", env, lambda e: wait_for_new_group(e, timeout or None, keep_on_failure), locking=True)
 
 
 @task(
@@ -90,10 +101,11 @@ def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
 )
 def cleanup(c, env=None, keep_images=False, dry_run=False):
     """Retire outdated groups (detach, drain, scale to 0, delete), their launch templates/configs, and images."""
-    if dry_run:
-        run_step("cleanup", env, lambda e: plan.show(e, plan.cleanup_plan(e, keep_images or None)), dry_run=True)
-        return
-    run_step("cleanup", env, lambda e: retire.retire_outdated(e, keep_images=keep_images or None), locking=True)
+    from deploy.cli import run_step
+    from deploy.steps.cleanup import cleanup as step
+
+    action = lambda e: step(e, keep_images=keep_images or None, dry_run=dry_run)  # noqa: E731
+    run_step("cleanup", env, action, locking=not dry_run, dry_run=dry_run)
 
 
 @task(
@@ -112,16 +124,22 @@ def deploy(
     c, env=None, image_id=None, primal_id=None, cleanup=True, timeout=NO_TIMEOUT, keep_on_failure=False, dry_run=False
 ):
     """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
+    from deploy.cli import run_step
+    from deploy.steps.deploy import deploy_plan, finish_deploy
+    from deploy.views.plan import show
+
+    keep = None if cleanup else True
     if dry_run:
-        keep = None if cleanup else True
-        run_step("deploy", env, lambda e: plan.show(e, plan.deploy_plan(e, image_id, primal_id, keep)), dry_run=True)
+        run_step("deploy", env, lambda e: show(e, deploy_plan(e, image_id, primal_id, keep)), dry_run=True)
         return
-    run_step("finish", env, lambda e: pipeline.finish_deploy(e, keep_images=None if cleanup else True), locking=True)
+    run_step("finish", env, lambda e: finish_deploy(e, keep_images=keep), locking=True)
 
 
 @task(help={"env": ENV_HELP + " Must have LOCAL_CLOUD=true (default: local).", "stop": "Stop it instead."})
 def local_cloud(c, env="local", stop=False):
     """Start the embedded local cloud (a moto server on 127.0.0.1) and print its endpoint, or stop it."""
+    from deploy.steps.local_cloud import manage_local_cloud
+
     manage_local_cloud(env, stop=stop)
 
 
@@ -130,22 +148,33 @@ def local_cloud(c, env="local", stop=False):
         "env": ENV_HELP,
         "to": "Roll back to this image (ami-…); default: the most recently deployed image before the live one.",
         "timeout": TIMEOUT_HELP,
+        "dry_run": DRY_RUN_HELP,
     }
 )
-def rollback(c, env=None, to=None, timeout=NO_TIMEOUT):
+def rollback(c, env=None, to=None, timeout=NO_TIMEOUT, dry_run=False):
     """Put the previous good image back through the same zero-downtime path, with no build and no bake."""
-    run_step("rollback", env, lambda e: pipeline.rollback(e, to=to, timeout_s=timeout or None), locking=True)
+    from deploy.cli import run_step
+    from deploy.steps.rollback import rollback as step
+
+    action = lambda e: step(e, to=to, timeout_s=timeout or None, dry_run=dry_run)  # noqa: E731
+    run_step("rollback", env, action, locking=not dry_run, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP})
 def unlock(c, env=None):
     """Remove a stale deploy lock left by a crashed run (warns with the holder's name)."""
-    run_step("unlock", env, pipeline.unlock)
+    from deploy.cli import run_step
+    from deploy.steps.unlock import unlock as step
+
+    run_step("unlock", env, step)
 
 
 @task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: README, `status --json`)."})
 def status(c, env=None, json=False):
     """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
+    from deploy.cli import run_step
+    from deploy.views.status import show_status
+
     run_step("status", env, lambda e: show_status(e, as_json=json, out=sys.stdout), dry_run=True, out=sys.stderr)
 
 
@@ -158,7 +187,12 @@ def status(c, env=None, json=False):
 )
 def destroy(c, env=None, yes=False, dry_run=False):
     """Delete everything the environment owns (DNS record, load balancer, groups, images, keys), after confirmation."""
-    destroy_task(env, yes=yes, dry_run=dry_run)
+    from deploy.cli import run_step
+    from deploy.steps.destroy import refuse_unconfirmed, run_destroy
+
+    refuse_unconfirmed(env, yes=yes, dry_run=dry_run)
+    action = lambda e: run_destroy(e, yes=yes, dry_run=dry_run)  # noqa: E731
+    run_step("destroy", env, action, locking=not dry_run, dry_run=dry_run)
 
 
 @task(
@@ -170,5 +204,8 @@ def destroy(c, env=None, yes=False, dry_run=False):
 )
 def ssh(c, env=None, instance=None, print_=False):
     """Open a shell on an instance of the serving group with the environment's key from deploy/keys."""
+    from deploy.cli import run_step
+    from deploy.steps.ssh import run_ssh
+
     action = lambda e: run_ssh(e, instance, print_only=print_, out=sys.stdout)  # noqa: E731
     run_step("ssh", env, action, dry_run=True, out=sys.stderr)  # only reads: the dry-run guard holds

@@ -30,7 +30,8 @@ def inherit(call: Call, flags: dict[str, Any]) -> Call:
 
 
 def output_given(call: Call) -> bool:
-    from deploy.pipeline import output_given as given  # imported late: invoke loads this before tasks.py
+    # Imported when a chain is expanded, not when invoke loads this executor: listing tasks loads no AWS library.
+    from deploy.steps.deploy import output_given as given
 
     return given(call.task.name, call.kwargs)
 
@@ -49,7 +50,7 @@ class ChainExecutor(Executor):
         finally:
             signal.signal(signal.SIGTERM, previous)
 
-    def expand_calls(self, calls: list[Any], flags: dict[str, Any] | None = None) -> list[Call]:  # type: ignore[override]
+    def expand_calls(self, calls: list[Any], flags: dict[str, Any] | None = None) -> list[Call]:
         expanded: list[Call] = []
         for call in calls:
             if isinstance(call, Task):

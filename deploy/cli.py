@@ -17,7 +17,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
-from invoke.exceptions import Exit, ParseError
+from invoke.exceptions import Exit
 
 from deploy.config import load_config
 from deploy.environment import Environment, open_environment, release_lock
@@ -25,23 +25,6 @@ from deploy.errors import DeployError
 from deploy.invocation import current_invocation
 
 T = TypeVar("T")
-
-
-class Seconds(int):
-    """The kind of --timeout flags (invoke casts a flag's value with its default's type).
-
-    A value that is not a whole number is a one-line parse error before any task runs, instead of
-    the traceback invoke shows when int() fails.
-    """
-
-    def __new__(cls, value: object = 0) -> Seconds:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ParseError(f"error: --timeout takes a whole number of seconds, not {value!r}.") from None
-        if number < 0:
-            raise ParseError(f"error: --timeout takes a whole number of seconds (0: the default), not {number}.")
-        return super().__new__(cls, number)
 
 
 EXPIRED = {
@@ -115,25 +98,3 @@ def run_step(
 def _message(text: str, environment: Environment | None) -> str:
     where = f" Logs: {environment.log.relative_dir()}" if environment is not None else ""
     return f"error: {text}{where}"
-
-
-def manage_local_cloud(env: str | None, stop: bool) -> None:
-    """`inv local-cloud`: start (and seed) the embedded cloud of ENV and print its endpoint, or stop it."""
-    from deploy.config import load_config
-    from deploy.localcloud import process as localcloud
-
-    try:
-        config = load_config(env)
-        if not config.local_cloud:
-            raise DeployError(f"env/{config.env}.env does not use the embedded cloud (LOCAL_CLOUD is false).")
-        if stop:
-            print(localcloud.stop(str(config.endpoint_url)))
-            return
-    except DeployError as error:
-        raise Exit(f"error: {error}", code=1) from None
-    environment = run_step("local-cloud", env, lambda e: e)
-    print(f"embedded cloud listening at {environment.config.endpoint_url}")
-    print(
-        f"  use it with: AWS_ENDPOINT_URL={environment.config.endpoint_url} AWS_ACCESS_KEY_ID=testing"
-        " AWS_SECRET_ACCESS_KEY=testing aws ..."
-    )

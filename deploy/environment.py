@@ -7,6 +7,7 @@ Opened once per invocation (deploy/invocation.py) and shared by every task of a 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,10 +58,9 @@ class Environment:
     def say(self, message: str) -> None:
         self.log.say(message)
 
-    def waiter(self, timeout_s: float, poll_s: float | None = None, **options: object) -> Waiter:
-        """A bounded wait on this run's clock, polling every POLL_SECONDS unless told otherwise."""
-        poll = float(self.config.poll_seconds if poll_s is None else poll_s)
-        return Waiter(timeout_s, poll, clock=self.clock, sleep=self.sleep, **options)  # type: ignore[arg-type]  # stop=
+    def waiter(self, timeout_s: float, stop: threading.Event | None = None) -> Waiter:
+        """A bounded wait on this run's clock, polling every POLL_SECONDS; STOP ends it early from another thread."""
+        return Waiter(timeout_s, float(self.config.poll_seconds), clock=self.clock, sleep=self.sleep, stop=stop)
 
 
 def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None = None) -> Environment:

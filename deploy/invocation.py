@@ -27,7 +27,7 @@ class Invocation:
             made = make()
             self._opened[key] = made
             self._closers.append(lambda: close(made))
-        return self._opened[key]  # type: ignore[no-any-return]  # stored as made under this key
+        return self._opened[key]
 
     def close(self) -> None:
         closers, self._closers = self._closers, []

@@ -8,4 +8,4 @@ import sys
 from deploy.localcloud.server import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

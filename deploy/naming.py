@@ -6,6 +6,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from deploy.config import Config
 
 STAMP_FORMAT = "%Y%m%d%H%M%S"
 MANAGED_BY = "immutable-deploy"
@@ -88,23 +91,38 @@ class Names:
             return False
         return re.fullmatch(r"\d{14}|[0-9A-Za-z]+", name[len(prefix) :]) is not None
 
+    def belongs(self, tags: dict[str, str]) -> bool:
+        return belongs(tags, self.app, self.env)
+
     def tags(self, **extra: str) -> dict[str, str]:
         return {"App": self.app, "Env": self.env, "ManagedBy": MANAGED_BY, **extra}
 
 
-def names_for(config) -> Names:
-    return Names(app=config.app_name, env=config.env, domain=str(config.domain))
+def belongs(tags: dict[str, str], app: str, env: str) -> bool:
+    """The ownership rule: no tag says another app or environment (the original scripts tagged nothing,
+    so an untagged resource with this environment's name is this environment's). APP "shop" + ENV
+    "eu-prod" and APP "shop-eu" + ENV "prod" share a stack name: their tags tell them apart."""
+    return tags.get("App", app) == app and tags.get("Env", env) == env
+
+
+def made_by_tool(tags: dict[str, str], app: str, env: str) -> bool:
+    """Stricter: this tool made it for this environment (images: never delete what someone else baked)."""
+    return tags.get("ManagedBy") == MANAGED_BY and (tags.get("App"), tags.get("Env")) == (app, env)
+
+
+def names_for(config: Config) -> Names:
+    return Names(app=config.app_name, env=config.env, domain=config.domain)
 
 
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
-def tag_value(resource: dict, key: str) -> str:
+def tag_value(resource: dict[str, Any], key: str) -> str:
     """The value of tag KEY in an AWS description's Tags list ('' when absent)."""
-    return next((tag["Value"] for tag in resource.get("Tags", []) if tag["Key"] == key), "")
+    return tags_of(resource).get(key, "")
 
 
-def tags_of(resource: dict) -> dict[str, str]:
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
     """An AWS description's Tags list as a dict."""
     return {tag["Key"]: tag["Value"] for tag in resource.get("Tags") or []}

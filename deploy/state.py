@@ -14,6 +14,9 @@ from typing import Any
 
 from deploy.config import work_dir
 
+PENDING = "pending"  # the group launch-asg started and wait-health has not promoted yet
+SERVING = "serving"  # the group wait-health promoted last
+
 
 class State:
     def __init__(self, path: Path) -> None:

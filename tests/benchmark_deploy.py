@@ -36,10 +36,10 @@ time.sleep = _counting_sleep  # before deploy.* is imported: the waiter's defaul
 from conftest import free_port, local_base_image, make_image, other_app_groups, reset_cloud  # noqa: E402
 
 from deploy import environment as environments  # noqa: E402
-from deploy.cleanup import retire_outdated  # noqa: E402
-from deploy.groups import launch_group, promote  # noqa: E402
-from deploy.health import wait_for_new_group  # noqa: E402
-from deploy.setup import run_setup  # noqa: E402
+from deploy.steps.cleanup import cleanup as retire_outdated  # noqa: E402
+from deploy.steps.launch_asg import launch_group  # noqa: E402
+from deploy.steps.setup import run_setup  # noqa: E402
+from deploy.steps.wait_health import promote, wait_for_new_group  # noqa: E402
 
 SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (50, 5, 300)]
 ENV = "bench"

@@ -119,7 +119,7 @@ def run_inv(
 
 
 def _settings_keys() -> tuple[str, ...]:
-    from deploy.config import SETTINGS_BY_KEY
+    from deploy.settings import SETTINGS_BY_KEY
 
     return tuple(SETTINGS_BY_KEY)
 

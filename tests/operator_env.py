@@ -19,10 +19,11 @@ from conftest import REGION, make_image, server_client, write_env_folder
 from deploy.aws.clients import Aws
 from deploy.config import load_config
 from deploy.environment import Environment
-from deploy.groups import launch_group, promote
 from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
-from deploy.setup import run_setup
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.setup import run_setup
+from deploy.steps.wait_health import promote
 
 ANY_IMAGE = "ami-12345678"  # moto runs an instance of any image id
 

@@ -28,7 +28,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.logs import RunLog
 from deploy.naming import Names
-from deploy.setup import run_setup
+from deploy.steps.setup import run_setup
 
 TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg-webapp-staging/0123456789abcdef"
 

@@ -36,14 +36,13 @@ from conftest import (
 )
 from invoke.exceptions import Exit
 
-import deploy.images
+import deploy.aws.images
 from deploy import environment as environments
-from deploy import groups
-from deploy.cleanup import retire_outdated
 from deploy.cli import run_step
-from deploy.groups import launch_group, promote
-from deploy.health import wait_for_new_group
-from deploy.setup import run_setup
+from deploy.steps.cleanup import cleanup as retire_outdated
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.setup import run_setup
+from deploy.steps.wait_health import promote, wait_for_new_group
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
 
@@ -217,16 +216,16 @@ def test_an_image_id_that_was_deregistered(site):
 def test_an_image_that_is_not_available(site, in_process, unchanged, monkeypatch):
     """In-process: moto makes every image available at once; here one reads as still pending."""
     pending = "ami-0fedcba9876543210"
-    real = deploy.images.describe_image
+    real = deploy.aws.images.describe_image
     monkeypatch.setattr(
-        deploy.images,
+        deploy.aws.images,
         "describe_image",
         lambda environment, image_id: (
             {"ImageId": pending, "State": "pending"} if image_id == pending else real(environment, image_id)
         ),
     )
     with pytest.raises(Exit) as exited:
-        run_step("launch-asg", ENV, lambda e: groups.launch_group(e, image_id=pending), locking=True)
+        run_step("launch-asg", ENV, lambda e: launch_group(e, image_id=pending), locking=True)
     assert exited.value.code == 1
     assert str(exited.value.message).startswith(f"error: launch-asg: Image {pending} is pending, not available.")
 

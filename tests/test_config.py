@@ -279,7 +279,7 @@ def test_owns_does_not_confuse_dev_with_dev_eu_or_dev01():
 def test_every_setting_is_documented_in_the_readme() -> None:
     from pathlib import Path
 
-    from deploy.config import SETTINGS
+    from deploy.settings import SETTINGS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [setting.key for setting in SETTINGS if f"| `{setting.key}` |" not in readme]

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from deploy.app import glob_base, matching_files, tree_digest
-from deploy.cleanup import images_to_delete
-from deploy.groups import Group, next_stamp, outdated_groups, serving_group
-from deploy.health import Waiter, assess
+from deploy.aws.groups import Group
 from deploy.naming import Names
+from deploy.plans.cleanup import images_to_delete
+from deploy.plans.groups import next_stamp, outdated_groups, serving_group
+from deploy.plans.health import assess
+from deploy.steps.copy_over import glob_base, matching_files, tree_digest
+from deploy.waiting import Waiter
 
 NAMES = Names(app="webapp", env="dev01", domain="example.com")
 
@@ -83,7 +85,7 @@ def test_images_to_delete_retains_the_most_recently_deployed_for_rollback() -> N
 
 
 def test_rollback_target_is_the_latest_deployed_image_before_the_live_one() -> None:
-    from deploy.pipeline import rollback_target
+    from deploy.plans.groups import rollback_target
 
     images = [_image("ami-1", "2026-01-01"), _image("ami-3", "2026-01-03"), _image("ami-2", "2026-01-02")]
     assert rollback_target(images, serving_image="ami-3") == "ami-2"
@@ -182,7 +184,7 @@ def test_tree_digest_changes_with_content_and_names(tmp_path: Path) -> None:
 
 
 def test_steady_check_needs_consecutive_healthy_polls() -> None:
-    from deploy.health import GroupHealth, steady_check
+    from deploy.plans.health import GroupHealth, steady_check
 
     healthy, flapping = GroupHealth(2, 2, 2, 2), GroupHealth(2, 2, 2, 1)
     readings = iter([healthy, flapping, healthy, healthy])

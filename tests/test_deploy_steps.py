@@ -27,19 +27,22 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import REGION, legacy_group, write_env_folder
 
-import deploy.images
-from deploy.app import build_app, copy_over, tree_digest
+import deploy.steps.baking
 from deploy.aws.clients import Aws
-from deploy.cleanup import retire_outdated
+from deploy.aws.images import describe_image
 from deploy.config import load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.groups import PENDING, SERVING, launch_group
-from deploy.health import Waiter, wait_for_new_group
-from deploy.images import bake_carnivore, bake_primal, describe_image
 from deploy.logs import RunLog
-from deploy.setup import run_setup
-from deploy.state import State
+from deploy.state import PENDING, SERVING, State
+from deploy.steps.bake_carnivore import bake_carnivore
+from deploy.steps.bake_primal import bake_primal
+from deploy.steps.build_app import build_app
+from deploy.steps.cleanup import cleanup as retire_outdated
+from deploy.steps.copy_over import copy_over, tree_digest
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.setup import run_setup
+from deploy.steps.wait_health import wait_for_new_group
 
 EMULATOR = "http://127.0.0.1:5055"
 SOURCE_OF_INSTANCES = "ami-12345678"  # moto launches any id; only the images the tests make matter
@@ -65,10 +68,6 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    def waiter(self, timeout_s: float, poll_s: float, **options: Any) -> Waiter:
-        options.update(clock=self.clock, sleep=self.sleep)
-        return Waiter(timeout_s=timeout_s, poll_s=poll_s, **options)
-
 
 def _no_real_sleep(seconds: float) -> None:
     raise AssertionError(f"something slept for real ({seconds}s)")
@@ -76,12 +75,14 @@ def _no_real_sleep(seconds: float) -> None:
 
 @pytest.fixture
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """Environments made by make_environment wait on this fake clock; nothing may sleep for real."""
     fake = FakeTime()
-    for name, module in list(sys.modules.items()):
-        if name.startswith("deploy.") and getattr(module, "Waiter", None) is Waiter:
-            monkeypatch.setattr(module, "Waiter", fake.waiter)
+    monkeypatch.setattr(sys.modules[__name__], "FAKE_TIME", fake)
     monkeypatch.setattr(time, "sleep", _no_real_sleep)
     return fake
+
+
+FAKE_TIME: FakeTime | None = None
 
 
 @pytest.fixture
@@ -117,6 +118,8 @@ def make_environment(
     aws = Aws(config, log)
     if emulated:
         config = dataclasses.replace(config, aws_endpoint_url=EMULATOR)
+    if FAKE_TIME is not None:
+        return Environment(config=config, log=log, aws=aws, clock=FAKE_TIME.clock, sleep=FAKE_TIME.sleep)
     return Environment(config=config, log=log, aws=aws)
 
 
@@ -562,7 +565,7 @@ def test_an_app_outside_the_repository_is_built_and_staged(aws_environ, work_dir
 
 
 class FakePacker:
-    """Stands in for deploy.images.run_packer: records each build and makes a real image in moto."""
+    """Stands in for deploy.steps.baking.run_packer: records each build and makes a real image in moto."""
 
     def __init__(self) -> None:
         self.builds: list[dict[str, Any]] = []
@@ -584,7 +587,7 @@ class FakePacker:
 @pytest.fixture
 def packer(monkeypatch: pytest.MonkeyPatch) -> FakePacker:
     fake = FakePacker()
-    monkeypatch.setattr(deploy.images, "run_packer", fake)
+    monkeypatch.setattr(deploy.steps.baking, "run_packer", fake)
     return fake
 
 
@@ -626,9 +629,9 @@ def test_bake_primal_skips_what_was_baked_from_the_same_inputs_and_rebakes_when_
 
     # A changed template is a changed input too.
     templates = tmp_path / "packer"
-    shutil.copytree(deploy.images.PACKER_DIR, templates)
+    shutil.copytree(deploy.steps.baking.PACKER_DIR, templates)
     (templates / "primal.json").write_text((templates / "primal.json").read_text() + "\n", encoding="utf-8")
-    monkeypatch.setattr(deploy.images, "PACKER_DIR", templates)
+    monkeypatch.setattr(deploy.steps.baking, "PACKER_DIR", templates)
     assert bake_primal(source_environment(tmp_path / "4", newer_base)) != changed
     assert len(packer.builds) == 3
 

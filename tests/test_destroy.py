@@ -19,10 +19,11 @@ from operator_env import (
     set_up,
 )
 
-from deploy import destroy
-from deploy.destroy import describe_plan, plan_destroy, refusal, run_destroy
+from deploy import execute
 from deploy.errors import DeployError
-from deploy.health import Waiter
+from deploy.plans.actions import numbered as describe_plan
+from deploy.plans.destroy import plan_destroy, refusal
+from deploy.steps.destroy import run_destroy
 
 
 def described(**overrides) -> dict:
@@ -247,7 +248,7 @@ def test_a_security_group_still_in_use_is_retried_and_the_wait_is_bounded(cloud,
     environment = make_environment(tmp_path)
     group_id = client("ec2").create_security_group(GroupName="webapp-staging-lb", Description="x")["GroupId"]
     clock = FakeClock()
-    monkeypatch.setattr(destroy, "Waiter", lambda timeout, poll: Waiter(timeout, poll, clock=clock, sleep=clock.sleep))
+    environment.clock, environment.sleep = clock, clock.sleep
     real = environment.aws.ec2.delete_security_group
     calls: list[str] = []
 
@@ -258,7 +259,7 @@ def test_a_security_group_still_in_use_is_retried_and_the_wait_is_bounded(cloud,
         return real(**kwargs)
 
     monkeypatch.setattr(environment.aws.ec2, "delete_security_group", in_use_twice)
-    destroy._delete_security_group(environment, group_id, "webapp-staging-lb")
+    execute._delete_security_group(environment, group_id, "webapp-staging-lb")
     assert calls == [group_id] * 3 and clock.now == 102.0  # POLL_SECONDS=1, fake sleeps
     assert output(environment).count("waiting: webapp-staging-lb is still in use") == 2
     assert (
@@ -273,8 +274,8 @@ def test_a_security_group_still_in_use_is_retried_and_the_wait_is_bounded(cloud,
 
     monkeypatch.setattr(environment.aws.ec2, "delete_security_group", always_in_use)
     with pytest.raises(DeployError, match="run `inv destroy` again to finish"):
-        destroy._delete_security_group(environment, "sg-0123456789abcdef0", "webapp-staging-web")
-    assert clock.now - 102.0 == destroy.SECURITY_GROUP_TIMEOUT_S  # gave up at the bound, without sleeping
+        execute._delete_security_group(environment, "sg-0123456789abcdef0", "webapp-staging-web")
+    assert clock.now - 102.0 == execute.SECURITY_GROUP_TIMEOUT_S  # gave up at the bound, without sleeping
 
 
 def test_destroy_with_the_other_kind_of_load_balancer_configured_refuses_and_says_how(cloud, tmp_path):

@@ -8,6 +8,7 @@ describe; on the moto server: its /moto-api/data.json dump).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,15 @@ from operator_env import (
 
 import tasks
 from deploy.aws.clients import is_read_operation
+from deploy.aws.groups import Group
 from deploy.chain import ChainExecutor
-from deploy.destroy import run_destroy
 from deploy.errors import DeployError
-from deploy.groups import Group
-from deploy.plan import cleanup_plan, deploy_plan, plan_retirement, setup_plan
+from deploy.plans.actions import would
+from deploy.plans.cleanup import CleanupFacts, plan_cleanup
+from deploy.steps.cleanup import cleanup_plan
+from deploy.steps.deploy import deploy_plan
+from deploy.steps.destroy import run_destroy
+from deploy.steps.setup import setup_plan
 
 
 def assert_only_reads(environment) -> None:
@@ -163,7 +168,7 @@ def test_cleanup_plan_lists_outdated_groups_and_changes_nothing(cloud, tmp_path)
     planner = make_environment(tmp_path / "plan", dry_run=True)
     before = described_cloud()
 
-    lines = cleanup_plan(planner)
+    lines = would(cleanup_plan(planner))
 
     assert lines == [
         f"would retire group {old_group} (detach, drain, scale to 0, delete)",
@@ -189,27 +194,31 @@ def test_destroy_dry_run_deletes_nothing(cloud, tmp_path, work_dir):
     assert (work_dir / "deploy" / "keys" / "staging").is_file()
 
 
-def test_plan_retirement_keeps_what_the_serving_group_uses() -> None:
+def test_the_cleanup_plan_keeps_what_the_serving_group_uses() -> None:
     serving = Group("asg-w-s-3", launch_template="lt-w-s-3", image_id="ami-3")
     groups = [Group("asg-w-s-1", launch_template="lt-w-s-1"), Group("asg-w-s-2", launch_configuration="lc-w-s-2")]
     images = [{"ImageId": f"ami-{n}", "Tags": []} for n in (1, 2, 3, 4)]
-    retirement = plan_retirement(
-        groups=groups,
+    facts = CleanupFacts(
+        groups=[*groups, serving],
         serving=serving,
+        serving_health=None,
         templates=["lt-w-s-1", "lt-w-s-3"],
         template_images={"lt-w-s-3": "ami-3"},
         configurations=[{"LaunchConfigurationName": "lc-w-s-2", "ImageId": "ami-2"}],
         images=images,
         protected={"ami-4"},
-        retain=0,
-        keep_images=False,
     )
-    assert retirement.groups == ("asg-w-s-1", "asg-w-s-2")
-    assert retirement.launch_templates == ("lt-w-s-1",)
-    assert retirement.launch_configurations == ("lc-w-s-2",)
-    assert retirement.images == ("ami-1", "ami-2")  # not the serving one (3), not the protected one (4)
-    kept = plan_retirement(groups, serving, [], {}, [], images, set(), 0, keep_images=True)
-    assert kept.images == () and "would keep every image" in " ".join(kept.lines())
+    actions = plan_cleanup(facts)
+    assert [(a.op, a.target) for a in actions] == [
+        ("retire-group", "asg-w-s-1"),
+        ("retire-group", "asg-w-s-2"),
+        ("delete-launch-template", "lt-w-s-1"),
+        ("delete-launch-configuration", "lc-w-s-2"),
+        ("delete-image", "ami-1"),  # not the serving one (3), not the protected one (4)
+        ("delete-image", "ami-2"),
+    ]
+    kept = plan_cleanup(replace(facts, keep_images=True))
+    assert not [a for a in kept if a.op == "delete-image"] and "would keep every image" in " ".join(would(kept))
 
 
 def _chain(task: str, **flags: object) -> list[str]:
@@ -263,7 +272,7 @@ def test_cleanup_plan_retires_nothing_while_the_serving_group_is_not_healthy(clo
     [raw] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[new_group])["AutoScalingGroups"]
     client("ec2").stop_instances(InstanceIds=[raw["Instances"][0]["InstanceId"]])
 
-    lines = cleanup_plan(make_environment(tmp_path / "plan", dry_run=True))
+    lines = would(cleanup_plan(make_environment(tmp_path / "plan", dry_run=True)))
 
     assert len(lines) == 1
     assert lines[0].startswith(f"would retire nothing: the serving group {new_group} is not fully healthy (1/2 healthy")

@@ -1,4 +1,4 @@
-"""ruff is part of the tests: lint and formatting of the whole repository."""
+"""ruff and mypy are part of the tests: lint, formatting and types of the whole repository."""
 
 from __future__ import annotations
 
@@ -20,4 +20,12 @@ def test_ruff_lint_is_clean() -> None:
 
 def test_ruff_format_is_clean() -> None:
     result = _ruff("format", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_types_check() -> None:
+    """mypy (pinned in requirements.txt) over deploy/ and tasks.py, as pyproject.toml configures it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -20,9 +20,9 @@ import pytest
 from conftest import REGION, TEST_ENV, run_inv
 from moto import mock_aws
 
-from deploy import pipeline
 from deploy.aws.lock import DeployLock, Holder, _process_start, is_stale_here, machine_id, parameter_name, this_process
 from deploy.errors import DeployError
+from deploy.steps.unlock import unlock
 
 STACK = "webapp-dev"
 NAME = parameter_name(STACK)
@@ -227,7 +227,7 @@ def test_unlock_removes_any_lock_and_names_its_holder(ssm):
     lock = new_lock(ssm, said)
     environment = types.SimpleNamespace(lock=lock, env="dev", say=said.append)
 
-    pipeline.unlock(environment)  # type: ignore[arg-type]
+    unlock(environment)  # type: ignore[arg-type]
     assert said == ["  no deploy lock is held on dev"]
 
     plant(ssm, other_host(step="finish"))
@@ -235,7 +235,7 @@ def test_unlock_removes_any_lock_and_names_its_holder(ssm):
     assert stored(ssm) is None
 
     plant(ssm, other_host(step="finish"))
-    pipeline.unlock(environment)  # type: ignore[arg-type]
+    unlock(environment)  # type: ignore[arg-type]
     assert stored(ssm) is None
     assert said[-1].startswith("warning: removed the deploy lock of dev held by alice@build-box-7 pid 4242")
     assert "no longer protected" in said[-1]

@@ -3,6 +3,7 @@ plain otherwise), the deploy summary with its total time, and run log folders wi
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from pathlib import Path
@@ -20,10 +21,10 @@ from operator_env import (
     set_up,
 )
 
-from deploy import health, pipeline
-from deploy.groups import launch_group
-from deploy.health import Waiter
 from deploy.logs import RunLog, runs_to_prune
+from deploy.steps.deploy import finish_deploy
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.wait_health import wait_for_new_group
 
 HEALTH_LINE = re.compile(
     r"^  (\d+)/(\d+) healthy \(group InService\+Healthy \d+, running \d+, InService at load balancer \d+\)"
@@ -79,12 +80,11 @@ def test_the_health_wait_prints_one_n_of_n_line_per_poll_in_ci_logs(cloud, tmp_p
     deploy(environment)
     group = launch_group(environment, image_id=bake_image("staging"))
     clock = FakeClock()
-    monkeypatch.setattr(
-        health, "waiter_for", lambda e, timeout: Waiter(timeout, 1.0, clock=clock, sleep=clock.sleep)
-    )  # no real sleeps
+    environment.clock, environment.sleep = clock, clock.sleep  # no real sleeps
+    environment.config = dataclasses.replace(environment.config, poll_seconds=1)
     start = len(output(environment))
 
-    assert health.wait_for_new_group(environment) == group
+    assert wait_for_new_group(environment) == group
 
     lines = output(environment)[start:].splitlines()
     assert lines[0] == f"  waiting up to 900s for {group}"  # HEALTH_TIMEOUT of env/defaults.env
@@ -103,7 +103,7 @@ def test_the_deploy_summary_has_image_group_count_url_logs_and_total_time(cloud,
     group, image = deploy(environment)
     clock.now += 754.25
 
-    summary = pipeline.finish_deploy(environment)
+    summary = finish_deploy(environment)
 
     assert summary["image"] == image and summary["group"] == group and summary["instances"] == 2
     assert summary["url"] == "http://staging.example.com/"

@@ -17,7 +17,7 @@ from deploy.config import load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.logs import RunLog
-from deploy.setup import run_setup
+from deploy.steps.setup import run_setup
 
 
 def client(service: str):

@@ -11,9 +11,9 @@ from conftest import TEST_ENV, run_inv
 from invoke.exceptions import Exit
 from operator_env import client, create_zone, deploy, deployed_on_server, make_environment, output, set_up
 
-from deploy import ssh
 from deploy.errors import DeployError
-from deploy.ssh import build_command, no_host_reason, pick_instance, run_ssh, ssh_command
+from deploy.steps import ssh
+from deploy.steps.ssh import build_command, no_host_reason, pick_instance, run_ssh, ssh_command
 
 
 def test_ssh_command_uses_only_the_environments_key() -> None:

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, TEST_ENV, run_inv
 from operator_env import create_zone, deploy, make_environment, set_up
 
-from deploy.status import (
+from deploy.views.status import (
     collect_status,
     columns,
     group_status,

@@ -1,14 +1,14 @@
 """AWS clients: one boto3 session per run, botocore's retry modes, and a log file per call.
 
 Real AWS goes through boto3's normal credential chain (AWS_PROFILE, SSO, instance roles, ...);
-the embedded cloud uses moto's dummy credentials.
+the embedded cloud takes fixed dummy credentials.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -73,8 +73,8 @@ class Aws:
 
     def _count(self, event_name: str, **_: Any) -> None:
         # before-send fires for every HTTP request, retries included: "before-send.ec2.DescribeImages".
-        _, service, operation = event_name.split(".", 2)
-        self.requests[f"{service}.{operation}"] += 1
+        service_operation = event_name.split(".", 1)[1]
+        self.requests[service_operation] += 1
 
     def _record(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         if self.log is not None:
@@ -112,9 +112,64 @@ def paged(client: Any, operation: str, key: str, **params: Any) -> Iterator[dict
 
 
 def collect(client: Any, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-    """All pages first, then act: deleting between pages breaks paging (moto) or skips items (AWS)."""
+    """All pages first, then act: deleting between pages skips items."""
     return list(paged(client, operation, key, **params))
 
 
-def error_code(error: ClientError) -> str:
+# --- AWS's answers that are expected, not errors: the one place the tool inspects ClientError ---------------
+# (deploy/cli.py turns every other ClientError into the run's one-paragraph message.)
+
+T = TypeVar("T")
+
+# "does not exist" as each service says it. A code ending in NotFound / NotFoundException counts as well.
+NOT_FOUND = frozenset(
+    {
+        "LoadBalancerNotFound",
+        "AccessPointNotFound",
+        "TargetGroupNotFound",
+        "ListenerNotFound",
+        "NoSuchHostedZone",
+        "ParameterNotFound",
+        "InvalidInstanceID.NotFound",
+        "InvalidAMIID.Malformed",
+        "InvalidAMIID.Unavailable",
+    }
+)
+
+
+def error_code(error: BaseException) -> str:
+    """AWS's error code of a ClientError ('' for any other exception)."""
+    if not isinstance(error, ClientError):
+        return ""
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def is_not_found(error: BaseException) -> bool:
+    code = error_code(error)
+    if code == "ValidationError":  # Auto Scaling says "AutoScalingGroup name not found" this way
+        return "not found" in str(error).lower()
+    return code in NOT_FOUND or code.endswith(("NotFound", "NotFoundException"))
+
+
+def or_none(call: Callable[[], T], *codes: str) -> T | None:
+    """CALL's answer, or None when AWS answers one of CODES (default: that the thing does not exist)."""
+    try:
+        return call()
+    except ClientError as error:
+        if (error_code(error) in codes) if codes else is_not_found(error):
+            return None
+        raise
+
+
+def refusal(call: Callable[[], object], *codes: str) -> str | None:
+    """Make the call; None when AWS did it (or the thing is gone), else which of CODES AWS answered
+    (a refusal for now, such as a resource still in use: the caller waits and tries again)."""
+    try:
+        call()
+    except ClientError as error:
+        if error_code(error) in codes:
+            return error_code(error)
+        if is_not_found(error):
+            return None
+        raise
+    return None

@@ -23,4 +23,4 @@ def _ebs_backed_image(self: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def patch_moto() -> None:
-    amis.Ami.__init__ = _ebs_backed_image  # type: ignore[method-assign]
+    amis.Ami.__init__ = _ebs_backed_image  # type: ignore[method-assign]  # replacing moto's method is the fix

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from deploy.config import Config
 
 
-def seed(config: Config, ec2, route53, say=print, dry_run: bool = False) -> list[str]:
+def seed(
+    config: Config, ec2: Any, route53: Any, say: Callable[[str], None] = print, dry_run: bool = False
+) -> list[str]:
     """Create what an AWS account would already have, unless present: the hosted zone and a base image.
 
     DRY_RUN: create nothing; return what would be created.
@@ -44,3 +48,10 @@ def seed(config: Config, ec2, route53, say=print, dry_run: bool = False) -> list
     ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     say(f"embedded cloud: created the base image {source} ({image['ImageId']})")
     return planned
+
+
+def seed_plan(config: Config, ec2: Any, route53: Any) -> list[str]:
+    """What the embedded cloud's seed would create (a real run seeds it when it starts); nothing on AWS."""
+    if not config.local_cloud:
+        return []
+    return seed(config, ec2, route53, dry_run=True)

@@ -12,10 +12,11 @@ from moto.server import main as moto_main
 from deploy.localcloud.fixes import patch_moto
 
 
-def main(argv: list[str]) -> int | None:
+def main(argv: list[str]) -> None:
+    """Apply the fixes, then serve until stopped (moto's own command line: -H HOST -p PORT)."""
     patch_moto()
-    return moto_main(argv)
+    moto_main(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -1,8 +1,8 @@
 """`inv ssh`: a shell on an instance of the serving group, with the environment's key from deploy/keys.
 
 The command is built by a pure function (`ssh_command`) from the instance chosen by another
-(`pick_instance`), so both are tested without AWS. The embedded cloud's instances are records in a
-moto server, not machines: there, the command can be printed but there is no host to reach.
+(`pick_instance`), so both are tested without AWS. The embedded cloud's instances are not machines
+with an ssh server: there, the command can be printed but there is no host to reach.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
+from deploy.aws.groups import environment_groups
+from deploy.aws.instances import describe_instances
+from deploy.aws.keys import key_path
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.groups import describe_group, environment_groups, serving_group
-from deploy.setup import key_path
+from deploy.plans.groups import serving_group
 
 SSH_USER = "admin"  # the login user of Debian's images (packer/*.json ssh_username)
 
@@ -58,13 +60,9 @@ def serving_instances(environment: Environment) -> tuple[str, list[dict[str, Any
     serving = serving_group(environment_groups(environment))
     if serving is None:
         raise DeployError(f"{environment.names.stack} has no serving group: run `inv deploy --env {environment.env}`.")
-    raw = describe_group(environment, serving.name) or {}
-    members = raw.get("Instances", [])
+    members = serving.raw.get("Instances", [])
     ids = [i["InstanceId"] for i in members]
-    described: dict[str, dict[str, Any]] = {}
-    if ids:
-        reservations = environment.aws.ec2.describe_instances(InstanceIds=ids)["Reservations"]
-        described = {i["InstanceId"]: i for r in reservations for i in r["Instances"]}
+    described = describe_instances(environment, ids)
     try:
         lb_states = environment.load_balancer.serving_states(ids)
     except DeployError:
@@ -112,12 +110,12 @@ def build_command(environment: Environment, instance_id: str | None = None) -> l
 
 
 def no_host_reason(environment: Environment) -> str | None:
-    """Why there is no machine to ssh into (the embedded cloud, any emulator endpoint), or None."""
+    """Why there is no machine to ssh into (the embedded cloud, any other endpoint than AWS's), or None."""
     config = environment.config
     if config.local_cloud or config.endpoint_url:
         return (
-            f"the embedded cloud ({config.endpoint_url}) has no host to reach: its instances are records in a"
-            " moto server, not machines"
+            f"the embedded cloud ({config.endpoint_url}) has no host to reach: its instances are not machines"
+            " with an ssh server"
         )
     return None
 

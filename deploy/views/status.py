@@ -13,15 +13,19 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from deploy.aws.clients import error_code
-from deploy.cleanup import launch_configurations, launch_templates, template_image
+from deploy.aws.dns import a_record, find_hosted_zone, host_records
+from deploy.aws.groups import (
+    DEPLOYED_TAG,
+    environment_groups,
+    launch_configurations,
+    launch_templates,
+    template_image,
+)
+from deploy.aws.images import environment_images
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.groups import DEPLOYED_TAG, describe_group, environment_groups, serving_group
-from deploy.naming import MANAGED_BY, tag_value
-from deploy.setup import find_hosted_zone
+from deploy.naming import tag_value
+from deploy.plans.groups import serving_group
 
 VERSION = 1
 NOT_REGISTERED = "not registered"
@@ -48,16 +52,6 @@ def _age_seconds(created: str | None, now: datetime) -> int | None:
     return max(int((now - when).total_seconds()), 0)
 
 
-def environment_images(environment: Environment) -> list[dict[str, Any]]:
-    """Every image this tool baked for this environment, primal and deployment (tags ManagedBy, App, Env)."""
-    filters = [
-        {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
-        {"Name": "tag:App", "Values": [environment.config.app_name]},
-        {"Name": "tag:Env", "Values": [environment.env]},
-    ]
-    return environment.aws.ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
-
-
 def host_record(environment: Environment) -> dict[str, Any]:
     """The host name, its zone, and the A record at it (alias target or values), if any."""
     host = environment.names.host
@@ -65,11 +59,8 @@ def host_record(environment: Environment) -> dict[str, Any]:
         zone_id: str | None = find_hosted_zone(environment)
     except DeployError as error:
         return {"name": host, "zone_id": None, "record": None, "problem": str(error)}
-    found = environment.aws.route53.list_resource_record_sets(
-        HostedZoneId=zone_id, StartRecordName=host, StartRecordType="A", MaxItems="1"
-    )["ResourceRecordSets"]
-    record = found[0] if found else None
-    if record is None or record["Name"].rstrip(".").lower() != host.lower() or record["Type"] != "A":
+    record = a_record(host_records(environment, zone_id)) if zone_id else None
+    if record is None:
         return {"name": host, "zone_id": zone_id, "record": None}
     alias = record.get("AliasTarget") or {}
     return {
@@ -94,25 +85,9 @@ def load_balancer_summary(environment: Environment) -> dict[str, Any]:
 
 
 def read_lock(environment: Environment) -> dict[str, Any] | None:
-    """The deploy lock's holder, if the lock is held (deploy/lock.py's reader, else the SSM parameter)."""
-    try:
-        holder = environment.lock.read()  # type: ignore[attr-defined]
-    except AttributeError:
-        name = f"/immutable-deploy/{environment.names.stack}/lock"
-        try:
-            value = environment.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-        except ClientError as error:
-            if error_code(error) == "ParameterNotFound":
-                return None
-            raise
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        return parsed if isinstance(parsed, dict) else {"value": value}
-    if holder is None:
-        return None
-    return dataclasses.asdict(holder) if dataclasses.is_dataclass(holder) else {"value": str(holder)}
+    """The deploy lock's holder, if the lock is held."""
+    holder = environment.lock.read()
+    return dataclasses.asdict(holder) if holder is not None else None
 
 
 def _counts(values: list[str]) -> dict[str, int]:
@@ -167,11 +142,7 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
             lb_states = {}  # e.g. an ALB without its target group: the summary says what is missing
     groups = environment_groups(environment)
     serving = serving_group(groups)
-    group_entries = []
-    for group in groups:
-        raw = describe_group(environment, group.name, include_deleting=True)
-        if raw is not None:
-            group_entries.append(group_status(raw, lb_states, serving.name if serving else None, now))
+    group_entries = [group_status(group.raw, lb_states, serving.name if serving else None, now) for group in groups]
     in_use = {g["image"] for g in group_entries if g["image"]}
     templates = []
     for name in launch_templates(environment):

@@ -1,0 +1,109 @@
+"""Machine images: look-ups, this environment's images, and deleting an image with its snapshots."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from deploy.aws.clients import collect, or_none
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.naming import MANAGED_BY, tags_of
+
+PRIMAL = "primal"
+CARNIVORE = "carnivore"
+
+
+def describe_image(environment: Environment, image_id: str) -> dict[str, Any] | None:
+    """The image, or None when it does not exist or was deregistered (AWS answers both ways)."""
+    found = or_none(lambda: environment.aws.ec2.describe_images(ImageIds=[image_id])["Images"])
+    return found[0] if found else None
+
+
+def require_image(environment: Environment, image_id: str, what: str) -> dict[str, Any]:
+    """The image, available: every id from a flag or a record is checked before it is used."""
+    image = describe_image(environment, image_id)
+    if image is None:
+        raise DeployError(f"{what} {image_id} does not exist in {environment.config.region} (or was deregistered).")
+    if image.get("State") != "available":
+        raise DeployError(f"{what} {image_id} is {image.get('State')}, not available.")
+    return image
+
+
+def resolve_source_image(environment: Environment) -> str:
+    """SOURCE_AMI as an id, or the newest image of SOURCE_AMI_OWNER whose name matches it."""
+    source = environment.config.source_ami
+    if source.startswith("ami-"):
+        return str(require_image(environment, source, "SOURCE_AMI")["ImageId"])
+    owner = environment.config.source_ami_owner
+    found = environment.aws.ec2.describe_images(
+        Owners=[owner],
+        Filters=[{"Name": "name", "Values": [source]}, {"Name": "state", "Values": ["available"]}],
+    )["Images"]
+    if not found:
+        raise DeployError(
+            f"No available image named {source!r} owned by {owner}: fix SOURCE_AMI or SOURCE_AMI_OWNER"
+            f" in {environment.config.source_of('SOURCE_AMI')}."
+        )
+    return str(max(found, key=lambda image: image.get("CreationDate", ""))["ImageId"])
+
+
+def environment_images(environment: Environment, role: str | None = None) -> list[dict[str, Any]]:
+    """The images this tool baked for this environment (of ROLE, or every role), filtered by AWS, owner self."""
+    filters = [
+        {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
+        {"Name": "tag:App", "Values": [environment.config.app_name]},
+        {"Name": "tag:Env", "Values": [environment.env]},
+    ]
+    if role is not None:
+        filters.append({"Name": "tag:Role", "Values": [role]})
+    return collect(environment.aws.ec2, "describe_images", "Images", Owners=["self"], Filters=filters)
+
+
+def deployment_images(environment: Environment) -> list[dict[str, Any]]:
+    return environment_images(environment, CARNIVORE)
+
+
+def snapshot_ids(image: dict[str, Any]) -> list[str]:
+    return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
+
+
+def delete_image(environment: Environment, image_id: str, snapshots: list[str] | tuple[str, ...]) -> None:
+    """Deregister first: AWS refuses to delete the snapshot of a registered image. Either may be gone already."""
+    ec2 = environment.aws.ec2
+    or_none(lambda: ec2.deregister_image(ImageId=image_id))
+    for snapshot_id in snapshots:
+        or_none(partial(ec2.delete_snapshot, SnapshotId=snapshot_id))
+
+
+def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:
+    """Of IMAGE_IDS, those another environment uses: in its launch templates or by its instances."""
+    if not image_ids:
+        return set()
+    names = environment.names
+    used: set[str] = set()
+    templates = collect(
+        environment.aws.ec2,
+        "describe_launch_templates",
+        "LaunchTemplates",
+        Filters=[{"Name": "tag:ManagedBy", "Values": [MANAGED_BY]}],
+    )
+    for template in templates:
+        tags = tags_of(template)
+        if (tags.get("App"), tags.get("Env")) != (names.app, names.env) and tags.get("Image") in image_ids:
+            used.add(tags["Image"])
+    reservations = collect(
+        environment.aws.ec2,
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": "image-id", "Values": image_ids},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ],
+    )
+    for reservation in reservations:
+        for instance in reservation["Instances"]:
+            tags = tags_of(instance)
+            if (tags.get("App"), tags.get("Env")) != (names.app, names.env):
+                used.add(instance["ImageId"])
+    return used

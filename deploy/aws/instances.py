@@ -1,0 +1,39 @@
+"""EC2 instances and instance types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.aws.clients import or_none
+from deploy.environment import Environment
+from deploy.errors import DeployError
+
+
+def require_instance_type(environment: Environment) -> str:
+    """INSTANCE_TYPE as AWS offers it in the region, checked before anything is baked or launched."""
+    instance_type = environment.config.instance_type
+    found = or_none(
+        lambda: environment.aws.ec2.describe_instance_types(InstanceTypes=[instance_type]), "InvalidInstanceType"
+    )
+    if found is None:
+        raise DeployError(
+            f"INSTANCE_TYPE {instance_type} is not offered in {environment.config.region}:"
+            f" fix it in {environment.config.source_of('INSTANCE_TYPE')}."
+        )
+    return instance_type
+
+
+def describe_instances(environment: Environment, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The instances by id (those AWS knows of)."""
+    if not instance_ids:
+        return {}
+    # A filter, not InstanceIds: an instance launched a moment ago may not be describable by id yet.
+    reservations = environment.aws.ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": instance_ids}])[
+        "Reservations"
+    ]
+    return {i["InstanceId"]: i for r in reservations for i in r["Instances"]}
+
+
+def instance_states(environment: Environment, instance_ids: list[str]) -> dict[str, str]:
+    """EC2 state (pending, running, ...) by instance id."""
+    return {i: d["State"]["Name"] for i, d in describe_instances(environment, instance_ids).items()}

@@ -1,0 +1,131 @@
+"""The environment's network: its VPC and subnets, and its security groups with their rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.aws.clients import collect, refusal
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.naming import tag_list
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One inbound TCP rule: from a CIDR or from another security group."""
+
+    port: int
+    cidr: str | None = None
+    group_id: str | None = None
+
+    def as_permission(self) -> dict[str, Any]:
+        permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": self.port, "ToPort": self.port}
+        if self.cidr and ":" in self.cidr:  # SSH_CIDR may be IPv6: AWS takes those only as Ipv6Ranges
+            permission["Ipv6Ranges"] = [{"CidrIpv6": self.cidr}]
+        elif self.cidr:
+            permission["IpRanges"] = [{"CidrIp": self.cidr}]
+        else:
+            permission["UserIdGroupPairs"] = [{"GroupId": self.group_id}]
+        return permission
+
+
+def rules_of(permissions: list[dict[str, Any]]) -> set[Rule]:
+    """The TCP rules of a security group description, one per source."""
+    rules: set[Rule] = set()
+    for permission in permissions:
+        if permission.get("IpProtocol") != "tcp" or permission.get("FromPort") != permission.get("ToPort"):
+            continue
+        port = int(permission["FromPort"])
+        rules.update(Rule(port, cidr=r["CidrIp"]) for r in permission.get("IpRanges", []))
+        rules.update(Rule(port, cidr=r["CidrIpv6"]) for r in permission.get("Ipv6Ranges", []))
+        rules.update(Rule(port, group_id=p["GroupId"]) for p in permission.get("UserIdGroupPairs", []))
+    return rules
+
+
+def rule_changes(current: set[Rule], desired: set[Rule]) -> tuple[list[Rule], list[Rule]]:
+    """(to add, to remove): the group is this tool's, so rules nobody wants any more are revoked."""
+    key = lambda rule: (rule.port, rule.cidr or "", rule.group_id or "")  # noqa: E731
+    return sorted(desired - current, key=key), sorted(current - desired, key=key)
+
+
+def _describe(rule: Rule) -> str:
+    return f"tcp {rule.port} from {rule.cidr or rule.group_id}"
+
+
+def resolve_network(environment: Environment) -> tuple[str, list[str]]:
+    """VPC_ID and SUBNET_IDS, or the default VPC and its default subnets."""
+    ec2 = environment.aws.ec2
+    config = environment.config
+    vpc_id = config.vpc_id
+    if vpc_id is None:
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            raise DeployError("This region has no default VPC: set VPC_ID and SUBNET_IDS in the env file.")
+        vpc_id = vpcs[0]["VpcId"]
+    subnet_ids = list(config.subnet_ids or [])
+    if subnet_ids:
+        found = collect(ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
+        wrong = [s["SubnetId"] for s in found if s["VpcId"] != vpc_id]
+        if wrong:
+            raise DeployError(f"SUBNET_IDS {', '.join(wrong)} are not in VPC {vpc_id}.")
+    else:
+        filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default-for-az", "Values": ["true"]}]
+        subnet_ids = sorted(s["SubnetId"] for s in collect(ec2, "describe_subnets", "Subnets", Filters=filters))
+        if not subnet_ids:
+            raise DeployError(f"VPC {vpc_id} has no default subnets: set SUBNET_IDS in the env file.")
+    return str(vpc_id), subnet_ids
+
+
+def find_security_group(environment: Environment, vpc_id: str, name: str) -> dict[str, Any] | None:
+    filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [name]}]
+    groups = environment.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
+    return groups[0] if groups else None
+
+
+def ensure_security_group(
+    environment: Environment, vpc_id: str, name: str, description: str, desired: set[Rule], dry_run: bool = False
+) -> tuple[str, list[str]]:
+    """Create or converge the group; DRY_RUN only reports ("would …") and names a group to be made "(new NAME)"."""
+    ec2 = environment.aws.ec2
+    changes: list[str] = []
+    group = find_security_group(environment, vpc_id, name)
+    if group is None and dry_run:
+        group = {"GroupId": f"(new {name})", "IpPermissions": []}
+        changes.append(f"would create security group {name}")
+    elif group is None:
+        created = ec2.create_security_group(
+            GroupName=name,
+            Description=description,
+            VpcId=vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(environment.names.tags(Name=name))}],
+        )
+        group = {"GroupId": created["GroupId"], "IpPermissions": []}
+        changes.append(f"created security group {name} ({created['GroupId']})")
+    group_id = group["GroupId"]
+    to_add, to_remove = rule_changes(rules_of(group.get("IpPermissions", [])), desired)
+    if to_add:
+        if not dry_run:
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_add])
+        changes.extend(f"{name}: {'would allow' if dry_run else 'allowed'} {_describe(r)}" for r in to_add)
+    if to_remove:
+        if not dry_run:
+            ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_remove])
+        changes.extend(f"{name}: {'would revoke' if dry_run else 'revoked'} {_describe(r)}" for r in to_remove)
+    return group_id, changes
+
+
+def delete_security_group(environment: Environment, group_id: str) -> str | None:
+    """Delete it; None once deleted (or gone), "DependencyViolation" while something still uses it."""
+    return refusal(lambda: environment.aws.ec2.delete_security_group(GroupId=group_id), "DependencyViolation")
+
+
+def security_groups_named(environment: Environment, names: list[str]) -> list[dict[str, Any]]:
+    """The security groups with these names, in any VPC."""
+    found = collect(
+        environment.aws.ec2,
+        "describe_security_groups",
+        "SecurityGroups",
+        Filters=[{"Name": "group-name", "Values": names}],
+    )
+    return [group for group in found if group["GroupName"] in names]

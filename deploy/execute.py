@@ -1,0 +1,206 @@
+"""Carrying out a plan (deploy/plans): the one place that retires or deletes a group, a launch template or
+configuration, an image with its snapshots, a DNS record, a load balancer, a security group, a key pair.
+
+Cleanup, an aborted deploy and destroy all come here, so each kind of deletion is written once. Every
+action is safe to repeat (what is already gone is skipped), so a run interrupted half-way is finished by
+the next one; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+from deploy.aws import dns, groups, images, network
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.plans.actions import Action
+
+RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
+GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate within minutes
+SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
+MAX_PARALLEL_RETIREMENTS = 4
+SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
+
+
+class RetirementStopped(DeployError):
+    """An interrupted retirement, stopped at a safe point: `inv cleanup` finishes it."""
+
+
+def _checkpoint(stop: threading.Event | None, group: str, done: str) -> None:
+    if stop is not None and stop.is_set():
+        raise RetirementStopped(f"{group}: stopped after {done}; re-run `inv cleanup` to finish.")
+
+
+def _wait(
+    environment: Environment,
+    timeout_s: float,
+    check: Callable[[], tuple[bool, str]],
+    what: str,
+    stop: threading.Event | None = None,
+    show: bool = False,
+    again: str = "inv cleanup",
+) -> None:
+    """Wait, bounded, until CHECK is done; else DeployError naming WHAT and the command that finishes the work
+    (AGAIN). SHOW: a live progress line."""
+    shown = False
+
+    def progress(status: str) -> None:
+        nonlocal shown
+        if show and status:
+            environment.log.progress(f"  {status}")
+            shown = True
+
+    try:
+        done, status = environment.waiter(timeout_s, stop=stop).until(check, progress)
+    finally:
+        if shown:
+            environment.log.end_progress()
+    if not done:
+        _checkpoint(stop, what, "waiting")
+        raise DeployError(
+            f"{what} was not done after {timeout_s:.0f}s ({status.strip()}); run `{again}` again to finish."
+        )
+
+
+def retire_group(
+    environment: Environment, name: str, timeout_s: float = RETIRE_TIMEOUT_S, stop: threading.Event | None = None
+) -> None:
+    """Gracefully: detach (the load balancer drains), scale to 0, wait until the instances are gone, delete.
+
+    Every phase is safe to repeat, so a group half-retired by an interrupted or crashed run is finished
+    by the next one. STOP, when set, ends the retirement at the next safe point.
+    """
+    balancer = environment.load_balancer
+    if not balancer.group_detached(name):
+        environment.say(f"  retiring {name}: detaching from {balancer.name} (connections drain)")
+        balancer.detach_group(name)
+    _wait(environment, timeout_s, lambda: (balancer.group_detached(name), ""), f"Draining {name}", stop)
+    _checkpoint(stop, name, "detaching (it no longer serves)")
+    groups.scale_to_zero(environment, name)
+
+    def instances_gone() -> tuple[bool, str]:
+        left = groups.instances_left(environment, name)
+        return left == 0, f"{name}: {left} instances left"
+
+    _wait(environment, timeout_s, instances_gone, f"Scaling {name} to 0", stop)
+    _checkpoint(stop, name, "scaling to 0")
+    delete_group(environment, name, force=False, timeout_s=timeout_s, stop=stop)
+    environment.say(f"  retired {name}")
+
+
+def delete_group(
+    environment: Environment,
+    name: str,
+    force: bool = True,
+    detach: bool = True,
+    timeout_s: float = GROUP_DELETE_TIMEOUT_S,
+    stop: threading.Event | None = None,
+) -> None:
+    """Delete the group, retrying while AWS says its last scaling activity still runs.
+
+    FORCE: with its instances, and wait until it is gone; DETACH it from the load balancer first (so that
+    the load balancer drains it) unless the load balancer is gone already. Without FORCE the group must be
+    empty (a retirement scaled it to 0): AWS deletes it at once.
+    """
+    if force and detach:
+        environment.load_balancer.detach_group(name)
+
+    def deleted() -> tuple[bool, str]:
+        refused = groups.request_group_deletion(environment, name, force)
+        return refused is None, f"{name}: {refused}" if refused else ""
+
+    _wait(environment, timeout_s, deleted, f"Deleting {name}", stop)
+    if force:
+
+        def gone() -> tuple[bool, str]:
+            if groups.group_gone(environment, name):
+                return True, ""
+            return False, f"waiting: {name} is being deleted (its instances terminate)"
+
+        _wait(environment, timeout_s, gone, f"Deleting group {name}", stop, show=True)
+    environment.load_balancer.after_group_removed(name)
+
+
+def retire_all(environment: Environment, names: list[str]) -> None:
+    """Retire several groups at once; on Ctrl-C/SIGTERM each stops at its next safe point, then re-raise."""
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_RETIREMENTS)
+    futures = [pool.submit(retire_group, environment, name, stop=stop) for name in names]
+    try:
+        errors = [str(error) for error in (future.exception() for future in futures) if error is not None]
+    except KeyboardInterrupt:
+        stop.set()
+        environment.say("  interrupted: each retirement stops at its next safe point; `inv cleanup` finishes them")
+        wait(futures, timeout=SAFE_POINT_TIMEOUT_S)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if errors:
+        raise DeployError("Retirement incomplete: " + "; ".join(errors))
+
+
+def _delete_security_group(environment: Environment, group_id: str, name: str) -> None:
+    def attempt() -> tuple[bool, str]:
+        if network.delete_security_group(environment, group_id) is None:
+            return True, ""
+        return False, f"waiting: {name} is still in use (the deleted load balancer's network interfaces linger)"
+
+    _wait(
+        environment,
+        SECURITY_GROUP_TIMEOUT_S,
+        attempt,
+        f"Deleting security group {name}",
+        show=True,
+        again="inv destroy",
+    )
+
+
+def carry_out(environment: Environment, actions: list[Action], progress: bool = False) -> list[str]:
+    """Do the plan's changes in order; return their lines. A `refuse` stops it before anything is done.
+
+    Consecutive group retirements run in parallel (each drains for minutes). PROGRESS: say "[n/N] done: …".
+    """
+    refused = [a for a in actions if a.op == "refuse"]
+    if refused:
+        raise DeployError(f"Not retiring anything: {refused[0].target}.")
+    changes = [a for a in actions if a.changes]
+    done: list[str] = []
+    retirements = [a.target for a in changes if a.op == "retire-group"]
+    if retirements:
+        retire_all(environment, retirements)
+    for number, action in enumerate(changes, start=1):
+        if action.op != "retire-group":
+            _do(environment, action)
+        if progress:
+            environment.say(f"  [{number}/{len(changes)}] done: {action.line()}")
+        elif action.op != "retire-group":  # a retirement says so itself, from its thread
+            environment.say(f"  {action.done()}")
+        done.append(action.line())
+    return done
+
+
+def _do(environment: Environment, action: Action) -> None:
+    op, target = action.op, action.target
+    if op == "delete-group":
+        delete_group(environment, target, force=True, detach=action.get("detach") is not False)
+    elif op == "delete-launch-template":
+        groups.delete_launch_template(environment, target)
+    elif op == "delete-launch-configuration":
+        groups.delete_launch_configuration(environment, target)
+    elif op == "delete-image":
+        images.delete_image(environment, target, action.get("snapshots") or ())
+    elif op == "delete-record":
+        dns.delete_record(environment, action.get("zone_id"), action.get("record"))
+    elif op == "delete-load-balancer":
+        environment.load_balancer.delete()
+    elif op == "delete-security-group":
+        _delete_security_group(environment, action.get("id"), target)
+    elif op == "delete-key-pair":
+        environment.aws.ec2.delete_key_pair(KeyName=target)
+    elif op == "delete-file":
+        Path(target).unlink(missing_ok=True)
+    else:
+        raise AssertionError(f"an action this executor does not know: {op}")

@@ -1,0 +1,22 @@
+"""Kinds of task flags, kept free of AWS libraries: tasks.py imports this when invoke lists the tasks."""
+
+from __future__ import annotations
+
+from invoke.exceptions import ParseError
+
+
+class Seconds(int):
+    """The kind of --timeout flags (invoke casts a flag's value with its default's type).
+
+    A value that is not a whole number is a one-line parse error before any task runs, instead of
+    the traceback invoke shows when int() fails.
+    """
+
+    def __new__(cls, value: object = 0) -> Seconds:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ParseError(f"error: --timeout takes a whole number of seconds, not {value!r}.") from None
+        if number < 0:
+            raise ParseError(f"error: --timeout takes a whole number of seconds (0: the default), not {number}.")
+        return super().__new__(cls, number)

@@ -1,0 +1,86 @@
+"""What a cleanup retires and deletes, in order, and what it keeps (and why): one decision for
+`inv cleanup`, `inv cleanup --dry-run`, the end of a deploy and the deploy's dry run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.aws.groups import DEPLOYED_TAG, Group
+from deploy.aws.images import snapshot_ids
+from deploy.naming import tag_value
+from deploy.plans.actions import Action
+from deploy.plans.groups import outdated_groups
+from deploy.plans.health import GroupHealth
+
+RETIRE_DETAIL = "detach, drain, scale to 0, delete"
+KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
+
+
+@dataclass(frozen=True)
+class CleanupFacts:
+    """What a cleanup decides from, read once (deploy/steps/cleanup.py reads it)."""
+
+    groups: list[Group]  # every group of the environment, the serving one included
+    serving: Group | None  # the group that stays (in a deploy's plan: the new group)
+    serving_health: GroupHealth | None  # None: not read (nothing outdated, or the group does not exist yet)
+    templates: list[str]  # the environment's launch templates
+    template_images: dict[str, str | None]  # image of each template the serving group uses
+    configurations: list[dict[str, Any]]  # the original scripts' launch configurations
+    images: list[dict[str, Any]]  # the environment's deployment images (none read when images are kept)
+    used_elsewhere: set[str] = field(default_factory=set)  # of those, images another environment runs
+    protected: set[str] = field(default_factory=set)  # images given by hand (--image-id): never deleted
+    retain: int = 0  # RETAIN_IMAGES: earlier deployed images kept for rollback
+    keep_images: bool = False  # --no-cleanup / CLEANUP=no
+
+
+def images_to_delete(
+    images: list[dict[str, Any]], in_use: set[str], protected: set[str], retain: int = 0
+) -> list[dict[str, Any]]:
+    """The deployment images that may go; never one in use or protected.
+
+    The RETAIN most recently deployed of the others stay, so that a rollback can launch them again;
+    an image that was never deployed (its deploy failed) is not worth retaining.
+    """
+    candidates = [image for image in images if image["ImageId"] not in in_use | protected]
+    deployed = sorted(
+        (image for image in candidates if tag_value(image, DEPLOYED_TAG)),
+        key=lambda image: tag_value(image, DEPLOYED_TAG),
+        reverse=True,
+    )
+    kept = {image["ImageId"] for image in deployed[:retain]}
+    return [image for image in candidates if image["ImageId"] not in kept]
+
+
+def plan_cleanup(facts: CleanupFacts) -> list[Action]:
+    """Retire every group but the serving one, then the templates and configurations no remaining group uses,
+    then the images nothing uses (minus protected ones, those another environment runs, and the RETAIN most
+    recently deployed). Nothing at all while the serving group is not fully healthy."""
+    serving = facts.serving
+    outdated = outdated_groups(facts.groups, {serving.name} if serving else set())
+    health = facts.serving_health
+    if outdated and serving is not None and health is not None and not health.done:
+        return [Action("refuse", f"the serving group {serving.name} is not fully healthy ({health.line().strip()})")]
+    actions = [Action("retire-group", group.name, RETIRE_DETAIL) for group in outdated]
+
+    used_template = serving.launch_template if serving else None
+    actions += [Action("delete-launch-template", name) for name in facts.templates if name != used_template]
+    in_use = {image for image in [facts.template_images.get(used_template or "")] if image}
+    used_configuration = serving.launch_configuration if serving else None
+    for configuration in facts.configurations:
+        if configuration["LaunchConfigurationName"] == used_configuration:
+            in_use.add(configuration["ImageId"])
+        else:
+            actions.append(Action("delete-launch-configuration", configuration["LaunchConfigurationName"]))
+
+    if facts.keep_images:
+        return [*actions, Action("keep", KEEP_EVERY_IMAGE)]
+    if serving is not None and serving.image_id:
+        in_use.add(serving.image_id)
+    for image in images_to_delete(facts.images, in_use, facts.protected, facts.retain):
+        if image["ImageId"] in facts.used_elsewhere:
+            actions.append(Action("keep", f"image {image['ImageId']}", "another environment still uses it"))
+            continue
+        snapshots = tuple(snapshot_ids(image))
+        actions.append(Action("delete-image", image["ImageId"], data=(("snapshots", snapshots),)))
+    return actions

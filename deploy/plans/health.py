@@ -1,0 +1,65 @@
+"""Whether a group is healthy: at the group, at EC2 and at the load balancer, steadily."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.aws.loadbalancers import IN_SERVICE
+
+STEADY_POLLS = 2  # consecutive all-healthy polls before a new group is promoted
+
+
+@dataclass(frozen=True)
+class GroupHealth:
+    desired: int
+    healthy_in_group: int
+    running: int
+    in_service_at_lb: int
+
+    @property
+    def ready(self) -> int:
+        return min(self.healthy_in_group, self.running, self.in_service_at_lb)
+
+    @property
+    def done(self) -> bool:
+        return self.desired > 0 and self.ready >= self.desired
+
+    def line(self) -> str:
+        return (
+            f"  {self.ready}/{self.desired} healthy"
+            f" (group InService+Healthy {self.healthy_in_group}, running {self.running},"
+            f" InService at load balancer {self.in_service_at_lb})"
+        )
+
+
+def assess(raw_group: dict[str, Any], ec2_states: dict[str, str], lb_states: dict[str, str]) -> GroupHealth:
+    """How many of the group's instances are healthy at the group, at EC2 and at the load balancer."""
+    members = [
+        i
+        for i in raw_group.get("Instances", [])
+        if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
+    ]
+    ids = [i["InstanceId"] for i in members]
+    return GroupHealth(
+        desired=int(raw_group.get("DesiredCapacity", 0)),
+        healthy_in_group=len(ids),
+        running=sum(1 for i in ids if ec2_states.get(i) == "running"),
+        in_service_at_lb=sum(1 for i in ids if lb_states.get(i) == IN_SERVICE),
+    )
+
+
+def steady_check(measure: Callable[[], GroupHealth], polls: int = STEADY_POLLS) -> Callable[[], tuple[bool, str]]:
+    """Done only when every instance was healthy on POLLS consecutive polls, like a healthy threshold:
+    a group that flaps right after launch is not promoted."""
+    streak = 0
+
+    def check() -> tuple[bool, str]:
+        nonlocal streak
+        health = measure()
+        streak = streak + 1 if health.done else 0
+        suffix = f" — steady {streak}/{polls}" if 0 < streak < polls else ""
+        return streak >= polls, health.line() + suffix
+
+    return check

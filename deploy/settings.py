@@ -1,0 +1,232 @@
+"""Every key an env file may set: how its value is read and checked, and what it means (the README's reference)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Letters, digits and hyphens: what load balancer, target group and DNS label names accept.
+NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _integer(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _positive(value: str) -> int:
+    number = _integer(value)
+    if number < 1:
+        raise ValueError("must be 1 or more")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = _integer(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (yes/no)")
+
+
+def _pattern(regex: str, hint: str) -> Callable[[str], str]:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(hint)
+        return value
+
+    return check
+
+
+def _name_part(value: str) -> str:
+    if not NAME_PART.fullmatch(value):
+        raise ValueError("may hold only letters, digits and inner hyphens (AWS load balancer names)")
+    return value
+
+
+def _domain(value: str) -> str:
+    name = value.rstrip(".").lower()
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(NAME_PART.fullmatch(label) for label in labels):
+        raise ValueError("must be a DNS domain such as example.com")
+    return name
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("must be a CIDR block such as 203.0.113.7/32") from None
+
+
+def _endpoint(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", value):
+        raise ValueError("must be a URL such as http://127.0.0.1:5055")
+    return value.rstrip("/")
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/") or " " in value:
+        raise ValueError("must be a URL path starting with / such as /api/status/health")
+    return value
+
+
+def _id_list(prefix: str) -> Callable[[str], tuple[str, ...]]:
+    def check(value: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in value.split(",") if item.strip())
+        bad = [item for item in items if not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", item)]
+        if bad:
+            raise ValueError(f"must be comma-separated {prefix}-… ids; not {', '.join(bad)}")
+        return items
+
+    return check
+
+
+LOAD_BALANCER_KINDS = ("classic", "application")
+
+
+def _load_balancer_kind(value: str) -> str:
+    kind = value.strip().lower()
+    if kind not in LOAD_BALANCER_KINDS:
+        raise ValueError("must be application (an Application Load Balancer) or classic (the original scripts')")
+    return kind
+
+
+def _certificate_arn(value: str) -> str:
+    if not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z]{2}(-[a-z]+)+-\d:\d{12}:certificate/[0-9a-f-]{36}", value):
+        raise ValueError(
+            "must be an ACM certificate ARN such as"
+            " arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+        )
+    return value
+
+
+def _globs(value: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not items:
+        raise ValueError("must list at least one file pattern")
+    return items
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key an env file may set: how to read it and what it means (the README's reference)."""
+
+    key: str
+    parse: Callable[[str], object]
+    help: str
+    required: bool = True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("APP_NAME", _name_part, "Application name; resources are named after APP_NAME-ENV."),
+    Setting("DOMAIN", _domain, "DNS domain; the host is ENV.DOMAIN, or DOMAIN itself for production."),
+    Setting(
+        "HOSTED_ZONE_ID",
+        _pattern(r"[A-Z0-9]{1,32}", "must be a Route 53 zone id such as Z0123456789ABC"),
+        "Route 53 zone id; when empty, the public zone named DOMAIN is used.",
+        required=False,
+    ),
+    Setting(
+        "AWS_REGION",
+        _pattern(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region such as eu-west-1"),
+        "AWS region of every resource.",
+    ),
+    Setting(
+        "AWS_ENDPOINT_URL",
+        _endpoint,
+        "Endpoint of an AWS emulator (the embedded cloud); empty for real AWS.",
+        required=False,
+    ),
+    Setting("LOCAL_CLOUD", _boolean, "true: start and use the embedded local cloud at AWS_ENDPOINT_URL."),
+    Setting(
+        "INSTANCE_TYPE",
+        _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "must be an EC2 instance type such as t3.micro"),
+        "EC2 instance type of the web servers and of the Packer builds.",
+    ),
+    Setting("MIN_CAPACITY", _non_negative, "Smallest size of the Auto Scaling group."),
+    Setting("MAX_CAPACITY", _positive, "Largest size of the Auto Scaling group."),
+    Setting("DESIRED_CAPACITY", _positive, "Instances a deploy launches and waits for."),
+    Setting(
+        "SOURCE_AMI",
+        _pattern(
+            r"ami-[0-9a-f]{8,17}|[A-Za-z0-9][A-Za-z0-9 ()\[\]./'@_*-]{2,127}",
+            "must be an image id (ami-…) or an image name pattern",
+        ),
+        "Base image of the primal bake: an ami-… id, or a name pattern (newest match of SOURCE_AMI_OWNER).",
+    ),
+    Setting(
+        "SOURCE_AMI_OWNER",
+        _pattern(r"self|amazon|aws-marketplace|\d{12}", "must be self, amazon or an account id"),
+        "Owner searched when SOURCE_AMI is a name pattern.",
+    ),
+    Setting("HEALTH_CHECK_PATH", _path, "HTTP path the load balancer checks on port 80."),
+    Setting(
+        "LOAD_BALANCER",
+        _load_balancer_kind,
+        "Kind of load balancer: application (alb-NAME with target group tg-NAME) or classic (elb-NAME).",
+    ),
+    Setting(
+        "CERTIFICATE_ARN",
+        _certificate_arn,
+        "ACM certificate of ENV.DOMAIN: an HTTPS listener on 443, HTTP redirected to it (application only).",
+        required=False,
+    ),
+    Setting("HEALTH_TIMEOUT", _positive, "Seconds a deploy waits for the new group to become healthy."),
+    Setting("POLL_SECONDS", _positive, "Seconds between two polls of a wait."),
+    Setting("SSH_CIDR", _cidr, "CIDR allowed to reach port 22 of the instances; empty: no ssh.", required=False),
+    Setting(
+        "VPC_ID",
+        _pattern(r"vpc-[0-9a-f]{8,17}", "must be a VPC id such as vpc-0abc1234"),
+        "VPC of the environment; empty: the default VPC.",
+        required=False,
+    ),
+    Setting(
+        "SUBNET_IDS",
+        _id_list("subnet"),
+        "Comma-separated subnets; empty: the default subnets of the VPC.",
+        required=False,
+    ),
+    Setting("APP_DIR", _text, "Directory of the application, relative to the repository root."),
+    Setting("BUILD_COMMAND", _text, "Shell command that builds the app in APP_DIR ({env} is replaced by ENV)."),
+    Setting(
+        "APP_FILES",
+        _globs,
+        "Comma-separated globs (relative to APP_DIR) of what the server needs; `dist/*` stages dist's files.",
+    ),
+    Setting(
+        "PRIMAL_ID",
+        _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
+        "Use this base image instead of baking one.",
+        required=False,
+    ),
+    Setting(
+        "IMAGE_ID",
+        _pattern(r"ami-[0-9a-f]{8,17}", "must be an image id (ami-…)"),
+        "Deploy this image instead of baking one.",
+        required=False,
+    ),
+    Setting("CLEANUP", _boolean, "no: keep every image after a deploy (groups are still retired)."),
+    Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
+    Setting("LOG_RUNS", _positive, "Run log folders kept per environment in deploy/log/ENV; older ones are pruned."),
+    Setting("RETAIN_IMAGES", _non_negative, "Earlier deployed images kept for `inv rollback` (the live one aside)."),
+)
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

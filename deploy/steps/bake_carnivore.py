@@ -1,0 +1,65 @@
+"""`inv bake-carnivore`: the deployment ("carnivore") image, the primal image plus the staged app, unless an
+image is given or an earlier run baked one from the same primal image, app and template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.aws.images import CARNIVORE, PRIMAL, require_image
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.plans.bake import GIVEN, BakeDecision, decide_bake
+from deploy.steps.baking import bake, recorded_image, template_digest
+from deploy.steps.copy_over import STAGED, tree_digest
+
+PROTECTED = "protected_images"  # the state entry: images given by hand, never deleted
+
+
+def given_image(environment: Environment, image_id: str | None) -> str | None:
+    return image_id or environment.config.image_id
+
+
+def current_primal(environment: Environment) -> str:
+    recorded = environment.state.get(PRIMAL)
+    if not recorded:
+        raise DeployError(f"No primal image recorded for {environment.env}: run `inv bake-primal` or pass --primal-id.")
+    return str(require_image(environment, str(recorded["image_id"]), "Primal image")["ImageId"])
+
+
+def carnivore_inputs(primal: str, app_digest: str) -> dict[str, str]:
+    return {"primal": primal, "app": app_digest, "template": template_digest(CARNIVORE)}
+
+
+def decide_carnivore(environment: Environment, image_id: str | None) -> tuple[BakeDecision, dict[str, str]]:
+    """The decision of this step and the staged app it would bake (empty when an image is given)."""
+    given = given_image(environment, image_id)
+    if given:
+        require_image(environment, given, "Image")
+        return decide_bake(given, None), {}
+    staged = environment.state.get(STAGED)
+    if not staged or not Path(staged["dir"]).is_dir():
+        raise DeployError(f"Nothing is staged for {environment.env}: run `inv copy-over --env {environment.env}`.")
+    primal = current_primal(environment)
+    recorded = recorded_image(environment, CARNIVORE, carnivore_inputs(primal, staged["digest"]))
+    return decide_bake(None, recorded, primal), staged
+
+
+def bake_carnivore(environment: Environment, image_id: str | None = None) -> str:
+    decision, staged = decide_carnivore(environment, image_id)
+    if decision.image is not None:
+        if decision.action == GIVEN:
+            protected = set(environment.state.data.get(PROTECTED, [])) | {decision.image}
+            environment.state.data[PROTECTED] = sorted(protected)
+            environment.state.put(CARNIVORE, {"image_id": decision.image, "given": True})
+            environment.say(
+                f"  skipped: image {decision.image} given; no build or bake needed (it will never be deleted)"
+            )
+        else:
+            environment.say(f"  skipped: image {decision.image} was baked from the same primal image and app")
+        return decision.image
+    if tree_digest(Path(staged["dir"])) != staged["digest"]:
+        # tmp/appserver is one folder for every environment: another run may have restaged it.
+        raise DeployError(f"The staged app in {staged['dir']} changed since copy-over: run the deploy again.")
+    image_id = bake(environment, CARNIVORE, {"primal_ami": decision.source, "app_dir": staged["dir"]})
+    environment.state.put(CARNIVORE, {"image_id": image_id, **carnivore_inputs(decision.source, staged["digest"])})
+    return image_id

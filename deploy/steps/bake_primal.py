@@ -1,0 +1,39 @@
+"""`inv bake-primal`: the base ("primal") image, baked with Packer from SOURCE_AMI unless one is given or an
+earlier run baked it from the same source and template."""
+
+from __future__ import annotations
+
+from deploy.aws.images import PRIMAL, require_image, resolve_source_image
+from deploy.environment import Environment
+from deploy.plans.bake import GIVEN, BakeDecision, decide_bake
+from deploy.steps.baking import bake, recorded_image, template_digest
+
+
+def primal_inputs(source: str) -> dict[str, str]:
+    return {"source": source, "template": template_digest(PRIMAL)}
+
+
+def decide_primal(environment: Environment, primal_id: str | None) -> BakeDecision:
+    """The decision of this step, from what it reads (for the step and the deploy's dry run alike)."""
+    given = primal_id or environment.config.primal_id
+    if given:
+        require_image(environment, given, "Primal image")
+        return decide_bake(given, None)
+    source = resolve_source_image(environment)
+    return decide_bake(None, recorded_image(environment, PRIMAL, primal_inputs(source)), source)
+
+
+def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
+    decision = decide_primal(environment, primal_id)
+    if decision.image is not None:
+        if decision.action == GIVEN:
+            environment.state.put(PRIMAL, {"image_id": decision.image, "given": True})
+            environment.say(f"  skipped: primal image {decision.image} given")
+        else:
+            environment.say(
+                f"  skipped: primal image {decision.image} recorded by an earlier run from {decision.source}"
+            )
+        return decision.image
+    image_id = bake(environment, PRIMAL, {"source_ami": decision.source})
+    environment.state.put(PRIMAL, {"image_id": image_id, **primal_inputs(decision.source)})
+    return image_id

@@ -1,0 +1,89 @@
+"""What bake-primal and bake-carnivore share: one Packer build of packer/ROLE.json for an environment, and
+the record of what an earlier bake made from which inputs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from deploy.aws.images import describe_image
+from deploy.aws.instances import require_instance_type
+from deploy.config import ROOT
+from deploy.environment import Environment
+from deploy.naming import stamp
+from deploy.packer import render_var_file, run_packer
+
+PACKER_DIR = ROOT / "packer"
+
+
+def template_digest(role: str) -> str:
+    """A digest of packer/ROLE.json and its scripts: a changed template is a new input of the bake."""
+    return files_digest(sorted(PACKER_DIR.glob(f"**/{role}*")))
+
+
+def files_digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def packer_builder(environment: Environment) -> str:
+    # No instance of an emulator can be reached over ssh: any endpoint gets the no-ssh builder.
+    return "local" if environment.config.endpoint_url else "aws"
+
+
+def packer_credentials(environment: Environment) -> dict[str, str]:
+    """The run's own credentials, so Packer acts as the same identity as boto3 (profiles, SSO included)."""
+    credentials = environment.aws.session.get_credentials()
+    if credentials is None:
+        return {}
+    frozen = credentials.get_frozen_credentials()
+    values = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        values["AWS_SESSION_TOKEN"] = frozen.token
+    return values
+
+
+def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
+    """Run one Packer build of packer/ROLE.json and return the new image id."""
+    config = environment.config
+    require_instance_type(environment)
+    image_name = environment.names.image(role, stamp())
+    context = {
+        "region": config.region,
+        "endpoint": config.endpoint_url or "",
+        "instance_type": config.instance_type,
+        "image_name": image_name,
+        "app_name": config.app_name,
+        "env": config.env,
+        "health_check_path": config.health_check_path,
+        "ssh_username": "admin",
+        **variables,
+    }
+    var_file = render_var_file(
+        f"packer-{role}.vars.json.j2", context, environment.log.file_for(f"packer-{role}-vars", ".json")
+    )
+    log_path = environment.log.file_for(f"packer-{role}")
+    builder = packer_builder(environment)
+    environment.say(f"  packer build -only={builder} packer/{role}.json → {image_name}")
+    image_id = run_packer(
+        PACKER_DIR / f"{role}.json",
+        var_file,
+        builder,
+        log_path,
+        on_progress=lambda line: environment.say(f"    {line}"),
+        timeout_s=config.packer_timeout,
+        env=packer_credentials(environment),
+    )
+    environment.say(f"  baked {role} image {image_id} (full Packer log: {log_path})")
+    return image_id
+
+
+def recorded_image(environment: Environment, key: str, inputs: dict[str, str]) -> str | None:
+    """The image recorded under KEY if it was made from these INPUTS and is still available."""
+    recorded = environment.state.get(key)
+    if not recorded or any(recorded.get(name) != value for name, value in inputs.items()):
+        return None
+    image = describe_image(environment, str(recorded.get("image_id")))
+    return image["ImageId"] if image and image.get("State") == "available" else None

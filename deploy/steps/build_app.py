@@ -1,0 +1,59 @@
+"""`inv build-app`: run BUILD_COMMAND in APP_DIR, its output in the run log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from deploy.config import ROOT, app_folder
+from deploy.environment import Environment
+from deploy.errors import DeployError
+
+BUILD_TIMEOUT_S = 1800
+STOP_GRACE_S = 5  # an interrupted build gets this long to exit on SIGTERM
+LOG_TAIL_LINES = 15
+
+
+def tail(path: Path, count: int = LOG_TAIL_LINES) -> str:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(f"    {line}" for line in lines[-count:])
+
+
+def build_app(environment: Environment) -> None:
+    """Run BUILD_COMMAND ({env} replaced by the environment name) in APP_DIR, its output in the run log."""
+    command = str(environment.config.build_command).replace("{env}", environment.env)
+    folder = app_folder(environment.config)
+    log_path = environment.log.file_for("build")
+    environment.say(f"  $ {command}   (in {os.path.relpath(folder, ROOT)})")
+    with log_path.open("w", encoding="utf-8") as log:
+        # Its own process group: an interrupt or the timeout stops the whole build, not only the shell
+        # (whose children would otherwise keep running, orphaned).
+        process = subprocess.Popen(
+            command, shell=True, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            returncode = process.wait(timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop_build(process)
+            raise DeployError(f"The app build did not finish within {BUILD_TIMEOUT_S}s. Log: {log_path}") from None
+        except BaseException:  # Ctrl-C, SIGTERM
+            stop_build(process)
+            raise
+    if returncode != 0:
+        raise DeployError(
+            f"The app build failed (exit {returncode}): {command}\n{tail(log_path)}\n  Full log: {log_path}"
+        )
+
+
+def stop_build(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the build's process group, SIGKILL to whatever is left after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -1,0 +1,85 @@
+"""`inv cleanup`: retire every outdated group of the environment, then templates, configurations and images.
+
+A group is retired gracefully: detached from the load balancer (which drains its connections), scaled to 0,
+its instances awaited until terminated, then deleted. Nothing is touched unless the serving group is fully
+healthy, and no image that a remaining group or template uses, or another environment runs, is deleted.
+The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run carries out.
+"""
+
+from __future__ import annotations
+
+from deploy.aws.groups import Group, environment_groups, launch_configurations, launch_templates, template_image
+from deploy.aws.health import group_health
+from deploy.aws.images import deployment_images, images_used_elsewhere
+from deploy.environment import Environment
+from deploy.execute import carry_out
+from deploy.plans.actions import Action, would
+from deploy.plans.cleanup import CleanupFacts, plan_cleanup
+from deploy.plans.groups import outdated_groups, serving_group
+from deploy.state import PENDING
+from deploy.steps.bake_carnivore import PROTECTED
+from deploy.views.plan import show
+
+
+def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
+    """--no-cleanup / --keep-images, else CLEANUP from the env file."""
+    return (not environment.config.cleanup) if keep_images is None else keep_images
+
+
+def read_cleanup_facts(
+    environment: Environment, keep_images: bool | None = None, new_group: Group | None = None
+) -> CleanupFacts:
+    """Read what the cleanup decides from. NEW_GROUP: a deploy's plan, where the group that will serve does not
+    exist yet (it is promoted only once healthy, so its health is not asked)."""
+    groups = environment_groups(environment)
+    serving = new_group or serving_group(groups)
+    keep = keeps_images(environment, keep_images)
+    health = None
+    if new_group is None and serving is not None and outdated_groups(groups, {serving.name}):
+        health = group_health(environment, serving.name)
+    templates = launch_templates(environment)
+    used = serving.launch_template if serving else None
+    images = [] if keep else deployment_images(environment)
+    return CleanupFacts(
+        groups=[group for group in groups if new_group is None or group.name != new_group.name],
+        serving=serving,
+        serving_health=health,
+        templates=templates,
+        template_images={used: template_image(environment, used)} if used and used in templates else {},
+        configurations=launch_configurations(environment),
+        images=images,
+        used_elsewhere=images_used_elsewhere(environment, [image["ImageId"] for image in images]),
+        protected=set(environment.state.data.get(PROTECTED, [])),
+        retain=environment.config.retain_images,
+        keep_images=keep,
+    )
+
+
+def cleanup_plan(environment: Environment, keep_images: bool | None = None) -> list[Action]:
+    facts = read_cleanup_facts(environment, keep_images)
+    environment.say(f"  serving: {facts.serving.name if facts.serving else 'no group'}")
+    return plan_cleanup(facts)
+
+
+def cleanup(environment: Environment, keep_images: bool | None = None, dry_run: bool = False) -> list[str]:
+    """Plan the cleanup; print it (DRY_RUN) or carry it out. Return the names of the groups it retires."""
+    actions = cleanup_plan(environment, keep_images)
+    retired = [action.target for action in actions if action.op == "retire-group"]
+    if dry_run:
+        show(environment, plan_lines(actions))
+        return retired
+    if retired:
+        environment.say(f"  outdated: {', '.join(retired)}")
+    else:
+        environment.say("  no outdated groups")
+    # Holding the deploy lock, no other run is under way: a group never promoted is a leftover, retired above.
+    environment.state.put(PENDING, None)
+    carry_out(environment, actions)
+    for action in actions:
+        if action.op == "keep":
+            environment.say(f"  {action.done()}" + (f" ({action.detail})" if action.detail else ""))
+    return retired
+
+
+def plan_lines(actions: list[Action]) -> list[str]:
+    return would(actions) or ["nothing to retire"]

@@ -1,0 +1,107 @@
+"""`inv destroy`: remove everything an environment owns, and nothing else.
+
+Three parts: `describe_for_destroy` reads what exists; `plan_destroy` (deploy/plans/destroy.py, pure)
+decides from names and tags what is this environment's and in which order it goes; deploy/execute.py
+carries the plan out, through the same code as cleanup and an aborted deploy. A dry run prints the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from invoke.exceptions import Exit
+
+from deploy.aws.dns import a_record, find_hosted_zone, host_records
+from deploy.aws.groups import environment_groups, launch_configurations, launch_templates
+from deploy.aws.images import environment_images, images_used_elsewhere, snapshot_ids
+from deploy.aws.keys import describe_key_pair, key_path
+from deploy.aws.network import security_groups_named
+from deploy.config import load_config
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.execute import carry_out
+from deploy.naming import tags_of
+from deploy.plans.actions import numbered
+from deploy.plans.destroy import plan_destroy, refusal
+from deploy.views.status import load_balancer_summary
+
+
+def describe_for_destroy(environment: Environment) -> dict[str, Any]:
+    """Read everything destroy decides about (reads only; a dry run runs exactly this)."""
+    names = environment.names
+    # A load balancer of the other kind would keep the security groups in use: say how to proceed.
+    environment.load_balancer.refuse_kind_switch()
+    try:
+        zone_id: str | None = find_hosted_zone(environment)
+    except DeployError:
+        zone_id = None  # no zone: no record to delete
+    record = a_record(host_records(environment, zone_id)) if zone_id else None
+    images = [
+        {"id": image["ImageId"], "name": image.get("Name"), "tags": tags_of(image), "snapshots": snapshot_ids(image)}
+        for image in environment_images(environment)
+    ]
+    # Any VPC: the environment's groups stay its own even if VPC_ID changed since setup.
+    security_groups = [
+        {"id": group["GroupId"], "name": group["GroupName"], "tags": tags_of(group)}
+        for group in security_groups_named(environment, [names.instance_security_group, names.lb_security_group])
+    ]
+    pair = describe_key_pair(environment)
+    key_file = key_path(environment.env)
+    files = [key_file, key_file.with_suffix(".pub"), environment.state.path]
+    return {
+        "app": names.app,
+        "env": environment.env,
+        "host": names.host,
+        "zone_id": zone_id,
+        "record": record,
+        "load_balancer": load_balancer_summary(environment),
+        "groups": [
+            {"name": group.name, "tags": dict(group.tags), "instances": list(group.instance_ids)}
+            for group in environment_groups(environment)
+        ],
+        "launch_templates": launch_templates(environment),
+        "launch_configurations": [c["LaunchConfigurationName"] for c in launch_configurations(environment)],
+        "images": images,
+        "images_used_elsewhere": sorted(images_used_elsewhere(environment, [i["id"] for i in images])),
+        "security_groups": security_groups,
+        "key_pair": {"name": pair["KeyName"], "tags": tags_of(pair)} if pair else None,
+        "files": [str(path) for path in files if path.exists()],
+    }
+
+
+def run_destroy(
+    environment: Environment,
+    yes: bool = False,
+    dry_run: bool = False,
+    confirm: Callable[[str], str] = input,
+) -> list[str]:
+    """Describe, plan, show the plan; unless a dry run, confirm (or --yes) and carry it out."""
+    actions = plan_destroy(describe_for_destroy(environment))
+    heading = "plan (dry run: nothing is deleted)" if dry_run else f"destroying {environment.names.stack}:"
+    environment.say(heading)
+    for line in numbered(actions) or ["nothing to destroy"]:
+        environment.say(f"  {line}")
+    if dry_run or not any(a.changes for a in actions):
+        return []
+    if not yes:
+        try:
+            answer = confirm(f"Type {environment.env} to delete all of this, anything else to cancel: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != environment.env:
+            raise DeployError("Not confirmed: nothing was deleted. (Type the environment name, or pass --yes.)")
+    done = carry_out(environment, actions, progress=True)
+    environment.say(f"  destroyed {environment.names.stack}: {len(done)} deletions")
+    return done
+
+
+def refuse_unconfirmed(env: str | None, yes: bool, dry_run: bool) -> None:
+    """An unconfirmed production is refused before anything is opened (no AWS call, no lock)."""
+    try:
+        config = load_config(env)
+    except DeployError as error:
+        raise Exit(f"error: {error}", code=1) from None
+    why = refusal(env, config.env, yes, dry_run)
+    if why:
+        raise Exit(f"error: {why}", code=1)

@@ -1,0 +1,43 @@
+"""`inv rollback`: put an earlier image back through the same zero-downtime path, with no build and no bake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.aws.groups import environment_groups
+from deploy.aws.images import deployment_images, require_image
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.plans.groups import rollback_target, serving_group
+from deploy.steps.deploy import deploy_plan, finish_deploy
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.wait_health import wait_for_new_group
+from deploy.views.plan import show
+
+
+def choose_target(environment: Environment, to: str | None) -> tuple[str, str | None]:
+    """(the image to roll back to, the image serving now): --to, else the most recently deployed other one."""
+    serving = serving_group(environment_groups(environment))
+    serving_image = serving.image_id if serving else None
+    target = to or rollback_target(deployment_images(environment), serving_image)
+    if target is None:
+        raise DeployError(
+            f"Nothing to roll back to: no earlier deployed image of {environment.env} is retained"
+            f" (RETAIN_IMAGES={environment.config.retain_images}). Pass one with --to ami-…."
+        )
+    if target == serving_image:
+        raise DeployError(f"{target} is the image serving now; nothing to roll back.")
+    require_image(environment, target, "Rollback image")
+    return target, serving_image
+
+
+def rollback(
+    environment: Environment, to: str | None = None, timeout_s: int | None = None, dry_run: bool = False
+) -> dict[str, Any] | list[str]:
+    target, serving_image = choose_target(environment, to)
+    environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
+    if dry_run:
+        return show(environment, deploy_plan(environment, image_id=target, keep_images=None))
+    launch_group(environment, image_id=target)
+    wait_for_new_group(environment, timeout_s)
+    return finish_deploy(environment)

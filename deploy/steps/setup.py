@@ -1,0 +1,73 @@
+"""`inv setup`: once per environment, the load balancer, its security groups, the DNS record and the key pair.
+
+Idempotent: each part compares what exists with what is wanted and changes only the difference,
+so a second run changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+from deploy.aws.dns import ensure_alias_record, find_hosted_zone, foreign_record, host_records
+from deploy.aws.keys import ensure_key_pair
+from deploy.aws.loadbalancers import HealthCheck
+from deploy.aws.network import Rule, ensure_security_group, resolve_network
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.localcloud.seed import seed_plan
+from deploy.views.plan import HEADER
+
+
+def run_setup(environment: Environment, dry_run: bool = False, take_over_dns: bool = False) -> list[str]:
+    """Create or converge every resource of the environment; return the changes made.
+
+    DRY_RUN: the same comparisons, no change: return what would change, each line starting with "would".
+    TAKE_OVER_DNS: replace a record at the host that points somewhere else (refused otherwise).
+    """
+    names = environment.names
+    # Everything that can be wrong with the input is checked before the first resource is created.
+    try:
+        zone_id: str | None = find_hosted_zone(environment)
+    except DeployError:
+        if not (dry_run and environment.config.local_cloud):
+            raise
+        zone_id = None  # not seeded yet: the embedded cloud creates the zone when a real run starts
+    vpc_id, subnet_ids = resolve_network(environment)
+    balancer = environment.load_balancer
+    balancer.preflight(vpc_id)  # refuses a switch of kind (or a certificate that cannot serve) before anything exists
+    records = host_records(environment, zone_id) if zone_id else []
+    existing = foreign_record(environment, records)
+    if existing and not take_over_dns:
+        raise DeployError(
+            f"The host already has a record that is not this environment's: {existing}. Setup would repoint"
+            " it at a load balancer with nothing deployed yet. Re-run with --take-over-dns to replace it."
+        )
+    lb_rules = {Rule(port, cidr="0.0.0.0/0") for port in balancer.ingress_ports()}  # 443 only with a certificate
+    lb_group_id, changes = ensure_security_group(
+        environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", lb_rules, dry_run
+    )
+    instance_rules = {Rule(80, group_id=lb_group_id)}
+    if environment.config.ssh_cidr:
+        instance_rules.add(Rule(22, cidr=str(environment.config.ssh_cidr)))
+    _, instance_changes = ensure_security_group(
+        environment, vpc_id, names.instance_security_group, f"web servers of {names.stack}", instance_rules, dry_run
+    )
+    changes += instance_changes
+    health = HealthCheck(path=str(environment.config.health_check_path))
+    changes += balancer.ensure(subnet_ids, lb_group_id, health, dry_run=dry_run, vpc_id=vpc_id)
+    changes += ensure_alias_record(environment, zone_id, records, dry_run)
+    changes += ensure_key_pair(environment, dry_run)
+    for change in changes:
+        environment.say(f"  {change}")
+    if not changes:
+        environment.say(f"  nothing {'would change' if dry_run else 'to change'}: {names.stack} is already set up")
+    scheme = "https" if 443 in balancer.ingress_ports() else "http"
+    environment.say(f"  {scheme}://{names.host}/ → {balancer.name} ({balancer.kind} load balancer)")
+    return changes
+
+
+def setup_plan(environment: Environment) -> list[str]:
+    """`inv setup --dry-run`: the seed of the embedded cloud, then setup's own comparisons with dry_run."""
+    environment.say(HEADER)
+    seeded = seed_plan(environment.config, environment.aws.ec2, environment.aws.route53)
+    for line in seeded:
+        environment.say(f"  {line}")
+    return seeded + run_setup(environment, dry_run=True)

@@ -1,0 +1,1 @@
+"""What the tool shows without changing anything: status, and plans (dry runs)."""

@@ -1,0 +1,90 @@
+"""The layout holds what the README's code map promises: no import cycles, no import hidden in a function
+(save the documented lazy ones), modules of readable size, AWS errors inspected in one place, and every
+emulator fix inside the embedded cloud's package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+MAX_LINES = 400
+# Imported when called, for start-up time (`inv --list` loads no AWS library), never to dodge a cycle.
+LAZY_IMPORTS = {("deploy.chain", "output_given")}
+# The one module that inspects AWS's error answers, and the one that turns the rest into messages.
+CLIENT_ERROR_HOMES = {"deploy.aws.clients", "deploy.cli"}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in DEPLOY.rglob("*.py"):
+        name = ".".join(path.relative_to(DEPLOY.parent).with_suffix("").parts).removesuffix(".__init__")
+        found[name] = path
+    return found
+
+
+def _imports(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            candidates = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        else:
+            continue
+        imported.update(name for name in candidates if name in modules)
+    return imported
+
+
+def test_no_import_cycles() -> None:
+    modules = _modules()
+    graph = {name: _imports(ast.parse(path.read_text()), modules) - {name} for name, path in modules.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        stack.append(name)
+        for other in sorted(graph[name]):
+            if state.get(other) == 1:
+                cycles.append([*stack[stack.index(other) :], other])
+            elif other not in state:
+                visit(other)
+        stack.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    assert cycles == []
+
+
+def test_no_imports_inside_functions_but_the_documented_lazy_ones() -> None:
+    found = set()
+    for name, path in _modules().items():
+        for function in ast.walk(ast.parse(path.read_text())):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                isinstance(node, ast.Import | ast.ImportFrom) for node in ast.walk(function)
+            ):
+                found.add((name, function.name))
+    assert found == LAZY_IMPORTS
+
+
+def test_modules_stay_readable() -> None:
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_aws_errors_are_inspected_in_one_place() -> None:
+    inspecting = {name for name, path in _modules().items() if "ClientError" in path.read_text()}
+    assert inspecting <= CLIENT_ERROR_HOMES
+
+
+def test_emulator_fixes_live_in_the_embedded_cloud_package_only() -> None:
+    outside = {
+        name
+        for name, path in _modules().items()
+        if not name.startswith("deploy.localcloud") and name != "deploy.motoserver" and "moto" in path.read_text()
+    }
+    assert outside == set()

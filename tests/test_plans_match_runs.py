@@ -1,0 +1,224 @@
+"""Decide once: what a dry run announces is exactly what the real run then does.
+
+Each test builds an account state in-process (mock_aws), asks the dry run for its plan, runs the real
+command, and compares the plan's deletions with what really disappeared from the account (and its keeps
+with what is still there). States: an image another environment runs, groups of the original scripts,
+a half-retired group, a pending group, images given with --image-id, RETAIN_IMAGES 0 and 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import legacy_group
+from operator_env import FakeClock, bake_image, client, create_zone, deploy, make_environment, set_up
+
+from deploy.environment import Environment
+from deploy.plans.actions import Action
+from deploy.steps.bake_carnivore import bake_carnivore
+from deploy.steps.cleanup import cleanup, cleanup_plan
+from deploy.steps.deploy import deploy_plan, finish_deploy
+from deploy.steps.destroy import run_destroy
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.rollback import rollback
+from deploy.steps.wait_health import wait_for_new_group
+
+
+@pytest.fixture
+def cloud(cloud: None) -> None:
+    create_zone()
+
+
+def account() -> dict[str, set[str]]:
+    """What a cleanup or destroy may delete, by kind, as the account lists it now."""
+    ec2, autoscaling = client("ec2"), client("autoscaling")
+    return {
+        "groups": {g["AutoScalingGroupName"] for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]},
+        "launch_templates": {t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]},
+        "launch_configurations": {
+            c["LaunchConfigurationName"] for c in autoscaling.describe_launch_configurations()["LaunchConfigurations"]
+        },
+        "images": {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]},
+    }
+
+
+KIND = {
+    "retire-group": "groups",
+    "delete-group": "groups",
+    "delete-launch-template": "launch_templates",
+    "delete-launch-configuration": "launch_configurations",
+    "delete-image": "images",
+}
+
+
+def announced(actions: list[Action]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {kind: set() for kind in KIND.values()}
+    for action in actions:
+        if action.op in KIND:
+            found[KIND[action.op]].add(action.target)
+    return found
+
+
+def vanished(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {kind: before[kind] - after[kind] for kind in before}
+
+
+def kept_images(actions: list[Action]) -> set[str]:
+    return {a.target.removeprefix("image ") for a in actions if a.op == "keep" and a.target.startswith("image ")}
+
+
+def planner(tmp_path: Path, **settings: str) -> Environment:
+    extra = "".join(f"{key}={value}\n" for key, value in settings.items())
+    return make_environment(
+        tmp_path / "plan", dry_run=True, kind=settings.get("LOAD_BALANCER", "application"), extra=extra
+    )
+
+
+def runner(tmp_path: Path, **settings: str) -> Environment:
+    extra = "".join(f"{key}={value}\n" for key, value in settings.items())
+    environment = make_environment(tmp_path / "run", kind=settings.get("LOAD_BALANCER", "application"), extra=extra)
+    clock = FakeClock()
+    environment.clock, environment.sleep = clock, clock.sleep
+    return set_up(environment)
+
+
+def assert_cleanup_does_what_its_dry_run_says(
+    tmp_path: Path, environment: Environment, **settings: str
+) -> list[Action]:
+    plan = cleanup_plan(planner(tmp_path, **settings))
+    before = account()
+    cleanup(environment)
+    after = account()
+    assert vanished(before, after) == announced(plan)
+    assert kept_images(plan) <= after["images"]
+    return plan
+
+
+@pytest.mark.parametrize("retain", ["0", "2"])
+def test_retained_and_outdated_images(cloud, tmp_path, retain):
+    environment = runner(tmp_path, RETAIN_IMAGES=retain)
+    images = [deploy(environment)[1] for _ in range(4)]
+    for day, image in enumerate(images, start=1):  # deployed on four days, not within one second
+        client("ec2").create_tags(Resources=[image], Tags=[{"Key": "Deployed", "Value": f"2026-01-0{day}T00:00:00Z"}])
+    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES=retain)
+    deleted = announced(plan)["images"]
+    assert deleted == ({images[0]} if retain == "2" else set(images[:3]))  # the serving one always stays
+
+
+def test_an_image_another_environment_runs_is_kept(cloud, tmp_path):
+    environment = runner(tmp_path, RETAIN_IMAGES="0")
+    _, shared = deploy(environment)
+    deploy(environment)
+    other = set_up(make_environment(tmp_path / "other", env="other"))
+    deploy(other, shared)  # promoted by hand in another environment (--image-id there)
+    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES="0")
+    assert shared in kept_images(plan)
+
+
+def test_groups_of_the_original_scripts_are_retired_with_their_configurations(cloud, tmp_path):
+    environment = runner(tmp_path, LOAD_BALANCER="classic")
+    legacy, configuration = legacy_group(
+        client("autoscaling"),
+        client("ec2"),
+        "webapp-staging",
+        "elb-webapp-staging",
+        bake_image("staging", managed=False),
+    )
+    deploy(environment)
+    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, LOAD_BALANCER="classic")
+    assert announced(plan)["groups"] == {legacy}
+    assert announced(plan)["launch_configurations"] == {configuration}
+
+
+def test_a_half_retired_group_is_finished(cloud, tmp_path):
+    environment = runner(tmp_path)
+    old, _ = deploy(environment)
+    deploy(environment)
+    environment.load_balancer.detach_group(old)  # a run was killed after detaching and scaling down
+    client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=old, MinSize=0, DesiredCapacity=0)
+    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment)
+    assert announced(plan)["groups"] == {old}
+
+
+def test_a_pending_group_left_by_a_killed_deploy_is_retired(cloud, tmp_path):
+    environment = runner(tmp_path)
+    deploy(environment)
+    pending = launch_group(environment, image_id=bake_image("staging"))  # never promoted
+    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment)
+    assert pending in announced(plan)["groups"]
+
+
+def test_an_image_given_with_image_id_is_never_deleted(cloud, tmp_path):
+    environment = runner(tmp_path, RETAIN_IMAGES="0")
+    given = bake_image("staging")
+    bake_carnivore(environment, image_id=given)  # records the promise
+    deploy(environment, given)
+    deploy(environment)
+    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES="0")
+    assert given not in announced(plan)["images"]
+
+
+def _cleanup_part(lines: list[str]) -> list[str]:
+    return [line.removeprefix("cleanup: ") for line in lines if line.startswith("cleanup: ")]
+
+
+@pytest.mark.parametrize("state", ["plain", "pending leftover", "other environment"])
+def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
+    environment = runner(tmp_path, RETAIN_IMAGES="0")
+    _, first = deploy(environment)
+    deploy(environment)
+    pending = launch_group(environment, image_id=bake_image("staging")) if state == "pending leftover" else None
+    if state == "other environment":
+        deploy(set_up(make_environment(tmp_path / "other", env="other")), first)
+    image = bake_image("staging")
+    lines = deploy_plan(planner(tmp_path, RETAIN_IMAGES="0"), image_id=image)
+    before = account()
+
+    launch_group(environment, image_id=image)
+    wait_for_new_group(environment)
+    finish_deploy(environment)
+
+    new_group = next(line for line in lines if line.startswith("wait-health:")).split("promote ")[1].split(";")[0]
+    gone = vanished(before, account())
+    planned = [line for line in _cleanup_part(lines) if line.startswith("would ")]
+    removed = {line.split()[3].rstrip(",") for line in lines if line.startswith("launch-asg: would remove")}
+    assert removed == ({pending} if state == "pending leftover" else set())
+    retired = {line.split()[3] for line in planned if line.startswith("would retire group")}
+    assert retired | removed == gone["groups"]
+    templates = {line.split()[4] for line in planned if line.startswith("would delete launch template")}
+    assert templates | {f"lt-{group.removeprefix('asg-')}" for group in removed} == gone["launch_templates"]
+    assert new_group not in gone["groups"]
+    assert {line.split()[3] for line in planned if line.startswith("would deregister image")} == gone["images"]
+
+
+def test_a_rollback_does_what_its_dry_run_says(cloud, tmp_path):
+    environment = runner(tmp_path, RETAIN_IMAGES="2")
+    _, first = deploy(environment)
+    deploy(environment)
+    plan_env = planner(tmp_path, RETAIN_IMAGES="2")
+    lines = rollback(plan_env, dry_run=True)
+    assert isinstance(lines, list)
+    assert f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {first} is given" in lines
+    before = account()
+
+    summary = rollback(environment)
+
+    assert isinstance(summary, dict) and summary["image"] == first
+    gone = vanished(before, account())
+    planned = _cleanup_part(lines)
+    assert {line.split()[3] for line in planned if line.startswith("would retire group")} == gone["groups"]
+    assert {line.split()[3] for line in planned if line.startswith("would deregister image")} == gone["images"]
+
+
+def test_destroy_does_what_its_dry_run_says(cloud, tmp_path):
+    environment = runner(tmp_path)
+    deploy(environment)
+    deploy(environment)
+    plan_env = planner(tmp_path)
+    run_destroy(plan_env, dry_run=True)
+    listed = [line.split(". ", 1)[1] for line in plan_env.log.out.getvalue().splitlines() if ". " in line]  # type: ignore[attr-defined]
+
+    done = run_destroy(environment, yes=True)
+
+    assert done == listed
