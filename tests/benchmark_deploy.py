@@ -36,6 +36,7 @@ time.sleep = _counting_sleep  # before deploy.* is imported: the waiter's defaul
 from conftest import free_port, local_base_image, make_image, other_app_groups, reset_cloud  # noqa: E402
 
 from deploy import environment as environments  # noqa: E402
+from deploy.settings import SETTINGS_BY_KEY  # noqa: E402
 from deploy.steps.cleanup import cleanup as retire_outdated  # noqa: E402
 from deploy.steps.launch_asg import launch_group  # noqa: E402
 from deploy.steps.setup import run_setup  # noqa: E402
@@ -95,7 +96,7 @@ def deployment_image(environment, name: str) -> str:
 def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int) -> dict:
     reset_cloud(f"http://127.0.0.1:{port}")
     write_env(work / "env", port, instances)
-    environment = environments.open_environment(ENV)
+    environment = environments.open_environment(ENV)  # LOCAL_CLOUD finds the server started above
     run_setup(environment)
     for number in range(outdated):
         image_id = deployment_image(environment, f"bench-old-{number}")
@@ -117,20 +118,45 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
     return {"wall": wall, "slept": slept[0], "requests": Counter(environment.aws.requests)}
 
 
+def isolate(work: Path) -> None:
+    """Like the tests: nothing from the outer shell picks the endpoint, account, env or a setting."""
+    for key in list(os.environ):
+        if key.startswith("AWS_") or key in SETTINGS_BY_KEY or key in ("DEPLOY_ENV", "NODE_ENV"):
+            del os.environ[key]
+    os.environ.update(
+        {
+            "DEPLOY_ENV_DIR": str(work / "env"),
+            "DEPLOY_WORK_DIR": str(work),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_CONFIG_FILE": "/nonexistent",
+        }
+    )
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """By its pid: SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def main() -> None:
     chosen = [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        os.environ.update(
-            {"DEPLOY_ENV_DIR": str(work / "env"), "DEPLOY_WORK_DIR": str(work), "AWS_EC2_METADATA_DISABLED": "true"}
-        )
+        isolate(work)
         port = free_port()
         server = start_server(port, work / "moto.log")
         try:
             results = [(size, scenario(port, work, *size)) for size in chosen]
         finally:
-            server.kill()
-            server.wait()
+            stop_server(server)
     print(f"\n{'instances,outdated,unrelated':>30} {'wall s':>8} {'of which polling sleep s':>25} {'requests':>9}")
     for size, result in results:
         work_s = result["wall"]

@@ -255,3 +255,13 @@ def test_a_failing_task_releases_the_lock_it_took(env_dir, work_dir, cloud_clien
     released = [name for name in calls if name.endswith("ssm-DeleteParameter.json")]
     assert taken and released, calls
     assert taken[0] < released[-1]  # numbered in call order
+
+
+def test_one_command_line_with_a_locking_and_a_reading_task_releases_the_lock(env_dir, cloud_client):
+    """Real CLI: `inv setup --env X status --env X` opens X twice (locked, then read-only): the lock that setup
+    took is released when the command line ends, not lost with the first opening."""
+    result = run_inv("setup", "--env", TEST_ENV, "status", "--env", TEST_ENV)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "at step setup" in result.stdout  # status, in the same command line, sees the lock setup holds
+    assert cloud_client("ssm").describe_parameters()["Parameters"] == []
