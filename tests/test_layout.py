@@ -88,3 +88,14 @@ def test_emulator_fixes_live_in_the_embedded_cloud_package_only() -> None:
         if not name.startswith("deploy.localcloud") and name != "deploy.motoserver" and "moto" in path.read_text()
     }
     assert outside == set()
+
+
+def test_the_readme_code_map_names_every_module() -> None:
+    readme = (DEPLOY.parent / "README.md").read_text(encoding="utf-8")
+    code_map = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    missing = [
+        str(path.relative_to(DEPLOY.parent))
+        for path in sorted(DEPLOY.rglob("*.py"))
+        if path.name != "__init__.py" and path.stem not in code_map
+    ]
+    assert missing == []
