@@ -97,7 +97,6 @@ def retire_group(
     if not gone:
         raise DeployError(f"{status.strip()} after {timeout_s:.0f}s of scaling down; re-run cleanup.")
     _delete_when_idle(environment, group, timeout_s, poll, stop)
-    balancer.after_group_removed(group.name)  # moto leaves an ALB's targets registered
     say(f"  retired {group.name}")
 
 

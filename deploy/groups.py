@@ -178,8 +178,6 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     when = next_stamp(datetime.now(UTC), [group.name for group in existing], names)
     group_name, template_name = names.group(when), names.launch_template(when)
     autoscaling, ec2 = environment.aws.autoscaling, environment.aws.ec2
-    # Read before the group exists, so the moto fix-up right after its creation is a single call.
-    still_serving = serving_instances(environment, existing)
     template = ec2.create_launch_template(
         LaunchTemplateName=template_name,
         LaunchTemplateData=launch_template_data(environment, image, security_group_id),
@@ -212,17 +210,10 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
         # The call may have created the group before failing (a read timeout, Ctrl-C mid-call).
         abort_new_group(environment, environment.state.get(PENDING) or {}, reason="its creation failed")
         raise
-    try:
-        keep_serving_registered(environment, [], known=still_serving)
-        environment.say(
-            f"  created group {group_name}: {config.desired_capacity} x {config.instance_type}"
-            f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
-        )
-    except BaseException:
-        from deploy.health import abort_new_group  # late: health builds on this module
-
-        abort_new_group(environment, environment.state.get(PENDING) or {}, reason="launch interrupted")
-        raise
+    environment.say(
+        f"  created group {group_name}: {config.desired_capacity} x {config.instance_type}"
+        f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
+    )
     return group_name
 
 
@@ -243,34 +234,6 @@ def promote(environment: Environment, group_name: str, image_id: str) -> None:
     environment.aws.ec2.create_tags(Resources=[image_id], Tags=[{"Key": DEPLOYED_TAG, "Value": now}])
     environment.state.put(SERVING, {"group": group_name, "image_id": image_id})
     environment.state.put(PENDING, None)
-
-
-def _emulated_classic(environment: Environment) -> bool:
-    return bool(environment.config.endpoint_url) and environment.load_balancer.kind == "classic"
-
-
-def serving_instances(environment: Environment, groups: list[Group]) -> list[str]:
-    """The InService instances of those GROUPS still attached to the load balancer (emulated classic only)."""
-    if not _emulated_classic(environment):
-        return []
-    live: list[str] = []
-    for group in groups:
-        raw = describe_group(environment, group.name)
-        if raw is None or environment.load_balancer.name not in raw.get("LoadBalancerNames", []):
-            continue
-        live += [i["InstanceId"] for i in raw.get("Instances", []) if i.get("LifecycleState") == "InService"]
-    return live
-
-
-def keep_serving_registered(environment: Environment, groups: list[Group], known: list[str] | None = None) -> None:
-    """Re-register the instances of groups that still serve (KNOWN: read before the change).
-
-    moto divergence: creating or updating a group attached to a classic load balancer makes the load
-    balancer's instance list equal to that group's, dropping every other group. AWS keeps both
-    registered, so on AWS this is skipped; on an emulator it restores what AWS would show.
-    """
-    if _emulated_classic(environment):
-        environment.load_balancer.register(known if known is not None else serving_instances(environment, groups))
 
 
 def delete_launch_template(environment: Environment, name: str) -> bool:

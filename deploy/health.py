@@ -19,10 +19,7 @@ from deploy.groups import (
     Group,
     delete_launch_template,
     describe_group,
-    environment_groups,
-    keep_serving_registered,
     promote,
-    serving_group,
 )
 
 DELETE_TIMEOUT_S = 600
@@ -185,9 +182,6 @@ def abort_new_group(environment: Environment, pending: dict[str, Any], reason: s
         remove_group(environment, Group(name=group_name))
     delete_launch_template(environment, pending["launch_template"])
     environment.state.put(PENDING, None)
-    serving = serving_group(environment_groups(environment))
-    if serving:
-        keep_serving_registered(environment, [serving])
 
 
 def remove_group(environment: Environment, group: Group, timeout_s: float = DELETE_TIMEOUT_S) -> None:
@@ -205,4 +199,3 @@ def remove_group(environment: Environment, group: Group, timeout_s: float = DELE
     )
     if not gone:
         raise DeployError(f"Group {group.name} was still being deleted after {timeout_s:.0f}s; re-run cleanup.")
-    environment.load_balancer.after_group_removed(group.name)

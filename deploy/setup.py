@@ -294,10 +294,8 @@ def foreign_record(environment: Environment, zone_id: str) -> str | None:
     found = environment.aws.route53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=host, MaxItems="5")[
         "ResourceRecordSets"
     ]
-    # AWS names a load balancer's DNS NAME-<digits>.REGION.elb.amazonaws.com (moto leaves the digits out).
-    ours = re.compile(
-        rf"{re.escape(environment.load_balancer.name.lower())}(-\d+)?\.[a-z0-9-]+\.elb\.amazonaws\.com\.?"
-    )
+    # AWS names a load balancer's DNS NAME-<digits>.REGION.elb.amazonaws.com.
+    ours = re.compile(rf"{re.escape(environment.load_balancer.name.lower())}-\d+\.[a-z0-9-]+\.elb\.amazonaws\.com\.?")
     for record in found:
         if record["Name"].rstrip(".").lower() != host or record["Type"] not in ("A", "AAAA", "CNAME"):
             continue

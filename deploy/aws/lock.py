@@ -122,8 +122,7 @@ class DeployLock:
             )
             return True
         except ClientError as error:
-            # moto answers a malformed code for some SSM denials; AWS says ParameterAlreadyExists.
-            if error_code(error) == "ParameterAlreadyExists" or "already exists" in str(error):
+            if error_code(error) == "ParameterAlreadyExists":
                 return False
             raise
 

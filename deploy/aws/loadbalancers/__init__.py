@@ -27,32 +27,9 @@ from deploy.naming import Names, tag_list
 
 DRAINING_TIMEOUT_S = 300
 
-# AWS's published hosted zone ids of Elastic Load Balancing per region, used for the Route 53 alias
-# only when a load balancer description lacks CanonicalHostedZoneNameID (moto leaves it out).
-ELB_HOSTED_ZONE_IDS = {
-    "us-east-1": "Z35SXDOTRQ7X7K",
-    "us-east-2": "Z3AADJGX6KTTL2",
-    "us-west-1": "Z368ELLRRE2KJ0",
-    "us-west-2": "Z1H1FL5HABSF5",
-    "ca-central-1": "ZQSVJUPU6J1EY",
-    "eu-central-1": "Z215JYRZR1TBD5",
-    "eu-west-1": "Z32O12XQLNTSW2",
-    "eu-west-2": "ZHURV8PSTC4K8",
-    "eu-west-3": "Z3Q77PNBQS71R4",
-    "eu-north-1": "Z23TAZ7KLNNCE0",
-    "ap-south-1": "ZP97RAFLXTNZK",
-    "ap-northeast-1": "Z14GRHDCWA56QT",
-    "ap-northeast-2": "ZWKZPGTI48KDX",
-    "ap-southeast-1": "Z1LMS91P8CMLE5",
-    "ap-southeast-2": "Z1GM3OXH4ZPM65",
-    "sa-east-1": "Z2P70J7HTTTPLU",
-}
-
-
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.3 and 1.2 only: AWS's current recommendation
 IN_SERVICE = "InService"  # what serving_states reports for an instance that receives traffic, whatever the kind
 REDIRECT_TO_HTTPS = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
-GONE = ("shutting-down", "terminated")
 
 
 @dataclass(frozen=True)
@@ -182,12 +159,6 @@ class LoadBalancer(Protocol):
 
     def group_detached(self, group_name: str) -> bool:
         """Whether the group is detached and none of its instances is still registered or draining."""
-        ...
-
-    def register(self, instance_ids: list[str]) -> None: ...
-
-    def after_group_removed(self, group_name: str) -> list[str]:
-        """Called once a group is deleted: deregister what it left registered; return those instance ids."""
         ...
 
     def describe_summary(self) -> dict[str, Any]:
@@ -358,13 +329,7 @@ class ClassicLoadBalancer(_LoadBalancerBase):
 
     def dns_target(self) -> tuple[str, str]:
         found = self.require()
-        zone_id = found.get("CanonicalHostedZoneNameID")
-        if not zone_id:
-            # moto leaves CanonicalHostedZoneNameID out; AWS always has it.
-            zone_id = ELB_HOSTED_ZONE_IDS.get(self.aws.config.region)
-            if zone_id is None:
-                raise DeployError(f"No known load balancer hosted zone id for region {self.aws.config.region}.")
-        return found["DNSName"], zone_id
+        return found["DNSName"], found["CanonicalHostedZoneNameID"]
 
     def group_attachment(self) -> dict[str, Any]:
         return {"LoadBalancerNames": [self.name]}
@@ -387,32 +352,12 @@ class ClassicLoadBalancer(_LoadBalancerBase):
         return {state["InstanceId"]: state["State"] for state in states}
 
     def detach_group(self, group_name: str) -> None:
+        """Detach the group: AWS deregisters its instances, which drain (connection draining, 300 s at most)."""
         self.aws.autoscaling.detach_load_balancers(AutoScalingGroupName=group_name, LoadBalancerNames=[self.name])
-        if self.aws.config.endpoint_url:
-            # moto divergence: detaching deregisters only the instances the group registered itself, not
-            # those keep_serving_registered put back by hand (they would stay listed, OutOfService once
-            # terminated). AWS deregisters every instance of the group: do the same here.
-            groups = self.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
-            ids = [i["InstanceId"] for g in groups["AutoScalingGroups"] for i in g.get("Instances", [])]
-            registered = [i for i, state in self.serving_states(ids).items() if state != "Unknown"]
-            if registered:
-                self.aws.elb.deregister_instances_from_load_balancer(
-                    LoadBalancerName=self.name, Instances=[{"InstanceId": i} for i in registered]
-                )
 
     def group_detached(self, group_name: str) -> bool:
         found = self.aws.autoscaling.describe_load_balancers(AutoScalingGroupName=group_name)["LoadBalancers"]
         return not any(lb["LoadBalancerName"] == self.name and lb.get("State") != "Removed" for lb in found)
-
-    def register(self, instance_ids: list[str]) -> None:
-        if instance_ids:
-            self.aws.elb.register_instances_with_load_balancer(
-                LoadBalancerName=self.name, Instances=[{"InstanceId": i} for i in instance_ids]
-            )
-
-    def after_group_removed(self, group_name: str) -> list[str]:
-        # A classic load balancer forgets the instances of a deleted group, on AWS and in moto alike.
-        return []
 
     def describe_summary(self) -> dict[str, Any]:
         """For status, dry runs and destroy: kind, name, exists; when it exists also dns_name, health_check,
@@ -771,62 +716,16 @@ class ApplicationLoadBalancer(_LoadBalancerBase):
     def detach_group(self, group_name: str) -> None:
         """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most)."""
         if not any(state not in ("Removing", "Removed") for state in self._attachment_states(group_name)):
-            return  # not attached, or already being detached: detaching again would fail in moto
-        instance_ids = self._group_instances(group_name)
-        try:
-            self.aws.autoscaling.detach_load_balancer_target_groups(
-                AutoScalingGroupName=group_name, TargetGroupARNs=[self.target_group_arn()]
-            )
-        except ClientError as error:
-            if error_code(error) != "InvalidTarget":
-                raise
-            # moto divergence: detaching fails as soon as one of the group's instances is no longer
-            # registered (say, terminated through EC2), after moto has already detached the group. AWS
-            # detaches and deregisters whatever is registered; do the rest of that here.
-            still = [i for i, state in self.target_states(instance_ids).items() if state not in ("unused", "draining")]
-            if still:
-                self.elbv2.deregister_targets(
-                    TargetGroupArn=self.target_group_arn(), Targets=[{"Id": i} for i in still]
-                )
+            return  # not attached, or already being detached: nothing to do
+        self.aws.autoscaling.detach_load_balancer_target_groups(
+            AutoScalingGroupName=group_name, TargetGroupARNs=[self.target_group_arn()]
+        )
 
     def group_detached(self, group_name: str) -> bool:
         if any(state != "Removed" for state in self._attachment_states(group_name)):
             return False
         instance_ids = self._group_instances(group_name)
         return all(state == "unused" for state in self.target_states(instance_ids).values())
-
-    def register(self, instance_ids: list[str]) -> None:
-        if instance_ids:
-            self.elbv2.register_targets(
-                TargetGroupArn=self.target_group_arn(), Targets=[{"Id": i} for i in instance_ids]
-            )
-
-    def after_group_removed(self, group_name: str) -> list[str]:
-        """Deregister targets whose instances are terminated (or gone); return their ids.
-
-        moto divergence: the instances of a group that is scaled to 0 or deleted while attached stay
-        registered and report `healthy`, terminated as they are. On AWS the group deregisters them
-        itself, so this finds nothing there.
-        """
-        if self.describe_target_group() is None:
-            return []
-        registered = [i for i, state in self.target_states().items() if state not in ("draining", "unused")]
-        if not registered:
-            return []
-        reservations = self.aws.ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": registered}])
-        states = {i["InstanceId"]: i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]}
-        leftovers = sorted(i for i in registered if states.get(i, "terminated") in GONE)
-        if leftovers:
-            self.elbv2.deregister_targets(
-                TargetGroupArn=self.target_group_arn(), Targets=[{"Id": i} for i in leftovers]
-            )
-            _say(
-                self.aws,
-                f"  deregistered {len(leftovers)} terminated instance(s) still registered in {self.target_group_name}"
-                f" after {group_name} was removed ({', '.join(leftovers)}): moto keeps them registered as"
-                " healthy, AWS deregisters them itself",
-            )
-        return leftovers
 
     # --- status and destroy -------------------------------------------------------------------
 
