@@ -22,7 +22,9 @@ from deploy.aws.loadbalancers import (
     ClassicLoadBalancer,
     actions_match,
     listener_matches,
+    load_balancer_for,
 )
+from deploy.aws.loadbalancers.listeners import certificate_names, wanted_listeners
 from deploy.config import ConfigError, load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -270,8 +272,9 @@ def assert_nothing_created() -> None:
 
 def test_a_certificate_missing_from_acm_fails_before_anything_is_created(cloud, tmp_path):
     missing = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
-    with pytest.raises(DeployError, match="is not a certificate in ACM of us-east-1"):
+    with pytest.raises(DeployError, match="is not a certificate in ACM of us-east-1") as caught:
         setup(tmp_path, "tls", f"CERTIFICATE_ARN={missing}\n")
+    assert "fix it in env/staging.env" in str(caught.value)
     assert_nothing_created()
 
 
@@ -323,7 +326,7 @@ def test_switching_the_kind_of_an_environment_is_refused_before_anything_changes
         run_setup(switched)
 
     message = str(caught.value)
-    assert f"already has a {before} load balancer ({old_name}), but LOAD_BALANCER={after}" in message
+    assert f"already has a {before} load balancer ({old_name}), but LOAD_BALANCER={after} (env/staging.env)" in message
     assert f"keep LOAD_BALANCER={before}" in message
     assert "inv destroy --env staging" in message and "inv setup --env staging" in message
     assert client("ec2").describe_security_groups()["SecurityGroups"] == groups_before  # the 22 rule is still there
@@ -515,7 +518,61 @@ def test_the_kind_is_chosen_by_the_configuration(cloud, tmp_path):
     assert isinstance(make_environment(tmp_path / "c", "LOAD_BALANCER=classic\n").load_balancer, ClassicLoadBalancer)
 
 
+def test_a_load_balancer_is_handed_its_settings_and_where_to_say_things(cloud, tmp_path):
+    """The configuration given to load_balancer_for counts, not the one the clients were made with."""
+    arn = import_certificate("shop.example.org")
+    environment = make_environment(tmp_path / "clients")  # application, no certificate
+    config = load_config(
+        "staging",
+        folder=write_env_folder(
+            tmp_path / "given", {"staging.env": f"DOMAIN=example.com\nCERTIFICATE_ARN={arn}\nPOLL_SECONDS=7\n"}
+        ),
+        environ={},
+    )
+    said: list[str] = []
+
+    balancer = load_balancer_for(environment.aws, environment.names, config, said.append)
+    balancer.preflight(
+        client("ec2").describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    )
+
+    assert isinstance(balancer, ApplicationLoadBalancer)
+    assert balancer.ingress_ports() == [80, 443]
+    assert balancer.settings.poll_seconds == 7
+    assert said == [f"  warning: certificate {arn} does not name staging.example.com (shop.example.org)"]
+    assert "warning" not in output(environment)  # not the clients' run log
+    reconfigured = load_config(
+        "staging", folder=tmp_path / "given", environ={"LOAD_BALANCER": "classic", "CERTIFICATE_ARN": ""}
+    )
+    classic = load_balancer_for(environment.aws, environment.names, reconfigured, said.append)
+    assert isinstance(classic, ClassicLoadBalancer)
+    assert [other.kind for other in classic.others] == ["application"]
+
+
 # --- pure comparisons of listeners ---------------------------------------------------------------
+
+
+def test_the_listeners_wanted_put_https_first_when_there_is_a_certificate():
+    [(port, http, what)] = wanted_listeners(TG_ARN, "tg-webapp-staging", None)
+    assert (port, http["Protocol"], what) == (80, "HTTP", "HTTP listener 80 → tg-webapp-staging")
+    assert http["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": TG_ARN}]
+    https, redirect = wanted_listeners(TG_ARN, "tg-webapp-staging", "cert-a")
+    assert (https[0], https[1]["Certificates"], https[1]["SslPolicy"]) == (
+        443,
+        [{"CertificateArn": "cert-a"}],
+        TLS_POLICY,
+    )
+    assert (redirect[0], redirect[1]["DefaultActions"][0]["Type"]) == (80, "redirect")
+
+
+def test_a_wildcard_certificate_names_one_label_only():
+    wildcard = {"DomainName": "*.example.com", "SubjectAlternativeNames": ["*.example.com"]}
+    assert certificate_names(wildcard, "Staging.example.com")
+    assert not certificate_names(wildcard, "a.staging.example.com")
+    assert not certificate_names(wildcard, "example.com")
+    assert certificate_names(
+        {"DomainName": "shop.example.org", "SubjectAlternativeNames": ["example.com"]}, "example.com"
+    )
 
 
 def test_a_forward_action_as_aws_describes_it_matches():
