@@ -45,7 +45,7 @@ class Environment:
 
     @cached_property
     def load_balancer(self) -> LoadBalancer:
-        return load_balancer_for(self.aws, self.names)
+        return load_balancer_for(self.aws, self.names, self.config, self.say)
 
     @cached_property
     def state(self) -> State:

@@ -121,7 +121,6 @@ def delete_group(
             return False, f"waiting: {name} is being deleted (its instances terminate)"
 
         _wait(environment, timeout_s, gone, f"Deleting group {name}", stop, show=True)
-    environment.load_balancer.after_group_removed(name)
 
 
 def retire_all(environment: Environment, names: list[str]) -> None:

@@ -4,10 +4,12 @@ Tests never write into the repository's own env/ or deploy/ folders: `env_dir` p
 DEPLOY_WORK_DIR at temporary folders, for in-process code and (through os.environ) for `run_inv`.
 
 Helpers are plain functions, imported by the test modules: `from conftest import free_port, run_inv`.
-In-process tests run on moto's mock_aws through the `cloud` fixture. Images and groups are made directly in a
-cloud (either kind) by `make_image` and `legacy_group`. The end-to-end modules share the last section: a view
-of one environment on the moto server (`ServerView`), an environment in folders of its own (`ServerSite`),
-and background threads that watch or disturb a run.
+In-process tests run on moto's mock_aws through the `cloud` fixture, with the embedded cloud's fixes of moto
+(deploy/localcloud/fixes.py) applied once, at the import of this module: `patch_moto()` runs wherever moto runs
+for the tool, in the embedded cloud's server process and here, so in-process moto behaves as the server does.
+Images and groups are made directly in a cloud (either kind) by `make_image` and `legacy_group`. The end-to-end
+modules share the last section: a view of one environment on the moto server (`ServerView`), an environment
+in folders of its own (`ServerSite`), and background threads that watch or disturb a run.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from typing import Any, Self
 
 import pytest
 from botocore.exceptions import ClientError
+
+from deploy.localcloud.fixes import patch_moto
+
+patch_moto()  # moto as the embedded cloud's server runs it (see the module docstring); idempotent
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -447,10 +453,10 @@ class ServerView:
             return None
         return found[0] if found else None
 
-    def add_legacy_group(self, image_id: str, serving: dict[str, Any], protected: bool = False) -> tuple[str, str]:
-        """A group of the original scripts with IMAGE_ID behind elb-STACK, beside the SERVING group; see
+    def add_legacy_group(self, image_id: str, protected: bool = False) -> tuple[str, str]:
+        """A group of the original scripts with IMAGE_ID behind elb-STACK, beside the serving group; see
         legacy_group. (group, configuration)."""
-        names = legacy_group(
+        return legacy_group(
             self.client("autoscaling"),
             self.client("ec2"),
             self.stack,
@@ -458,11 +464,6 @@ class ServerView:
             image_id,
             protected=protected,
         )
-        # moto dropped the serving group's instances from the load balancer; AWS keeps them: put them back.
-        self.client("elb").register_instances_with_load_balancer(
-            LoadBalancerName=f"elb-{self.stack}", Instances=[{"InstanceId": i} for i in instance_ids(serving)]
-        )
-        return names
 
 
 @dataclass

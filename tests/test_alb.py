@@ -1,6 +1,6 @@
 """The Application Load Balancer kind, in-process against moto's mock_aws: `inv setup` resource by resource
 (idempotent, drift converged, HTTPS with a certificate), a refused switch of kind, the group lifecycle
-behind the target group with moto's leftover registrations, and the status/destroy methods of both kinds.
+behind the target group, and the status/destroy methods of both kinds.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from deploy.aws.loadbalancers import (
     ClassicLoadBalancer,
     actions_match,
     listener_matches,
+    load_balancer_for,
 )
+from deploy.aws.loadbalancers.listeners import certificate_names, wanted_listeners
 from deploy.config import ConfigError, load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -270,8 +272,9 @@ def assert_nothing_created() -> None:
 
 def test_a_certificate_missing_from_acm_fails_before_anything_is_created(cloud, tmp_path):
     missing = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
-    with pytest.raises(DeployError, match="is not a certificate in ACM of us-east-1"):
+    with pytest.raises(DeployError, match="is not a certificate in ACM of us-east-1") as caught:
         setup(tmp_path, "tls", f"CERTIFICATE_ARN={missing}\n")
+    assert "fix it in env/staging.env" in str(caught.value)
     assert_nothing_created()
 
 
@@ -323,7 +326,7 @@ def test_switching_the_kind_of_an_environment_is_refused_before_anything_changes
         run_setup(switched)
 
     message = str(caught.value)
-    assert f"already has a {before} load balancer ({old_name}), but LOAD_BALANCER={after}" in message
+    assert f"already has a {before} load balancer ({old_name}), but LOAD_BALANCER={after} (env/staging.env)" in message
     assert f"keep LOAD_BALANCER={before}" in message
     assert "inv destroy --env staging" in message and "inv setup --env staging" in message
     assert client("ec2").describe_security_groups()["SecurityGroups"] == groups_before  # the 22 rule is still there
@@ -416,7 +419,7 @@ def test_two_groups_serve_side_by_side_and_a_detached_one_drains_out(cloud, tmp_
     assert not balancer.group_detached("asg-old")
 
     balancer.detach_group("asg-old")
-    balancer.detach_group("asg-old")  # already detached: nothing happens (moto would raise InvalidTarget)
+    balancer.detach_group("asg-old")  # already detached: nothing happens
 
     assert balancer.group_detached("asg-old")
     assert balancer.serving_states(old) == dict.fromkeys(old, "unused")
@@ -431,29 +434,10 @@ def test_a_stopped_instance_is_not_in_service(cloud, tmp_path):
     assert environment.load_balancer.serving_states(ids) == {ids[0]: "unused", ids[1]: IN_SERVICE}
 
 
-def test_after_group_removed_deregisters_what_moto_leaves_registered(cloud, tmp_path):
-    environment, _ = setup(tmp_path, "setup")
-    balancer = environment.load_balancer
-    serving = make_group(environment, "asg-serving")
-    gone = make_group(environment, "asg-gone")
-    autoscaling = client("autoscaling")
-    # Deleted while still attached (an interrupted run, a hand-made change): AWS deregisters the instances.
-    autoscaling.delete_auto_scaling_group(AutoScalingGroupName="asg-gone", ForceDelete=True)
-    # moto divergence this hook works around: terminated, yet registered and "healthy".
-    assert balancer.serving_states(gone) == dict.fromkeys(gone, IN_SERVICE)
-
-    assert balancer.after_group_removed("asg-gone") == gone
-
-    assert balancer.serving_states() == dict.fromkeys(serving, IN_SERVICE)
-    assert "deregistered 2 terminated instance(s) still registered in tg-webapp-staging" in output(environment)
-    assert balancer.after_group_removed("asg-gone") == []  # nothing left: a no-op, as on AWS
-
-
-def test_a_classic_load_balancer_needs_no_cleanup_after_a_group(cloud, tmp_path):
+def test_a_classic_load_balancer_attaches_groups_by_name(cloud, tmp_path):
     environment, _ = setup(tmp_path, "setup", "LOAD_BALANCER=classic\n")
     assert isinstance(environment.load_balancer, ClassicLoadBalancer)
     assert environment.load_balancer.group_attachment() == {"LoadBalancerNames": ["elb-webapp-staging"]}
-    assert environment.load_balancer.after_group_removed("asg-anything") == []
 
 
 # --- status and destroy --------------------------------------------------------------------------
@@ -534,7 +518,61 @@ def test_the_kind_is_chosen_by_the_configuration(cloud, tmp_path):
     assert isinstance(make_environment(tmp_path / "c", "LOAD_BALANCER=classic\n").load_balancer, ClassicLoadBalancer)
 
 
+def test_a_load_balancer_is_handed_its_settings_and_where_to_say_things(cloud, tmp_path):
+    """The configuration given to load_balancer_for counts, not the one the clients were made with."""
+    arn = import_certificate("shop.example.org")
+    environment = make_environment(tmp_path / "clients")  # application, no certificate
+    config = load_config(
+        "staging",
+        folder=write_env_folder(
+            tmp_path / "given", {"staging.env": f"DOMAIN=example.com\nCERTIFICATE_ARN={arn}\nPOLL_SECONDS=7\n"}
+        ),
+        environ={},
+    )
+    said: list[str] = []
+
+    balancer = load_balancer_for(environment.aws, environment.names, config, said.append)
+    balancer.preflight(
+        client("ec2").describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    )
+
+    assert isinstance(balancer, ApplicationLoadBalancer)
+    assert balancer.ingress_ports() == [80, 443]
+    assert balancer.settings.poll_seconds == 7
+    assert said == [f"  warning: certificate {arn} does not name staging.example.com (shop.example.org)"]
+    assert "warning" not in output(environment)  # not the clients' run log
+    reconfigured = load_config(
+        "staging", folder=tmp_path / "given", environ={"LOAD_BALANCER": "classic", "CERTIFICATE_ARN": ""}
+    )
+    classic = load_balancer_for(environment.aws, environment.names, reconfigured, said.append)
+    assert isinstance(classic, ClassicLoadBalancer)
+    assert [other.kind for other in classic.others] == ["application"]
+
+
 # --- pure comparisons of listeners ---------------------------------------------------------------
+
+
+def test_the_listeners_wanted_put_https_first_when_there_is_a_certificate():
+    [(port, http, what)] = wanted_listeners(TG_ARN, "tg-webapp-staging", None)
+    assert (port, http["Protocol"], what) == (80, "HTTP", "HTTP listener 80 → tg-webapp-staging")
+    assert http["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": TG_ARN}]
+    https, redirect = wanted_listeners(TG_ARN, "tg-webapp-staging", "cert-a")
+    assert (https[0], https[1]["Certificates"], https[1]["SslPolicy"]) == (
+        443,
+        [{"CertificateArn": "cert-a"}],
+        TLS_POLICY,
+    )
+    assert (redirect[0], redirect[1]["DefaultActions"][0]["Type"]) == (80, "redirect")
+
+
+def test_a_wildcard_certificate_names_one_label_only():
+    wildcard = {"DomainName": "*.example.com", "SubjectAlternativeNames": ["*.example.com"]}
+    assert certificate_names(wildcard, "Staging.example.com")
+    assert not certificate_names(wildcard, "a.staging.example.com")
+    assert not certificate_names(wildcard, "example.com")
+    assert certificate_names(
+        {"DomainName": "shop.example.org", "SubjectAlternativeNames": ["example.com"]}, "example.com"
+    )
 
 
 def test_a_forward_action_as_aws_describes_it_matches():

@@ -1,12 +1,8 @@
 """The deploy steps in-process against moto's mock_aws: launch, health wait, retirement, bake skipping.
 
-Environments are built directly (no open_environment), after `run_setup`. Waits run on a fake clock:
+Environments are built directly (no open_environment), after `run_setup`, on AWS settings: the tool runs as
+on AWS, against mock_aws with the embedded cloud's fixes of moto (conftest). Waits run on a fake clock:
 nothing in this module sleeps for real.
-
-moto's classic load balancer divergence (creating a group attached to it drops every other group's
-instances from it) is worked around by the tool only on an emulator endpoint. mock_aws only answers
-AWS's own endpoints, so `emulated=True` environments carry the embedded cloud's endpoint in their
-configuration (the tool then behaves as on the local cloud) while their clients talk to mock_aws.
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ from deploy.steps.launch_asg import launch_group
 from deploy.steps.setup import run_setup
 from deploy.steps.wait_health import wait_for_new_group
 
-EMULATOR = "http://127.0.0.1:5055"
 SOURCE_OF_INSTANCES = "ami-12345678"  # moto launches any id; only the images the tests make matter
 POLL = 5
 HEALTH_TIMEOUT = 30
@@ -95,9 +90,7 @@ def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION)
 
 
-def make_environment(
-    tmp_path: Path, env: str = "dev", extra: str = "", emulated: bool = True, **settings: str
-) -> Environment:
+def make_environment(tmp_path: Path, env: str = "dev", extra: str = "", **settings: str) -> Environment:
     """An environment on AWS settings (mock_aws), as test_setup builds them; see the module docstring."""
     values = {
         "DOMAIN": "example.com",
@@ -116,8 +109,6 @@ def make_environment(
     config = load_config(env, folder=folder, environ={})
     log = RunLog(env, root=tmp_path / "log", out=io.StringIO())
     aws = Aws(config, log)
-    if emulated:
-        config = dataclasses.replace(config, aws_endpoint_url=EMULATOR)
     if FAKE_TIME is not None:
         return Environment(config=config, log=log, aws=aws, clock=FAKE_TIME.clock, sleep=FAKE_TIME.sleep)
     return Environment(config=config, log=log, aws=aws)
@@ -336,7 +327,7 @@ def test_wait_removes_a_group_that_never_becomes_healthy_and_the_previous_keeps_
     old_template = f"lt-{old.removeprefix('asg-')}"
     new = launch_group(environment, image_id=new_image)
     new_template = f"lt-{new.removeprefix('asg-')}"
-    assert in_service("elb-webapp-dev", old_instances)  # re-registered after moto dropped them
+    assert in_service("elb-webapp-dev", old_instances)  # both groups serve side by side
     client("ec2").stop_instances(InstanceIds=instances_of(new))  # OutOfService at the load balancer
     waited_before = fake_time.now
     started = time.monotonic()

@@ -3,9 +3,9 @@ a deploy that never gets healthy (aborted) → rollback.
 
 Real CLI subprocesses (`inv …`) against the session's moto server, with the real Packer. During every
 deploy after the first, a watcher thread counts the instances the load balancer serves (classic:
-InService; application: `healthy` targets whose instance is running, as moto keeps terminated
-instances "healthy") and the test asserts zero downtime: the count never drops below the desired
-capacity of the serving group, and both groups serve side by side before the old one is retired.
+InService; application: `healthy` targets whose instance is running) and the test asserts zero downtime:
+the count never drops below the desired capacity of the serving group, and both groups serve side by side
+before the old one is retired.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Cloud(ServerView):
         healthy = [i for i, state in states.items() if state == "healthy"]
         if not healthy:
             return set()
-        # moto divergence: terminated instances can stay registered and "healthy"; they serve nothing.
+        # Belt and braces: a target serves only while its instance runs.
         reservations = self.client("ec2").describe_instances(InstanceIds=healthy)["Reservations"]
         return {i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] == "running"}
 

@@ -168,7 +168,7 @@ def test_image_id_skips_every_build_and_a_group_of_the_original_scripts_is_retir
     image_id = image_of(before)
     legacy_image = site.state()["primal"]["image_id"]
     autoscaling = site.client("autoscaling")
-    legacy, _ = site.add_legacy_group(legacy_image, before)
+    legacy, _ = site.add_legacy_group(legacy_image)
     outdated = site.deployment_image("webapp-e2e-carnivore-stale")
     outdated_snapshots = snapshots(site.image(outdated) or {})
 

@@ -332,7 +332,7 @@ def test_an_interrupt_during_wait_health_removes_the_new_group_and_the_old_one_k
 def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun_finishes(site):
     serving = site.serving()
     # One instance protected from scale-in: it outlives the scaling to 0 (as on AWS), so the retirement waits for it.
-    old_name, _ = site.add_legacy_group(image_of(serving), serving, protected=True)
+    old_name, _ = site.add_legacy_group(image_of(serving), protected=True)
     old_instances = instance_ids(site.groups()[old_name])
     assert len(old_instances) == 1
 

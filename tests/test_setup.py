@@ -117,7 +117,7 @@ def test_setup_creates_every_resource_with_its_attributes(cloud, tmp_path, work_
     assert record is not None
     assert record["AliasTarget"]["DNSName"].rstrip(".").lower() == lb["DNSName"].lower()
     assert record["AliasTarget"]["EvaluateTargetHealth"] is True
-    assert record["AliasTarget"]["HostedZoneId"] == "Z35SXDOTRQ7X7K"  # ELB's zone in us-east-1 (moto omits it)
+    assert record["AliasTarget"]["HostedZoneId"] == "Z35SXDOTRQ7X7K"  # ELB's zone in us-east-1
 
     key_file = work_dir / "deploy" / "keys" / "staging"
     assert key_file.is_file()

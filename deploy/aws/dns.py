@@ -115,9 +115,7 @@ def foreign_record(environment: Environment, records: list[dict[str, Any]]) -> s
     """
     host = environment.names.host
     # AWS names a load balancer's DNS NAME-<digits>.REGION.elb.amazonaws.com.
-    ours = re.compile(
-        rf"{re.escape(environment.load_balancer.name.lower())}(-\d+)?\.[a-z0-9-]+\.elb\.amazonaws\.com\.?"
-    )
+    ours = re.compile(rf"{re.escape(environment.load_balancer.name.lower())}-\d+\.[a-z0-9-]+\.elb\.amazonaws\.com\.?")
     for record in records:
         if record["Type"] not in ("A", "AAAA", "CNAME"):
             continue

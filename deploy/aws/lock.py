@@ -13,14 +13,13 @@ import getpass
 import json
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from deploy.aws.clients import error_code
+from deploy.aws.clients import or_none
 from deploy.errors import DeployError
 
 
@@ -95,7 +94,7 @@ def parameter_name(stack: str) -> str:
 class DeployLock:
     """The lock of one environment, as held (or not) by this process."""
 
-    def __init__(self, ssm: Any, stack: str, env: str, say=print) -> None:
+    def __init__(self, ssm: Any, stack: str, env: str, say: Callable[[str], None] = print) -> None:
         self.ssm = ssm
         self.name = parameter_name(stack)
         self.env = env
@@ -103,29 +102,22 @@ class DeployLock:
         self.mine: Holder | None = None
 
     def read(self) -> Holder | None:
-        try:
-            value = self.ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
-        except ClientError as error:
-            if error_code(error) == "ParameterNotFound":
-                return None
-            raise
-        return Holder.parse(value)
+        found = or_none(lambda: self.ssm.get_parameter(Name=self.name))
+        return Holder.parse(found["Parameter"]["Value"]) if found else None
 
     def _create(self, holder: Holder) -> bool:
-        try:
-            self.ssm.put_parameter(
+        # Overwrite=False: AWS lets exactly one creator win; every other gets ParameterAlreadyExists.
+        created = or_none(
+            lambda: self.ssm.put_parameter(
                 Name=self.name,
                 Value=json.dumps(asdict(holder)),
                 Type="String",
                 Overwrite=False,
                 Description=f"immutable-deploy lock of {self.env}",
-            )
-            return True
-        except ClientError as error:
-            # moto answers a malformed code for some SSM denials; AWS says ParameterAlreadyExists.
-            if error_code(error) == "ParameterAlreadyExists" or "already exists" in str(error):
-                return False
-            raise
+            ),
+            "ParameterAlreadyExists",
+        )
+        return created is not None
 
     def acquire(self, step: str) -> None:
         if self.mine is not None:
@@ -170,11 +162,7 @@ class DeployLock:
         self.mine = None
 
     def _delete(self) -> None:
-        try:
-            self.ssm.delete_parameter(Name=self.name)
-        except ClientError as error:
-            if error_code(error) != "ParameterNotFound":
-                raise
+        or_none(lambda: self.ssm.delete_parameter(Name=self.name))
 
     def force_unlock(self) -> Holder | None:
         """`inv unlock`: remove whatever lock there is, returning its holder."""

@@ -1,0 +1,377 @@
+"""An Application Load Balancer `alb-NAME` with one target group `tg-NAME`: groups attach to the target group,
+whose targets report healthy, unhealthy, initial, draining or unused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from deploy.aws.clients import Aws, collect, or_none
+from deploy.aws.loadbalancers.base import (
+    DRAINING_TIMEOUT_S,
+    IN_SERVICE,
+    Changes,
+    HealthCheck,
+    LoadBalancer,
+    LoadBalancerBase,
+    LoadBalancerSettings,
+    tags_of,
+    target_group_check_summary,
+)
+from deploy.aws.loadbalancers.listeners import certificate_names, listener_matches, listener_summary, wanted_listeners
+from deploy.errors import DeployError
+from deploy.naming import Names, tag_list
+
+
+class ApplicationLoadBalancer(LoadBalancerBase):
+    """An Application Load Balancer `alb-NAME` and its target group `tg-NAME`.
+
+    HTTP 80 forwards to the target group (or redirects to HTTPS 443 when CERTIFICATE_ARN is set);
+    the target group checks HTTP HEALTH_CHECK_PATH on port 80 and drains deregistered targets 300 s.
+    """
+
+    kind = "application"
+
+    def __init__(
+        self,
+        aws: Aws,
+        names: Names,
+        settings: LoadBalancerSettings,
+        say: Callable[[str], None],
+        others: Sequence[LoadBalancer] = (),
+    ) -> None:
+        super().__init__(aws, names, settings, say, others)
+        self.name = names.application_load_balancer
+        self.target_group_name = names.target_group
+        self._target_group_arn: str | None = None
+
+    @property
+    def elbv2(self) -> Any:
+        return self.aws.client("elbv2")
+
+    @property
+    def certificate_arn(self) -> str | None:
+        return self.settings.certificate_arn or None
+
+    # --- descriptions -------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any] | None:
+        found = or_none(lambda: self.elbv2.describe_load_balancers(Names=[self.name])["LoadBalancers"])
+        return found[0] if found else None
+
+    def describe_target_group(self) -> dict[str, Any] | None:
+        found = or_none(lambda: self.elbv2.describe_target_groups(Names=[self.target_group_name])["TargetGroups"])
+        return found[0] if found else None
+
+    def listeners(self, load_balancer_arn: str) -> dict[int, dict[str, Any]]:
+        found = collect(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=load_balancer_arn)
+        return {int(listener["Port"]): listener for listener in found}
+
+    def target_group_arn(self) -> str:
+        if self._target_group_arn is None:
+            found = self.describe_target_group()
+            if found is None:
+                self.refuse_kind_switch()
+                raise DeployError(
+                    f"Target group {self.target_group_name} does not exist: run `inv setup --env {self.names.env}`"
+                    " first."
+                )
+            self._target_group_arn = str(found["TargetGroupArn"])
+        return self._target_group_arn
+
+    # --- setup --------------------------------------------------------------------------------
+
+    def preflight(self, vpc_id: str) -> None:
+        self.refuse_kind_switch()
+        group = self.describe_target_group()
+        if group is not None and group.get("VpcId") != vpc_id:
+            raise DeployError(
+                f"Target group {self.target_group_name} is in VPC {group.get('VpcId')}, not in {vpc_id}: a target"
+                " group cannot move. Set VPC_ID back, or destroy the environment and set it up again."
+            )
+        if self.certificate_arn:
+            self._check_certificate(self.certificate_arn)
+
+    def _check_certificate(self, arn: str) -> None:
+        found = or_none(
+            lambda: self.aws.client("acm").describe_certificate(CertificateArn=arn),
+            "ResourceNotFoundException",
+            "ValidationException",
+        )
+        if found is None:
+            raise DeployError(
+                f"CERTIFICATE_ARN {arn} is not a certificate in ACM of {self.settings.region}: request or"
+                f" import it there, or fix it in {self.settings.certificate_source}."
+            )
+        certificate = found["Certificate"]
+        status = certificate.get("Status")
+        if status != "ISSUED":
+            raise DeployError(
+                f"CERTIFICATE_ARN {arn} is {status}: an HTTPS listener needs an issued certificate."
+                " Complete its validation in ACM, then run setup again."
+            )
+        if not certificate_names(certificate, self.names.host):
+            covered = sorted({certificate.get("DomainName", ""), *certificate.get("SubjectAlternativeNames", [])})
+            self.say(f"  warning: certificate {arn} does not name {self.names.host.lower()} ({', '.join(covered)})")
+
+    def ingress_ports(self) -> list[int]:
+        return [80, 443] if self.certificate_arn else [80]
+
+    def ensure(
+        self,
+        subnet_ids: list[str],
+        security_group_id: str,
+        health: HealthCheck,
+        dry_run: bool = False,
+        vpc_id: str | None = None,
+    ) -> list[str]:
+        """Create or converge the load balancer, its target group and listeners; return what changed."""
+        changes = Changes(dry_run)
+        vpc_id = vpc_id or self._vpc_of(subnet_ids)
+        current = self.describe()
+        if current is None:
+            created = changes.make(
+                f"created load balancer {self.name} (application, internet-facing)",
+                lambda: self.elbv2.create_load_balancer(
+                    Name=self.name,
+                    Subnets=subnet_ids,
+                    SecurityGroups=[security_group_id],
+                    Scheme="internet-facing",
+                    Type="application",
+                    IpAddressType="ipv4",
+                    Tags=tag_list(self.names.tags()),
+                ),
+            )
+            load_balancer_arn = created["LoadBalancers"][0]["LoadBalancerArn"] if created else None
+        else:
+            load_balancer_arn = current["LoadBalancerArn"]
+            subnets_now = {zone["SubnetId"] for zone in current.get("AvailabilityZones", [])}
+            missing_subnets = sorted(set(subnet_ids) - subnets_now)
+            if missing_subnets:
+                changes.make(
+                    f"attached {self.name} to subnets {', '.join(missing_subnets)}",
+                    lambda: self.elbv2.set_subnets(
+                        LoadBalancerArn=load_balancer_arn, Subnets=sorted(subnets_now | set(subnet_ids))
+                    ),
+                )
+            if current.get("SecurityGroups") != [security_group_id]:
+                changes.make(
+                    f"applied security group {security_group_id} to {self.name}",
+                    lambda: self.elbv2.set_security_groups(
+                        LoadBalancerArn=load_balancer_arn, SecurityGroups=[security_group_id]
+                    ),
+                )
+        target_group_arn = self._ensure_target_group(changes, vpc_id, health)
+        self._ensure_listeners(changes, load_balancer_arn, target_group_arn)
+        return list(changes)
+
+    def _vpc_of(self, subnet_ids: list[str]) -> str:
+        found = self.aws.ec2.describe_subnets(SubnetIds=subnet_ids[:1])["Subnets"]
+        return str(found[0]["VpcId"])
+
+    def _ensure_target_group(self, changes: Changes, vpc_id: str, health: HealthCheck) -> str | None:
+        desired = health.as_target_group()
+        group = self.describe_target_group()
+        if group is None:
+            created = changes.make(
+                f"created target group {self.target_group_name} (HTTP:80, health check HTTP {health.path} → 200)",
+                lambda: self.elbv2.create_target_group(
+                    Name=self.target_group_name,
+                    Protocol="HTTP",
+                    Port=80,
+                    VpcId=vpc_id,
+                    TargetType="instance",
+                    Tags=tag_list(self.names.tags()),
+                    **desired,
+                ),
+            )
+            if created is None:  # dry run (a new target group drains 300 s: AWS's default, checked below)
+                return None
+            group = created["TargetGroups"][0]
+        else:
+            if (group.get("Protocol"), group.get("Port"), group.get("TargetType", "instance")) != (
+                "HTTP",
+                80,
+                "instance",
+            ):
+                raise DeployError(
+                    f"Target group {self.target_group_name} is {group.get('Protocol')}:{group.get('Port')}"
+                    f" ({group.get('TargetType')} targets), not HTTP:80 to instances, and cannot be changed in place:"
+                    " delete it (or destroy the environment) and run setup again."
+                )
+            if any(group.get(key) != value for key, value in desired.items()):
+                changes.make(
+                    f"set the health check of {self.target_group_name} to HTTP {health.path} every"
+                    f" {health.interval}s, timeout {health.timeout}s, thresholds {health.healthy}/{health.unhealthy}",
+                    lambda: self.elbv2.modify_target_group(TargetGroupArn=group["TargetGroupArn"], **desired),
+                )
+        arn = str(group["TargetGroupArn"])
+        self._target_group_arn = arn
+        attributes = {
+            a["Key"]: a["Value"] for a in self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+        }
+        if attributes.get("deregistration_delay.timeout_seconds") != str(DRAINING_TIMEOUT_S):
+            changes.make(
+                f"set the deregistration delay of {self.target_group_name} to {DRAINING_TIMEOUT_S}s",
+                lambda: self.elbv2.modify_target_group_attributes(
+                    TargetGroupArn=arn,
+                    Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(DRAINING_TIMEOUT_S)}],
+                ),
+            )
+        return arn
+
+    def _ensure_listeners(self, changes: Changes, load_balancer_arn: str | None, target_group_arn: str | None) -> None:
+        """The listeners wanted_listeners says, then no HTTPS listener without a certificate.
+
+        The order never sends traffic nowhere: 443 exists before 80 redirects to it, and 80 forwards
+        again before 443 is removed. (ARNs are None in a dry run when their resource is still to be made.)
+        """
+        current = self.listeners(load_balancer_arn) if load_balancer_arn else {}
+        forward_to = target_group_arn or f"(new {self.target_group_name})"
+        for port, desired, what in wanted_listeners(forward_to, self.target_group_name, self.certificate_arn):
+            self._converge_listener(changes, load_balancer_arn, current.get(port), desired, what)
+        if not self.certificate_arn and 443 in current:
+            changes.make(
+                f"removed the HTTPS listener 443 of {self.name} (CERTIFICATE_ARN is empty)",
+                lambda: self.elbv2.delete_listener(ListenerArn=current[443]["ListenerArn"]),
+            )
+
+    def _converge_listener(
+        self,
+        changes: Changes,
+        load_balancer_arn: str | None,
+        current: dict[str, Any] | None,
+        desired: dict[str, Any],
+        what: str,
+    ) -> None:
+        if current is None:
+            changes.make(
+                f"created {what} on {self.name}",
+                lambda: self.elbv2.create_listener(LoadBalancerArn=load_balancer_arn, **desired),
+            )
+        elif not listener_matches(current, desired):
+            changes.make(
+                f"set {what} on {self.name}",
+                lambda: self.elbv2.modify_listener(ListenerArn=current["ListenerArn"], **desired),
+            )
+
+    def require(self) -> dict[str, Any]:
+        found = super().require()
+        self.target_group_arn()  # and its target group
+        return found
+
+    def dns_target(self) -> tuple[str, str]:
+        found = self.require()
+        return found["DNSName"], found["CanonicalHostedZoneId"]
+
+    # --- deploy -------------------------------------------------------------------------------
+
+    def group_attachment(self) -> dict[str, Any]:
+        return {"TargetGroupARNs": [self.target_group_arn()]}
+
+    def target_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
+        """Target health state (healthy, unhealthy, initial, draining, unused, ...) of the given or all targets."""
+        params: dict[str, Any] = {"TargetGroupArn": self.target_group_arn()}
+        if instance_ids is not None:
+            if not instance_ids:
+                return {}
+            params["Targets"] = [{"Id": i} for i in instance_ids]
+        found = or_none(lambda: self.elbv2.describe_target_health(**params), "InvalidTarget")
+        if found is None:  # an instance that no longer exists
+            return {i: "unused" for i in instance_ids or []}
+        return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in found["TargetHealthDescriptions"]}
+
+    def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
+        """As target_states, with `healthy` reported as IN_SERVICE (the steps count serving instances by it)."""
+        return {i: IN_SERVICE if state == "healthy" else state for i, state in self.target_states(instance_ids).items()}
+
+    def _attachment_states(self, group_name: str) -> list[str]:
+        found = self.aws.autoscaling.describe_load_balancer_target_groups(AutoScalingGroupName=group_name)
+        arn = self.target_group_arn()
+        return [g.get("State", "") for g in found["LoadBalancerTargetGroups"] if g["LoadBalancerTargetGroupARN"] == arn]
+
+    def _group_instances(self, group_name: str) -> list[str]:
+        found = self.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
+        return [i["InstanceId"] for g in found["AutoScalingGroups"] for i in g.get("Instances", [])]
+
+    def detach_group(self, group_name: str) -> None:
+        """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most)."""
+        if not any(state not in ("Removing", "Removed") for state in self._attachment_states(group_name)):
+            return  # not attached, or already being detached: nothing to do
+        self.aws.autoscaling.detach_load_balancer_target_groups(
+            AutoScalingGroupName=group_name, TargetGroupARNs=[self.target_group_arn()]
+        )
+
+    def group_detached(self, group_name: str) -> bool:
+        if any(state != "Removed" for state in self._attachment_states(group_name)):
+            return False
+        instance_ids = self._group_instances(group_name)
+        return all(state == "unused" for state in self.target_states(instance_ids).values())
+
+    # --- status and destroy -------------------------------------------------------------------
+
+    def describe_summary(self) -> dict[str, Any]:
+        """For status, dry runs and destroy: kind, name, exists and target_group (None when absent; else name,
+        arn, deregistration_delay_seconds, targets); when the load balancer exists also dns_name, state,
+        health_check (of the target group), listeners ({port, protocol, action[, certificate, ssl_policy]}),
+        security_groups, subnets, tags."""
+        found = self.describe()
+        group = self.describe_target_group()
+        summary: dict[str, Any] = {
+            "kind": self.kind,
+            "name": self.name,
+            "exists": found is not None,
+            "target_group": None,
+        }
+        if group is not None:
+            arn = str(group["TargetGroupArn"])
+            self._target_group_arn = arn
+            attributes = {
+                a["Key"]: a["Value"]
+                for a in self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+            }
+            summary["target_group"] = {
+                "name": self.target_group_name,
+                "arn": arn,
+                "deregistration_delay_seconds": int(attributes.get("deregistration_delay.timeout_seconds", 0)),
+                "targets": self.target_states(),
+            }
+            summary["health_check"] = target_group_check_summary(group)
+        if found is None:
+            return summary
+        summary.update(
+            dns_name=found.get("DNSName"),
+            state=(found.get("State") or {}).get("Code"),
+            listeners=[
+                listener_summary(port, listener, self.target_group_name)
+                for port, listener in sorted(self.listeners(found["LoadBalancerArn"]).items())
+            ],
+            security_groups=found.get("SecurityGroups", []),
+            subnets=sorted(zone["SubnetId"] for zone in found.get("AvailabilityZones", [])),
+            tags=tags_of(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"]),
+        )
+        return summary
+
+    def delete(self) -> list[str]:
+        """Listeners, then the target group (no longer referenced), then the load balancer; wait until it is gone."""
+        changes: list[str] = []
+        found = self.describe()
+        if found is not None:
+            for port, listener in sorted(self.listeners(found["LoadBalancerArn"]).items()):
+                self.elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
+                changes.append(f"deleted listener {listener['Protocol']} {port} of {self.name}")
+        group = self.describe_target_group()
+        if group is not None:
+            self.elbv2.delete_target_group(TargetGroupArn=group["TargetGroupArn"])
+            self._target_group_arn = None
+            changes.append(f"deleted target group {self.target_group_name}")
+        if found is not None:
+            self.elbv2.delete_load_balancer(LoadBalancerArn=found["LoadBalancerArn"])
+            poll = self.settings.poll_seconds
+            # Bounded: its network interfaces are released within minutes (the security group waits on them).
+            self.elbv2.get_waiter("load_balancers_deleted").wait(
+                LoadBalancerArns=[found["LoadBalancerArn"]],
+                WaiterConfig={"Delay": poll, "MaxAttempts": max(1, 600 // poll)},
+            )
+            changes.append(f"deleted load balancer {self.name}")
+        return changes

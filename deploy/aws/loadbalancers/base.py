@@ -1,0 +1,276 @@
+"""What both kinds of load balancer share: the `LoadBalancer` interface, the health check, change lines,
+the settings a load balancer is given, the guard against a switch of kind, and the summary helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from deploy.aws.clients import Aws
+from deploy.errors import DeployError
+from deploy.naming import Names
+
+DRAINING_TIMEOUT_S = 300
+IN_SERVICE = "InService"  # what serving_states reports for an instance that receives traffic, whatever the kind
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The original scripts' check: HTTP on port 80, every 30 s, 4 s timeout, 2 failures / 2 successes."""
+
+    path: str
+    interval: int = 30
+    timeout: int = 4
+    unhealthy: int = 2
+    healthy: int = 2
+
+    def as_classic(self) -> dict[str, Any]:
+        return {
+            "Target": f"HTTP:80{self.path}",
+            "Interval": self.interval,
+            "Timeout": self.timeout,
+            "UnhealthyThreshold": self.unhealthy,
+            "HealthyThreshold": self.healthy,
+        }
+
+    def as_target_group(self) -> dict[str, Any]:
+        """The same check for a target group (the traffic port is 80), healthy on HTTP 200 only."""
+        return {
+            "HealthCheckProtocol": "HTTP",
+            "HealthCheckPort": "traffic-port",
+            "HealthCheckPath": self.path,
+            "HealthCheckEnabled": True,
+            "HealthCheckIntervalSeconds": self.interval,
+            "HealthCheckTimeoutSeconds": self.timeout,
+            "HealthyThresholdCount": self.healthy,
+            "UnhealthyThresholdCount": self.unhealthy,
+            "Matcher": {"HttpCode": "200"},
+        }
+
+
+def health_check_differs(current: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
+    return current is None or any(current.get(key) != value for key, value in desired.items())
+
+
+def draining_differs(attributes: dict[str, Any]) -> bool:
+    draining = attributes.get("ConnectionDraining", {})
+    return not draining.get("Enabled") or draining.get("Timeout") != DRAINING_TIMEOUT_S
+
+
+VERBS = {
+    "created": "create",
+    "set": "set",
+    "attached": "attach",
+    "applied": "apply",
+    "enabled": "enable",
+    "removed": "remove",
+}
+
+
+class Changes(list[str]):
+    """The change lines of one ensure; in a dry run the calls are skipped and each line says "would …"."""
+
+    def __init__(self, dry_run: bool) -> None:
+        super().__init__()
+        self.dry_run = dry_run
+
+    def make(self, done: str, call: Callable[[], Any] | None = None) -> Any:
+        """Run CALL and record DONE (past tense: "created X"); a dry run records "would create X" instead."""
+        if self.dry_run or call is None:
+            verb, _, rest = done.partition(" ")
+            self.append(f"would {VERBS.get(verb, verb)} {rest}")
+            return None
+        result = call()
+        self.append(done)
+        return result
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    """What a load balancer needs of the environment's configuration, handed to it explicitly."""
+
+    kind: str  # LOAD_BALANCER: the kind the environment wants
+    region: str  # AWS_REGION, for messages
+    poll_seconds: int  # POLL_SECONDS: between two polls of a bounded wait
+    certificate_arn: str | None = None  # CERTIFICATE_ARN: HTTPS on an application load balancer
+    kind_source: str = "its env file"  # where LOAD_BALANCER was set ("env/prod.env"), for messages
+    certificate_source: str = "its env file"  # where CERTIFICATE_ARN was set, for messages
+
+
+class LoadBalancer(Protocol):
+    """What the steps need of a load balancer, whatever its kind."""
+
+    kind: ClassVar[str]  # "classic" or "application", as LOAD_BALANCER says
+    name: str  # the load balancer's name: elb-NAME or alb-NAME
+
+    def preflight(self, vpc_id: str) -> None:
+        """Refuse, before setup creates anything, what it could only half do (a switch of kind, a bad certificate)."""
+        ...
+
+    def refuse_kind_switch(self) -> None:
+        """Raise DeployError when the environment already has a load balancer of the other kind."""
+        ...
+
+    def ingress_ports(self) -> list[int]:
+        """Ports the load balancer's security group opens to the world."""
+        ...
+
+    def ensure(
+        self,
+        subnet_ids: list[str],
+        security_group_id: str,
+        health: HealthCheck,
+        dry_run: bool = False,
+        vpc_id: str | None = None,
+    ) -> list[str]:
+        """Create or converge everything of the load balancer; return what changed (empty: nothing).
+
+        DRY_RUN: no write call; the same lines, each starting with "would" ("would create load balancer …").
+        """
+        ...
+
+    def exists(self) -> bool: ...
+
+    def require(self) -> dict[str, Any]:
+        """The load balancer's description; DeployError when setup has not run (or the kind was switched)."""
+        ...
+
+    def dns_target(self) -> tuple[str, str]:
+        """(DNS name, hosted zone id) for the Route 53 ALIAS record."""
+        ...
+
+    def group_attachment(self) -> dict[str, Any]:
+        """The CreateAutoScalingGroup parameters that put a group behind the load balancer."""
+        ...
+
+    def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
+        """State at the load balancer of the given (or all registered) instances; IN_SERVICE when serving."""
+        ...
+
+    def detach_group(self, group_name: str) -> None:
+        """Start taking a group out of service: the load balancer drains its instances."""
+        ...
+
+    def group_detached(self, group_name: str) -> bool:
+        """Whether the group is detached and none of its instances is still registered or draining."""
+        ...
+
+    def describe_summary(self) -> dict[str, Any]:
+        """For status, dry runs and destroy, always a dict: kind, name, exists; when it exists also dns_name,
+        health_check (target, protocol, port, path, interval, timeout, healthy_threshold, unhealthy_threshold),
+        listeners ([{port, protocol, action}]), security_groups, subnets, tags; an ALB adds target_group."""
+        ...
+
+    def delete(self) -> list[str]:
+        """Delete the load balancer (an ALB: listeners, then target group, then itself); return what was deleted,
+        one line each: empty (falsy) when there was nothing to delete."""
+        ...
+
+
+def kind_switch_refused(names: Names, settings: LoadBalancerSettings, found_kind: str, found_name: str) -> DeployError:
+    wanted, env = settings.kind, names.env
+    return DeployError(
+        f"{names.stack} already has a {found_kind} load balancer ({found_name}), but LOAD_BALANCER={wanted}"
+        f" ({settings.kind_source}). Switching the kind of an existing environment is refused, so that it is never"
+        f" left half one kind, half the other. Either keep LOAD_BALANCER={found_kind} for {env}, or rebuild the"
+        f" environment with the new kind: with LOAD_BALANCER={found_kind}, run `inv destroy --env {env}`; then set"
+        f" LOAD_BALANCER={wanted} and run `inv setup --env {env}` and `inv deploy --env {env}` (the site is"
+        ' down in between). See the README, section "Load balancer kinds".'
+    )
+
+
+class LoadBalancerBase:
+    """What both kinds do alike: whether the load balancer exists, the guard against a switch of kind, `require`.
+
+    OTHERS are the load balancers of the other kinds of the same environment (only asked whether they exist).
+    """
+
+    kind: ClassVar[str]
+    name: str
+
+    def __init__(
+        self,
+        aws: Aws,
+        names: Names,
+        settings: LoadBalancerSettings,
+        say: Callable[[str], None],
+        others: Sequence[LoadBalancer] = (),
+    ) -> None:
+        self.aws = aws
+        self.names = names
+        self.settings = settings
+        self.say = say
+        self.others = tuple(others)
+
+    def describe(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        return self.describe() is not None
+
+    def refuse_kind_switch(self) -> None:
+        for other in self.others:
+            if other.exists():
+                raise kind_switch_refused(self.names, self.settings, other.kind, other.name)
+
+    def require(self) -> dict[str, Any]:
+        self.refuse_kind_switch()
+        found = self.describe()
+        if found is None:
+            raise DeployError(
+                f"Load balancer {self.name} does not exist: run `inv setup --env {self.names.env}` first."
+            )
+        return found
+
+
+# --- summary helpers (status, dry runs, destroy) ----------------------------------------------------
+
+
+def summary_check(
+    protocol: str, port: Any, path: str, interval: Any, timeout: Any, healthy: Any, unhealthy: Any
+) -> dict[str, Any]:
+    return {
+        "target": f"{protocol}:{port}{path}",
+        "protocol": protocol,
+        "port": port,
+        "path": path,
+        "interval": interval,
+        "timeout": timeout,
+        "healthy_threshold": healthy,
+        "unhealthy_threshold": unhealthy,
+    }
+
+
+def classic_check_summary(check: dict[str, Any]) -> dict[str, Any]:
+    """summary_check of a classic load balancer's HealthCheck ({"Target": "HTTP:80/api/status/health", ...})."""
+    protocol, _, rest = str(check.get("Target", "")).partition(":")
+    port, slash, path = rest.partition("/")
+    return summary_check(
+        protocol,
+        int(port) if port.isdigit() else port,
+        slash + path,
+        check.get("Interval"),
+        check.get("Timeout"),
+        check.get("HealthyThreshold"),
+        check.get("UnhealthyThreshold"),
+    )
+
+
+def target_group_check_summary(group: dict[str, Any]) -> dict[str, Any]:
+    """summary_check of a target group's description, with the HTTP codes it counts as healthy."""
+    port = group.get("HealthCheckPort")
+    return summary_check(
+        str(group.get("HealthCheckProtocol", "")),
+        group.get("Port") if port in (None, "traffic-port") else port,
+        str(group.get("HealthCheckPath", "")),
+        group.get("HealthCheckIntervalSeconds"),
+        group.get("HealthCheckTimeoutSeconds"),
+        group.get("HealthyThresholdCount"),
+        group.get("UnhealthyThresholdCount"),
+    ) | {"success_codes": (group.get("Matcher") or {}).get("HttpCode")}
+
+
+def tags_of(descriptions: list[dict[str, Any]]) -> dict[str, str]:
+    """The tags of a DescribeTags answer (either API), as a dict."""
+    return {t["Key"]: t["Value"] for d in descriptions for t in d.get("Tags", [])}

@@ -1,0 +1,180 @@
+"""The classic load balancer `elb-NAME` of the original scripts (AWS's previous generation): groups attach by
+name, and it reports each instance InService or OutOfService."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from deploy.aws.clients import Aws, or_none
+from deploy.aws.loadbalancers.base import (
+    DRAINING_TIMEOUT_S,
+    Changes,
+    HealthCheck,
+    LoadBalancer,
+    LoadBalancerBase,
+    LoadBalancerSettings,
+    classic_check_summary,
+    draining_differs,
+    health_check_differs,
+    tags_of,
+)
+from deploy.naming import Names, tag_list
+
+LB_NOT_FOUND = ("LoadBalancerNotFound", "AccessPointNotFound")
+
+
+class ClassicLoadBalancer(LoadBalancerBase):
+    """A classic load balancer `elb-NAME`: HTTP 80 → 80, connection draining, HTTP health check."""
+
+    kind = "classic"
+
+    def __init__(
+        self,
+        aws: Aws,
+        names: Names,
+        settings: LoadBalancerSettings,
+        say: Callable[[str], None],
+        others: Sequence[LoadBalancer] = (),
+    ) -> None:
+        super().__init__(aws, names, settings, say, others)
+        self.name = names.load_balancer
+
+    def describe(self) -> dict[str, Any] | None:
+        found = or_none(lambda: self.aws.elb.describe_load_balancers(LoadBalancerNames=[self.name]))
+        return found["LoadBalancerDescriptions"][0] if found else None
+
+    def preflight(self, vpc_id: str) -> None:
+        self.refuse_kind_switch()
+
+    def ingress_ports(self) -> list[int]:
+        return [80]
+
+    def ensure(
+        self,
+        subnet_ids: list[str],
+        security_group_id: str,
+        health: HealthCheck,
+        dry_run: bool = False,
+        vpc_id: str | None = None,
+    ) -> list[str]:
+        """Create or converge the load balancer; return what changed (empty when nothing did)."""
+        elb = self.aws.elb
+        changes = Changes(dry_run)
+        current = self.describe()
+        if current is None:
+            changes.make(
+                f"created load balancer {self.name}",
+                lambda: elb.create_load_balancer(
+                    LoadBalancerName=self.name,
+                    Listeners=[
+                        {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}
+                    ],
+                    Subnets=subnet_ids,
+                    SecurityGroups=[security_group_id],
+                    Tags=tag_list(self.names.tags()),
+                ),
+            )
+            current = {} if dry_run else self.describe() or {}
+        else:
+            missing_subnets = sorted(set(subnet_ids) - set(current.get("Subnets", [])))
+            if missing_subnets:
+                changes.make(
+                    f"attached {self.name} to subnets {', '.join(missing_subnets)}",
+                    lambda: elb.attach_load_balancer_to_subnets(LoadBalancerName=self.name, Subnets=missing_subnets),
+                )
+            if security_group_id not in current.get("SecurityGroups", []):
+                changes.make(
+                    f"applied security group {security_group_id} to {self.name}",
+                    lambda: elb.apply_security_groups_to_load_balancer(
+                        LoadBalancerName=self.name, SecurityGroups=[security_group_id]
+                    ),
+                )
+        desired_check = health.as_classic()
+        if health_check_differs(current.get("HealthCheck"), desired_check):
+            changes.make(
+                f"set the health check of {self.name} to {desired_check['Target']}",
+                lambda: elb.configure_health_check(LoadBalancerName=self.name, HealthCheck=desired_check),
+            )
+        attributes = (
+            elb.describe_load_balancer_attributes(LoadBalancerName=self.name)["LoadBalancerAttributes"]
+            if current
+            else {}
+        )
+        if draining_differs(attributes) or not attributes.get("CrossZoneLoadBalancing", {}).get("Enabled"):
+            changes.make(
+                f"enabled connection draining ({DRAINING_TIMEOUT_S}s) on {self.name}",
+                lambda: elb.modify_load_balancer_attributes(
+                    LoadBalancerName=self.name,
+                    LoadBalancerAttributes={
+                        "ConnectionDraining": {"Enabled": True, "Timeout": DRAINING_TIMEOUT_S},
+                        "CrossZoneLoadBalancing": {"Enabled": True},
+                    },
+                ),
+            )
+        return list(changes)
+
+    def dns_target(self) -> tuple[str, str]:
+        found = self.require()
+        return found["DNSName"], found["CanonicalHostedZoneNameID"]
+
+    def group_attachment(self) -> dict[str, Any]:
+        return {"LoadBalancerNames": [self.name]}
+
+    def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
+        """State at the load balancer (InService, OutOfService, ...) of the given or all registered instances."""
+        params: dict[str, Any] = {"LoadBalancerName": self.name}
+        if instance_ids is not None:
+            if not instance_ids:
+                return {}
+            params["Instances"] = [{"InstanceId": i} for i in instance_ids]
+        found = or_none(lambda: self.aws.elb.describe_instance_health(**params), "InvalidInstance", *LB_NOT_FOUND)
+        if found is None:
+            self.require()  # the load balancer is gone: says why (setup not run, or the kind was switched)
+            return {i: "Unknown" for i in instance_ids or []}  # an instance that no longer exists
+        return {state["InstanceId"]: state["State"] for state in found["InstanceStates"]}
+
+    def detach_group(self, group_name: str) -> None:
+        """Detach the group: AWS deregisters its instances, which drain (connection draining, 300 s at most)."""
+        self.aws.autoscaling.detach_load_balancers(AutoScalingGroupName=group_name, LoadBalancerNames=[self.name])
+
+    def group_detached(self, group_name: str) -> bool:
+        found = self.aws.autoscaling.describe_load_balancers(AutoScalingGroupName=group_name)["LoadBalancers"]
+        return not any(lb["LoadBalancerName"] == self.name and lb.get("State") != "Removed" for lb in found)
+
+    def describe_summary(self) -> dict[str, Any]:
+        """For status, dry runs and destroy: kind, name, exists; when it exists also dns_name, health_check,
+        listeners ({port, protocol, action}), security_groups, subnets, tags, draining_seconds, instances."""
+        found = self.describe()
+        summary: dict[str, Any] = {"kind": self.kind, "name": self.name, "exists": found is not None}
+        if found is None:
+            return summary
+        attributes = self.aws.elb.describe_load_balancer_attributes(LoadBalancerName=self.name)[
+            "LoadBalancerAttributes"
+        ]
+        draining = attributes.get("ConnectionDraining", {})
+        tags = self.aws.elb.describe_tags(LoadBalancerNames=[self.name])["TagDescriptions"]
+        summary.update(
+            dns_name=found.get("DNSName"),
+            health_check=classic_check_summary(found.get("HealthCheck", {})),
+            listeners=[
+                {
+                    "port": d["Listener"]["LoadBalancerPort"],
+                    "protocol": d["Listener"]["Protocol"],
+                    "action": f"instances {d['Listener']['InstanceProtocol']}:{d['Listener']['InstancePort']}",
+                }
+                for d in found.get("ListenerDescriptions", [])
+            ],
+            security_groups=found.get("SecurityGroups", []),
+            subnets=sorted(found.get("Subnets", [])),
+            tags=tags_of(tags),
+            draining_seconds=draining.get("Timeout") if draining.get("Enabled") else 0,
+            instances=self.serving_states(),
+        )
+        return summary
+
+    def delete(self) -> list[str]:
+        if self.describe() is None:
+            return []
+        self.aws.elb.delete_load_balancer(LoadBalancerName=self.name)
+        return [f"deleted load balancer {self.name}"]
