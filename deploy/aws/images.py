@@ -8,7 +8,7 @@ from typing import Any
 from deploy.aws.clients import collect, or_none
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.naming import MANAGED_BY, tags_of
+from deploy.naming import MANAGED_BY, Names, tags_of
 
 PRIMAL = "primal"
 CARNIVORE = "carnivore"
@@ -76,6 +76,11 @@ def delete_image(environment: Environment, image_id: str, snapshots: list[str] |
         or_none(partial(ec2.delete_snapshot, SnapshotId=snapshot_id))
 
 
+def same_environment(tags: dict[str, str], names: Names) -> bool:
+    """Tagged by this tool as this environment's (another environment's template or instance is not)."""
+    return (tags.get("App"), tags.get("Env")) == (names.app, names.env)
+
+
 def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:
     """Of IMAGE_IDS, those another environment uses: in its launch templates or by its instances."""
     if not image_ids:
@@ -90,7 +95,7 @@ def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set
     )
     for template in templates:
         tags = tags_of(template)
-        if (tags.get("App"), tags.get("Env")) != (names.app, names.env) and tags.get("Image") in image_ids:
+        if not same_environment(tags, names) and tags.get("Image") in image_ids:
             used.add(tags["Image"])
     reservations = collect(
         environment.aws.ec2,
@@ -104,6 +109,6 @@ def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set
     for reservation in reservations:
         for instance in reservation["Instances"]:
             tags = tags_of(instance)
-            if (tags.get("App"), tags.get("Env")) != (names.app, names.env):
+            if not same_environment(tags, names):
                 used.add(instance["ImageId"])
     return used

@@ -24,7 +24,7 @@ from deploy.aws.groups import (
 from deploy.aws.images import environment_images
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.naming import tag_value
+from deploy.naming import tag_value, tags_of
 from deploy.plans.groups import serving_group
 
 VERSION = 1
@@ -96,7 +96,7 @@ def _counts(values: list[str]) -> dict[str, int]:
 
 def group_status(raw: dict[str, Any], lb_states: dict[str, str], serving: str | None, now: datetime) -> dict[str, Any]:
     """Pure: one group's entry of the status, from its description and the load balancer's instance states."""
-    tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
+    tags = tags_of(raw)
     template = raw.get("LaunchTemplate") or {}
     instances = [
         {

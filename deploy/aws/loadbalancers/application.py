@@ -3,19 +3,16 @@ whose targets report healthy, unhealthy, initial, draining or unused."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from deploy.aws.clients import Aws, collect, or_none
+from deploy.aws.clients import collect, or_none
 from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
     IN_SERVICE,
     Changes,
     HealthCheck,
-    LoadBalancer,
     LoadBalancerBase,
-    LoadBalancerSettings,
-    tags_of,
+    described_tags,
     target_group_check_summary,
 )
 from deploy.aws.loadbalancers.listeners import certificate_names, listener_matches, listener_summary, wanted_listeners
@@ -31,19 +28,15 @@ class ApplicationLoadBalancer(LoadBalancerBase):
     """
 
     kind = "application"
+    _target_group_arn: str | None = None  # read once, then remembered
 
-    def __init__(
-        self,
-        aws: Aws,
-        names: Names,
-        settings: LoadBalancerSettings,
-        say: Callable[[str], None],
-        others: Sequence[LoadBalancer] = (),
-    ) -> None:
-        super().__init__(aws, names, settings, say, others)
-        self.name = names.application_load_balancer
-        self.target_group_name = names.target_group
-        self._target_group_arn: str | None = None
+    @staticmethod
+    def name_for(names: Names) -> str:
+        return names.application_load_balancer
+
+    @property
+    def target_group_name(self) -> str:
+        return self.names.target_group
 
     @property
     def elbv2(self) -> Any:
@@ -348,7 +341,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             ],
             security_groups=found.get("SecurityGroups", []),
             subnets=sorted(zone["SubnetId"] for zone in found.get("AvailabilityZones", [])),
-            tags=tags_of(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"]),
+            tags=described_tags(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"]),
         )
         return summary
 

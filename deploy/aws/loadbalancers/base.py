@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Protocol
 
 from deploy.aws.clients import Aws
 from deploy.errors import DeployError
-from deploy.naming import Names
+from deploy.naming import Names, tags_of
 
 DRAINING_TIMEOUT_S = 300
 IN_SERVICE = "InService"  # what serving_states reports for an instance that receives traffic, whatever the kind
@@ -202,6 +202,12 @@ class LoadBalancerBase:
         self.settings = settings
         self.say = say
         self.others = tuple(others)
+        self.name = self.name_for(names)
+
+    @staticmethod
+    def name_for(names: Names) -> str:
+        """The load balancer's name in this environment (elb-NAME, alb-NAME)."""
+        raise NotImplementedError
 
     def describe(self) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -271,6 +277,6 @@ def target_group_check_summary(group: dict[str, Any]) -> dict[str, Any]:
     ) | {"success_codes": (group.get("Matcher") or {}).get("HttpCode")}
 
 
-def tags_of(descriptions: list[dict[str, Any]]) -> dict[str, str]:
+def described_tags(descriptions: list[dict[str, Any]]) -> dict[str, str]:
     """The tags of a DescribeTags answer (either API), as a dict."""
-    return {t["Key"]: t["Value"] for d in descriptions for t in d.get("Tags", [])}
+    return {key: value for description in descriptions for key, value in tags_of(description).items()}

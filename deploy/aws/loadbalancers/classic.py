@@ -3,21 +3,18 @@ name, and it reports each instance InService or OutOfService."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from deploy.aws.clients import Aws, or_none
+from deploy.aws.clients import or_none
 from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
     Changes,
     HealthCheck,
-    LoadBalancer,
     LoadBalancerBase,
-    LoadBalancerSettings,
     classic_check_summary,
+    described_tags,
     draining_differs,
     health_check_differs,
-    tags_of,
 )
 from deploy.naming import Names, tag_list
 
@@ -29,16 +26,9 @@ class ClassicLoadBalancer(LoadBalancerBase):
 
     kind = "classic"
 
-    def __init__(
-        self,
-        aws: Aws,
-        names: Names,
-        settings: LoadBalancerSettings,
-        say: Callable[[str], None],
-        others: Sequence[LoadBalancer] = (),
-    ) -> None:
-        super().__init__(aws, names, settings, say, others)
-        self.name = names.load_balancer
+    @staticmethod
+    def name_for(names: Names) -> str:
+        return names.load_balancer
 
     def describe(self) -> dict[str, Any] | None:
         found = or_none(lambda: self.aws.elb.describe_load_balancers(LoadBalancerNames=[self.name]))
@@ -167,7 +157,7 @@ class ClassicLoadBalancer(LoadBalancerBase):
             ],
             security_groups=found.get("SecurityGroups", []),
             subnets=sorted(found.get("Subnets", [])),
-            tags=tags_of(tags),
+            tags=described_tags(tags),
             draining_seconds=draining.get("Timeout") if draining.get("Enabled") else 0,
             instances=self.serving_states(),
         )
