@@ -8,6 +8,7 @@ a half-retired group, a pending group, images given with --image-id, RETAIN_IMAG
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from deploy.steps.deploy import deploy_plan, finish_deploy
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.rollback import rollback
+from deploy.steps.setup import run_setup
 from deploy.steps.wait_health import wait_for_new_group
 
 
@@ -222,3 +224,47 @@ def test_destroy_does_what_its_dry_run_says(cloud, tmp_path):
     done = run_destroy(environment, yes=True)
 
     assert done == listed
+
+
+PAST = {
+    "created": "create",
+    "set": "set",
+    "attached": "attach",
+    "applied": "apply",
+    "enabled": "enable",
+    "removed": "remove",
+    "allowed": "allow",
+    "revoked": "revoke",
+    "pointed": "point",
+    "generated": "generate",
+    "imported": "import",
+}
+
+
+def as_planned(line: str) -> str:
+    """A line setup printed once done, as its dry run says it: "would create …", ids of new things elided."""
+    head, colon, rest = line.partition(": ") if ": " in line.split(" ")[0] + " " else ("", "", line)
+    verb, _, tail = rest.partition(" ")
+    said = f"{head}{colon}would {PAST[verb]} {tail}"
+    said = re.sub(r" \((sg|lt|i)-[0-9a-f]+\)$", "", said)  # "created security group X (sg-…)"
+    said = re.sub(r"sg-[0-9a-f]+|\(new [^)]+\)", "SG", said)
+    return re.sub(r" at ((?:alb|elb)-[a-z0-9-]+?)-\d+\.\S+$", r" at \1", said)  # the alias names the load balancer
+
+
+def planned(line: str) -> str:
+    return re.sub(r"sg-[0-9a-f]+|\(new [^)]+\)", "SG", line)
+
+
+@pytest.mark.parametrize("kind", ["application", "classic"])
+@pytest.mark.parametrize("state", ["new account", "half set up"])
+def test_setup_does_what_its_dry_run_says(cloud, tmp_path, kind, state):
+    if state == "half set up":
+        run_setup(make_environment(tmp_path / "first", kind=kind))
+        ec2 = client("ec2")
+        [web] = ec2.describe_security_groups(GroupNames=["webapp-staging-web"])["SecurityGroups"]
+        ec2.revoke_security_group_ingress(GroupId=web["GroupId"], IpPermissions=web["IpPermissions"])
+    extra = "SSH_CIDR=203.0.113.7/32\n"
+    plan = run_setup(make_environment(tmp_path / "plan", kind=kind, dry_run=True, extra=extra), dry_run=True)
+    done = run_setup(make_environment(tmp_path / "run", kind=kind, extra=extra))
+    assert done, "nothing to compare"
+    assert [planned(line) for line in plan] == [as_planned(line) for line in done]
