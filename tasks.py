@@ -130,7 +130,8 @@ def deploy(
 
     keep = None if cleanup else True
     if dry_run:
-        run_step("deploy", env, lambda e: show(e, deploy_plan(e, image_id, primal_id, keep)), dry_run=True)
+        plan = lambda e: show(e, deploy_plan(e, image_id, primal_id, keep, timeout or None, keep_on_failure))  # noqa: E731
+        run_step("deploy", env, plan, dry_run=True)
         return
     run_step("finish", env, lambda e: finish_deploy(e, keep_images=keep), locking=True)
 

@@ -12,11 +12,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 from deploy.aws import dns, groups, images, network
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
+from deploy.plans.launch import plan_abort
+from deploy.state import PENDING
 
 RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
 GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate within minutes
@@ -25,13 +28,9 @@ MAX_PARALLEL_RETIREMENTS = 4
 SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
-class RetirementStopped(DeployError):
-    """An interrupted retirement, stopped at a safe point: `inv cleanup` finishes it."""
-
-
 def _checkpoint(stop: threading.Event | None, group: str, done: str) -> None:
     if stop is not None and stop.is_set():
-        raise RetirementStopped(f"{group}: stopped after {done}; re-run `inv cleanup` to finish.")
+        raise DeployError(f"{group}: stopped after {done}; re-run `inv cleanup` to finish.")
 
 
 def _wait(
@@ -98,6 +97,7 @@ def delete_group(
     detach: bool = True,
     timeout_s: float = GROUP_DELETE_TIMEOUT_S,
     stop: threading.Event | None = None,
+    again: str = "inv cleanup",
 ) -> None:
     """Delete the group, retrying while AWS says its last scaling activity still runs.
 
@@ -105,14 +105,14 @@ def delete_group(
     the load balancer drains it) unless the load balancer is gone already. Without FORCE the group must be
     empty (a retirement scaled it to 0): AWS deletes it at once.
     """
-    if force and detach:
+    if force and detach and not environment.load_balancer.group_detached(name):
         environment.load_balancer.detach_group(name)
 
     def deleted() -> tuple[bool, str]:
         refused = groups.request_group_deletion(environment, name, force)
         return refused is None, f"{name}: {refused}" if refused else ""
 
-    _wait(environment, timeout_s, deleted, f"Deleting {name}", stop)
+    _wait(environment, timeout_s, deleted, f"Deleting {name}", stop, again=again)
     if force:
 
         def gone() -> tuple[bool, str]:
@@ -120,7 +120,7 @@ def delete_group(
                 return True, ""
             return False, f"waiting: {name} is being deleted (its instances terminate)"
 
-        _wait(environment, timeout_s, gone, f"Deleting group {name}", stop, show=True)
+        _wait(environment, timeout_s, gone, f"Deleting group {name}", stop, show=True, again=again)
 
 
 def retire_all(environment: Environment, names: list[str]) -> None:
@@ -157,14 +157,17 @@ def _delete_security_group(environment: Environment, group_id: str, name: str) -
     )
 
 
-def carry_out(environment: Environment, actions: list[Action], progress: bool = False) -> list[str]:
+def carry_out(
+    environment: Environment, actions: list[Action], progress: bool = False, again: str = "inv cleanup"
+) -> list[str]:
     """Do the plan's changes in order; return their lines. A `refuse` stops it before anything is done.
 
-    Consecutive group retirements run in parallel (each drains for minutes). PROGRESS: say "[n/N] done: …".
+    Group retirements run first and in parallel (each drains for minutes). PROGRESS: say "[n/N] done: …".
+    AGAIN: the command that finishes the work if a wait runs out (`inv cleanup`, `inv destroy`).
     """
     refused = [a for a in actions if a.op == "refuse"]
     if refused:
-        raise DeployError(f"Not retiring anything: {refused[0].target}.")
+        raise DeployError(f"{refused[0].done()}.")
     changes = [a for a in actions if a.changes]
     done: list[str] = []
     retirements = [a.target for a in changes if a.op == "retire-group"]
@@ -172,7 +175,7 @@ def carry_out(environment: Environment, actions: list[Action], progress: bool = 
         retire_all(environment, retirements)
     for number, action in enumerate(changes, start=1):
         if action.op != "retire-group":
-            _do(environment, action)
+            _do(environment, action, again)
         if progress:
             environment.say(f"  [{number}/{len(changes)}] done: {action.line()}")
         elif action.op != "retire-group":  # a retirement says so itself, from its thread
@@ -181,14 +184,14 @@ def carry_out(environment: Environment, actions: list[Action], progress: bool = 
     return done
 
 
-def _do(environment: Environment, action: Action) -> None:
+def _do(environment: Environment, action: Action, again: str) -> None:
     op, target = action.op, action.target
     if op == "delete-group":
-        delete_group(environment, target, force=True, detach=action.get("detach") is not False)
+        delete_group(environment, target, force=True, detach=action.get("detach") is not False, again=again)
     elif op == "delete-launch-template":
         groups.delete_launch_template(environment, target)
     elif op == "delete-launch-configuration":
-        groups.delete_launch_configuration(environment, target)
+        groups.delete_launch_configuration(environment, target)  # gone already: nothing to do
     elif op == "delete-image":
         images.delete_image(environment, target, action.get("snapshots") or ())
     elif op == "delete-record":
@@ -203,3 +206,15 @@ def _do(environment: Environment, action: Action) -> None:
         Path(target).unlink(missing_ok=True)
     else:
         raise AssertionError(f"an action this executor does not know: {op}")
+
+
+def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
+    """Remove a new group that never became healthy (launch-asg recorded it as PENDING), and its launch template;
+    the serving group stays untouched. A promoted one is never removed (deploy/plans/launch.py `plan_abort`)."""
+    if not pending:
+        return
+    actions = plan_abort(pending, groups.describe_group(environment, pending["group"]))
+    if actions:
+        environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
+        carry_out(environment, actions)
+    environment.state.put(PENDING, None)

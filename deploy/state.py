@@ -14,8 +14,11 @@ from typing import Any
 
 from deploy.config import work_dir
 
+# Its entries (bake-primal and bake-carnivore also record their image under the role's name, primal/carnivore):
 PENDING = "pending"  # the group launch-asg started and wait-health has not promoted yet
 SERVING = "serving"  # the group wait-health promoted last
+STAGED = "staged"  # the folder copy-over staged and its digest
+PROTECTED = "protected_images"  # images given by hand (--image-id): never deleted
 
 
 class State:

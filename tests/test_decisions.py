@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.aws.groups import Group
 from deploy.naming import Names
 from deploy.plans.cleanup import images_to_delete
 from deploy.plans.groups import next_stamp, outdated_groups, serving_group
 from deploy.plans.health import assess
+from deploy.plans.model import Group
 from deploy.steps.copy_over import glob_base, matching_files, tree_digest
 from deploy.waiting import Waiter
 
@@ -196,3 +196,28 @@ def test_next_stamp_ignores_suffixes_that_are_not_stamps() -> None:
     now = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
     taken = ["asg-webapp-dev01-v2", "asg-webapp-dev01-99"]  # the old scripts' own suffixes
     assert next_stamp(now, taken, NAMES) == "20261126100000"
+
+
+def test_the_launch_reuses_only_an_unpromoted_leftover_of_the_same_image() -> None:
+    from deploy.naming import Names
+    from deploy.plans.launch import plan_launch
+
+    names = Names(app="webapp", env="dev", domain="example.com")
+    leftover = {"group": "asg-webapp-dev-1", "launch_template": "lt-webapp-dev-1", "image_id": "ami-1"}
+    raw = {"AutoScalingGroupName": "asg-webapp-dev-1", "Tags": []}
+    promoted = {**raw, "Tags": [{"Key": "Promoted", "Value": "2026-01-01T00:00:00Z"}]}
+
+    same = plan_launch(names, "20260101000002", "ami-1", leftover, raw)
+    assert (same.reused, same.group, same.remove_first) == (True, "asg-webapp-dev-1", ())
+
+    other = plan_launch(names, "20260101000002", "ami-2", leftover, raw)
+    assert (other.reused, other.group) == (False, "asg-webapp-dev-20260101000002")
+    assert [(a.op, a.target) for a in other.remove_first] == [
+        ("delete-group", "asg-webapp-dev-1"),
+        ("delete-launch-template", "lt-webapp-dev-1"),
+    ]
+    gone = plan_launch(names, "20260101000002", "ami-1", leftover, None)  # the group is gone: only its template
+    assert [(a.op, a.target) for a in gone.remove_first] == [("delete-launch-template", "lt-webapp-dev-1")]
+    # A leftover that was promoted (its run was killed right after) serves: never removed, never reused.
+    kept = plan_launch(names, "20260101000002", "ami-1", leftover, promoted)
+    assert (kept.reused, kept.remove_first) == (False, ())

@@ -31,11 +31,11 @@ from operator_env import (
 
 import tasks
 from deploy.aws.clients import is_read_operation
-from deploy.aws.groups import Group
 from deploy.chain import ChainExecutor
 from deploy.errors import DeployError
 from deploy.plans.actions import would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
+from deploy.plans.model import Group
 from deploy.steps.cleanup import cleanup_plan
 from deploy.steps.deploy import deploy_plan
 from deploy.steps.destroy import run_destroy

@@ -10,6 +10,8 @@ import stat
 import pytest
 from conftest import REPO, TEST_ENV, free_port, is_listening, local_env_text, run_inv
 
+from deploy.localcloud.process import SERVER_VERSION
+
 
 def test_setup_twice_against_the_local_cloud(env_dir, work_dir, cloud_client):
     with (env_dir / f"{TEST_ENV}.env").open("a", encoding="utf-8") as env_file:
@@ -80,7 +82,7 @@ def own_cloud_env(env_dir, work_dir):
     yield port, pid_file
     if pid_file.is_file():
         with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
 
 
 def test_local_cloud_starts_a_server_and_stops_it(own_cloud_env):
@@ -92,7 +94,8 @@ def test_local_cloud_starts_a_server_and_stops_it(own_cloud_env):
     assert f"embedded cloud listening at http://127.0.0.1:{port}" in started.stdout
     assert "embedded cloud started" in started.stdout
     assert pid_file.is_file()
-    pid = int(pid_file.read_text().strip())
+    pid, version = (int(part) for part in pid_file.read_text().split())
+    assert version == SERVER_VERSION
     os.kill(pid, 0)  # raises if the recorded process does not exist
     assert is_listening(port)
 
@@ -105,6 +108,24 @@ def test_local_cloud_starts_a_server_and_stops_it(own_cloud_env):
     again = run_inv("local-cloud", "--env", "own", "--stop")
     assert again.returncode == 0
     assert "no embedded cloud started by this tool" in again.stdout
+
+
+def test_a_server_an_older_version_of_the_tool_started_is_restarted(own_cloud_env):
+    """Such a server outlives tasks and runs the fixes of its day: it is replaced, never trusted."""
+    port, pid_file = own_cloud_env
+    started = run_inv("local-cloud", "--env", "own", env={"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"})
+    assert started.returncode == 0, started.stdout + started.stderr
+    old_pid, _ = (int(part) for part in pid_file.read_text().split())
+    pid_file.write_text(f"{old_pid}\n")  # as the tool wrote it before server versions were recorded
+
+    again = run_inv("local-cloud", "--env", "own", env={"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"})
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"stopped the embedded cloud at http://127.0.0.1:{port} (pid {old_pid})" in again.stdout
+    assert "an older version of the tool had started it" in again.stdout
+    new_pid, version = (int(part) for part in pid_file.read_text().split())
+    assert new_pid != old_pid and version == SERVER_VERSION
+    assert run_inv("local-cloud", "--env", "own", "--stop").returncode == 0
 
 
 def test_local_cloud_refuses_an_env_on_real_aws(env_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 MAX_LINES = 400
 # Imported when called, for start-up time (`inv --list` loads no AWS library), never to dodge a cycle.
-LAZY_IMPORTS = {("deploy.chain", "output_given")}
+LAZY_IMPORTS: set[tuple[str, str]] = set()
 # The one module that inspects AWS's error answers, and the one that turns the rest into messages.
 CLIENT_ERROR_HOMES = {"deploy.aws.clients", "deploy.cli"}
 

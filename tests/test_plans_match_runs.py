@@ -184,7 +184,7 @@ def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
     new_group = next(line for line in lines if line.startswith("wait-health:")).split("promote ")[1].split(";")[0]
     gone = vanished(before, account())
     planned = [line for line in _cleanup_part(lines) if line.startswith("would ")]
-    removed = {line.split()[3].rstrip(",") for line in lines if line.startswith("launch-asg: would remove")}
+    removed = {line.split()[4] for line in lines if line.startswith("launch-asg: would delete group")}
     assert removed == ({pending} if state == "pending leftover" else set())
     retired = {line.split()[3] for line in planned if line.startswith("would retire group")}
     assert retired | removed == gone["groups"]

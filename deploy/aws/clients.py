@@ -145,9 +145,12 @@ def error_code(error: BaseException) -> str:
 
 
 def is_not_found(error: BaseException) -> bool:
+    """AWS's answer that the thing asked for does not exist (so a read finds nothing, a delete has nothing to do)."""
     code = error_code(error)
-    if code == "ValidationError":  # Auto Scaling says "AutoScalingGroup name not found" this way
-        return "not found" in str(error).lower()
+    if code == "ValidationError":
+        # Auto Scaling alone says "AutoScalingGroup name not found - …" this way; elsewhere it is a real error.
+        operation = str(getattr(error, "operation_name", ""))
+        return operation.endswith("AutoScalingGroup") and "not found" in str(error).lower()
     return code in NOT_FOUND or code.endswith(("NotFound", "NotFoundException"))
 
 

@@ -102,6 +102,7 @@ def ensure_alias_record(
 
 
 def delete_record(environment: Environment, zone_id: str, record: dict[str, Any]) -> None:
+    """Delete exactly the record read before (Route 53 refuses if it changed since: InvalidChangeBatch)."""
     environment.aws.route53.change_resource_record_sets(
         HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]}
     )

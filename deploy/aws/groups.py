@@ -1,59 +1,22 @@
 """Auto Scaling groups, their launch templates and the original scripts' launch configurations.
 
-Reads return what the decisions (deploy/plans) need; writes are single AWS calls or bounded waits,
-used alike by launch, wait-health, cleanup and destroy.
+Reads return what the decisions (deploy/plans) need; writes are single AWS calls, used alike by launch,
+wait-health, cleanup and destroy (deploy/execute.py waits on them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from deploy.aws.clients import collect, or_none, refusal
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.naming import MANAGED_BY, tag_list, tags_of
+from deploy.naming import MANAGED_BY, tag_list
+from deploy.plans.model import DEPLOYED_TAG, PROMOTED_TAG, Group
 
 GRACE_PERIOD_S = 300
-PROMOTED_TAG = "Promoted"  # on a group, once it was healthy and took over
-DEPLOYED_TAG = "Deployed"  # on an image, each time a group of it was promoted
 DELETING = "Delete in progress"
-
-
-@dataclass(frozen=True)
-class Group:
-    """What the decisions need to know of one Auto Scaling group."""
-
-    name: str
-    desired: int = 0
-    instance_ids: tuple[str, ...] = ()
-    launch_template: str | None = None
-    launch_configuration: str | None = None
-    image_id: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    created: str = ""
-    status: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_aws(cls, raw: dict[str, Any]) -> Group:
-        template = raw.get("LaunchTemplate") or (raw.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get(
-            "LaunchTemplateSpecification"
-        )
-        tags = tags_of(raw)
-        return cls(
-            name=raw["AutoScalingGroupName"],
-            desired=int(raw.get("DesiredCapacity", 0)),
-            instance_ids=tuple(i["InstanceId"] for i in raw.get("Instances", [])),
-            launch_template=(template or {}).get("LaunchTemplateName"),
-            launch_configuration=raw.get("LaunchConfigurationName"),
-            image_id=tags.get("Image"),
-            tags=tags,
-            created=str(raw.get("CreatedTime", "")),
-            status=raw.get("Status"),
-            raw=raw,
-        )
 
 
 def environment_groups(environment: Environment) -> list[Group]:
@@ -164,7 +127,8 @@ def delete_launch_template(environment: Environment, name: str) -> bool:
 
 
 def delete_launch_configuration(environment: Environment, name: str) -> None:
-    environment.aws.autoscaling.delete_launch_configuration(LaunchConfigurationName=name)
+    """Delete it; nothing to do when it is gone already."""
+    or_none(lambda: environment.aws.autoscaling.delete_launch_configuration(LaunchConfigurationName=name))
 
 
 def scale_to_zero(environment: Environment, name: str) -> None:

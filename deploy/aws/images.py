@@ -64,10 +64,6 @@ def deployment_images(environment: Environment) -> list[dict[str, Any]]:
     return environment_images(environment, CARNIVORE)
 
 
-def snapshot_ids(image: dict[str, Any]) -> list[str]:
-    return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
-
-
 def delete_image(environment: Environment, image_id: str, snapshots: list[str] | tuple[str, ...]) -> None:
     """Deregister first: AWS refuses to delete the snapshot of a registered image. Either may be gone already."""
     ec2 = environment.aws.ec2

@@ -65,7 +65,7 @@ def _install(owner: type, name: str, make: Callable[[Any], Callable[..., Any]]) 
         return
     fixed = make(original)
     setattr(fixed, FIXED, True)
-    fixed.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(fixed, "__wrapped__", original)  # noqa: B010  # a plain function's attribute mypy does not know
     setattr(owner, name, fixed)
 
 

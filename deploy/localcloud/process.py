@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,6 +24,9 @@ from botocore.config import Config as BotoConfig
 from deploy.config import ROOT, work_dir
 from deploy.errors import DeployError
 
+# Raised whenever deploy/localcloud/fixes.py changes what the server does: a server this tool started before
+# (it outlives tasks) runs the fixes it was started with, and is restarted rather than trusted.
+SERVER_VERSION = 2
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -70,17 +74,19 @@ def _answers_like_aws(endpoint: Endpoint) -> bool:
         return False
 
 
-def start(url: str, state_dir: Path | None = None, say=print) -> Endpoint:
+def start(url: str, state_dir: Path | None = None, say: Callable[[str], None] = print) -> Endpoint:
     """Make sure a moto server answers at URL, starting one in the background when nothing listens there."""
     endpoint = Endpoint.parse(url)
     state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
+    if is_listening(endpoint) and _outdated(endpoint, state_dir):
+        say(f"embedded cloud: {stop(url, state_dir)} (an older version of the tool had started it)")
     if is_listening(endpoint):
         if not _answers_like_aws(endpoint):
             raise DeployError(
                 f"Something that is not a moto server listens on {endpoint.url}. Stop it, or point"
                 " AWS_ENDPOINT_URL in env/local.env at a free port."
             )
-        return endpoint
+        return endpoint  # this tool's, or one started by hand with `python -m deploy.motoserver`
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"moto-{endpoint.port}.log"
     with log_path.open("ab") as log:
@@ -92,7 +98,7 @@ def start(url: str, state_dir: Path | None = None, say=print) -> Endpoint:
             cwd=ROOT,
             start_new_session=True,  # outlives this task: later tasks see the same cloud
         )
-    _pid_file(endpoint, state_dir).write_text(f"{process.pid}\n")
+    _pid_file(endpoint, state_dir).write_text(f"{process.pid} {SERVER_VERSION}\n")
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -111,7 +117,7 @@ def stop(url: str, state_dir: Path | None = None) -> str:
     pid_file = _pid_file(endpoint, state_dir or work_dir() / "deploy" / "local-cloud")
     if not pid_file.is_file():
         return f"no embedded cloud started by this tool at {endpoint.url}"
-    pid = int(pid_file.read_text().strip() or 0)
+    pid, _ = _recorded(pid_file)
     if not _is_our_server(pid):
         pid_file.unlink()
         return f"the embedded cloud at {endpoint.url} (pid {pid}) was not running; removed its stale pid file"
@@ -127,6 +133,21 @@ def stop(url: str, state_dir: Path | None = None) -> str:
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     return f"stopped the embedded cloud at {endpoint.url} (pid {pid}); its state is gone"
+
+
+def _recorded(pid_file: Path) -> tuple[int, int]:
+    """(pid, server version) of a pid file; version 1 for files written before versions were recorded."""
+    parts = pid_file.read_text().split()
+    return int(parts[0]) if parts else 0, int(parts[1]) if len(parts) > 1 else 1
+
+
+def _outdated(endpoint: Endpoint, state_dir: Path) -> bool:
+    """Whether the server at ENDPOINT is one this tool started with other fixes than today's."""
+    pid_file = _pid_file(endpoint, state_dir)
+    if not pid_file.is_file():
+        return False
+    pid, version = _recorded(pid_file)
+    return _is_our_server(pid) and version != SERVER_VERSION
 
 
 def _is_our_server(pid: int) -> bool:

@@ -23,7 +23,7 @@ WORDS = {
     "delete-key-pair": ("delete key pair {target}", "deleted key pair {target}"),
     "delete-file": ("delete local file {target}", "deleted local file {target}"),
     "keep": ("keep {target}", "kept {target}"),
-    "refuse": ("retire nothing: {target}", "retired nothing: {target}"),
+    "refuse": ("retire nothing: {target}", "Not retiring anything: {target}"),
 }
 
 

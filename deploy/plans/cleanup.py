@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.aws.groups import DEPLOYED_TAG, Group
-from deploy.aws.images import snapshot_ids
 from deploy.naming import tag_value
 from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
+from deploy.plans.model import DEPLOYED_TAG, Group, snapshot_ids
 
 RETIRE_DETAIL = "detach, drain, scale to 0, delete"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"

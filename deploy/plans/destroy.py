@@ -52,10 +52,14 @@ def plan_destroy(described: dict[str, Any]) -> list[Action]:
                 )
             )
 
+    # Groups are detached first (the load balancer drains them) unless it is gone, or an ALB lost its target group.
+    attached = bool(balancer["exists"]) and (
+        balancer.get("kind") != "application" or bool(balancer.get("target_group"))
+    )
     for group in described["groups"]:
         if belongs(group["tags"], app, env):
             detail = f"{len(group['instances'])} instances, force-deleted"
-            actions.append(Action("delete-group", group["name"], detail, (("detach", bool(balancer["exists"])),)))
+            actions.append(Action("delete-group", group["name"], detail, (("detach", attached),)))
         else:
             actions.append(Action("keep", f"group {group['name']}", "its tags name another app or environment"))
     actions += [Action("delete-launch-template", name) for name in described["launch_templates"]]

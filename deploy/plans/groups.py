@@ -6,8 +6,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from deploy.aws.groups import DEPLOYED_TAG, PROMOTED_TAG, Group
 from deploy.naming import MANAGED_BY, Names, stamp, tag_value
+from deploy.plans.model import DEPLOYED_TAG, PROMOTED_TAG, Group
 
 
 def next_stamp(now: datetime, taken: list[str], names: Names) -> str:

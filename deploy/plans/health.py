@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.aws.loadbalancers import IN_SERVICE
+from deploy.plans.model import IN_SERVICE
 
 STEADY_POLLS = 2  # consecutive all-healthy polls before a new group is promoted
 

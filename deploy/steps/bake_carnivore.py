@@ -9,10 +9,9 @@ from deploy.aws.images import CARNIVORE, PRIMAL, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.bake import GIVEN, BakeDecision, decide_bake
+from deploy.state import PROTECTED, STAGED
 from deploy.steps.baking import bake, recorded_image, template_digest
-from deploy.steps.copy_over import STAGED, tree_digest
-
-PROTECTED = "protected_images"  # the state entry: images given by hand, never deleted
+from deploy.steps.copy_over import tree_digest
 
 
 def given_image(environment: Environment, image_id: str | None) -> str | None:

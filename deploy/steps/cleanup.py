@@ -8,7 +8,7 @@ The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run 
 
 from __future__ import annotations
 
-from deploy.aws.groups import Group, environment_groups, launch_configurations, launch_templates, template_image
+from deploy.aws.groups import environment_groups, launch_configurations, launch_templates, template_image
 from deploy.aws.health import group_health
 from deploy.aws.images import deployment_images, images_used_elsewhere
 from deploy.environment import Environment
@@ -16,8 +16,8 @@ from deploy.execute import carry_out
 from deploy.plans.actions import Action, would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import outdated_groups, serving_group
-from deploy.state import PENDING
-from deploy.steps.bake_carnivore import PROTECTED
+from deploy.plans.model import Group
+from deploy.state import PENDING, PROTECTED
 from deploy.views.plan import show
 
 
@@ -70,11 +70,11 @@ def cleanup(environment: Environment, keep_images: bool | None = None, dry_run: 
         return retired
     if retired:
         environment.say(f"  outdated: {', '.join(retired)}")
-    else:
+    elif not any(action.op == "refuse" for action in actions):
         environment.say("  no outdated groups")
-    # Holding the deploy lock, no other run is under way: a group never promoted is a leftover, retired above.
+    carry_out(environment, actions)  # refuses before doing anything while the serving group is not healthy
+    # Holding the deploy lock, no other run is under way: a group never promoted was retired above as outdated.
     environment.state.put(PENDING, None)
-    carry_out(environment, actions)
     for action in actions:
         if action.op == "keep":
             environment.say(f"  {action.done()}" + (f" ({action.detail})" if action.detail else ""))

@@ -9,10 +9,10 @@ from pathlib import Path
 from deploy.config import app_folder, work_dir
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.state import STAGED
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
-STAGED = "staged"  # the state entry: the staged folder and its digest
 
 
 def staging_dir() -> Path:

@@ -1,51 +1,30 @@
 """`inv deploy`: the whole chain (build-app, copy-over, bake-primal, bake-carnivore, launch-asg, wait-health)
-runs as pre-tasks; this module holds what belongs to the deploy as a whole: which steps a chain may skip,
-its end (retire what the new group replaced, sum up), and its dry run, which asks every step's own
-decision function what it would do now."""
+runs as pre-tasks (deploy/chain.py); this module holds what belongs to the deploy as a whole: its end (retire
+what the new group replaced, sum up), and its dry run, which asks every step's own decision function what
+it would do now."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
-from deploy.aws.groups import Group, environment_groups
 from deploy.aws.health import group_health
-from deploy.aws.images import require_image
+from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.network import resolve_network
-from deploy.config import load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.localcloud.seed import seed_plan
 from deploy.plans.bake import BAKE, GIVEN
 from deploy.plans.cleanup import plan_cleanup
-from deploy.plans.groups import next_stamp
+from deploy.plans.model import Group
 from deploy.state import SERVING
 from deploy.steps.bake_carnivore import given_image
 from deploy.steps.bake_primal import decide_primal
 from deploy.steps.baking import packer_builder
 from deploy.steps.cleanup import cleanup, plan_lines, read_cleanup_facts
 from deploy.steps.copy_over import staging_dir
-from deploy.steps.launch_asg import instance_security_group, leftover_launch, reuses_leftover
-
-
-def output_given(task_name: str, flags: dict[str, Any]) -> bool:
-    """Whether a step's output is given up front, so that its prerequisites need not run.
-
-    Only an image given by --image-id (or IMAGE_ID) qualifies: nothing needs building or baking then.
-    A dry run (--dry-run) prunes the whole chain: the task prints the plan of every step instead.
-    """
-    if flags.get("dry_run"):
-        return True
-    if task_name != "bake_carnivore":
-        return False
-    if flags.get("image_id"):
-        return True
-    try:
-        return bool(load_config(flags.get("env")).image_id)
-    except DeployError:
-        return False  # the task itself reports the configuration error
+from deploy.steps.launch_asg import instance_security_group, read_launch_plan
 
 
 def require_setup(environment: Environment) -> Environment:
@@ -86,10 +65,9 @@ def _bake_lines(environment: Environment, primal_id: str | None) -> list[str]:
     try:
         primal = decide_primal(environment, primal_id)
     except DeployError:
-        if not config.local_cloud:
-            raise
-        # The embedded cloud seeds SOURCE_AMI when a real run starts.
-        primal = None
+        if primal_id or config.primal_id or not config.local_cloud:
+            raise  # a bad given image fails the plan as it fails the run
+        primal = None  # SOURCE_AMI is missing: the embedded cloud seeds it when a real run starts
     builder = packer_builder(environment)
     if primal is None:
         lines = [f"bake-primal: would bake a primal image with Packer from {config.source_ami} (seeded at start)"]
@@ -102,7 +80,7 @@ def _bake_lines(environment: Environment, primal_id: str | None) -> list[str]:
     command = config.build_command.replace("{env}", environment.env)
     lines.append(f"build-app: would run `{command}` in {config.app_dir}")
     lines.append(f"copy-over: would stage {', '.join(config.app_files)} and app.env into {staging_dir()}")
-    recorded = (environment.state.get("carnivore") or {}).get("image_id")
+    recorded = (environment.state.get(CARNIVORE) or {}).get("image_id")
     known = primal is not None and primal.image is not None
     unless = f"; skipped if the app is unchanged since {recorded} was baked" if recorded and known else ""
     source = primal.image if primal is not None and primal.image else "the new primal image"
@@ -115,11 +93,12 @@ def deploy_plan(
     image_id: str | None = None,
     primal_id: str | None = None,
     keep_images: bool | None = None,
+    timeout_s: int | None = None,
+    keep_on_failure: bool = False,
 ) -> list[str]:
     """`inv deploy --dry-run` (and `inv rollback --dry-run`): every step of the chain, in order, as it would run
     now, each from the decision function the step itself uses."""
     config = environment.config
-    names = environment.names
     lines = seed_plan(environment.config, environment.aws.ec2, environment.aws.route53)
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     image = given_image(environment, image_id)
@@ -135,31 +114,30 @@ def deploy_plan(
         )
     vpc_id, _ = resolve_network(environment)
     instance_security_group(environment, vpc_id)
-    when = next_stamp(datetime.now(UTC), [group.name for group in environment_groups(environment)], names)
-    new_group = Group(name=names.group(when), launch_template=names.launch_template(when), image_id=image)
-    leftover = leftover_launch(environment)
-    if leftover is not None and reuses_leftover(leftover, image):
-        new_group = Group(name=leftover["group"], launch_template=leftover.get("launch_template"), image_id=image)
-        lines.append(f"launch-asg: skip, {new_group.name} with {image} was launched earlier: it is the new group")
+    launch = read_launch_plan(environment, image)
+    new_group = Group(name=launch.group, launch_template=launch.launch_template, image_id=image)
+    if launch.reused:
+        lines.append(f"launch-asg: skip, {launch.group} with {image} was launched earlier: it is the new group")
     else:
-        if leftover is not None:
-            lines.append(f"launch-asg: would remove {leftover['group']}, left over by an earlier unfinished run")
+        leftover = " (left over by an earlier unfinished run)"
+        lines += [f"launch-asg: would {action.line()}{leftover}" for action in launch.remove_first]
         lines.append(
-            f"launch-asg: would create launch template {new_group.launch_template} ({image or 'the new image'},"
-            f" IMDSv2 required, encrypted) and group {new_group.name}: {config.desired_capacity}"
+            f"launch-asg: would create launch template {launch.launch_template} ({image or 'the new image'},"
+            f" IMDSv2 required, encrypted) and group {launch.group}: {config.desired_capacity}"
             f" x {config.instance_type} behind {environment.load_balancer.name}"
         )
+    otherwise = "detach it and keep it for debugging" if keep_on_failure else "remove it"
     lines.append(
-        f"wait-health: would wait up to {config.health_timeout}s for {config.desired_capacity}/"
-        f"{config.desired_capacity} healthy, then promote {new_group.name}; if not healthy in time, remove it"
+        f"wait-health: would wait up to {timeout_s or config.health_timeout}s for {config.desired_capacity}/"
+        f"{config.desired_capacity} healthy, then promote {launch.group}; if not healthy in time, {otherwise}"
     )
     facts = read_cleanup_facts(environment, keep_images, new_group=new_group)
-    if leftover is not None and not reuses_leftover(leftover, image):
-        # launch-asg removes the leftover before the cleanup runs: the cleanup will not find it.
-        facts = replace(
-            facts,
-            groups=[group for group in facts.groups if group.name != leftover["group"]],
-            templates=[name for name in facts.templates if name != leftover.get("launch_template")],
-        )
+    # launch-asg removes the leftover before the cleanup runs: the cleanup will not find it.
+    removed = {action.target for action in launch.remove_first}
+    facts = replace(
+        facts,
+        groups=[group for group in facts.groups if group.name not in removed],
+        templates=[name for name in facts.templates if name not in removed],
+    )
     lines += [f"cleanup: {line}" for line in plan_lines(plan_cleanup(facts))]
     return lines

@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 
 from deploy.aws.dns import a_record, find_hosted_zone, host_records
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates
-from deploy.aws.images import environment_images, images_used_elsewhere, snapshot_ids
+from deploy.aws.images import environment_images, images_used_elsewhere
 from deploy.aws.keys import describe_key_pair, key_path
 from deploy.aws.network import security_groups_named
 from deploy.config import load_config
@@ -24,6 +24,7 @@ from deploy.execute import carry_out
 from deploy.naming import tags_of
 from deploy.plans.actions import numbered
 from deploy.plans.destroy import plan_destroy, refusal
+from deploy.plans.model import snapshot_ids
 from deploy.views.status import load_balancer_summary
 
 
@@ -91,7 +92,7 @@ def run_destroy(
             answer = ""
         if answer.strip() != environment.env:
             raise DeployError("Not confirmed: nothing was deleted. (Type the environment name, or pass --yes.)")
-    done = carry_out(environment, actions, progress=True)
+    done = carry_out(environment, actions, progress=True, again="inv destroy")
     environment.say(f"  destroyed {environment.names.stack}: {len(done)} deletions")
     return done
 

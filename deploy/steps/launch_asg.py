@@ -1,7 +1,6 @@
 """`inv launch-asg`: a new launch template and Auto Scaling group with the image, behind the load balancer.
 
-Also how a new group that never became healthy is removed (an abort), since launch-asg itself removes the
-leftover of an earlier run that did not finish before it launches another.
+An earlier run's unpromoted group is reused (same image) or removed first (deploy/plans/launch.py decides).
 """
 
 from __future__ import annotations
@@ -11,22 +10,20 @@ from typing import Any
 
 from deploy.aws.groups import (
     GRACE_PERIOD_S,
-    PROMOTED_TAG,
-    Group,
     create_group,
     create_launch_template,
     describe_group,
     environment_groups,
 )
-from deploy.aws.images import require_image
+from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.network import find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.execute import carry_out
+from deploy.execute import abort_new_group, carry_out
 from deploy.naming import tag_list
-from deploy.plans.actions import Action
 from deploy.plans.groups import next_stamp
+from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.state import PENDING
 from deploy.steps.bake_carnivore import given_image
 
@@ -69,65 +66,39 @@ def launch_template_data(environment: Environment, image: dict[str, Any], securi
 
 
 def pending_image(environment: Environment, image_id: str | None) -> str:
-    image = given_image(environment, image_id) or (environment.state.get("carnivore") or {}).get("image_id")
+    image = given_image(environment, image_id) or (environment.state.get(CARNIVORE) or {}).get("image_id")
     if not image:
         raise DeployError(f"No image to launch for {environment.env}: run `inv bake-carnivore` or pass --image-id.")
     return str(image)
 
 
-def leftover_launch(environment: Environment) -> dict[str, Any] | None:
-    """The new group an earlier run launched and did not promote, if it still exists."""
+def read_launch_plan(environment: Environment, image_id: str | None) -> LaunchPlan:
+    """Read what launch-asg decides from, and decide (for the step and the deploy's dry run alike)."""
     leftover = environment.state.get(PENDING)
-    if leftover and describe_group(environment, leftover["group"]) is not None:
-        return leftover
-    return None
-
-
-def reuses_leftover(leftover: dict[str, Any] | None, image_id: str | None) -> bool:
-    """Whether the launch reuses an earlier run's unpromoted group: only one of the very same image."""
-    return bool(leftover and image_id and leftover.get("image_id") == image_id)
-
-
-def plan_abort(pending: dict[str, Any], raw_group: dict[str, Any] | None) -> list[Action]:
-    """Remove a new group that never became healthy, and its launch template. Never one that was promoted
-    (the record of its promotion was lost): it serves."""
-    if raw_group is not None and Group.from_aws(raw_group).tags.get(PROMOTED_TAG):
-        return []
-    actions = [Action("delete-group", pending["group"], "never promoted")] if raw_group is not None else []
-    return [*actions, Action("delete-launch-template", pending["launch_template"])]
-
-
-def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
-    """Remove a group that never became healthy, and its launch template; the serving group stays untouched."""
-    if not pending:
-        return
-    actions = plan_abort(pending, describe_group(environment, pending["group"]))
-    if actions:
-        environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
-        carry_out(environment, actions)
-    environment.state.put(PENDING, None)
+    leftover_raw = describe_group(environment, leftover["group"]) if leftover else None
+    when = next_stamp(datetime.now(UTC), [group.name for group in environment_groups(environment)], environment.names)
+    return plan_launch(environment.names, when, image_id, leftover, leftover_raw)
 
 
 def launch_group(environment: Environment, image_id: str | None = None) -> str:
     """Create lt-NAME-STAMP and asg-NAME-STAMP with the image, attached to the load balancer; record it as pending."""
-    names = environment.names
     config = environment.config
     image = require_image(environment, pending_image(environment, image_id), "Image")
     require_instance_type(environment)
     environment.load_balancer.require()
-    leftover = environment.state.get(PENDING)
-    if leftover and reuses_leftover(leftover_launch(environment), image["ImageId"]):
-        environment.say(
-            f"  skipped: {leftover['group']} with {image['ImageId']} was launched earlier; it is the new group"
-        )
-        return str(leftover["group"])
+    plan = read_launch_plan(environment, image["ImageId"])
+    if plan.reused:
+        environment.say(f"  skipped: {plan.group} with {image['ImageId']} was launched earlier; it is the new group")
+        return plan.group
     vpc_id, subnet_ids = resolve_network(environment)
     security_group_id = instance_security_group(environment, vpc_id)
-    # Stamped after every group there is, the leftover included: names only ever increase.
-    when = next_stamp(datetime.now(UTC), [group.name for group in environment_groups(environment)], names)
-    group_name, template_name = names.group(when), names.launch_template(when)
-    if leftover:
-        abort_new_group(environment, leftover, reason="left over by an earlier run that did not finish")
+    if plan.remove_first:
+        environment.say(
+            "  removing the leftover of an earlier run that did not finish; the serving group keeps serving"
+        )
+        carry_out(environment, list(plan.remove_first))
+    environment.state.put(PENDING, None)  # whatever an earlier run left is dealt with
+    group_name, template_name = plan.group, plan.launch_template
     template_id = create_launch_template(
         environment, template_name, launch_template_data(environment, image, security_group_id), image["ImageId"]
     )

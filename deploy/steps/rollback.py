@@ -37,7 +37,7 @@ def rollback(
     target, serving_image = choose_target(environment, to)
     environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
     if dry_run:
-        return show(environment, deploy_plan(environment, image_id=target, keep_images=None))
+        return show(environment, deploy_plan(environment, image_id=target, timeout_s=timeout_s))
     launch_group(environment, image_id=target)
     wait_for_new_group(environment, timeout_s)
     return finish_deploy(environment)

@@ -7,9 +7,9 @@ from deploy.aws.groups import describe_group, tag_promoted
 from deploy.aws.health import group_health
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.execute import abort_new_group
 from deploy.plans.health import steady_check
 from deploy.state import PENDING, SERVING
-from deploy.steps.launch_asg import abort_new_group
 
 
 def promote(environment: Environment, group_name: str, image_id: str) -> None:

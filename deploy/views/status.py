@@ -15,7 +15,6 @@ from typing import Any
 
 from deploy.aws.dns import a_record, find_hosted_zone, host_records
 from deploy.aws.groups import (
-    DEPLOYED_TAG,
     environment_groups,
     launch_configurations,
     launch_templates,
@@ -26,6 +25,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_value, tags_of
 from deploy.plans.groups import serving_group
+from deploy.plans.model import DEPLOYED_TAG
 
 VERSION = 1
 NOT_REGISTERED = "not registered"

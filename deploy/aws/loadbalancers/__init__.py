@@ -23,7 +23,6 @@ from deploy.aws.clients import Aws
 from deploy.aws.loadbalancers.application import ApplicationLoadBalancer
 from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
-    IN_SERVICE,
     Changes,
     HealthCheck,
     LoadBalancer,
@@ -33,6 +32,7 @@ from deploy.aws.loadbalancers.classic import ClassicLoadBalancer
 from deploy.aws.loadbalancers.listeners import TLS_POLICY, actions_match, describe_actions, listener_matches
 from deploy.config import Config
 from deploy.naming import Names
+from deploy.plans.model import IN_SERVICE
 
 __all__ = [
     "DRAINING_TIMEOUT_S",

@@ -8,7 +8,6 @@ from typing import Any
 from deploy.aws.clients import collect, or_none
 from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
-    IN_SERVICE,
     Changes,
     HealthCheck,
     LoadBalancerBase,
@@ -18,6 +17,7 @@ from deploy.aws.loadbalancers.base import (
 from deploy.aws.loadbalancers.listeners import certificate_names, listener_matches, listener_summary, wanted_listeners
 from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
+from deploy.plans.model import IN_SERVICE
 
 
 class ApplicationLoadBalancer(LoadBalancerBase):
@@ -270,7 +270,11 @@ class ApplicationLoadBalancer(LoadBalancerBase):
                 return {}
             params["Targets"] = [{"Id": i} for i in instance_ids]
         found = or_none(lambda: self.elbv2.describe_target_health(**params), "InvalidTarget")
-        if found is None:  # an instance that no longer exists
+        if found is None and instance_ids and len(instance_ids) > 1:
+            # One of them no longer exists, and AWS answers for none: ask for each, so that an instance still
+            # draining is never taken for a gone one.
+            return {i: state for single in instance_ids for i, state in self.target_states([single]).items()}
+        if found is None:  # the one instance no longer exists
             return {i: "unused" for i in instance_ids or []}
         return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in found["TargetHealthDescriptions"]}
 

@@ -12,7 +12,6 @@ from deploy.errors import DeployError
 from deploy.naming import Names, tags_of
 
 DRAINING_TIMEOUT_S = 300
-IN_SERVICE = "InService"  # what serving_states reports for an instance that receives traffic, whatever the kind
 
 
 @dataclass(frozen=True)

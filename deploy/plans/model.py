@@ -1,0 +1,51 @@
+"""The shapes decisions work on, and the tag names the tool writes: data only, no AWS calls.
+
+deploy/aws builds these from AWS's answers; deploy/plans decides over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.naming import tags_of
+
+PROMOTED_TAG = "Promoted"  # on a group, once it was healthy and took over
+DEPLOYED_TAG = "Deployed"  # on an image, each time a group of it was promoted
+IN_SERVICE = "InService"  # an instance the load balancer sends traffic to, whatever its kind
+
+
+@dataclass(frozen=True)
+class Group:
+    """What the decisions need to know of one Auto Scaling group."""
+
+    name: str
+    desired: int = 0
+    instance_ids: tuple[str, ...] = ()
+    launch_template: str | None = None
+    launch_configuration: str | None = None
+    image_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Group:
+        template = raw.get("LaunchTemplate") or (raw.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get(
+            "LaunchTemplateSpecification"
+        )
+        tags = tags_of(raw)
+        return cls(
+            name=raw["AutoScalingGroupName"],
+            desired=int(raw.get("DesiredCapacity", 0)),
+            instance_ids=tuple(i["InstanceId"] for i in raw.get("Instances", [])),
+            launch_template=(template or {}).get("LaunchTemplateName"),
+            launch_configuration=raw.get("LaunchConfigurationName"),
+            image_id=tags.get("Image"),
+            tags=tags,
+            raw=raw,
+        )
+
+
+def snapshot_ids(image: dict[str, Any]) -> list[str]:
+    """The snapshots behind an image (its block device mappings)."""
+    return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
