@@ -10,6 +10,7 @@ from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, StrictUndefined
 
 from deploy.aws.clients import or_none
+from deploy.aws.converge import Changes
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -87,18 +88,20 @@ def ensure_alias_record(
 ) -> list[str]:
     """Point the host at the load balancer (ALIAS A), unless RECORDS (read before) show it does already."""
     host = environment.names.host
-    if dry_run and (zone_id is None or not environment.load_balancer.exists()):
-        return [f"would point {host} (ALIAS A) at {environment.load_balancer.name}"]
-    assert zone_id is not None
+    changes = Changes(dry_run)
+    if zone_id is None or not environment.load_balancer.exists():
+        # Only in a dry run (a real one has created both by now): the load balancer's DNS name is not known yet.
+        changes.make(f"pointed {host} (ALIAS A) at {environment.load_balancer.name}")
+        return list(changes)
     dns_name, lb_zone_id = environment.load_balancer.dns_target()
-    if alias_matches(a_record(records), host, dns_name, lb_zone_id):
-        return []
-    if dry_run:
-        return [f"would point {host} (ALIAS A) at {dns_name}"]
-    environment.aws.route53.change_resource_record_sets(
-        HostedZoneId=zone_id, ChangeBatch=render_alias_change(host, dns_name, lb_zone_id)
-    )
-    return [f"pointed {host} (ALIAS A) at {dns_name}"]
+    if not alias_matches(a_record(records), host, dns_name, lb_zone_id):
+        changes.make(
+            f"pointed {host} (ALIAS A) at {dns_name}",
+            lambda: environment.aws.route53.change_resource_record_sets(
+                HostedZoneId=zone_id, ChangeBatch=render_alias_change(host, dns_name, lb_zone_id)
+            ),
+        )
+    return list(changes)
 
 
 def delete_record(environment: Environment, zone_id: str, record: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.aws.clients import or_none
+from deploy.aws.converge import Changes
 from deploy.config import work_dir
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -22,15 +23,15 @@ def key_path(env: str) -> Path:
 
 def ensure_local_key(path: Path, dry_run: bool = False) -> list[str]:
     """An ed25519 key at PATH with mode 0600, generated with ssh-keygen unless present."""
-    if path.is_file():
-        if stat.S_IMODE(path.stat().st_mode) != 0o600:
-            if dry_run:
-                return [f"would set {path} to mode 0600"]
-            path.chmod(0o600)
-            return [f"set {path} to mode 0600"]
-        return []
-    if dry_run:
-        return [f"would generate ssh key {path}"]
+    changes = Changes(dry_run)
+    if not path.is_file():
+        changes.make(f"generated ssh key {path}", lambda: _generate_key(path))
+    elif stat.S_IMODE(path.stat().st_mode) != 0o600:
+        changes.make(f"set {path} to mode 0600", lambda: path.chmod(0o600))
+    return list(changes)
+
+
+def _generate_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     try:
@@ -45,7 +46,6 @@ def ensure_local_key(path: Path, dry_run: bool = False) -> list[str]:
     except subprocess.CalledProcessError as error:
         raise DeployError(f"ssh-keygen failed: {error.stderr.strip()}") from None
     os.chmod(path, 0o600)
-    return [f"generated ssh key {path}"]
 
 
 def public_key_of(path: Path) -> bytes:
@@ -78,15 +78,15 @@ def ensure_key_pair(environment: Environment, dry_run: bool = False) -> list[str
             f" ({name}) in AWS and run setup again."
         )
         return []
-    changes = ensure_local_key(path, dry_run)
-    if not in_aws and dry_run:
-        changes.append(f"would import key pair {name}")
-    elif not in_aws:
-        public_key = public_key_of(path)
-        ec2.import_key_pair(
-            KeyName=name,
-            PublicKeyMaterial=public_key,
-            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tag_list(environment.names.tags())}],
+    local = ensure_local_key(path, dry_run)
+    changes = Changes(dry_run)
+    if not in_aws:
+        changes.make(
+            f"imported key pair {name}",
+            lambda: ec2.import_key_pair(
+                KeyName=name,
+                PublicKeyMaterial=public_key_of(path),
+                TagSpecifications=[{"ResourceType": "key-pair", "Tags": tag_list(environment.names.tags())}],
+            ),
         )
-        changes.append(f"imported key pair {name}")
-    return changes
+    return local + changes

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.aws.clients import collect, refusal
+from deploy.aws.converge import Changes
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_list
@@ -86,33 +87,43 @@ def find_security_group(environment: Environment, vpc_id: str, name: str) -> dic
 def ensure_security_group(
     environment: Environment, vpc_id: str, name: str, description: str, desired: set[Rule], dry_run: bool = False
 ) -> tuple[str, list[str]]:
-    """Create or converge the group; DRY_RUN only reports ("would …") and names a group to be made "(new NAME)"."""
+    """Create or converge the group; return its id and what changed. A dry run names a group it would create
+    "(new NAME)"."""
     ec2 = environment.aws.ec2
-    changes: list[str] = []
+    changes = Changes(dry_run)
     group = find_security_group(environment, vpc_id, name)
-    if group is None and dry_run:
-        group = {"GroupId": f"(new {name})", "IpPermissions": []}
-        changes.append(f"would create security group {name}")
-    elif group is None:
-        created = ec2.create_security_group(
-            GroupName=name,
-            Description=description,
-            VpcId=vpc_id,
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(environment.names.tags(Name=name))}],
+    if group is None:
+        created = changes.make(
+            f"created security group {name}",
+            lambda: ec2.create_security_group(
+                GroupName=name,
+                Description=description,
+                VpcId=vpc_id,
+                TagSpecifications=[
+                    {"ResourceType": "security-group", "Tags": tag_list(environment.names.tags(Name=name))}
+                ],
+            ),
         )
-        group = {"GroupId": created["GroupId"], "IpPermissions": []}
-        changes.append(f"created security group {name} ({created['GroupId']})")
-    group_id = group["GroupId"]
+        group = {"GroupId": created["GroupId"] if created else f"(new {name})", "IpPermissions": []}
+    group_id = str(group["GroupId"])
     to_add, to_remove = rule_changes(rules_of(group.get("IpPermissions", [])), desired)
     if to_add:
-        if not dry_run:
-            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_add])
-        changes.extend(f"{name}: {'would allow' if dry_run else 'allowed'} {_describe(r)}" for r in to_add)
+        changes.make(
+            [f"allowed {_describe(rule)}" for rule in to_add],
+            lambda: ec2.authorize_security_group_ingress(
+                GroupId=group_id, IpPermissions=[rule.as_permission() for rule in to_add]
+            ),
+            subject=name,
+        )
     if to_remove:
-        if not dry_run:
-            ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[r.as_permission() for r in to_remove])
-        changes.extend(f"{name}: {'would revoke' if dry_run else 'revoked'} {_describe(r)}" for r in to_remove)
-    return group_id, changes
+        changes.make(
+            [f"revoked {_describe(rule)}" for rule in to_remove],
+            lambda: ec2.revoke_security_group_ingress(
+                GroupId=group_id, IpPermissions=[rule.as_permission() for rule in to_remove]
+            ),
+            subject=name,
+        )
+    return group_id, list(changes)
 
 
 def delete_security_group(environment: Environment, group_id: str) -> str | None:

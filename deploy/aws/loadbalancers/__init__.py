@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from deploy.aws.clients import Aws
+from deploy.aws.converge import Changes
 from deploy.aws.loadbalancers.application import ApplicationLoadBalancer
 from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
-    Changes,
     HealthCheck,
     LoadBalancer,
     LoadBalancerSettings,

@@ -57,34 +57,6 @@ def draining_differs(attributes: dict[str, Any]) -> bool:
     return not draining.get("Enabled") or draining.get("Timeout") != DRAINING_TIMEOUT_S
 
 
-VERBS = {
-    "created": "create",
-    "set": "set",
-    "attached": "attach",
-    "applied": "apply",
-    "enabled": "enable",
-    "removed": "remove",
-}
-
-
-class Changes(list[str]):
-    """The change lines of one ensure; in a dry run the calls are skipped and each line says "would …"."""
-
-    def __init__(self, dry_run: bool) -> None:
-        super().__init__()
-        self.dry_run = dry_run
-
-    def make(self, done: str, call: Callable[[], Any] | None = None) -> Any:
-        """Run CALL and record DONE (past tense: "created X"); a dry run records "would create X" instead."""
-        if self.dry_run or call is None:
-            verb, _, rest = done.partition(" ")
-            self.append(f"would {VERBS.get(verb, verb)} {rest}")
-            return None
-        result = call()
-        self.append(done)
-        return result
-
-
 @dataclass(frozen=True)
 class LoadBalancerSettings:
     """What a load balancer needs of the environment's configuration, handed to it explicitly."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.aws.clients import or_none
+from deploy.aws.converge import Changes
 from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
-    Changes,
     HealthCheck,
     LoadBalancerBase,
     classic_check_summary,
