@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy.app import tree_digest
+from deploy.appcontract import bake_inputs, check_user_script, packer_variables
 from deploy.aws.clients import collect, error_code
 from deploy.config import ROOT
 from deploy.environment import Environment
@@ -107,6 +108,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
     """Run one Packer build of packer/ROLE.json and return the new image id."""
     config = environment.config
     require_instance_type(environment)
+    check_user_script(config, role, say=environment.say)
     image_name = environment.names.image(role, stamp())
     context = {
         "region": config.region,
@@ -117,6 +119,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
         "env": config.env,
         "health_check_path": str(config.health_check_path),
         "ssh_username": "admin",
+        **packer_variables(config, role),
         **variables,
     }
     var_file = render_var_file(
@@ -159,7 +162,11 @@ def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
         environment.say(f"  skipped: primal image {given} given")
         return given
     source = resolve_source_image(environment)
-    inputs = {"source": source, "template": files_digest(sorted(PACKER_DIR.glob("**/primal*")))}
+    inputs = {
+        "source": source,
+        "template": files_digest(sorted(PACKER_DIR.glob("**/primal*"))),
+        **bake_inputs(environment.config, PRIMAL),
+    }
     recorded = _recorded(environment, PRIMAL, inputs)
     if recorded:
         environment.say(f"  skipped: primal image {recorded} recorded by an earlier run from {source}")
@@ -197,6 +204,7 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
         "primal": primal,
         "app": staged["digest"],
         "template": files_digest(sorted(PACKER_DIR.glob("**/carnivore*"))),
+        **bake_inputs(environment.config, CARNIVORE),
     }
     recorded = _recorded(environment, CARNIVORE, inputs)
     if recorded:

@@ -57,17 +57,19 @@ GONE = ("shutting-down", "terminated")
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """The original scripts' check: HTTP on port 80, every 30 s, 4 s timeout, 2 failures / 2 successes."""
+    """The original scripts' check: HTTP on the app's port (APP_PORT, 80 by default), every 30 s, 4 s timeout,
+    2 failures / 2 successes."""
 
     path: str
     interval: int = 30
     timeout: int = 4
     unhealthy: int = 2
     healthy: int = 2
+    port: int = 80  # APP_PORT: where the instances listen; the load balancer's own port stays 80
 
     def as_classic(self) -> dict[str, Any]:
         return {
-            "Target": f"HTTP:80{self.path}",
+            "Target": f"HTTP:{self.port}{self.path}",
             "Interval": self.interval,
             "Timeout": self.timeout,
             "UnhealthyThreshold": self.unhealthy,
@@ -75,7 +77,7 @@ class HealthCheck:
         }
 
     def as_target_group(self) -> dict[str, Any]:
-        """The same check for a target group (the traffic port is 80), healthy on HTTP 200 only."""
+        """The same check for a target group (on its traffic port, APP_PORT), healthy on HTTP 200 only."""
         return {
             "HealthCheckProtocol": "HTTP",
             "HealthCheckPort": "traffic-port",
@@ -309,9 +311,7 @@ class ClassicLoadBalancer(_LoadBalancerBase):
                 f"created load balancer {self.name}",
                 lambda: elb.create_load_balancer(
                     LoadBalancerName=self.name,
-                    Listeners=[
-                        {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}
-                    ],
+                    Listeners=[self._listener(health.port)],
                     Subnets=subnet_ids,
                     SecurityGroups=[security_group_id],
                     Tags=tag_list(self.names.tags()),
@@ -331,6 +331,22 @@ class ClassicLoadBalancer(_LoadBalancerBase):
                     lambda: elb.apply_security_groups_to_load_balancer(
                         LoadBalancerName=self.name, SecurityGroups=[security_group_id]
                     ),
+                )
+            ports = {
+                d["Listener"]["LoadBalancerPort"]: d["Listener"].get("InstancePort")
+                for d in current.get("ListenerDescriptions", [])
+            }
+            if ports.get(80) != health.port:
+                # APP_PORT changed: a listener cannot be modified, only replaced (a moment without port 80).
+                def replace_listener() -> None:
+                    if 80 in ports:
+                        elb.delete_load_balancer_listeners(LoadBalancerName=self.name, LoadBalancerPorts=[80])
+                    elb.create_load_balancer_listeners(
+                        LoadBalancerName=self.name, Listeners=[self._listener(health.port)]
+                    )
+
+                changes.make(
+                    f"set the listener of {self.name} to HTTP 80 → instances HTTP:{health.port}", replace_listener
                 )
         desired_check = health.as_classic()
         if health_check_differs(current.get("HealthCheck"), desired_check):
@@ -355,6 +371,10 @@ class ClassicLoadBalancer(_LoadBalancerBase):
                 ),
             )
         return list(changes)
+
+    @staticmethod
+    def _listener(instance_port: int) -> dict[str, Any]:
+        return {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": instance_port}
 
     def dns_target(self) -> tuple[str, str]:
         found = self.require()
@@ -618,11 +638,12 @@ class ApplicationLoadBalancer(_LoadBalancerBase):
         group = self.describe_target_group()
         if group is None:
             created = changes.make(
-                f"created target group {self.target_group_name} (HTTP:80, health check HTTP {health.path} → 200)",
+                f"created target group {self.target_group_name} (HTTP:{health.port}, health check HTTP {health.path}"
+                " → 200)",
                 lambda: self.elbv2.create_target_group(
                     Name=self.target_group_name,
                     Protocol="HTTP",
-                    Port=80,
+                    Port=health.port,
                     VpcId=vpc_id,
                     TargetType="instance",
                     Tags=tag_list(self.names.tags()),
@@ -635,13 +656,13 @@ class ApplicationLoadBalancer(_LoadBalancerBase):
         else:
             if (group.get("Protocol"), group.get("Port"), group.get("TargetType", "instance")) != (
                 "HTTP",
-                80,
+                health.port,
                 "instance",
             ):
                 raise DeployError(
                     f"Target group {self.target_group_name} is {group.get('Protocol')}:{group.get('Port')}"
-                    f" ({group.get('TargetType')} targets), not HTTP:80 to instances, and cannot be changed in place:"
-                    " delete it (or destroy the environment) and run setup again."
+                    f" ({group.get('TargetType')} targets), not HTTP:{health.port} (APP_PORT) to instances, and"
+                    " cannot be changed in place: destroy the environment and run setup again (or set APP_PORT back)."
                 )
             if any(group.get(key) != value for key, value in desired.items()):
                 changes.make(
