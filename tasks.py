@@ -15,6 +15,7 @@ from deploy.destroy import destroy_task
 from deploy.setup import run_setup
 from deploy.ssh import run_ssh
 from deploy.status import show_status
+from deploy.views.traffic import run_traffic
 
 ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, then staging)."
 IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; it is never deleted."
@@ -172,3 +173,17 @@ def ssh(c, env=None, instance=None, print_=False):
     """Open a shell on an instance of the serving group with the environment's key from deploy/keys."""
     action = lambda e: run_ssh(e, instance, print_only=print_, out=sys.stdout)  # noqa: E731
     run_step("ssh", env, action, dry_run=True, out=sys.stderr)  # only reads: the dry-run guard holds
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "seconds": "How long to send requests (default 30).",
+        "rate": "Requests a second (default 10).",
+        "json": "Print the summary as JSON on stdout (the lines a second go to stderr).",
+    }
+)
+def traffic(c, env=None, seconds=30, rate=10.0, json=False):
+    """Send requests through the environment's URL, print ok/failed/versions each second; non-zero if any failed."""
+    action = lambda e: run_traffic(e, float(seconds), float(rate), as_json=json, out=sys.stdout)  # noqa: E731
+    run_step("traffic", env, action, dry_run=True, out=sys.stderr if json else None)  # only reads AWS

@@ -12,6 +12,7 @@ from deploy.groups import DEPLOYED_TAG, SERVING, environment_groups, launch_grou
 from deploy.health import group_health, wait_for_new_group
 from deploy.images import deployment_images, require_image
 from deploy.naming import tag_value
+from deploy.views.traffic import service_url
 
 
 def output_given(task_name: str, flags: dict[str, Any]) -> bool:
@@ -52,7 +53,7 @@ def finish_deploy(environment: Environment, keep_images: bool | None = None) -> 
         "group": group,
         "instances": health.ready,
         "retired": retired,
-        "url": f"http://{environment.names.host}/",
+        "url": service_url(environment),
         "logs": environment.log.relative_dir(),
         "seconds": round(environment.log.elapsed(), 1),
     }

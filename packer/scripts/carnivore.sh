@@ -8,7 +8,7 @@ SRC=/tmp/appserver
 DEST=/opt/app
 START=/usr/local/lib/immutable-deploy/start-app
 HEALTH_CHECK_PATH="${HEALTH_CHECK_PATH:-/api/status/health}"
-START_COMMAND="${START_COMMAND:-python3 server.py}"
+START_COMMAND="${START_COMMAND:-}"
 APP_PORT="${APP_PORT:-80}"
 
 # The path and port go verbatim into the unit file: refuse characters systemd would interpret (%, spaces, quotes).

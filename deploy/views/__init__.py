@@ -1,0 +1,1 @@
+"""What the operator commands show (inv traffic; more views move here)."""
