@@ -24,7 +24,7 @@ SCRIPT_KEYS = {"primal": "PRIMAL_SCRIPT", "carnivore": "CARNIVORE_SCRIPT"}
 def user_script(config: Config, role: str) -> Path | None:
     """The environment's own script for ROLE (primal or carnivore), or None."""
     value = config.value(SCRIPT_KEYS[role])
-    return ROOT / str(value) if value else None
+    return (ROOT / str(value)).resolve() if value else None
 
 
 def check_user_script(config: Config, role: str, say=print) -> None:

@@ -41,7 +41,8 @@ BOOT_S = 20.0  # from "running" until the app's service has started (EC2 boot + 
 STOP_GRACE_S = 90.0  # systemd's TimeoutStopSec: SIGTERM, then SIGKILL
 RESTART_S = 2.0  # the unit's RestartSec
 DEFAULT_SCALE = 1.0
-TICK_S = 0.025  # how often the supervisor looks at the cloud (real seconds, not scaled)
+STORE_CHECK_S = 1.0
+TICK_S = 0.05  # how often the supervisor looks at the cloud (real seconds, not scaled)
 MIN_GRACE_S = 0.5  # a scaled grace never below this: a loaded machine needs a moment to exit cleanly
 SHUTDOWN_WAIT_S = 5.0
 
@@ -228,7 +229,7 @@ def backends(module: str, name: str) -> Iterator[Any]:
     """Every region backend of a moto service that exists, without creating any (moto creates them on access)."""
     import importlib
 
-    backend_dict = getattr(importlib.import_module(module), name)
+    backend_dict = getattr(sys.modules.get(module) or importlib.import_module(module), name)
     for account_id in list(dict.keys(backend_dict)):
         account = dict.__getitem__(backend_dict, account_id)
         for region in list(dict.keys(account)):
@@ -250,6 +251,7 @@ class Runtime:
         self.processes: dict[str, AppProcess] = {}
         self.first_seen: dict[str, float] = {}
         self.tagged: dict[str, str] = {}
+        self.next_store_check = 0.0
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.watchdog = Watchdog(self.timing.seconds(STOP_GRACE_S, MIN_GRACE_S))
@@ -297,11 +299,13 @@ class Runtime:
         now = self.timing.clock()
         instances = self.instances()
         existing: set[str] = set()
-        images: set[str] = set()
-        for backend in backends("moto.ec2.models", "ec2_backends"):
-            with contextlib.suppress(RuntimeError):
-                images |= set(backend.amis)
-        self.store.forget_except(images)
+        if now >= self.next_store_check:  # images go rarely: look once a second, not every tick
+            self.next_store_check = now + STORE_CHECK_S
+            images: set[str] = set()
+            for backend in backends("moto.ec2.models", "ec2_backends"):
+                with contextlib.suppress(RuntimeError):
+                    images |= set(backend.amis)
+            self.store.forget_except(images)
         for backend, instance in instances:
             existing.add(instance.id)
             app = self.app_of(instance)
