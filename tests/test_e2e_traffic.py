@@ -81,7 +81,7 @@ class Site(ServerView):
         found = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
         return frozenset(d["Target"]["Id"] for d in found if d["TargetHealth"]["State"] == "healthy")
 
-    def url(self) -> str:
+    def lb_url(self) -> str:
         status = json.loads(succeeded(run_inv("status", "--env", TEST_ENV, "--json")))
         url = status["load_balancer"]["url"]
         assert url.startswith("http://127.0.0.1:"), url
@@ -159,7 +159,7 @@ def assert_new_version_only_once_healthy(site: Site, results: list[Result], phas
     """No response of the new version ended before a moment when the load balancer still reported none of the new
     group's instances in service (health only turns healthy once here, so that would be a response from an
     instance that was not healthy yet)."""
-    first_new = min(r.ended for r in results if r.ok and r.version == new)
+    first_new = min(r.ended for r in results if r.ok and r.version == new and r.started >= phase.started)
     out_of_service = [
         s.started for s in site.samples if s.started >= phase.started and not (s.in_service & phase.new_ids)
     ]
@@ -223,7 +223,7 @@ def test_traffic_flows_through_deploys_rollback_an_aborted_deploy_and_cleanup(ki
     )
     site = Site(fresh_cloud, TEST_ENV, kind=kind)
     succeeded(run_inv("setup", "--env", TEST_ENV, timeout=RUN_TIMEOUT_S))
-    url = site.url()
+    url = site.lb_url()
 
     with traffic_and_health(site, url) as traffic:
         # First deploy: nothing answers before it (503), then the first version, never a failure once served.
@@ -256,8 +256,9 @@ def test_traffic_flows_through_deploys_rollback_an_aborted_deploy_and_cleanup(ki
             ok=False,
         )
         assert f"was not healthy within {HEALTH_TIMEOUT}s" in broken.output
-        assert broken.new_ids, "the broken release's group was never launched"
-        assert not (broken.new_ids & set().union(*(s.in_service for s in site.samples if s.started >= broken.started)))
+        assert "removing the new group" in broken.output
+        seen = set().union(*(s.in_service for s in site.samples if broken.started <= s.started <= broken.ended))
+        assert seen == broken.old_ids, "only the serving group was ever in service during the aborted deploy"
         assert_no_failures(list(traffic.results), broken.started)
         assert {r.version for r in during(list(traffic.results), broken) if r.ok} == {v1}
         assert_only(traffic, broken, v1)
@@ -303,7 +304,7 @@ def test_another_app_on_another_port_and_inv_traffic(env_dir, fresh_cloud, tmp_p
     assert [p["FromPort"] for p in web["SecurityGroups"][0]["IpPermissions"]] == [8080]
 
     output = succeeded(run_inv("deploy", "--env", TEST_ENV, timeout=RUN_TIMEOUT_S))
-    url = site.url()
+    url = site.lb_url()
     assert url in output
 
     result = run_inv("traffic", "--env", TEST_ENV, "--seconds", "2", "--rate", "10", "--json", timeout=RUN_TIMEOUT_S)

@@ -5,8 +5,9 @@
   documented way the tool (status, deploy summary, `inv traffic`) finds where an emulated load balancer listens.
 - Routing: each request goes, round robin, to a registered instance that passes its health checks (a classic
   load balancer's instances, an ALB's target group behind its port 80 listener), read live from moto at every
-  request, so registrations count whichever path made them. No healthy target: 503, as AWS answers. An ALB whose
-  registered targets are all unhealthy fails open (routes to all of them), as AWS does.
+  request, so registrations count whichever path made them. No healthy target: 503 (a classic load balancer first
+  holds the request in its surge queue for up to a second). Not modelled: an ALB's "fail open" (AWS routes to all
+  targets of a target group whose targets are all unhealthy); here they get nothing.
 - Health checks: every registered instance of an app image is probed on the configured path and port, with the
   configured interval, timeout and thresholds (times scaled). It starts out of service (ALB: `initial`) and turns
   healthy after HealthyThreshold consecutive passes; UnhealthyThreshold consecutive failures make it unhealthy.
@@ -413,7 +414,7 @@ class Balancers:
             listener = next((item for item in model.listeners if int(item.load_balancer_port) == 80), None)
             if listener is None:
                 return 503, {}
-            return self._pick(site, site.key, list(model.instance_ids), int(listener.instance_port), fail_open=False)
+            return self._pick(site, site.key, list(model.instance_ids), int(listener.instance_port))
         listener = next((item for item in model.listeners.values() if int(item.port) == 80), None)
         if listener is None or not listener.default_actions:
             return 503, {}
@@ -427,21 +428,14 @@ class Balancers:
         group = site.backend.target_groups.get(arns[0]) if arns else None
         if group is None:
             return 503, {}
-        return self._pick(site, f"tg:{group.arn}", list(group.targets), int(group.port), fail_open=True)
+        return self._pick(site, f"tg:{group.arn}", list(group.targets), int(group.port))
 
     def _pick(
-        self, site: Site, health_key: str, registered: list[str], port: int, fail_open: bool
+        self, site: Site, health_key: str, registered: list[str], port: int
     ) -> tuple[str, str, int] | tuple[int, dict[str, str]]:
         with self.lock:
             states = {i: self.health.get((health_key, i)) for i in registered}
         healthy = [i for i, state in states.items() if state is not None and state.healthy]
-        if (
-            not healthy
-            and fail_open
-            and states
-            and all(s is not None and s.state == "unhealthy" for s in states.values())
-        ):
-            healthy = list(states)  # AWS: a target group with only unhealthy targets routes to all of them
         candidates = [(i, a) for i in healthy if (a := self.runtime.address_of(i, port)) is not None]
         if not candidates:
             return 503, {}

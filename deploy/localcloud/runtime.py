@@ -261,7 +261,10 @@ class Runtime:
     # --- what balancers ask -----------------------------------------------------------------------
 
     def app_of(self, instance: Any) -> AppImage | None:
-        return self.store.get(getattr(instance, "image_id", None))
+        """What INSTANCE runs: its process's app (its image may be deregistered since, as on AWS), else its image's."""
+        with self.lock:
+            current = self.processes.get(getattr(instance, "id", ""))
+        return current.app if current is not None else self.store.get(getattr(instance, "image_id", None))
 
     def address_of(self, instance_id: str, port: int) -> int | None:
         """The loopback port where INSTANCE_ID answers on its port PORT, or None (nothing listens there)."""
