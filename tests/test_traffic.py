@@ -27,7 +27,7 @@ def environment(tags: dict[str, str] | None, ports: list[int] | None = None) -> 
     balancer = SimpleNamespace(
         describe_summary=lambda: {"exists": True, "tags": tags or {}}, ingress_ports=lambda: ports or [80]
     )
-    return SimpleNamespace(load_balancer=balancer, names=SimpleNamespace(host="dev01.example.com"))
+    return SimpleNamespace(load_balancer=balancer, names=SimpleNamespace(host="dev01.example.com"), env="dev01")
 
 
 def test_the_url_is_the_hosts_on_aws_and_the_emulators_tag_on_the_embedded_cloud() -> None:
@@ -96,3 +96,11 @@ def test_a_result_is_ok_only_for_answers_below_400() -> None:
     traffic = Traffic("http://x/", clock=clock, sleep=clock.sleep, fetcher=lambda url: (404, "v", "HTTP 404"))
     traffic.one(clock())
     assert traffic.results == [Result(100.0, 100.0, False, 404, None, "HTTP 404")]
+
+
+def test_inv_traffic_needs_a_load_balancer() -> None:
+    missing = environment(None)
+    missing.load_balancer.describe_summary = lambda: {"exists": False}
+    missing.load_balancer.name = "alb-webapp-dev01"
+    with pytest.raises(DeployError, match="alb-webapp-dev01 does not exist: run `inv setup --env dev01`"):
+        traffic_module.run_traffic(missing, seconds=1, rate=1, as_json=False, out=io.StringIO())

@@ -372,8 +372,10 @@ class Balancers:
             if stop.is_set():
                 return
             check = self.check_of(health_key)
-            if check is None:
-                return
+            if check is None:  # no health check configured (yet): out of service until there is one
+                if stop.wait(1.0):
+                    return
+                continue
             passed, why = self.probe(instance_id, check)
             with self.lock:
                 if stop.is_set():

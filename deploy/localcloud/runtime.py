@@ -335,9 +335,9 @@ class Runtime:
                 if instance_id not in existing:
                     self._request_stop(current, now)
                 self._advance_stop(current, now)
-        for instance_id in list(self.first_seen):
-            if instance_id not in existing:
-                del self.first_seen[instance_id]
+        for seen in (self.first_seen, self.tagged):
+            for instance_id in [i for i in seen if i not in existing]:
+                del seen[instance_id]
         self.balancers.sync(now)
 
     def _tag(self, backend: Any, instance_id: str, value: str) -> None:

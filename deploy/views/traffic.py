@@ -167,7 +167,13 @@ def run_traffic(
     """`inv traffic`: send the requests, print a line a second, the summary; DeployError if any request failed."""
     if seconds <= 0 or rate <= 0:
         raise DeployError("--seconds and --rate must be more than 0.")
-    url = service_url(environment)
+    summary = environment.load_balancer.describe_summary()
+    if not summary.get("exists"):
+        raise DeployError(
+            f"Load balancer {environment.load_balancer.name} does not exist: run `inv setup --env {environment.env}`"
+            " and `inv deploy` first."
+        )
+    url = service_url(environment, summary)
     lines = err if as_json else out
     print(f"traffic: {rate:g} requests a second to {url} for {seconds:g}s", file=lines, flush=True)
     traffic = Traffic(url, seconds=seconds, rate=rate)
