@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,14 +151,15 @@ def start_cloud(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
-def app_instance(url: str, app: Path) -> tuple[str, int]:
-    """An instance of an image that carries APP (tagged as the local Packer builder tags it); (id, pid)."""
+def app_instance(url: str, app: Path, start: str = "sleep 600") -> tuple[str, int]:
+    """An instance of an image that carries APP, run with START (tagged as the local Packer builder tags it);
+    (id, pid)."""
     ec2 = server_client(url, "ec2")
     base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     builder = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     image = ec2.create_image(InstanceId=builder, Name="app-image")["ImageId"]
     ec2.terminate_instances(InstanceIds=[builder])
-    tags = {"LocalAppDir": str(app), "LocalAppStart": "sleep 600", "LocalAppPort": "80"}
+    tags = {"LocalAppDir": str(app), "LocalAppStart": start, "LocalAppPort": "80"}
     ec2.create_tags(Resources=[image], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     found: dict[str, str] = {}
@@ -200,3 +202,77 @@ def test_no_app_process_outlives_the_cloud(tmp_path: Path, how: signal.Signals) 
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+SLOW_APP = """
+import os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/slow/"):
+            time.sleep(float(self.path.rsplit("/", 1)[1]))
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_deregistered_instance_finishes_requests_in_flight_up_to_the_draining_time(tmp_path: Path) -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "slow.py").write_text(SLOW_APP)
+    process, url = start_cloud(tmp_path)
+    try:
+        elb = server_client(url, "elb")
+        listener = {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}
+        elb.create_load_balancer(LoadBalancerName="slow", Listeners=[listener], AvailabilityZones=["us-east-1a"])
+        check = {"Target": "HTTP:80/", "Interval": 30, "Timeout": 4, "UnhealthyThreshold": 2, "HealthyThreshold": 2}
+        elb.configure_health_check(LoadBalancerName="slow", HealthCheck=check)
+        # Draining 200 s x 0.005 = 1 s: a request of 0.3 s finishes, one of 4 s is cut.
+        elb.modify_load_balancer_attributes(
+            LoadBalancerName="slow",
+            LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True, "Timeout": 200}},
+        )
+        [tags] = elb.describe_tags(LoadBalancerNames=["slow"])["TagDescriptions"]
+        endpoint = {t["Key"]: t["Value"] for t in tags["Tags"]}["LocalCloudURL"]
+        instance, _ = app_instance(url, app, start="python3 slow.py")
+        elb.register_instances_with_load_balancer(LoadBalancerName="slow", Instances=[{"InstanceId": instance}])
+
+        def in_service() -> bool:
+            states = elb.describe_instance_health(LoadBalancerName="slow")["InstanceStates"]
+            return [s["State"] for s in states] == ["InService"]
+
+        assert wait_until(in_service, 15, 0.05)
+        answers: dict[str, object] = {}
+
+        def get(name: str, path: str) -> None:
+            try:
+                with urllib.request.urlopen(endpoint + path, timeout=20) as response:
+                    answers[name] = response.status
+            except urllib.error.HTTPError as error:
+                answers[name] = error.code
+
+        threads = [threading.Thread(target=get, args=(n, p)) for n, p in (("short", "/slow/0.3"), ("long", "/slow/4"))]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.1)  # both are in flight
+        elb.deregister_instances_from_load_balancer(LoadBalancerName="slow", Instances=[{"InstanceId": instance}])
+        get("after", "/")  # no new request reaches it: nothing else serves (503, after the surge queue's second)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert answers == {"short": 200, "long": 502, "after": 503}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
