@@ -210,3 +210,20 @@ def ssh(c, env=None, instance=None, print_=False):
 
     action = lambda e: run_ssh(e, instance, print_only=print_, out=sys.stdout)  # noqa: E731
     run_step("ssh", env, action, dry_run=True, out=sys.stderr)  # only reads: the dry-run guard holds
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "seconds": "How long to send requests (default 30).",
+        "rate": "Requests a second (default 10).",
+        "json": "Print the summary as JSON on stdout (the lines a second go to stderr).",
+    }
+)
+def traffic(c, env=None, seconds=30, rate=10.0, json=False):
+    """Send requests through the environment's URL, print ok/failed/versions each second; non-zero if any failed."""
+    from deploy.cli import run_step
+    from deploy.views.traffic import run_traffic
+
+    action = lambda e: run_traffic(e, float(seconds), float(rate), as_json=json, out=sys.stdout)  # noqa: E731
+    run_step("traffic", env, action, dry_run=True, out=sys.stderr if json else None)  # only reads AWS

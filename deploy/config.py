@@ -18,9 +18,8 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from deploy.errors import ConfigError
-from deploy.settings import NAME_PART, SETTINGS, SETTINGS_BY_KEY
+from deploy.settings import NAME_PART, ROOT, SETTINGS, SETTINGS_BY_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = "defaults.env"
 
 
@@ -68,6 +67,12 @@ class Config:
     app_dir: str
     build_command: str
     app_files: tuple[str, ...]
+    start_command: str
+    app_port: int
+    primal_packages: tuple[str, ...] | None
+    primal_script: str | None
+    carnivore_script: str | None
+    local_time_scale: float
     primal_id: str | None
     image_id: str | None
     cleanup: bool

@@ -76,7 +76,7 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     aws.check_credentials()
     environment = Environment(config=config, log=log, aws=aws)
     if config.local_cloud:
-        localcloud.start(str(config.endpoint_url), say=log.say)
+        localcloud.start(str(config.endpoint_url), say=log.say, time_scale=config.local_time_scale)
         if not dry_run:
             seed(config, aws.ec2, aws.route53, say=log.say)
     return environment

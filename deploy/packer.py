@@ -250,6 +250,10 @@ def _dummy_value(name: str, scratch: Path) -> str:
         return "ami-00000000000000000"
     if name.endswith("_dir"):
         return str(scratch)  # the file provisioner checks that its source exists
+    if name.endswith("_script"):
+        script = scratch / "user-script.sh"  # the shell provisioner checks that its script exists
+        script.write_text("#!/bin/sh\n", encoding="utf-8")
+        return str(script)
     if name == "region":
         return "us-east-1"
     return "validate-only"

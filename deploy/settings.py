@@ -6,9 +6,11 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Letters, digits and hyphens: what load balancer, target group and DNS label names accept.
 NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+ROOT = Path(__file__).resolve().parent.parent  # scripts are named relative to the repository root
 
 
 def _text(value: str) -> str:
@@ -119,6 +121,47 @@ def _certificate_arn(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line (a shell command)")
+    return value
+
+
+def _port(value: str) -> int:
+    number = _integer(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("must be a TCP port, 1 to 65535")
+    return number
+
+
+DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def _packages(value: str) -> tuple[str, ...]:
+    items = tuple(item for item in re.split(r"[\s,]+", value) if item)
+    bad = [item for item in items if not DEBIAN_PACKAGE.fullmatch(item)]
+    if bad:
+        raise ValueError(f"must be Debian package names separated by spaces or commas; not {', '.join(bad)}")
+    return items
+
+
+def _script(value: str) -> str:
+    path = ROOT / value
+    if not path.is_file():
+        raise ValueError(f"must name a shell script relative to the repository root; {path} is not a file")
+    return value
+
+
+def _time_scale(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a number such as 0.05") from None
+    if not 0 < number <= 10:
+        raise ValueError("must be more than 0 and at most 10 (1: AWS's own durations)")
+    return number
+
+
 def _globs(value: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in value.split(",") if item.strip())
     if not items:
@@ -178,7 +221,7 @@ SETTINGS: tuple[Setting, ...] = (
         _pattern(r"self|amazon|aws-marketplace|\d{12}", "must be self, amazon or an account id"),
         "Owner searched when SOURCE_AMI is a name pattern.",
     ),
-    Setting("HEALTH_CHECK_PATH", _path, "HTTP path the load balancer checks on port 80."),
+    Setting("HEALTH_CHECK_PATH", _path, "HTTP path the load balancer checks on APP_PORT."),
     Setting(
         "LOAD_BALANCER",
         _load_balancer_kind,
@@ -211,6 +254,35 @@ SETTINGS: tuple[Setting, ...] = (
         "APP_FILES",
         _globs,
         "Comma-separated globs (relative to APP_DIR) of what the server needs; `dist/*` stages dist's files.",
+    ),
+    Setting(
+        "START_COMMAND",
+        _one_line,
+        "Shell command that starts the app in its installed folder (it gets PORT, HEALTH_CHECK_PATH, app.env).",
+    ),
+    Setting("APP_PORT", _port, "Port the app listens on (PORT); the load balancer's port 80 forwards to it."),
+    Setting(
+        "PRIMAL_PACKAGES",
+        _packages,
+        "Extra Debian packages installed into the primal image (space- or comma-separated).",
+        required=False,
+    ),
+    Setting(
+        "PRIMAL_SCRIPT",
+        _script,
+        "Your shell script run last when the primal image is baked (relative to the repository root).",
+        required=False,
+    ),
+    Setting(
+        "CARNIVORE_SCRIPT",
+        _script,
+        "Your shell script run last when the deployment image is baked (relative to the repository root).",
+        required=False,
+    ),
+    Setting(
+        "LOCAL_TIME_SCALE",
+        _time_scale,
+        "Embedded cloud only: factor applied to every AWS duration it models (boot, health checks, draining).",
     ),
     Setting(
         "PRIMAL_ID",

@@ -1,11 +1,14 @@
 """Tiny example web app: a health endpoint and a page showing the build version.
 
-Standard library only, so the image needs nothing beyond python3.
+Standard library only, so the image needs nothing beyond python3. Every answer carries the build's version
+in an X-App-Version header. On SIGTERM it stops accepting and finishes the requests in flight.
 """
 
 import html
 import json
 import os
+import signal
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +25,8 @@ def load_version() -> dict:
 
 
 VERSION = load_version()
+# One short text per build: the build time (unique per build) and the environment it was built for.
+VERSION_HEADER = f"{VERSION.get('built_at', 'dev')} {VERSION.get('env', 'dev')}"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,15 +46,24 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-App-Version", VERSION_HEADER)
         self.end_headers()
         self.wfile.write(body)
 
 
 def main() -> None:
     port = int(os.environ.get("PORT", "80"))
-    server = ThreadingHTTPServer(("", port), Handler)
-    print(f"example-app listening on :{port}, health at {HEALTH_PATH}", flush=True)
-    server.serve_forever()
+    # HOST: every interface by default (an instance behind a load balancer); the embedded cloud gives 127.0.0.1.
+    server = ThreadingHTTPServer((os.environ.get("HOST", ""), port), Handler)
+    server.daemon_threads = False  # server_close() waits for the requests in flight
+    # SIGTERM (systemd stopping the service, an instance shutting down): stop accepting, finish what is in flight.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"example-app listening on :{port}, health at {HEALTH_PATH}, version {VERSION_HEADER}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        print("example-app stopped", flush=True)
 
 
 if __name__ == "__main__":

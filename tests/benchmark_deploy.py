@@ -2,7 +2,11 @@
 
 Prints, per scenario (instances, outdated groups, unrelated groups in the account), the wall time
 of the tool's own work (launch, health wait, retirement; the seconds spent sleeping between polls
-are shown apart) and the AWS requests it sent, by operation. Not a test: no figure is asserted.
+are shown apart), the AWS requests it sent (by operation), and the traffic sent through the load
+balancer meanwhile (RATE requests a second): how many, and how many failed. The serving group and the
+new one run the example app (real processes behind real health checks); older outdated groups are
+records (images without an app). The deploy's wall time is set against the modelled physical limit:
+boot + healthy threshold x interval + draining, at the time scale. Not a test: no figure is asserted.
 
     .venv/bin/python tests/benchmark_deploy.py            # all scenarios
     .venv/bin/python tests/benchmark_deploy.py 10,3,300   # one
@@ -10,10 +14,13 @@ are shown apart) and the AWS requests it sent, by operation. Not a test: no figu
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -36,14 +43,19 @@ time.sleep = _counting_sleep  # before deploy.* is imported: the waiter's defaul
 from conftest import free_port, local_base_image, make_image, other_app_groups, reset_cloud  # noqa: E402
 
 from deploy import environment as environments  # noqa: E402
+from deploy.aws.health import group_health  # noqa: E402
+from deploy.localcloud.runtime import BOOT_S  # noqa: E402
 from deploy.settings import SETTINGS_BY_KEY  # noqa: E402
 from deploy.steps.cleanup import cleanup as retire_outdated  # noqa: E402
 from deploy.steps.launch_asg import launch_group  # noqa: E402
 from deploy.steps.setup import run_setup  # noqa: E402
 from deploy.steps.wait_health import promote, wait_for_new_group  # noqa: E402
+from deploy.views.traffic import Traffic, service_url  # noqa: E402
 
-SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (50, 5, 300)]
+SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (20, 5, 300)]
 ENV = "bench"
+TIME_SCALE = 0.01  # AWS's durations x 0.01: boot 0.2 s, checks every 0.3 s, draining 3 s
+RATE = 20.0
 
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
@@ -52,6 +64,7 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
         cwd=REPO,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, "LOCAL_TIME_SCALE": str(TIME_SCALE), "LOCAL_CLOUD_DIR": str(log.parent / "cloud")},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -82,15 +95,40 @@ def write_env(folder: Path, port: int, instances: int) -> None:
                 "HEALTH_TIMEOUT=120",
                 "RETAIN_IMAGES=2",
                 "LOG_RUNS=3",
+                f"LOCAL_TIME_SCALE={TIME_SCALE}",
             ]
         )
         + "\n"
     )
 
 
-def deployment_image(environment, name: str) -> str:
-    """A deployment image as the carnivore bake tags it, without running Packer."""
-    return make_image(environment.aws.ec2, name, environment.names.tags(Role="carnivore", Name=name))
+def deployment_image(environment, name: str, app: Path | None = None) -> str:
+    """A deployment image as the carnivore bake tags it, without running Packer; with APP, it carries that staged
+    folder as the local Packer builder's image does (so its instances run it)."""
+    tags = environment.names.tags(Role="carnivore", Name=name)
+    if app is not None:
+        tags |= {"LocalAppDir": str(app), "LocalAppStart": "python3 server.py", "LocalAppPort": "80"}
+    return make_image(environment.aws.ec2, name, tags)
+
+
+def staged_app(work: Path, version: str) -> Path:
+    """The example app, built, with an app.env: what copy-over stages."""
+    folder = work / f"app-{version}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in ("server.py", "build.py"):
+        shutil.copy2(REPO / "example-app" / name, folder / name)
+    (folder / "version.json").write_text(json.dumps({"built_at": version, "env": ENV}) + "\n")
+    (folder / "app.env").write_text(f"ENV={ENV}\nHEALTH_CHECK_PATH=/api/status/health\n")
+    return folder
+
+
+def physical_limit(environment) -> float:
+    """Boot + healthy threshold x interval + draining, at the time scale: no deploy can be faster."""
+    summary = environment.load_balancer.describe_summary()
+    check = summary["health_check"]
+    draining = (summary.get("target_group") or {}).get("deregistration_delay_seconds", summary.get("draining_seconds"))
+    return TIME_SCALE * (BOOT_S + check["healthy_threshold"] * check["interval"] + float(draining or 0))
 
 
 def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int) -> dict:
@@ -99,23 +137,45 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
     environment = environments.open_environment(ENV)  # LOCAL_CLOUD finds the server started above
     run_setup(environment)
     for number in range(outdated):
-        image_id = deployment_image(environment, f"bench-old-{number}")
+        serving = number == outdated - 1  # the one that serves runs the app; older ones are records
+        app = staged_app(work, f"old-{number}") if serving else None
+        image_id = deployment_image(environment, f"bench-old-{number}", app)
         group = launch_group(environment, image_id=image_id)
         promote(environment, group, image_id)
         environment.state.put("pending", None)
         _real_sleep(1.0)  # distinct group stamps, as deploys minutes apart would have
     ec2 = environment.aws.ec2
     other_app_groups(ec2, environment.aws.autoscaling, local_base_image(ec2), unrelated)
-    new_image = deployment_image(environment, "bench-new")
+    new_image = deployment_image(environment, "bench-new", staged_app(work, "new"))
+    serving = group_health(environment, group)
+    deadline = time.monotonic() + 60
+    while not serving.done and time.monotonic() < deadline:  # the serving group answers before traffic starts
+        _real_sleep(0.1)
+        serving = group_health(environment, group)
 
+    traffic = Traffic(service_url(environment), seconds=3600, rate=RATE, sleep=_real_sleep)
+    sender = threading.Thread(target=traffic.run, daemon=True)
+    sender.start()
     environment.aws.requests.clear()
     slept[0] = 0.0
     started = time.perf_counter()
+    began = time.monotonic()
     launch_group(environment, image_id=new_image)
     wait_for_new_group(environment)
     retire_outdated(environment)
     wall = time.perf_counter() - started
-    return {"wall": wall, "slept": slept[0], "requests": Counter(environment.aws.requests)}
+    ended = time.monotonic()
+    traffic.stop.set()
+    sender.join(timeout=30)
+    during = [r for r in traffic.results if began <= r.started <= ended]
+    return {
+        "wall": wall,
+        "slept": slept[0],
+        "requests": Counter(environment.aws.requests),
+        "traffic": len(during),
+        "failed": sum(1 for r in during if not r.ok),
+        "limit": physical_limit(environment),
+    }
 
 
 def isolate(work: Path) -> None:
@@ -157,11 +217,16 @@ def main() -> None:
             results = [(size, scenario(port, work, *size)) for size in chosen]
         finally:
             stop_server(server)
-    print(f"\n{'instances,outdated,unrelated':>30} {'wall s':>8} {'of which polling sleep s':>25} {'requests':>9}")
+    print(
+        f"\n{'instances,outdated,unrelated':>30} {'wall s':>8} {'physical limit s':>17}"
+        f" {'of which polling sleep s':>25} {'AWS requests':>13} {'traffic requests':>17} {'failed':>7}"
+    )
     for size, result in results:
-        work_s = result["wall"]
         total = sum(result["requests"].values())
-        print(f"{size!s:>30} {work_s:8.2f} {result['slept']:25.2f} {total:9d}")
+        print(
+            f"{size!s:>30} {result['wall']:8.2f} {result['limit']:17.2f} {result['slept']:25.2f} {total:13d}"
+            f" {result['traffic']:17d} {result['failed']:7d}"
+        )
     for size, result in results:
         ops = ", ".join(f"{op} {n}" for op, n in sorted(result["requests"].items()))
         print(f"\n{size}: {ops}")

@@ -43,6 +43,9 @@ TEST_ENV = "test"
 SERVER_START_TIMEOUT_S = 30.0
 INV_TIMEOUT_S = 90.0
 RUN_TIMEOUT_S = 120.0  # an end-to-end run of the CLI (a deploy bakes with Packer)
+# The session's embedded cloud models AWS's durations 200 times faster: boot 0.1 s, health checks every 0.15 s,
+# draining 1.5 s (timeouts never below 0.5 s).
+TEST_TIME_SCALE = "0.005"
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -173,7 +176,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("moto") / "server.log"
     env = {key: value for key, value in os.environ.items() if key not in STRAY_VARIABLES}
-    env.update(FAKE_CREDENTIALS)
+    env.update(FAKE_CREDENTIALS, LOCAL_TIME_SCALE=TEST_TIME_SCALE, LOCAL_CLOUD_DIR=str(log_path.parent))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "deploy.motoserver", "-H", "127.0.0.1", "-p", str(port)],
@@ -539,6 +542,21 @@ def polling(step: Callable[[], bool], timeout: float = RUN_TIMEOUT_S, interval: 
     finally:
         done.set()
         thread.join(timeout=10)
+
+
+def without_moto_classic_gap(counts: list[int]) -> list[int]:
+    """COUNTS without single polls that saw a classic load balancer serve nothing between two that saw it serve.
+
+    moto divergence (fixed on branch lb): creating a group attached to a classic load balancer deregisters the
+    other groups' instances; the tool registers them again in its next call. The embedded cloud's new instances
+    are out of service until they pass their health checks, so a poll can land in that gap (AWS has no gap).
+    Remove this once the fix is merged.
+    """
+    return [
+        count
+        for index, count in enumerate(counts)
+        if not (count == 0 and 0 < index < len(counts) - 1 and counts[index - 1] and counts[index + 1])
+    ]
 
 
 @dataclass

@@ -100,6 +100,11 @@ def _context(**overrides: object) -> dict[str, object]:
         "app_dir": "/tmp/app",
         "health_check_path": "/api/status/health",
         "ssh_username": "admin",
+        "primal_packages": "nginx nodejs",
+        "primal_script": str(PACKER_DIR / "scripts" / "no-user-script.sh"),
+        "start_command": "node server.js",
+        "app_port": "8080",
+        "carnivore_script": str(PACKER_DIR / "scripts" / "no-user-script.sh"),
     }
     context.update(overrides)
     return context
@@ -150,7 +155,16 @@ def test_provisioning_script_passes_shellcheck(script: Path) -> None:
 
 
 def test_both_provisioning_scripts_exist() -> None:
-    assert [path.name for path in SCRIPTS] == ["carnivore.sh", "primal.sh"]
+    assert [path.name for path in SCRIPTS] == ["carnivore.sh", "no-user-script.sh", "primal.sh"]
+
+
+def test_nothing_names_the_example_apps_server_any_more() -> None:
+    # Any app, one contract: the unit runs START_COMMAND; only the default START_COMMAND names server.py.
+    for path in [*SCRIPTS, *PACKER_DIR.glob("*.json")]:
+        text = path.read_text(encoding="utf-8")
+        assert "server.py" not in text, path
+    carnivore = (PACKER_DIR / "scripts" / "carnivore.sh").read_text(encoding="utf-8")
+    assert "Environment=PORT=$APP_PORT" in carnivore and "ExecStart=$START" in carnivore
 
 
 @needs_packer
@@ -300,6 +314,9 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     suffix = uuid.uuid4().hex[:6]
     common = {"region": REGION, "endpoint": moto_endpoint, "instance_type": "t3.micro", "app_name": "exapp"}
     common |= {"env": "test", "health_check_path": "/api/status/health", "ssh_username": "admin"}
+    script = str(PACKER_DIR / "scripts" / "no-user-script.sh")
+    common |= {"primal_packages": "", "primal_script": script, "carnivore_script": script}
+    common |= {"start_command": "python3 server.py", "app_port": "80"}
 
     primal_name = f"exapp-test-primal-{suffix}"
     primal_vars = render_var_file(
@@ -353,6 +370,9 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     assert _tags(image)["Role"] == "carnivore"
     assert _tags(image)["SourceImage"] == primal
     assert {_tags(image)[key] for key in ("ManagedBy", "App", "Env")} == {"immutable-deploy", "exapp", "test"}
+    # The local builder cannot upload the app: it names the staged folder, which the embedded cloud keeps.
+    assert _tags(image)["LocalAppDir"] == str(app_dir)
+    assert (_tags(image)["LocalAppStart"], _tags(image)["LocalAppPort"]) == ("python3 server.py", "80")
     # Packer cleaned up after itself: no running build instance, no temporary key pair or group.
     running = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
     assert running["Reservations"] == []

@@ -320,3 +320,17 @@ def test_a_live_record_pointing_elsewhere_is_not_repointed_unless_taken_over(clo
     run_setup(make_environment(tmp_path), take_over_dns=True)
     record = alias_record(zone_id, "staging.example.com")
     assert record is not None and record["AliasTarget"]["DNSName"].startswith("elb-webapp-staging")
+
+
+def test_app_port_moves_the_listener_health_check_and_web_rule_and_converges(cloud, tmp_path, work_dir):
+    create_zone()
+    run_setup(make_environment(tmp_path))
+    moved = make_environment(tmp_path / "moved", extra="APP_PORT=8080\n")
+    changes = run_setup(moved)
+    assert "set the listener of elb-webapp-staging to HTTP 80 → instances HTTP:8080" in changes
+    [balancer] = load_balancers()
+    assert [d["Listener"]["InstancePort"] for d in balancer["ListenerDescriptions"]] == [8080]
+    assert balancer["HealthCheck"]["Target"] == "HTTP:8080/api/status/health"
+    lb_group = security_group("webapp-staging-lb")["GroupId"]
+    assert inbound(security_group("webapp-staging-web")) == {("tcp", 8080, 8080, lb_group)}
+    assert run_setup(make_environment(tmp_path / "again", extra="APP_PORT=8080\n")) == []

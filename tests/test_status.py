@@ -85,6 +85,7 @@ def test_status_of_a_set_up_environment(cloud, tmp_path, kind, name, listener):
     assert (balancer["kind"], balancer["name"]) == (kind, name)
     assert balancer["health_check"]["target"] == "HTTP:80/api/status/health"
     assert balancer["health_check"]["interval"] == 30
+    assert balancer["url"] == "http://staging.example.com/"  # on AWS: the host's URL
     assert status["host"]["record"]["alias"].lower() == balancer["dns_name"].lower()
     assert status["groups"] == []
     table = render_table(status)

@@ -4,6 +4,9 @@
 - `seed`: what an AWS account would already have (a hosted zone, a base image).
 - `server`: the server's own entry point, `python -m deploy.localcloud.server` (also `python -m deploy.motoserver`).
 - `fixes`: every place where moto differs from AWS, fixed inside the server, each saying what AWS does.
+- `runtime`: the server runs what was baked: an app process per running instance of an image that carries an app.
+- `balancers`: each load balancer is an HTTP endpoint on 127.0.0.1 (tagged `LocalCloudURL`), with real health
+  checks and draining.
 
 Nothing outside this package knows that the cloud is emulated.
 """

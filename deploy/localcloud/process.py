@@ -74,8 +74,13 @@ def _answers_like_aws(endpoint: Endpoint) -> bool:
         return False
 
 
-def start(url: str, state_dir: Path | None = None, say: Callable[[str], None] = print) -> Endpoint:
-    """Make sure a moto server answers at URL, starting one in the background when nothing listens there."""
+def start(
+    url: str, state_dir: Path | None = None, say: Callable[[str], None] = print, time_scale: float | None = None
+) -> Endpoint:
+    """Make sure a moto server answers at URL, starting one in the background when nothing listens there.
+
+    TIME_SCALE (LOCAL_TIME_SCALE) is given to a server this starts; one already running keeps its own.
+    """
     endpoint = Endpoint.parse(url)
     state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
     if is_listening(endpoint) and _outdated(endpoint, state_dir):
@@ -97,6 +102,12 @@ def start(url: str, state_dir: Path | None = None, say: Callable[[str], None] = 
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
             start_new_session=True,  # outlives this task: later tasks see the same cloud
+            # Where it keeps the apps its images carry and their logs, and how fast its modelled time runs.
+            env={
+                **os.environ,
+                "LOCAL_CLOUD_DIR": str(state_dir),
+                **({"LOCAL_TIME_SCALE": str(time_scale)} if time_scale else {}),
+            },
         )
     _pid_file(endpoint, state_dir).write_text(f"{process.pid} {SERVER_VERSION}\n")
     deadline = time.monotonic() + START_TIMEOUT_S

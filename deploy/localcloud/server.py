@@ -1,4 +1,5 @@
-"""The embedded cloud's process: moto's own server mode, with the fixes of deploy/localcloud/fixes.py applied.
+"""The embedded cloud's process: moto's own server mode, with the fixes of deploy/localcloud/fixes.py applied,
+running what was baked (deploy/localcloud/runtime.py: app processes; balancers.py: load balancer endpoints).
 
 Run as `python -m deploy.motoserver -H 127.0.0.1 -p PORT` (same flags as `python -m moto.server`).
 """
@@ -10,12 +11,14 @@ import sys
 from moto.server import main as moto_main
 
 from deploy.localcloud.fixes import patch_moto
+from deploy.localcloud.runtime import running
 
 
 def main(argv: list[str]) -> None:
     """Apply the fixes, then serve until stopped (moto's own command line: -H HOST -p PORT)."""
     patch_moto()
-    moto_main(argv)
+    with running(argv):  # the apps and load balancers of what was baked, stopped with the server
+        moto_main(argv)
 
 
 if __name__ == "__main__":

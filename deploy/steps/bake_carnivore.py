@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploy.appcontract import bake_inputs
 from deploy.aws.images import CARNIVORE, PRIMAL, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -25,8 +26,10 @@ def current_primal(environment: Environment) -> str:
     return str(require_image(environment, str(recorded["image_id"]), "Primal image")["ImageId"])
 
 
-def carnivore_inputs(primal: str, app_digest: str) -> dict[str, str]:
-    return {"primal": primal, "app": app_digest, "template": template_digest(CARNIVORE)}
+def carnivore_inputs(environment: Environment, primal: str, app_digest: str) -> dict[str, str]:
+    """What a deployment image is made from: a recorded image baked from other inputs is not reused."""
+    contract = bake_inputs(environment.config, CARNIVORE)
+    return {"primal": primal, "app": app_digest, "template": template_digest(CARNIVORE), **contract}
 
 
 def decide_carnivore(environment: Environment, image_id: str | None) -> tuple[BakeDecision, dict[str, str]]:
@@ -39,7 +42,7 @@ def decide_carnivore(environment: Environment, image_id: str | None) -> tuple[Ba
     if not staged or not Path(staged["dir"]).is_dir():
         raise DeployError(f"Nothing is staged for {environment.env}: run `inv copy-over --env {environment.env}`.")
     primal = current_primal(environment)
-    recorded = recorded_image(environment, CARNIVORE, carnivore_inputs(primal, staged["digest"]))
+    recorded = recorded_image(environment, CARNIVORE, carnivore_inputs(environment, primal, staged["digest"]))
     return decide_bake(None, recorded, primal), staged
 
 
@@ -60,5 +63,7 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
         # tmp/appserver is one folder for every environment: another run may have restaged it.
         raise DeployError(f"The staged app in {staged['dir']} changed since copy-over: run the deploy again.")
     image_id = bake(environment, CARNIVORE, {"primal_ami": decision.source, "app_dir": staged["dir"]})
-    environment.state.put(CARNIVORE, {"image_id": image_id, **carnivore_inputs(decision.source, staged["digest"])})
+    environment.state.put(
+        CARNIVORE, {"image_id": image_id, **carnivore_inputs(environment, decision.source, staged["digest"])}
+    )
     return image_id

@@ -3,14 +3,16 @@ earlier run baked it from the same source and template."""
 
 from __future__ import annotations
 
+from deploy.appcontract import bake_inputs
 from deploy.aws.images import PRIMAL, require_image, resolve_source_image
 from deploy.environment import Environment
 from deploy.plans.bake import GIVEN, BakeDecision, decide_bake
 from deploy.steps.baking import bake, recorded_image, template_digest
 
 
-def primal_inputs(source: str) -> dict[str, str]:
-    return {"source": source, "template": template_digest(PRIMAL)}
+def primal_inputs(environment: Environment, source: str) -> dict[str, str]:
+    """What a primal image is made from: a recorded image baked from other inputs is not reused."""
+    return {"source": source, "template": template_digest(PRIMAL), **bake_inputs(environment.config, PRIMAL)}
 
 
 def decide_primal(environment: Environment, primal_id: str | None) -> BakeDecision:
@@ -20,7 +22,7 @@ def decide_primal(environment: Environment, primal_id: str | None) -> BakeDecisi
         require_image(environment, given, "Primal image")
         return decide_bake(given, None)
     source = resolve_source_image(environment)
-    return decide_bake(None, recorded_image(environment, PRIMAL, primal_inputs(source)), source)
+    return decide_bake(None, recorded_image(environment, PRIMAL, primal_inputs(environment, source)), source)
 
 
 def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
@@ -35,5 +37,5 @@ def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
             )
         return decision.image
     image_id = bake(environment, PRIMAL, {"source_ami": decision.source})
-    environment.state.put(PRIMAL, {"image_id": image_id, **primal_inputs(decision.source)})
+    environment.state.put(PRIMAL, {"image_id": image_id, **primal_inputs(environment, decision.source)})
     return image_id

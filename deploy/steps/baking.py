@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from deploy.appcontract import check_user_script, packer_variables
 from deploy.aws.images import describe_image
 from deploy.aws.instances import require_instance_type
 from deploy.config import ROOT
@@ -49,6 +50,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
     """Run one Packer build of packer/ROLE.json and return the new image id."""
     config = environment.config
     require_instance_type(environment)
+    check_user_script(config, role, say=environment.say)
     image_name = environment.names.image(role, stamp())
     context = {
         "region": config.region,
@@ -59,6 +61,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
         "env": config.env,
         "health_check_path": config.health_check_path,
         "ssh_username": "admin",
+        **packer_variables(config, role),
         **variables,
     }
     var_file = render_var_file(

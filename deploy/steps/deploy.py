@@ -25,6 +25,7 @@ from deploy.steps.baking import packer_builder
 from deploy.steps.cleanup import cleanup, plan_lines, read_cleanup_facts
 from deploy.steps.copy_over import staging_dir
 from deploy.steps.launch_asg import instance_security_group, read_launch_plan
+from deploy.views.traffic import service_url
 
 
 def require_setup(environment: Environment) -> Environment:
@@ -47,7 +48,7 @@ def finish_deploy(environment: Environment, keep_images: bool | None = None) -> 
         "group": group,
         "instances": health.ready,
         "retired": retired,
-        "url": f"http://{environment.names.host}/",
+        "url": service_url(environment),
         "logs": environment.log.relative_dir(),
         "seconds": round(environment.log.elapsed(), 1),
     }

@@ -44,14 +44,14 @@ def run_setup(environment: Environment, dry_run: bool = False, take_over_dns: bo
     lb_group_id, changes = ensure_security_group(
         environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", lb_rules, dry_run
     )
-    instance_rules = {Rule(80, group_id=lb_group_id)}
+    instance_rules = {Rule(environment.config.app_port, group_id=lb_group_id)}  # APP_PORT, from the LB only
     if environment.config.ssh_cidr:
         instance_rules.add(Rule(22, cidr=str(environment.config.ssh_cidr)))
     _, instance_changes = ensure_security_group(
         environment, vpc_id, names.instance_security_group, f"web servers of {names.stack}", instance_rules, dry_run
     )
     changes += instance_changes
-    health = HealthCheck(path=str(environment.config.health_check_path))
+    health = HealthCheck(path=environment.config.health_check_path, port=environment.config.app_port)
     changes += balancer.ensure(subnet_ids, lb_group_id, health, dry_run=dry_run, vpc_id=vpc_id)
     changes += ensure_alias_record(environment, zone_id, records, dry_run)
     changes += ensure_key_pair(environment, dry_run)

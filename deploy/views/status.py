@@ -26,9 +26,12 @@ from deploy.errors import DeployError
 from deploy.naming import tag_value, tags_of
 from deploy.plans.groups import serving_group
 from deploy.plans.model import DEPLOYED_TAG
+from deploy.views.traffic import service_url
 
 VERSION = 1
 NOT_REGISTERED = "not registered"
+# An emulator tags an instance with what runs on it; the embedded cloud says "none: ..." for a record only.
+INSTANCE_APP_TAG = "LocalCloudApp"
 
 
 def _iso(value: Any) -> str | None:
@@ -81,7 +84,7 @@ def load_balancer_summary(environment: Environment) -> dict[str, Any]:
     summary = balancer.describe_summary()
     if not summary or summary.get("exists") is False:
         return {"kind": balancer.kind, "name": balancer.name, "exists": False}
-    return {"exists": True, **summary}
+    return {"exists": True, **summary, "url": service_url(environment, summary)}
 
 
 def read_lock(environment: Environment) -> dict[str, Any] | None:
@@ -94,8 +97,29 @@ def _counts(values: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items()))
 
 
-def group_status(raw: dict[str, Any], lb_states: dict[str, str], serving: str | None, now: datetime) -> dict[str, Any]:
-    """Pure: one group's entry of the status, from its description and the load balancer's instance states."""
+def instance_apps(environment: Environment, ids: list[str]) -> dict[str, str]:
+    """What runs on each instance, where an emulator says so (tag LocalCloudApp); empty on AWS."""
+    if not ids:
+        return {}
+    reservations = environment.aws.ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": ids}])
+    return {
+        i["InstanceId"]: tag_value(i, INSTANCE_APP_TAG)
+        for r in reservations["Reservations"]
+        for i in r["Instances"]
+        if tag_value(i, INSTANCE_APP_TAG)
+    }
+
+
+def group_status(
+    raw: dict[str, Any],
+    lb_states: dict[str, str],
+    serving: str | None,
+    now: datetime,
+    apps: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Pure: one group's entry of the status, from its description and the load balancer's instance states
+    (APPS: what runs on each instance, where an emulator says so)."""
+    apps = apps or {}
     tags = tags_of(raw)
     template = raw.get("LaunchTemplate") or {}
     instances = [
@@ -104,6 +128,7 @@ def group_status(raw: dict[str, Any], lb_states: dict[str, str], serving: str | 
             "lifecycle": i.get("LifecycleState"),
             "health": i.get("HealthStatus"),
             "load_balancer": lb_states.get(i["InstanceId"], NOT_REGISTERED),
+            "app": apps.get(i["InstanceId"]),
         }
         for i in sorted(raw.get("Instances", []), key=lambda i: i["InstanceId"])
     ]
@@ -142,7 +167,9 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
             lb_states = {}  # e.g. an ALB without its target group: the summary says what is missing
     groups = environment_groups(environment)
     serving = serving_group(groups)
-    group_entries = [group_status(group.raw, lb_states, serving.name if serving else None, now) for group in groups]
+    raws = [group.raw for group in groups]
+    apps = instance_apps(environment, [i["InstanceId"] for raw in raws for i in raw.get("Instances", [])])
+    group_entries = [group_status(raw, lb_states, serving.name if serving else None, now, apps) for raw in raws]
     in_use = {g["image"] for g in group_entries if g["image"]}
     templates = []
     for name in launch_templates(environment):
@@ -247,6 +274,7 @@ def render_table(status: dict[str, Any]) -> str:
         lines.append(
             f"load balancer  {balancer['name']} ({balancer['kind']}) {balancer.get('dns_name') or ''}".rstrip()
         )
+        lines.append(f"url            {balancer.get('url') or '-'}")
         lines.append(f"health check   {_health_check_text(balancer.get('health_check'))}")
         for listener in balancer.get("listeners") or []:
             if isinstance(listener, dict):
@@ -259,6 +287,8 @@ def render_table(status: dict[str, Any]) -> str:
         rows = [["NAME", "IMAGE", "AGE", "DESIRED", "LIFECYCLE", "LOAD BALANCER", ""]]
         for group in status["groups"]:
             mark = "serving" if group["serving"] else (group.get("status") or "")
+            if group["instances"] and all(str(i.get("app") or "").startswith("none") for i in group["instances"]):
+                mark = f"{mark} (records only: its image carries no app)".strip()
             rows.append(
                 [
                     group["name"],

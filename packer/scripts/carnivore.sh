@@ -1,19 +1,31 @@
 #!/bin/bash
-# Carnivore image provisioning: install the staged app from /tmp/appserver into /opt/app
-# and run it as a systemd service on port 80.
+# Carnivore image provisioning: install the staged app from /tmp/appserver into /opt/app and run
+# START_COMMAND there as a systemd service, with PORT=APP_PORT. CARNIVORE_SCRIPT (the environment's
+# own script, if any) runs after this one.
 set -euo pipefail
 
 SRC=/tmp/appserver
 DEST=/opt/app
+START=/usr/local/lib/immutable-deploy/start-app
 HEALTH_CHECK_PATH="${HEALTH_CHECK_PATH:-/api/status/health}"
+START_COMMAND="${START_COMMAND:-}"
+APP_PORT="${APP_PORT:-80}"
 
-# The path goes verbatim into the unit file: refuse characters systemd would interpret (%, spaces, quotes).
+# The path and port go verbatim into the unit file: refuse characters systemd would interpret (%, spaces, quotes).
 if [[ ! "$HEALTH_CHECK_PATH" =~ ^/[A-Za-z0-9._~/-]*$ ]]; then
     echo "carnivore.sh: unsafe HEALTH_CHECK_PATH: $HEALTH_CHECK_PATH" >&2
     exit 1
 fi
-if [[ ! -f "$SRC/server.py" ]]; then
-    echo "carnivore.sh: $SRC/server.py missing; was the app directory uploaded?" >&2
+if [[ ! "$APP_PORT" =~ ^[0-9]{1,5}$ ]]; then
+    echo "carnivore.sh: APP_PORT must be a port number, not: $APP_PORT" >&2
+    exit 1
+fi
+if [[ -z "$START_COMMAND" || "$START_COMMAND" == *$'\n'* ]]; then
+    echo "carnivore.sh: START_COMMAND must be one non-empty line" >&2
+    exit 1
+fi
+if [[ ! -d "$SRC" ]] || [[ -z "$(ls -A "$SRC")" ]]; then
+    echo "carnivore.sh: $SRC is missing or empty; was the app directory uploaded?" >&2
     exit 1
 fi
 
@@ -30,6 +42,16 @@ chown -R root:root "$DEST"
 chmod -R u=rwX,go=rX "$DEST"
 rm -rf "$SRC"
 
+# START_COMMAND goes into a script of its own, verbatim: systemd would otherwise interpret %, quotes and $.
+mkdir -p "$(dirname "$START")"
+{
+    echo '#!/bin/sh'
+    echo '# START_COMMAND of the environment, run in the installed app folder (written by carnivore.sh).'
+    echo "cd $DEST"
+    printf '%s\n' "$START_COMMAND"
+} >"$START"
+chmod 0755 "$START"
+
 cat >/etc/systemd/system/app.service <<UNIT
 [Unit]
 Description=Application server (immutable-deploy)
@@ -42,11 +64,11 @@ Group=app
 WorkingDirectory=$DEST
 # app.env: the environment's settings staged by copy-over (ENV, APP_NAME, DOMAIN, HEALTH_CHECK_PATH).
 EnvironmentFile=-$DEST/app.env
-Environment=PORT=80
+Environment=PORT=$APP_PORT
 Environment=HEALTH_CHECK_PATH=$HEALTH_CHECK_PATH
 Environment=PYTHONUNBUFFERED=1
-ExecStart=/usr/bin/python3 $DEST/server.py
-# Port 80 without running as root.
+ExecStart=$START
+# Any port, 80 included, without running as root.
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 NoNewPrivileges=true
 Restart=always

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Primal image provisioning (real AWS only): OS updates, python3 and the unprivileged app user.
+# Primal image provisioning (real AWS only): OS updates, python3, PRIMAL_PACKAGES and the unprivileged app user.
+# PRIMAL_SCRIPT (the environment's own script, if any) runs after this one.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -11,7 +12,9 @@ fi
 
 apt-get update -q
 apt-get -y -q -o Dpkg::Options::=--force-confold upgrade
-apt-get -y -q install python3 ca-certificates
+# PRIMAL_PACKAGES: extra Debian packages of the environment (names checked by the tool), space-separated.
+read -r -a extra_packages <<<"${PRIMAL_PACKAGES//,/ }"
+apt-get -y -q install python3 ca-certificates "${extra_packages[@]}"
 apt-get clean
 
 # System user without a login shell; the carnivore service runs as it.

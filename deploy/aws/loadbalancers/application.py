@@ -167,11 +167,12 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         group = self.describe_target_group()
         if group is None:
             created = changes.make(
-                f"created target group {self.target_group_name} (HTTP:80, health check HTTP {health.path} → 200)",
+                f"created target group {self.target_group_name} (HTTP:{health.port}, health check HTTP {health.path}"
+                " → 200)",
                 lambda: self.elbv2.create_target_group(
                     Name=self.target_group_name,
                     Protocol="HTTP",
-                    Port=80,
+                    Port=health.port,
                     VpcId=vpc_id,
                     TargetType="instance",
                     Tags=tag_list(self.names.tags()),
@@ -184,13 +185,13 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         else:
             if (group.get("Protocol"), group.get("Port"), group.get("TargetType", "instance")) != (
                 "HTTP",
-                80,
+                health.port,
                 "instance",
             ):
                 raise DeployError(
                     f"Target group {self.target_group_name} is {group.get('Protocol')}:{group.get('Port')}"
-                    f" ({group.get('TargetType')} targets), not HTTP:80 to instances, and cannot be changed in place:"
-                    " delete it (or destroy the environment) and run setup again."
+                    f" ({group.get('TargetType')} targets), not HTTP:{health.port} (APP_PORT) to instances, and"
+                    " cannot be changed in place: destroy the environment and run setup again (or set APP_PORT back)."
                 )
             if any(group.get(key) != value for key, value in desired.items()):
                 changes.make(

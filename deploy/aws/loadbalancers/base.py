@@ -16,17 +16,19 @@ DRAINING_TIMEOUT_S = 300
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """The original scripts' check: HTTP on port 80, every 30 s, 4 s timeout, 2 failures / 2 successes."""
+    """The original scripts' check: HTTP on the app's port (APP_PORT, 80 by default), every 30 s, 4 s timeout,
+    2 failures / 2 successes."""
 
     path: str
     interval: int = 30
     timeout: int = 4
     unhealthy: int = 2
     healthy: int = 2
+    port: int = 80  # APP_PORT: where the instances listen; the load balancer's own port stays 80
 
     def as_classic(self) -> dict[str, Any]:
         return {
-            "Target": f"HTTP:80{self.path}",
+            "Target": f"HTTP:{self.port}{self.path}",
             "Interval": self.interval,
             "Timeout": self.timeout,
             "UnhealthyThreshold": self.unhealthy,
@@ -34,7 +36,7 @@ class HealthCheck:
         }
 
     def as_target_group(self) -> dict[str, Any]:
-        """The same check for a target group (the traffic port is 80), healthy on HTTP 200 only."""
+        """The same check for a target group (on its traffic port, APP_PORT), healthy on HTTP 200 only."""
         return {
             "HealthCheckProtocol": "HTTP",
             "HealthCheckPort": "traffic-port",

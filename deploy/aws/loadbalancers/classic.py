@@ -57,9 +57,7 @@ class ClassicLoadBalancer(LoadBalancerBase):
                 f"created load balancer {self.name}",
                 lambda: elb.create_load_balancer(
                     LoadBalancerName=self.name,
-                    Listeners=[
-                        {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}
-                    ],
+                    Listeners=[self._listener(health.port)],
                     Subnets=subnet_ids,
                     SecurityGroups=[security_group_id],
                     Tags=tag_list(self.names.tags()),
@@ -79,6 +77,22 @@ class ClassicLoadBalancer(LoadBalancerBase):
                     lambda: elb.apply_security_groups_to_load_balancer(
                         LoadBalancerName=self.name, SecurityGroups=[security_group_id]
                     ),
+                )
+            ports = {
+                d["Listener"]["LoadBalancerPort"]: d["Listener"].get("InstancePort")
+                for d in current.get("ListenerDescriptions", [])
+            }
+            if ports.get(80) != health.port:
+                # APP_PORT changed: a listener cannot be modified, only replaced (a moment without port 80).
+                def replace_listener() -> None:
+                    if 80 in ports:
+                        elb.delete_load_balancer_listeners(LoadBalancerName=self.name, LoadBalancerPorts=[80])
+                    elb.create_load_balancer_listeners(
+                        LoadBalancerName=self.name, Listeners=[self._listener(health.port)]
+                    )
+
+                changes.make(
+                    f"set the listener of {self.name} to HTTP 80 → instances HTTP:{health.port}", replace_listener
                 )
         desired_check = health.as_classic()
         if health_check_differs(current.get("HealthCheck"), desired_check):
@@ -103,6 +117,10 @@ class ClassicLoadBalancer(LoadBalancerBase):
                 ),
             )
         return list(changes)
+
+    @staticmethod
+    def _listener(instance_port: int) -> dict[str, Any]:
+        return {"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": instance_port}
 
     def dns_target(self) -> tuple[str, str]:
         found = self.require()

@@ -1,0 +1,523 @@
+"""The embedded cloud runs what was baked: every running instance of an image that carries an app is a process.
+
+- An image baked by the tool's `local` Packer builder is tagged with the staged folder (LocalAppDir), the
+  START_COMMAND (LocalAppStart) and the APP_PORT (LocalAppPort) it was baked with. When those tags are put on the
+  image (Packer tags it right after CreateImage), the folder is copied into the cloud's own store, keyed by image
+  id: a later copy-over cannot change what an image runs.
+- Each running instance of such an image gets, after a modelled boot delay, a process running START_COMMAND in
+  its copy of the folder, with its own loopback PORT (and HOST=127.0.0.1, HEALTH_CHECK_PATH, app.env's settings).
+  The instance "listens" on APP_PORT: the load balancer's health checks and traffic for that port reach PORT.
+- A stopped or terminated instance's process finishes the requests a load balancer still has in flight to it
+  (bounded by the draining time), then gets SIGTERM, then SIGKILL after a grace period. A process that exits on
+  its own is restarted, like systemd's Restart=always.
+- No app process outlives the cloud: a graceful stop stops them all, and a watchdog process (which learns every
+  app's process group through a pipe) kills them when the server dies any other way (its end of the pipe closes).
+- Instances of images that carry no app are records, as moto has them; each instance is tagged LocalCloudApp with
+  what runs on it (`inv status` shows it).
+
+Every AWS duration is multiplied by LOCAL_TIME_SCALE (the server's environment variable; the tool passes the
+environment's setting when it starts the cloud). Installed into the server by `running()` (server.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Modelled AWS durations, in seconds of the real cloud (multiplied by the time scale).
+BOOT_S = 20.0  # from "running" until the app's service has started (EC2 boot + systemd)
+STOP_GRACE_S = 90.0  # systemd's TimeoutStopSec: SIGTERM, then SIGKILL
+RESTART_S = 2.0  # the unit's RestartSec
+DEFAULT_SCALE = 1.0
+STORE_CHECK_S = 1.0
+TICK_S = 0.05  # how often the supervisor looks at the cloud (real seconds, not scaled)
+MIN_GRACE_S = 0.5  # a scaled grace never below this: a loaded machine needs a moment to exit cleanly
+SHUTDOWN_WAIT_S = 5.0
+
+APP_DIR_TAG, APP_START_TAG, APP_PORT_TAG = "LocalAppDir", "LocalAppStart", "LocalAppPort"
+INSTANCE_TAG = "LocalCloudApp"
+NO_APP = "none: its image carries no app (a record only)"
+RUNNING_STATES = ("running",)
+
+WATCHDOG = r"""
+import os, signal, sys, time
+groups = set()
+for line in sys.stdin:
+    command, _, pgid = line.strip().partition(" ")
+    if command == "add":
+        groups.add(int(pgid))
+    elif command == "del":
+        groups.discard(int(pgid))
+for number, sig in enumerate((signal.SIGTERM, signal.SIGKILL)):
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+    if groups and number == 0:
+        time.sleep(float(sys.argv[1]))
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """AWS durations scaled by LOCAL_TIME_SCALE, and the clock everything reads (injected in tests)."""
+
+    scale: float = DEFAULT_SCALE
+    clock: Callable[[], float] = time.monotonic
+
+    def seconds(self, aws_seconds: float, floor: float = 0.0) -> float:
+        return max(float(aws_seconds) * self.scale, floor)
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Timing:
+        value = (environ if environ is not None else os.environ).get("LOCAL_TIME_SCALE", "")
+        try:
+            scale = float(value) if value else DEFAULT_SCALE
+        except ValueError:
+            scale = DEFAULT_SCALE
+        return cls(scale=scale if scale > 0 else DEFAULT_SCALE)
+
+
+@dataclass(frozen=True)
+class AppImage:
+    """What an image carries: the stored copy of its staged folder, its START_COMMAND and APP_PORT."""
+
+    folder: Path
+    start_command: str
+    app_port: int
+
+
+def read_app_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile reads them (comments and blank lines skipped, quotes removed)."""
+    values: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return values
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+class AppStore:
+    """Copies of the staged folders images carry, keyed by image id."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.images: dict[str, AppImage] = {}
+        self.lock = threading.Lock()
+
+    def capture(self, image_id: str, tags: dict[str, str]) -> AppImage | None:
+        source = tags.get(APP_DIR_TAG)
+        if not source:
+            return None
+        folder = self.root / image_id / "app"
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(source, folder, symlinks=True)
+            port = int(tags.get(APP_PORT_TAG) or 80)
+        except (OSError, ValueError) as error:
+            print(f"embedded cloud: image {image_id} carries no app: cannot copy {source}: {error}", flush=True)
+            return None
+        app = AppImage(folder=folder, start_command=tags.get(APP_START_TAG) or "python3 server.py", app_port=port)
+        with self.lock:
+            self.images[image_id] = app
+        print(f"embedded cloud: image {image_id} carries the app of {source} (stored in {folder})", flush=True)
+        return app
+
+    def get(self, image_id: str | None) -> AppImage | None:
+        with self.lock:
+            return self.images.get(image_id or "")
+
+    def forget_except(self, existing: set[str]) -> None:
+        with self.lock:
+            gone = [image_id for image_id in self.images if image_id not in existing]
+            for image_id in gone:
+                del self.images[image_id]
+        for image_id in gone:
+            shutil.rmtree(self.root / image_id, ignore_errors=True)
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AppProcess:
+    """The app of one instance: its process (None while booting or between restarts) and its stop."""
+
+    instance_id: str
+    app: AppImage
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    started: int = 0
+    restart_at: float | None = None
+    stop_requested: float | None = None
+    terminated_at: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Watchdog:
+    """A process of its own that kills every app process group once the server's end of its pipe closes."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.lock = threading.Lock()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, str(grace_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a signal to the server's group must not take the watchdog with it
+        )
+
+    def tell(self, command: str, pgid: int) -> None:
+        with self.lock:
+            if self.process.stdin is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.write(f"{command} {pgid}\n".encode())
+                self.process.stdin.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self.process.stdin.close()
+                self.process.stdin = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=SHUTDOWN_WAIT_S)
+
+
+def _die_with_parent() -> None:
+    """In the app's shell, before exec: SIGTERM when the server's thread that started it goes away."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def backends(module: str, name: str) -> Iterator[Any]:
+    """Every region backend of a moto service that exists, without creating any (moto creates them on access)."""
+    import importlib
+
+    backend_dict = getattr(sys.modules.get(module) or importlib.import_module(module), name)
+    for account_id in list(dict.keys(backend_dict)):
+        account = dict.__getitem__(backend_dict, account_id)
+        for region in list(dict.keys(account)):
+            yield dict.__getitem__(account, region)
+
+
+class Runtime:
+    """The supervisor: one thread that starts, restarts and stops app processes, and drives the balancers."""
+
+    def __init__(self, root: Path, timing: Timing | None = None, keep_root: bool = True) -> None:
+        from deploy.localcloud.balancers import Balancers
+
+        self.timing = timing or Timing.from_environ()
+        self.root = root
+        self.keep_root = keep_root
+        shutil.rmtree(root / "images", ignore_errors=True)  # a new cloud: no image of an earlier one exists
+        (root / "apps").mkdir(parents=True, exist_ok=True)
+        self.store = AppStore(root / "images")
+        self.processes: dict[str, AppProcess] = {}
+        self.first_seen: dict[str, float] = {}
+        self.tagged: dict[str, str] = {}
+        self.next_store_check = 0.0
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.watchdog = Watchdog(self.timing.seconds(STOP_GRACE_S, MIN_GRACE_S))
+        self.balancers = Balancers(self)
+        self.thread = threading.Thread(target=self._loop, name="embedded-cloud-runtime", daemon=True)
+
+    # --- what balancers ask -----------------------------------------------------------------------
+
+    def app_of(self, instance: Any) -> AppImage | None:
+        """What INSTANCE runs: its process's app (its image may be deregistered since, as on AWS), else its image's."""
+        with self.lock:
+            current = self.processes.get(getattr(instance, "id", ""))
+        return current.app if current is not None else self.store.get(getattr(instance, "image_id", None))
+
+    def address_of(self, instance_id: str, port: int) -> int | None:
+        """The loopback port where INSTANCE_ID answers on its port PORT, or None (nothing listens there)."""
+        with self.lock:
+            app = self.processes.get(instance_id)
+            if app is None or app.stop_requested is not None or not app.alive() or app.app.app_port != int(port):
+                return None
+            return app.port
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        # Bounded by the server's life: shutdown() sets the event. Processes are started from this one
+        # long-lived thread, so their parent-death signal fires only when the server goes.
+        while not self.stop_event.wait(TICK_S):
+            try:
+                self.tick()
+            except Exception as error:  # one bad tick (moto changing under us) must not end the supervisor
+                print(f"embedded cloud: runtime tick failed: {error!r}", flush=True)
+
+    def instances(self) -> list[tuple[Any, Any]]:
+        """(ec2 backend, instance) of every instance in the cloud."""
+        found = []
+        for backend in backends("moto.ec2.models", "ec2_backends"):
+            try:
+                found += [(backend, instance) for instance in backend.all_instances()]
+            except RuntimeError:  # changed while read: the next tick sees it
+                continue
+        return found
+
+    def tick(self) -> None:
+        now = self.timing.clock()
+        instances = self.instances()
+        existing: set[str] = set()
+        if now >= self.next_store_check:  # images go rarely: look once a second, not every tick
+            self.next_store_check = now + STORE_CHECK_S
+            images: set[str] = set()
+            for backend in backends("moto.ec2.models", "ec2_backends"):
+                with contextlib.suppress(RuntimeError):
+                    images |= set(backend.amis)
+            self.store.forget_except(images)
+        for backend, instance in instances:
+            existing.add(instance.id)
+            app = self.app_of(instance)
+            if app is None:
+                self._tag(backend, instance.id, NO_APP)
+                continue
+            with self.lock:
+                current = self.processes.get(instance.id)
+            if instance.state in RUNNING_STATES:
+                if current is None:
+                    booted = self.first_seen.setdefault(instance.id, now) + self.timing.seconds(BOOT_S)
+                    if now >= booted:
+                        self._start(backend, instance.id, app)
+                    else:
+                        self._tag(backend, instance.id, "booting")
+                elif current.stop_requested is None:
+                    self._keep_running(current, now)
+            else:
+                self.first_seen.pop(instance.id, None)  # started again later: it boots again
+                if current is not None:
+                    self._request_stop(current, now)
+        with self.lock:
+            for instance_id, current in list(self.processes.items()):
+                if instance_id not in existing:
+                    self._request_stop(current, now)
+                self._advance_stop(current, now)
+        for seen in (self.first_seen, self.tagged):
+            for instance_id in [i for i in seen if i not in existing]:
+                del seen[instance_id]
+        self.balancers.sync(now)
+
+    def _tag(self, backend: Any, instance_id: str, value: str) -> None:
+        if self.tagged.get(instance_id) == value:
+            return
+        self.tagged[instance_id] = value
+        with contextlib.suppress(Exception):
+            backend.create_tags([instance_id], {INSTANCE_TAG: value})
+
+    def _environment(self, app: AppImage, port: int) -> dict[str, str]:
+        settings = read_app_env(app.folder / "app.env")
+        base = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "TZ") if key in os.environ}
+        return {
+            **base,
+            "HOME": str(app.folder),
+            "PYTHONUNBUFFERED": "1",
+            **settings,
+            # What the unit sets after its EnvironmentFile: the port, and the check path the image was baked with.
+            "HEALTH_CHECK_PATH": settings.get("HEALTH_CHECK_PATH", "/api/status/health"),
+            "PORT": str(port),
+            "HOST": "127.0.0.1",  # the embedded cloud binds nothing but loopback
+        }
+
+    def _start(self, backend: Any, instance_id: str, app: AppImage) -> None:
+        port = free_loopback_port()
+        current = AppProcess(instance_id, app, port, self.root / "apps" / f"{instance_id}.log")
+        with self.lock:
+            self.processes[instance_id] = current
+        self._spawn(current)
+        self._tag(backend, instance_id, f"pid {current.pid}, port {app.app_port} at 127.0.0.1:{port}")
+
+    def _spawn(self, current: AppProcess) -> None:
+        with current.log_path.open("ab") as log:
+            log.write(f"--- {current.app.start_command} (PORT={current.port})\n".encode())
+            log.flush()
+            current.process = subprocess.Popen(
+                ["/bin/sh", "-c", current.app.start_command],
+                cwd=current.app.folder,
+                env=self._environment(current.app, current.port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as a whole, as systemd stops a unit
+                preexec_fn=_die_with_parent,
+            )
+        current.started += 1
+        current.restart_at = None
+        self.watchdog.tell("add", current.process.pid)
+
+    def _keep_running(self, current: AppProcess, now: float) -> None:
+        if current.alive():
+            return
+        if current.restart_at is None:
+            if current.process is not None:
+                self.watchdog.tell("del", current.process.pid)
+            current.restart_at = now + self.timing.seconds(RESTART_S)
+        elif now >= current.restart_at:
+            self._spawn(current)
+
+    def _request_stop(self, current: AppProcess, now: float) -> None:
+        if current.stop_requested is None:
+            current.stop_requested = now
+
+    def _advance_stop(self, current: AppProcess, now: float) -> None:
+        """Finish in-flight requests (up to the longest draining time), then SIGTERM, then SIGKILL after the grace."""
+        if current.stop_requested is None:
+            return
+        process = current.process
+        if process is None or process.poll() is not None:
+            if process is not None:
+                self.watchdog.tell("del", process.pid)
+            del self.processes[current.instance_id]
+            return
+        if current.terminated_at is None:
+            draining = self.balancers.in_flight(current.instance_id) > 0
+            if draining and now < current.stop_requested + self.balancers.longest_draining():
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            current.terminated_at = now
+        elif now >= current.terminated_at + self.timing.seconds(STOP_GRACE_S, MIN_GRACE_S):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop everything this cloud runs: endpoints, probes, and every app (SIGTERM, then SIGKILL)."""
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=SHUTDOWN_WAIT_S)
+        self.balancers.close()
+        with self.lock:
+            running = [p.process for p in self.processes.values() if p.process is not None]
+            self.processes.clear()
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + min(self.timing.seconds(STOP_GRACE_S, MIN_GRACE_S), SHUTDOWN_WAIT_S)
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)
+            self.watchdog.tell("del", process.pid)
+        self.watchdog.close()
+        shutil.rmtree(self.root / "images", ignore_errors=True)
+        if not self.keep_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+_active: Runtime | None = None
+
+
+def active() -> Runtime | None:
+    return _active
+
+
+def _capture_images(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_tags(self: Any, resource_ids: list[str], tags: dict[str, str]) -> Any:
+        result = original(self, resource_ids, tags)
+        runtime = _active
+        if runtime is not None and APP_DIR_TAG in tags:
+            for resource_id in resource_ids:
+                if resource_id.startswith("ami-"):
+                    merged = dict(self.tags.get(resource_id, {}))
+                    runtime.store.capture(resource_id, {**merged, **tags})
+        return result
+
+    return create_tags
+
+
+def _patch_moto() -> None:
+    from moto.ec2.models.tags import TagBackend
+
+    if not getattr(TagBackend.create_tags, "_embedded_cloud", False):
+        patched = _capture_images(TagBackend.create_tags)
+        patched._embedded_cloud = True  # type: ignore[attr-defined]
+        TagBackend.create_tags = patched  # type: ignore[method-assign]
+
+
+def state_root(port: str | None) -> tuple[Path, bool]:
+    """Where the cloud keeps images and app logs: LOCAL_CLOUD_DIR/port-PORT (kept), else a temporary folder."""
+    configured = os.environ.get("LOCAL_CLOUD_DIR")
+    if configured:
+        return Path(configured) / f"port-{port or 'default'}", True
+    return Path(tempfile.mkdtemp(prefix="embedded-cloud-")), False
+
+
+def _port_of(argv: list[str]) -> str | None:
+    for flag in ("-p", "--port"):
+        if flag in argv and argv.index(flag) + 1 < len(argv):
+            return argv[argv.index(flag) + 1]
+    return None
+
+
+@contextlib.contextmanager
+def running(argv: list[str]) -> Iterator[Runtime]:
+    """Run the embedded cloud's runtime around the moto server; SIGTERM stops the server and everything it runs."""
+    global _active
+    _patch_moto()
+    from deploy.localcloud.balancers import patch_moto as patch_balancers
+
+    patch_balancers()
+    root, keep = state_root(_port_of(argv))
+    runtime = Runtime(root, keep_root=keep)
+    _active = runtime
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # werkzeug's serve_forever ends on it; the finally below stops the apps
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    runtime.start()
+    print(f"embedded cloud: apps run with time scale {runtime.timing.scale:g}; state in {root}", flush=True)
+    try:
+        yield runtime
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _active = None
+        runtime.shutdown()
