@@ -544,21 +544,6 @@ def polling(step: Callable[[], bool], timeout: float = RUN_TIMEOUT_S, interval: 
         thread.join(timeout=10)
 
 
-def without_moto_classic_gap(counts: list[int]) -> list[int]:
-    """COUNTS without single polls that saw a classic load balancer serve nothing between two that saw it serve.
-
-    moto divergence (fixed on branch lb): creating a group attached to a classic load balancer deregisters the
-    other groups' instances; the tool registers them again in its next call. The embedded cloud's new instances
-    are out of service until they pass their health checks, so a poll can land in that gap (AWS has no gap).
-    Remove this once the fix is merged.
-    """
-    return [
-        count
-        for index, count in enumerate(counts)
-        if not (count == 0 and 0 < index < len(counts) - 1 and counts[index - 1] and counts[index + 1])
-    ]
-
-
 @dataclass
 class Watch:
     """What a watcher saw: one count a poll, and the errors of the polls that failed."""

@@ -128,12 +128,25 @@ def prime_moto(url: str) -> None:
     make("ssm").describe_parameters()
 
 
+RUNTIME_NOTES = ("LocalCloudApp",)  # tags the embedded cloud's runtime writes as its apps boot: not the tool's doing
+
+
+def _without_runtime_notes(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("key") in RUNTIME_NOTES or value.get("Key") in RUNTIME_NOTES:
+            return None
+        return {k: _without_runtime_notes(v) for k, v in value.items() if k not in RUNTIME_NOTES}
+    if isinstance(value, list):
+        return [item for item in (_without_runtime_notes(v) for v in value) if item is not None]
+    return value
+
+
 def moto_state(url: str) -> dict[str, Any]:
     """The moto server's whole state (GET /moto-api/data.json), without empty collections."""
     import json
 
     with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=30) as response:
-        data = json.load(response)
+        data = _without_runtime_notes(json.load(response))
     return {
         service: {model: items for model, items in models.items() if items and (service, model) not in NOT_STATE}
         for service, models in data.items()

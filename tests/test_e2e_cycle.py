@@ -30,7 +30,6 @@ from conftest import (
     run_inv,
     succeeded,
     watching,
-    without_moto_classic_gap,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
@@ -72,8 +71,7 @@ class Cloud(ServerView):
 def assert_zero_downtime(watch: Watch, overlap: bool) -> None:
     assert len(watch.counts) >= 20, f"the watcher saw too little ({len(watch.counts)} polls; {watch.errors[:3]})"
     assert not watch.errors, watch.errors[:3]
-    counts = without_moto_classic_gap(watch.counts)
-    assert min(counts) >= DESIRED, f"serving dropped below {DESIRED}: {compress(watch.counts)}"
+    assert min(watch.counts) >= DESIRED, f"serving dropped below {DESIRED}: {compress(watch.counts)}"
     if overlap:
         assert max(watch.counts) >= 2 * DESIRED, f"the groups never served side by side: {compress(watch.counts)}"
 
