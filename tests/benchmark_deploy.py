@@ -44,7 +44,7 @@ from conftest import free_port, local_base_image, make_image, other_app_groups, 
 
 from deploy import environment as environments  # noqa: E402
 from deploy.aws.health import group_health  # noqa: E402
-from deploy.localcloud.runtime import BOOT_S  # noqa: E402
+from deploy.localcloud.apps import BOOT_S  # noqa: E402
 from deploy.settings import SETTINGS_BY_KEY  # noqa: E402
 from deploy.steps.cleanup import cleanup as retire_outdated  # noqa: E402
 from deploy.steps.launch_asg import launch_group  # noqa: E402

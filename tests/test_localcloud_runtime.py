@@ -17,8 +17,8 @@ from conftest import FAKE_CREDENTIALS, REPO, free_port, server_client, wait_unti
 from deploy.appcontract import bake_inputs, check_user_script, packer_variables
 from deploy.config import load_config
 from deploy.errors import ConfigError, DeployError
-from deploy.localcloud.balancers import Check, TargetHealth
-from deploy.localcloud.runtime import Timing, read_app_env
+from deploy.localcloud.apps import Timing, read_app_env
+from deploy.localcloud.health_checks import Check, TargetHealth
 
 # --- pure parts --------------------------------------------------------------------------------------------
 

@@ -4,9 +4,11 @@
 - `seed`: what an AWS account would already have (a hosted zone, a base image).
 - `server`: the server's own entry point, `python -m deploy.localcloud.server` (also `python -m deploy.motoserver`).
 - `fixes`: every place where moto differs from AWS, fixed inside the server, each saying what AWS does.
-- `runtime`: the server runs what was baked: an app process per running instance of an image that carries an app.
-- `balancers`: each load balancer is an HTTP endpoint on 127.0.0.1 (tagged `LocalCloudURL`), with real health
-  checks and draining.
+- `runtime`: the server runs what was baked: an app process per running instance of an image that carries an app;
+  `apps`: what an image carries, an app's process, the watchdog, the time scale.
+- `balancers`: each load balancer is an HTTP endpoint on 127.0.0.1 (tagged `LocalCloudURL`, `proxy`), with real
+  health checks (`health_checks`) and draining.
+- `backends`: moto's backends as the runtime and balancers read them; `hooks`: what moto answers from what runs.
 
 Nothing outside this package knows that the cloud is emulated.
 """

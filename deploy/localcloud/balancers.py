@@ -1,17 +1,16 @@
 """Each load balancer of the embedded cloud, both kinds, is a real HTTP endpoint with real health checks.
 
 - Endpoint: every classic load balancer and every Application Load Balancer gets an HTTP server on 127.0.0.1 (a
-  free port) that stands for its port 80 listener. The load balancer is tagged `LocalCloudURL` with that URL: the
-  documented way the tool (status, deploy summary, `inv traffic`) finds where an emulated load balancer listens.
+  free port, proxy.py) that stands for its port 80 listener. The load balancer is tagged `LocalCloudURL` with that
+  URL: the documented way the tool (status, deploy summary, `inv traffic`) finds where an emulated load balancer
+  listens.
 - Routing: each request goes, round robin, to a registered instance that passes its health checks (a classic
   load balancer's instances, an ALB's target group behind its port 80 listener), read live from moto at every
   request, so registrations count whichever path made them. No healthy target: 503 (a classic load balancer first
   holds the request in its surge queue for up to a second). Not modelled: an ALB's "fail open" (AWS routes to all
   targets of a target group whose targets are all unhealthy); here they get nothing.
-- Health checks: every registered instance of an app image is probed on the configured path and port, with the
-  configured interval, timeout and thresholds (times scaled). It starts out of service (ALB: `initial`) and turns
-  healthy after HealthyThreshold consecutive passes; UnhealthyThreshold consecutive failures make it unhealthy.
-  DescribeInstanceHealth and DescribeTargetHealth answer from these probes.
+- Health checks (health_checks.py): every registered instance of an app image is probed, here, by a thread of its
+  own. DescribeInstanceHealth and DescribeTargetHealth answer from these probes (hooks.py).
 - Draining: a deregistered or detached instance gets no new request; those in flight finish, up to the draining
   time (classic: connection draining; ALB: the deregistration delay, during which the target reports `draining`).
   Requests still in flight then are cut (502), and the instance's process is stopped only after its in-flight
@@ -25,83 +24,27 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import itertools
 import socket
 import threading
-import time
 from collections import Counter
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from deploy.localcloud.runtime import backends
+from moto.elb.models import elb_backends
+from moto.elbv2.models import elbv2_backends
 
-if TYPE_CHECKING:
-    from deploy.localcloud.runtime import Runtime
+from deploy.localcloud.backends import Host, backends, instance_by_id
+from deploy.localcloud.health_checks import (
+    MAX_PROBES,
+    MIN_INTERVAL_S,
+    Check,
+    TargetHealth,
+    classic_check,
+    probe,
+    target_group_check,
+)
+from deploy.localcloud.proxy import Site, serve
 
 URL_TAG = "LocalCloudURL"
-MIN_PROBE_TIMEOUT_S = 0.5  # a scaled timeout never below this: a loaded machine answers in milliseconds, not less
-MIN_INTERVAL_S = 0.05
-UPSTREAM_TIMEOUT_S = 60.0  # the load balancer's idle timeout (scaled, at least MIN_UPSTREAM_TIMEOUT_S)
-MIN_UPSTREAM_TIMEOUT_S = 5.0
-SURGE_WAIT_S = 1.0  # how long a classic load balancer's surge queue holds a request (real seconds)
-SURGE_POLL_S = 0.01
-MAX_PROBES = 10_000_000  # bounds a probe loop; deregistration or the cloud's end stop it long before
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-}
-
-
-@dataclass
-class TargetHealth:
-    """The health of one registered instance as its probes made it (pure: fed one probe result at a time)."""
-
-    state: str = "initial"  # initial (registering, out of service), healthy, unhealthy
-    passes: int = 0
-    failures: int = 0
-    reason: str = "Target registration is in progress"
-
-    def record(self, passed: bool, healthy_threshold: int, unhealthy_threshold: int, why: str = "") -> None:
-        if passed:
-            self.passes, self.failures = self.passes + 1, 0
-            if self.passes >= healthy_threshold:
-                self.state, self.reason = "healthy", ""
-        else:
-            self.passes, self.failures = 0, self.failures + 1
-            if self.failures >= unhealthy_threshold:
-                self.state = "unhealthy"
-                self.reason = f"Health checks failed {self.failures} times in a row: {why}"
-
-    @property
-    def healthy(self) -> bool:
-        return self.state == "healthy"
-
-
-@dataclass(frozen=True)
-class Check:
-    """A health check as configured on a classic load balancer or a target group (AWS seconds)."""
-
-    path: str
-    port: int
-    interval: float
-    timeout: float
-    healthy_threshold: int
-    unhealthy_threshold: int
-    codes: str = "200"
-
-    def passes(self, status: int) -> bool:
-        for part in self.codes.split(","):
-            low, _, high = part.strip().partition("-")
-            if low.isdigit() and int(low) <= status <= int(high or low):
-                return True
-        return False
 
 
 def _attribute(mapping: dict[str, Any], *keys: str) -> Any:
@@ -111,32 +54,10 @@ def _attribute(mapping: dict[str, Any], *keys: str) -> Any:
     return None
 
 
-@dataclass
-class Site:
-    """One load balancer: how to find it in moto, what it routes to, and its endpoint."""
-
-    key: str  # "elb:ACCOUNT:REGION:NAME" or "alb:ARN"
-    kind: str  # classic or application
-    backend: Any  # moto's elb or elbv2 backend
-    ident: str  # the classic name, or the ALB's ARN
-    server: ThreadingHTTPServer | None = None
-    counter: itertools.count = field(default_factory=itertools.count)
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def model(self) -> Any:
-        if self.kind == "classic":
-            return self.backend.load_balancers.get(self.ident)
-        return self.backend.load_balancers.get(self.ident)
-
-
 class Balancers:
     """Every load balancer endpoint, health prober and draining record of the embedded cloud."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.lock = threading.RLock()
         self.sites: dict[str, Site] = {}
@@ -147,7 +68,7 @@ class Balancers:
         self.in_flight_by: Counter[str] = Counter()
         self.connections: dict[tuple[str, str], set[http.client.HTTPConnection]] = {}
 
-    # --- what the runtime and the moto patches ask -----------------------------------------------
+    # --- what the runtime and the moto hooks ask -------------------------------------------------
 
     def in_flight(self, instance_id: str) -> int:
         with self.lock:
@@ -160,8 +81,12 @@ class Balancers:
             sites = list(self.sites.values())
         for site in sites:
             with contextlib.suppress(Exception):
-                longest = max(longest, self._draining_seconds_of_site(site))
+                longest = max(longest, self.draining_seconds(site))
         return self.runtime.timing.seconds(longest)
+
+    def site(self, key: str) -> Site | None:
+        with self.lock:
+            return self.sites.get(key)
 
     def state_of(self, health_key: str, instance_id: str) -> TargetHealth:
         with self.lock:
@@ -189,11 +114,11 @@ class Balancers:
 
     def _all_sites(self) -> dict[str, Site]:
         found: dict[str, Site] = {}
-        for backend in backends("moto.elb.models", "elb_backends"):
+        for backend in backends(elb_backends):
             for name in list(backend.load_balancers):
                 key = f"elb:{backend.account_id}:{backend.region_name}:{name}"
                 found[key] = Site(key, "classic", backend, name)
-        for backend in backends("moto.elbv2.models", "elbv2_backends"):
+        for backend in backends(elbv2_backends):
             for arn, balancer in list(backend.load_balancers.items()):
                 if getattr(balancer, "type", "application") == "application":
                     found[f"alb:{arn}"] = Site(f"alb:{arn}", "application", backend, arn)
@@ -205,7 +130,7 @@ class Balancers:
             existing = self.sites.get(site.key)
             if existing is not None:
                 return existing
-            site.server = _serve(self, site)
+            site.server = serve(self, site)
             self.sites[site.key] = site
         model = site.model()
         if site.kind == "classic":
@@ -261,7 +186,7 @@ class Balancers:
         if model is None:
             return []
         if site.kind == "classic":
-            return [(site.key, set(model.instance_ids), self._draining_seconds_of_site(site))]
+            return [(site.key, set(model.instance_ids), self.draining_seconds(site))]
         found = []
         for arn in self._target_groups(site):
             group = site.backend.target_groups.get(arn)
@@ -283,7 +208,8 @@ class Balancers:
                     arns.append(group["TargetGroupArn"])
         return list(dict.fromkeys(arns))
 
-    def _draining_seconds_of_site(self, site: Site) -> float:
+    def draining_seconds(self, site: Site) -> float:
+        """The draining time of SITE's load balancer (AWS seconds; 0 when it drains nothing)."""
         model = site.model()
         if model is None:
             return 0.0
@@ -312,48 +238,17 @@ class Balancers:
     def check_of(self, health_key: str) -> Check | None:
         """The health check configured for HEALTH_KEY now (None when its load balancer or target group is gone)."""
         if health_key.startswith("elb:"):
-            with self.lock:
-                site = self.sites.get(health_key)
-            model = site.model() if site else None
-            if model is None or model.health_check is None:
-                return None
-            check = model.health_check
-            _, _, rest = str(check.target).partition(":")  # HTTP:PORT/PATH
-            port, slash, path = rest.partition("/")
-            return Check(
-                path=slash + path,
-                port=int(port) if port.isdigit() else 80,
-                interval=float(check.interval),
-                timeout=float(check.timeout),
-                healthy_threshold=int(check.healthy_threshold),
-                unhealthy_threshold=int(check.unhealthy_threshold),
-            )
+            site = self.site(health_key)
+            return classic_check(site.model() if site else None)
         arn = health_key.removeprefix("tg:")
-        for backend in backends("moto.elbv2.models", "elbv2_backends"):
+        for backend in backends(elbv2_backends):
             group = backend.target_groups.get(arn)
-            if group is None:
-                continue
-            port = group.health_check_port
-            return Check(
-                path=group.health_check_path or "/",
-                port=int(group.port if port in (None, "traffic-port") else port),
-                interval=float(group.health_check_interval_seconds),
-                timeout=float(group.health_check_timeout_seconds),
-                healthy_threshold=int(group.healthy_threshold_count),
-                unhealthy_threshold=int(group.unhealthy_threshold_count),
-                codes=str((group.matcher or {}).get("HttpCode", "200")),
-            )
-        return None
-
-    def _instance(self, instance_id: str) -> Any:
-        for backend in backends("moto.ec2.models", "ec2_backends"):
-            found = backend.get_instance_by_id(instance_id)
-            if found is not None:
-                return found
+            if group is not None:
+                return target_group_check(group)
         return None
 
     def _ensure_prober(self, health_key: str, instance_id: str) -> None:
-        if self.runtime.app_of(self._instance(instance_id)) is None:
+        if self.runtime.app_of(instance_by_id(instance_id)) is None:
             return  # a record only: moto's health stands
         with self.lock:
             if (health_key, instance_id) in self.probers:
@@ -376,7 +271,7 @@ class Balancers:
                 if stop.wait(1.0):
                     return
                 continue
-            passed, why = self.probe(instance_id, check)
+            passed, why = probe(self.runtime, instance_id, check)
             with self.lock:
                 if stop.is_set():
                     return
@@ -384,25 +279,6 @@ class Balancers:
                 record.record(passed, check.healthy_threshold, check.unhealthy_threshold, why)
             if stop.wait(timing.seconds(check.interval, MIN_INTERVAL_S)):
                 return
-
-    def probe(self, instance_id: str, check: Check) -> tuple[bool, str]:
-        """One health check: GET PATH on the instance's PORT, within the (scaled) timeout."""
-        port = self.runtime.address_of(instance_id, check.port)
-        if port is None:
-            return False, f"nothing listens on port {check.port} (booting, stopped, or another APP_PORT)"
-        timeout = self.runtime.timing.seconds(check.timeout, MIN_PROBE_TIMEOUT_S)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        try:
-            connection.request("GET", check.path, headers={"User-Agent": "ELB-HealthChecker/2.0"})
-            response = connection.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as error:
-            return False, f"{type(error).__name__}: {error}"
-        finally:
-            connection.close()
-        if check.passes(response.status):
-            return True, ""
-        return False, f"HTTP {response.status} (expected {check.codes})"
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -468,226 +344,3 @@ class Balancers:
             self.probers.clear()
         for key in keys:
             self._close_site(key)
-
-
-def _serve(balancers: Balancers, site: Site) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "awselb/2.0"
-        sys_version = ""
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def forward(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            routed = balancers.route(site)
-            # A classic load balancer holds a request in its surge queue until an instance can take it (AWS:
-            # SurgeQueueLength), bounded here in time and polls; an ALB answers 503 at once.
-            waits = int(SURGE_WAIT_S / SURGE_POLL_S) if site.kind == "classic" else 0
-            for _ in range(waits):
-                if len(routed) == 3:
-                    break
-                time.sleep(SURGE_POLL_S)
-                routed = balancers.route(site)
-            if len(routed) == 2:
-                status, headers = routed
-                self.answer(status, headers, b"" if status < 400 else f"{status} from the load balancer\n".encode())
-                return
-            health_key, instance_id, port = routed
-            timeout = balancers.runtime.timing.seconds(UPSTREAM_TIMEOUT_S, MIN_UPSTREAM_TIMEOUT_S)
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-            balancers.enter(health_key, instance_id, connection)
-            try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                headers.update(
-                    {"X-Forwarded-For": self.client_address[0], "X-Forwarded-Proto": "http", "X-Forwarded-Port": "80"}
-                )
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                reply = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}]
-            except (OSError, http.client.HTTPException):
-                self.answer(502, {}, b"502 Bad Gateway from the load balancer\n")
-                return
-            finally:
-                connection.close()
-                balancers.leave(health_key, instance_id, connection)
-            self.send_response_only(response.status, response.reason)
-            for key, value in reply:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        def answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = forward
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 128  # bursts of traffic must queue, not be refused
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    return server
-
-
-# --- moto: health answered from the probes, deregistrations seen at once, endpoints made at creation ----------
-
-
-def _runtime_balancers() -> Balancers | None:
-    from deploy.localcloud.runtime import active
-
-    runtime = active()
-    return runtime.balancers if runtime is not None else None
-
-
-def _describe_instance_health(original: Any) -> Any:
-    def describe_instance_health(self: Any, lb_name: str, instances: list[dict[str, str]]) -> list[dict[str, Any]]:
-        found = original(self, lb_name, instances)
-        balancers = _runtime_balancers()
-        if balancers is None:
-            return found
-        key = f"elb:{self.account_id}:{self.region_name}:{lb_name}"
-        for entry in found:
-            instance = balancers._instance(entry["InstanceId"])
-            if entry["State"] == "Unknown" or balancers.runtime.app_of(instance) is None:
-                continue
-            if instance.state != "running":
-                entry["State"] = "OutOfService"
-                continue
-            entry["State"] = "InService" if balancers.state_of(key, entry["InstanceId"]).healthy else "OutOfService"
-        return found
-
-    return describe_instance_health
-
-
-def _health_for(original: Any) -> Any:
-    from moto.elbv2.models import FakeHealthStatus
-
-    def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
-        balancers = _runtime_balancers()
-        if balancers is None:
-            return original(self, target, ec2_backend)
-        key, instance_id = f"tg:{self.arn}", target["Id"]
-        registered = self.targets.get(instance_id)
-        port = target.get("Port", self.port)
-        if registered is None:
-            if balancers.is_draining(key, instance_id):
-                return FakeHealthStatus(
-                    instance_id,
-                    port,
-                    self.health_check_port,
-                    "draining",
-                    "Target.DeregistrationInProgress",
-                    "Target deregistration is in progress",
-                )
-            return original(self, target, ec2_backend)
-        instance = ec2_backend.get_instance_by_id(instance_id)
-        if instance is None or balancers.runtime.app_of(instance) is None or instance.state == "stopped":
-            return original(self, target, ec2_backend)
-        health = balancers.state_of(key, instance_id)
-        if instance.state != "running":
-            return FakeHealthStatus(
-                instance_id, registered["Port"], self.health_check_port, "unhealthy", "Target.FailedHealthChecks",
-                "Health checks failed",
-            )  # fmt: skip
-        if health.state == "initial":
-            return FakeHealthStatus(
-                instance_id,
-                registered["Port"],
-                self.health_check_port,
-                "initial",
-                "Elb.RegistrationInProgress",
-                "Target registration is in progress",
-            )
-        if health.state == "unhealthy":
-            return FakeHealthStatus(
-                instance_id,
-                registered["Port"],
-                self.health_check_port,
-                "unhealthy",
-                "Target.FailedHealthChecks",
-                health.reason,
-            )
-        return FakeHealthStatus(instance_id, registered["Port"], self.health_check_port, "healthy")
-
-    return health_for
-
-
-def _classic_deregister(original: Any) -> Any:
-    def deregister_instances(self: Any, name: str, instance_ids: Any, *args: Any, **kwargs: Any) -> Any:
-        ids = list(instance_ids)
-        result = original(self, name, ids, *args, **kwargs)
-        balancers = _runtime_balancers()
-        if balancers is not None and ids:
-            key = f"elb:{self.account_id}:{self.region_name}:{name}"
-            with balancers.lock:
-                site = balancers.sites.get(key)
-            seconds = balancers._draining_seconds_of_site(site) if site else 0.0
-            balancers.deregistered(key, ids, seconds)
-        return result
-
-    return deregister_instances
-
-
-def _target_deregister(original: Any) -> Any:
-    def deregister(self: Any, targets: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
-        before = set(self.targets)
-        try:
-            return original(self, targets, *args, **kwargs)
-        finally:
-            balancers = _runtime_balancers()
-            left = sorted(before - set(self.targets))
-            if balancers is not None and left:
-                delay = float(self.attributes.get("deregistration_delay.timeout_seconds", 300))
-                balancers.deregistered(f"tg:{self.arn}", left, delay)
-
-    return deregister
-
-
-def _endpoint_at_creation(original: Any, kind: str) -> Any:
-    def create_load_balancer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        created = original(self, *args, **kwargs)
-        balancers = _runtime_balancers()
-        if balancers is not None and (kind == "classic" or getattr(created, "type", "application") == "application"):
-            ident = created.name if kind == "classic" else created.arn
-            key = f"elb:{self.account_id}:{self.region_name}:{ident}" if kind == "classic" else f"alb:{ident}"
-            balancers.ensure_site(Site(key, kind, self, ident))
-        return created
-
-    return create_load_balancer
-
-
-def _patch(owner: Any, name: str, wrap: Any) -> None:
-    current = getattr(owner, name)
-    if getattr(current, "_embedded_cloud", False):
-        return
-    patched = wrap(current)
-    patched._embedded_cloud = True
-    setattr(owner, name, patched)
-
-
-def patch_moto() -> None:
-    """Hook the embedded cloud's balancers into moto (idempotent); each hook does nothing without a runtime."""
-    from moto.elb.models import ELBBackend
-    from moto.elbv2.models import ELBv2Backend, FakeTargetGroup
-
-    _patch(ELBBackend, "describe_instance_health", _describe_instance_health)
-    _patch(ELBBackend, "deregister_instances", _classic_deregister)
-    _patch(ELBBackend, "create_load_balancer", lambda original: _endpoint_at_creation(original, "classic"))
-    _patch(ELBv2Backend, "create_load_balancer", lambda original: _endpoint_at_creation(original, "application"))
-    _patch(FakeTargetGroup, "health_for", _health_for)
-    _patch(FakeTargetGroup, "deregister", _target_deregister)
-    _patch(FakeTargetGroup, "deregister_terminated_instances", _target_deregister)
