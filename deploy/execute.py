@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from deploy.aws import dns, groups, images, network
+from deploy.aws.loadbalancers import DRAINING_TIMEOUT_S
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
@@ -98,15 +99,26 @@ def delete_group(
     detach: bool = True,
     timeout_s: float = GROUP_DELETE_TIMEOUT_S,
     stop: threading.Event | None = None,
+    drain: bool = False,
 ) -> None:
     """Delete the group, retrying while AWS says its last scaling activity still runs.
 
     FORCE: with its instances, and wait until it is gone; DETACH it from the load balancer first (so that
-    the load balancer drains it) unless the load balancer is gone already. Without FORCE the group must be
-    empty (a retirement scaled it to 0): AWS deletes it at once.
+    the load balancer drains it) unless the load balancer is gone already. DRAIN: a group that served live
+    requests (an aborted deploy's): wait until the detachment is done, for at most the load balancer's
+    draining time, before its instances are terminated. Without FORCE the group must be empty (a retirement
+    scaled it to 0): AWS deletes it at once.
     """
     if force and detach:
-        environment.load_balancer.detach_group(name)
+        balancer = environment.load_balancer
+        balancer.detach_group(name)
+        if drain:
+            environment.say(f"  draining {name} (at most {DRAINING_TIMEOUT_S}s): its instances served requests")
+            drained, _ = environment.waiter(DRAINING_TIMEOUT_S, stop=stop).until(
+                lambda: (balancer.group_detached(name), "")
+            )
+            if not drained:
+                environment.say(f"  {name} still drains after {DRAINING_TIMEOUT_S}s: deleting it now")
 
     def deleted() -> tuple[bool, str]:
         refused = groups.request_group_deletion(environment, name, force)
@@ -184,7 +196,8 @@ def carry_out(environment: Environment, actions: list[Action], progress: bool = 
 def _do(environment: Environment, action: Action) -> None:
     op, target = action.op, action.target
     if op == "delete-group":
-        delete_group(environment, target, force=True, detach=action.get("detach") is not False)
+        detach, drain = action.get("detach") is not False, bool(action.get("drain"))
+        delete_group(environment, target, force=True, detach=detach, drain=drain)
     elif op == "delete-launch-template":
         groups.delete_launch_template(environment, target)
     elif op == "delete-launch-configuration":

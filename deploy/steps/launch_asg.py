@@ -20,6 +20,7 @@ from deploy.aws.groups import (
 )
 from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
+from deploy.aws.loadbalancers import IN_SERVICE
 from deploy.aws.network import find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -88,20 +89,34 @@ def reuses_leftover(leftover: dict[str, Any] | None, image_id: str | None) -> bo
     return bool(leftover and image_id and leftover.get("image_id") == image_id)
 
 
-def plan_abort(pending: dict[str, Any], raw_group: dict[str, Any] | None) -> list[Action]:
+def plan_abort(pending: dict[str, Any], raw_group: dict[str, Any] | None, served: bool = False) -> list[Action]:
     """Remove a new group that never became healthy, and its launch template. Never one that was promoted
-    (the record of its promotion was lost): it serves."""
+    (the record of its promotion was lost): it serves. SERVED: some of its instances were InService at the
+    load balancer (they took live requests), so the group drains before it is deleted."""
     if raw_group is not None and Group.from_aws(raw_group).tags.get(PROMOTED_TAG):
         return []
-    actions = [Action("delete-group", pending["group"], "never promoted")] if raw_group is not None else []
+    actions = []
+    if raw_group is not None:
+        detail = "never promoted; it served, so it drains first" if served else "never promoted"
+        actions.append(Action("delete-group", pending["group"], detail, (("drain", served),)))
     return [*actions, Action("delete-launch-template", pending["launch_template"])]
 
 
+def has_served(environment: Environment, raw_group: dict[str, Any] | None) -> bool:
+    """Whether any instance of the group is InService at the load balancer: it takes live requests."""
+    if raw_group is None or not environment.load_balancer.exists():
+        return False
+    instance_ids = list(Group.from_aws(raw_group).instance_ids)
+    return IN_SERVICE in environment.load_balancer.serving_states(instance_ids).values()
+
+
 def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
-    """Remove a group that never became healthy, and its launch template; the serving group stays untouched."""
+    """Remove a group that never became healthy, and its launch template; the serving group stays untouched.
+    A group whose instances already served is drained first, for at most the load balancer's draining time."""
     if not pending:
         return
-    actions = plan_abort(pending, describe_group(environment, pending["group"]))
+    raw_group = describe_group(environment, pending["group"])
+    actions = plan_abort(pending, raw_group, has_served(environment, raw_group))
     if actions:
         environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
         carry_out(environment, actions)
