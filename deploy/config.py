@@ -77,6 +77,7 @@ class Config:
     packer_timeout: int
     log_runs: int
     retain_images: int
+    bake_ssh_cidr: str | None
     # Where each key's value came from ("env/dev01.env", "the environment variable"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()

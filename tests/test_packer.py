@@ -100,6 +100,10 @@ def _context(**overrides: object) -> dict[str, object]:
         "app_dir": "/tmp/app",
         "health_check_path": "/api/status/health",
         "ssh_username": "admin",
+        "vpc_id": "vpc-0abc1234",
+        "subnet_id": "subnet-0abc1234",
+        "associate_public_ip": "true",
+        "ssh_source_cidr": "203.0.113.7/32",
     }
     context.update(overrides)
     return context
@@ -300,6 +304,7 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     suffix = uuid.uuid4().hex[:6]
     common = {"region": REGION, "endpoint": moto_endpoint, "instance_type": "t3.micro", "app_name": "exapp"}
     common |= {"env": "test", "health_check_path": "/api/status/health", "ssh_username": "admin"}
+    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false", "ssh_source_cidr": "127.0.0.1/32"}
 
     primal_name = f"exapp-test-primal-{suffix}"
     primal_vars = render_var_file(

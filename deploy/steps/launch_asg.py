@@ -21,7 +21,7 @@ from deploy.aws.groups import (
 from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.loadbalancers import IN_SERVICE
-from deploy.aws.network import find_security_group, resolve_network
+from deploy.aws.network import find_security_group
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
@@ -30,6 +30,7 @@ from deploy.plans.actions import Action
 from deploy.plans.groups import next_stamp
 from deploy.state import PENDING
 from deploy.steps.bake_carnivore import given_image
+from deploy.steps.networking import checked_network
 
 
 def instance_security_group(environment: Environment, vpc_id: str) -> str:
@@ -136,7 +137,11 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
             f"  skipped: {leftover['group']} with {image['ImageId']} was launched earlier; it is the new group"
         )
         return str(leftover["group"])
-    vpc_id, subnet_ids = resolve_network(environment)
+    network = checked_network(environment)
+    vpc_id, subnet_ids = network.vpc_id, network.group_subnet_ids  # only zones that offer INSTANCE_TYPE
+    skipped = sorted(set(network.subnet_ids) - set(subnet_ids))
+    if skipped:
+        environment.say(f"  not using {', '.join(skipped)}: {config.instance_type} is not offered in their zones")
     security_group_id = instance_security_group(environment, vpc_id)
     # Stamped after every group there is, the leftover included: names only ever increase.
     when = next_stamp(datetime.now(UTC), [group.name for group in environment_groups(environment)], names)
