@@ -209,3 +209,18 @@ def ssh(c, env=None, instance=None, print_=False):
 
     action = lambda e: run_ssh(e, instance, print_only=print_, out=sys.stdout)  # noqa: E731
     run_step("ssh", env, action, dry_run=True, out=sys.stderr)  # only reads: the dry-run guard holds
+
+
+@task(help={"env": ENV_HELP})
+def iam_policy(c, env=None):
+    """Print the least-privilege IAM policy (JSON) this environment needs: the tool's and Packer's calls."""
+    from invoke.exceptions import Exit
+
+    from deploy.errors import DeployError
+    from deploy.steps.iam_policy import iam_policy_text
+
+    try:
+        text = iam_policy_text(env)
+    except DeployError as error:
+        raise Exit(f"error: iam-policy: {error}", code=1) from None
+    print(text)
