@@ -68,7 +68,13 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
         # caller's right to launch its instances).
         _statement(
             "Instances",
-            ["ec2:RunInstances", "ec2:StopInstances", "ec2:TerminateInstances", "ec2:GetPasswordData"],
+            [
+                "ec2:RunInstances",
+                "ec2:StopInstances",
+                "ec2:TerminateInstances",
+                "ec2:ModifyInstanceAttribute",
+                "ec2:GetPasswordData",
+            ],
             [
                 f"{ec2}:instance/*",
                 f"{ec2}:volume/*",
@@ -92,6 +98,7 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
                 "ec2:ModifyImageAttribute",
                 "ec2:CreateSnapshot",
                 "ec2:DeleteSnapshot",
+                "ec2:ModifySnapshotAttribute",
                 "ec2:CreateVolume",
                 "ec2:AttachVolume",
                 "ec2:DetachVolume",
