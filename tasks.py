@@ -227,3 +227,18 @@ def traffic(c, env=None, seconds=30, rate=10.0, json=False):
 
     action = lambda e: run_traffic(e, float(seconds), float(rate), as_json=json, out=sys.stdout)  # noqa: E731
     run_step("traffic", env, action, dry_run=True, out=sys.stderr if json else None)  # only reads AWS
+
+
+@task(help={"env": ENV_HELP})
+def iam_policy(c, env=None):
+    """Print the least-privilege IAM policy (JSON) this environment needs: the tool's and Packer's calls."""
+    from invoke.exceptions import Exit
+
+    from deploy.errors import DeployError
+    from deploy.steps.iam_policy import iam_policy_text
+
+    try:
+        text = iam_policy_text(env)
+    except DeployError as error:
+        raise Exit(f"error: iam-policy: {error}", code=1) from None
+    print(text)

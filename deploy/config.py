@@ -38,6 +38,9 @@ FALLBACK_ENV = "staging"
 # "elb-" + APP_NAME-ENV must fit the 32-character load balancer / target group limit.
 MAX_STACK_NAME = 28
 
+# The documented way to run an environment in a region other than its env file's (see shell_region).
+REGION_OVERRIDE = "DEPLOY_REGION_OVERRIDE"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -79,6 +82,7 @@ class Config:
     packer_timeout: int
     log_runs: int
     retain_images: int
+    bake_ssh_cidr: str | None
     # Where each key's value came from ("env/dev01.env", "the environment variable"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -162,10 +166,14 @@ def load_config(
                 continue
             raw[key] = (value or "").strip()
             sources[key] = str(path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path)
+    file_region = (raw.get("AWS_REGION", ""), sources.get("AWS_REGION", ""))
     for key in SETTINGS_BY_KEY:
         if key in environ:
             raw[key] = environ[key].strip()
             sources[key] = "the environment variable"
+    region = shell_region(file_region, environ)
+    if region is not None:
+        raw["AWS_REGION"], sources["AWS_REGION"] = region, REGION_OVERRIDE
 
     values: dict[str, object] = {}
     for setting in SETTINGS:
@@ -186,6 +194,31 @@ def load_config(
     config = Config(env=env, sources=sources, warnings=tuple(warnings), **fields)  # type: ignore[arg-type]
     _check_relations(config)
     return config
+
+
+def shell_region(file_region: tuple[str, str], environ: Mapping[str, str]) -> str | None:
+    """The region is part of the environment: a shell's AWS_REGION / AWS_DEFAULT_REGION that differs from the
+    env files' AWS_REGION is refused before any AWS call (a stray region builds a second stack and repoints the
+    live record at it), unless REGION_OVERRIDE names that region. Returns the overriding region, or None.
+    """
+    region, source = file_region
+    if not region:
+        return None  # no env file sets it: the shell's AWS_REGION is the setting
+    stray = {key: environ[key].strip() for key in ("AWS_REGION", "AWS_DEFAULT_REGION") if environ.get(key, "").strip()}
+    differing = {key: value for key, value in stray.items() if value != region}
+    if not differing:
+        return None
+    override = environ.get(REGION_OVERRIDE, "").strip()
+    if override and set(differing.values()) == {override}:
+        return override
+    said = ", ".join(f"{key}={value}" for key, value in differing.items())
+    wanted = next(iter(differing.values()))
+    raise ConfigError(
+        f"The shell sets {said}, but {source} sets AWS_REGION={region}: refused before any AWS call, since a"
+        f" region other than the environment's would build a second stack and repoint its DNS record. Unset"
+        f" {' and '.join(differing)}, change AWS_REGION in {source}, or set {REGION_OVERRIDE}={wanted} to use"
+        f" {wanted} on purpose."
+    )
 
 
 def _check_relations(config: Config) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from deploy.aws import dns, groups, images, network
+from deploy.aws.health import has_served
+from deploy.aws.loadbalancers import DRAINING_TIMEOUT_S
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
@@ -98,15 +100,27 @@ def delete_group(
     timeout_s: float = GROUP_DELETE_TIMEOUT_S,
     stop: threading.Event | None = None,
     again: str = "inv cleanup",
+    drain: bool = False,
 ) -> None:
     """Delete the group, retrying while AWS says its last scaling activity still runs.
 
     FORCE: with its instances, and wait until it is gone; DETACH it from the load balancer first (so that
-    the load balancer drains it) unless the load balancer is gone already. Without FORCE the group must be
-    empty (a retirement scaled it to 0): AWS deletes it at once.
+    the load balancer drains it) unless the load balancer is gone already. DRAIN: a group that served live
+    requests (an aborted deploy's): wait until the detachment is done, for at most the load balancer's
+    draining time, before its instances are terminated. Without FORCE the group must be empty (a retirement
+    scaled it to 0): AWS deletes it at once.
     """
-    if force and detach and not environment.load_balancer.group_detached(name):
-        environment.load_balancer.detach_group(name)
+    if force and detach:
+        balancer = environment.load_balancer
+        if not balancer.group_detached(name):
+            balancer.detach_group(name)
+        if drain:
+            environment.say(f"  draining {name} (at most {DRAINING_TIMEOUT_S}s): its instances served requests")
+            drained, _ = environment.waiter(DRAINING_TIMEOUT_S, stop=stop).until(
+                lambda: (balancer.group_detached(name), "")
+            )
+            if not drained:
+                environment.say(f"  {name} still drains after {DRAINING_TIMEOUT_S}s: deleting it now")
 
     def deleted() -> tuple[bool, str]:
         refused = groups.request_group_deletion(environment, name, force)
@@ -187,7 +201,8 @@ def carry_out(
 def _do(environment: Environment, action: Action, again: str) -> None:
     op, target = action.op, action.target
     if op == "delete-group":
-        delete_group(environment, target, force=True, detach=action.get("detach") is not False, again=again)
+        detach, drain = action.get("detach") is not False, bool(action.get("drain"))
+        delete_group(environment, target, force=True, detach=detach, drain=drain, again=again)
     elif op == "delete-launch-template":
         groups.delete_launch_template(environment, target)
     elif op == "delete-launch-configuration":
@@ -210,10 +225,12 @@ def _do(environment: Environment, action: Action, again: str) -> None:
 
 def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
     """Remove a new group that never became healthy (launch-asg recorded it as PENDING), and its launch template;
-    the serving group stays untouched. A promoted one is never removed (deploy/plans/launch.py `plan_abort`)."""
+    the serving group stays untouched. A promoted one is never removed, and one that served drains first, for at
+    most the load balancer's draining time (deploy/plans/launch.py `plan_abort`)."""
     if not pending:
         return
-    actions = plan_abort(pending, groups.describe_group(environment, pending["group"]))
+    raw_group = groups.describe_group(environment, pending["group"])
+    actions = plan_abort(pending, raw_group, has_served(environment, raw_group))
     if actions:
         environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
         carry_out(environment, actions)

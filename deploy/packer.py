@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -238,11 +239,23 @@ def run_packer(
                 f" (instance, key pair and security group named packer_*) may remain. Last lines of"
                 f" {log_path}:\n{tail}"
             )
+        denied = _denial(lines)
+        if denied:  # a missing permission: one line naming it, the log for the rest
+            raise PackerError(f"The {what} failed: AWS refused it: {denied}. Full log: {log_path}")
         raise PackerError(f"The {what} failed (exit code {process.returncode}). Last lines of {log_path}:\n{tail}")
     ami = parse_artifact_id(lines)
     if ami is None:
         raise PackerError(f"The {what} succeeded but reported no image id. Last lines of {log_path}:\n{tail}")
     return ami
+
+
+def _denial(lines: list[str]) -> str | None:
+    """The first "... is not authorized to perform: SERVICE:ACTION" of Packer's output, or None."""
+    for line in lines:
+        found = re.search(r"(User: \S+ is )?not authorized to perform:? [a-z0-9-]+:[A-Za-z0-9]+", line)
+        if found:
+            return found.group(0)
+    return None
 
 
 def _dummy_value(name: str, scratch: Path) -> str:

@@ -300,5 +300,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
     Setting("LOG_RUNS", _positive, "Run log folders kept per environment in deploy/log/ENV; older ones are pruned."),
     Setting("RETAIN_IMAGES", _non_negative, "Earlier deployed images kept for `inv rollback` (the live one aside)."),
+    Setting(
+        "BAKE_SSH_CIDR",
+        _cidr,
+        "Address of the machine running Packer (such as 203.0.113.7/32): the only source its temporary security"
+        " group lets reach the build instance's port 22 on real AWS; empty: SSH_CIDR.",
+        required=False,
+    ),
 )
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -107,20 +107,21 @@ def test_the_plan_keeps_what_is_not_this_environments() -> None:
     assert not [a for a in actions if a.op in ("delete-record", "delete-group", "delete-image", "delete-key-pair")]
 
 
-def test_an_alias_to_a_deleted_load_balancer_is_recognised_by_its_name() -> None:
+def test_an_alias_is_ours_only_by_the_exact_dns_name_never_by_a_name_pattern() -> None:
+    """A load balancer that does not exist in this region (a stray region, deleted already) claims no record."""
     gone = {"exists": False, "kind": "classic", "name": "elb-webapp-staging"}
     record = {
         "Name": "staging.example.com.",
         "Type": "A",
-        "AliasTarget": {"DNSName": "dualstack.elb-webapp-staging-9.x."},
+        "AliasTarget": {"DNSName": "dualstack.elb-webapp-staging-9.us-east-1.elb.amazonaws.com."},
     }
     actions = plan_destroy(described(load_balancer=gone, record=record))
-    assert actions[0].op == "delete-record"
-    assert not [a for a in actions if a.op == "delete-load-balancer"]
-    assert (
-        plan_destroy(described(load_balancer=gone, record=None, groups=[], launch_templates=[]))[0].op
-        != "delete-record"
-    )
+    assert actions[0].op == "keep" and actions[0].target == "DNS record staging.example.com"
+    assert not [a for a in actions if a.op in ("delete-record", "delete-load-balancer")]
+    same_name_other_number = {**described()["load_balancer"], "dns_name": "elb-webapp-staging-2.x"}
+    assert plan_destroy(described(load_balancer=same_name_other_number))[0].op == "keep"
+    exact = {**record, "AliasTarget": {"DNSName": "dualstack.elb-webapp-staging-1.x."}}
+    assert plan_destroy(described(record=exact))[0].op == "delete-record"
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,10 @@ def _context(**overrides: object) -> dict[str, object]:
         "start_command": "node server.js",
         "app_port": "8080",
         "carnivore_script": str(PACKER_DIR / "scripts" / "no-user-script.sh"),
+        "vpc_id": "vpc-0abc1234",
+        "subnet_id": "subnet-0abc1234",
+        "associate_public_ip": "true",
+        "ssh_source_cidr": "203.0.113.7/32",
     }
     context.update(overrides)
     return context
@@ -317,6 +321,7 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     script = str(PACKER_DIR / "scripts" / "no-user-script.sh")
     common |= {"primal_packages": "", "primal_script": script, "carnivore_script": script}
     common |= {"start_command": "python3 server.py", "app_port": "80"}
+    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false", "ssh_source_cidr": "127.0.0.1/32"}
 
     primal_name = f"exapp-test-primal-{suffix}"
     primal_vars = render_var_file(

@@ -176,3 +176,28 @@ def refusal(call: Callable[[], object], *codes: str) -> str | None:
             return None
         raise
     return None
+
+
+# AWS is eventually consistent: a resource created a moment ago may be "not found" by the next call (ingress on
+# a new security group, a group naming a new launch template). botocore's retries do not cover *.NotFound.
+FRESH_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)  # 30 s at most, then the NotFound is the run's error
+
+
+def is_fresh_not_found(error: BaseException) -> bool:
+    """A NotFound that may only mean "created a moment ago": any not-found code, or Auto Scaling's
+    ValidationError naming a launch template that "does not exist"."""
+    if error_code(error) == "ValidationError" and "does not exist" in str(error).lower():
+        return True
+    return is_not_found(error)
+
+
+def after_create(call: Callable[[], T], sleep: Callable[[float], None], what: str = "") -> T:
+    """CALL, made right after the tool created what it names: retried, bounded, while AWS answers NotFound."""
+    for delay in FRESH_RETRY_DELAYS_S:
+        try:
+            return call()
+        except ClientError as error:
+            if not is_fresh_not_found(error):
+                raise
+            sleep(delay)
+    return call()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from jinja2 import Environment as Jinja
@@ -114,17 +113,19 @@ def delete_record(environment: Environment, zone_id: str, record: dict[str, Any]
 def foreign_record(environment: Environment, records: list[dict[str, Any]]) -> str | None:
     """A record at the host that is not this environment's alias: a live site must never be repointed silently.
 
-    An alias to this environment's load balancer (elb-NAME-… / alb-NAME-…, as the original scripts made
-    it too) is this tool's; anything else at the host (another alias, a plain A, a CNAME) is not.
+    Ours is exactly an alias to this environment's load balancer in this region: its DNS name as AWS
+    describes it (NAME-<digits>.REGION.elb.amazonaws.com), never a name pattern, so a record of the same
+    environment in another region is foreign. Anything else at the host (another alias, a plain A, a
+    CNAME) is not ours either; while the load balancer does not exist, no record is.
     """
     host = environment.names.host
-    # AWS names a load balancer's DNS NAME-<digits>.REGION.elb.amazonaws.com.
-    ours = re.compile(rf"{re.escape(environment.load_balancer.name.lower())}-\d+\.[a-z0-9-]+\.elb\.amazonaws\.com\.?")
+    dns_name = environment.load_balancer.describe_summary().get("dns_name")
+    ours = str(dns_name).lower().rstrip(".") if dns_name else None
     for record in records:
         if record["Type"] not in ("A", "AAAA", "CNAME"):
             continue
-        target = (record.get("AliasTarget") or {}).get("DNSName", "").lower().removeprefix("dualstack.")
-        if not ours.fullmatch(target):
+        target = (record.get("AliasTarget") or {}).get("DNSName", "").lower().rstrip(".").removeprefix("dualstack.")
+        if ours is None or target != ours:
             values = target or ", ".join(r["Value"] for r in record.get("ResourceRecords", []))
             return f"{record['Type']} {host} → {values}"
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from deploy.aws.clients import collect, or_none, refusal
+from deploy.aws.clients import after_create, collect, or_none, refusal
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import MANAGED_BY, tag_list
@@ -75,6 +75,7 @@ def create_launch_template(environment: Environment, name: str, data: dict[str, 
     """Create the template; return its id."""
     template = environment.aws.ec2.create_launch_template(
         LaunchTemplateName=name,
+        ClientToken=name,  # idempotent: a retried request (a timeout) cannot make a second template
         LaunchTemplateData=data,
         TagSpecifications=[
             {"ResourceType": "launch-template", "Tags": tag_list(environment.names.tags(Image=image_id))}
@@ -85,6 +86,11 @@ def create_launch_template(environment: Environment, name: str, data: dict[str, 
 
 def create_group(environment: Environment, name: str, template_id: str, subnet_ids: list[str], image_id: str) -> None:
     """Create the group behind the load balancer, ELB health checks, sized as the env file says."""
+    # The launch template was created a moment ago: Auto Scaling may not find it yet (retried, bounded).
+    after_create(lambda: _create_group(environment, name, template_id, subnet_ids, image_id), environment.sleep)
+
+
+def _create_group(environment: Environment, name: str, template_id: str, subnet_ids: list[str], image_id: str) -> None:
     config = environment.config
     names = environment.names
     environment.aws.autoscaling.create_auto_scaling_group(

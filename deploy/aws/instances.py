@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.aws.clients import or_none
+from deploy.aws.clients import collect, or_none
 from deploy.environment import Environment
 from deploy.errors import DeployError
 
@@ -21,6 +21,18 @@ def require_instance_type(environment: Environment) -> str:
             f" fix it in {environment.config.source_of('INSTANCE_TYPE')}."
         )
     return instance_type
+
+
+def zones_offering(environment: Environment) -> set[str]:
+    """The availability zones of the region where INSTANCE_TYPE is offered (DescribeInstanceTypeOfferings)."""
+    offerings = collect(
+        environment.aws.ec2,
+        "describe_instance_type_offerings",
+        "InstanceTypeOfferings",
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": [environment.config.instance_type]}],
+    )
+    return {offering["Location"] for offering in offerings}
 
 
 def describe_instances(environment: Environment, instance_ids: list[str]) -> dict[str, dict[str, Any]]:

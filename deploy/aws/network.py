@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.aws.clients import collect, refusal
+from deploy.aws.clients import after_create, collect, refusal
 from deploy.aws.converge import Changes
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -62,7 +62,10 @@ def resolve_network(environment: Environment) -> tuple[str, list[str]]:
     if vpc_id is None:
         vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
         if not vpcs:
-            raise DeployError("This region has no default VPC: set VPC_ID and SUBNET_IDS in the env file.")
+            raise DeployError(
+                f"{config.region} has no default VPC (accounts made since 2013 may have deleted it): set VPC_ID and"
+                f" SUBNET_IDS in {config.source_of('VPC_ID')}."
+            )
         vpc_id = vpcs[0]["VpcId"]
     subnet_ids = list(config.subnet_ids or [])
     if subnet_ids:
@@ -76,6 +79,13 @@ def resolve_network(environment: Environment) -> tuple[str, list[str]]:
         if not subnet_ids:
             raise DeployError(f"VPC {vpc_id} has no default subnets: set SUBNET_IDS in the env file.")
     return str(vpc_id), subnet_ids
+
+
+def describe_subnets(environment: Environment, subnet_ids: list[str]) -> list[dict[str, Any]]:
+    """The subnets by id, in the order given (with AvailabilityZone and MapPublicIpOnLaunch)."""
+    listed = collect(environment.aws.ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
+    found = {subnet["SubnetId"]: subnet for subnet in listed}
+    return [found[subnet_id] for subnet_id in subnet_ids if subnet_id in found]
 
 
 def find_security_group(environment: Environment, vpc_id: str, name: str) -> dict[str, Any] | None:
@@ -108,10 +118,13 @@ def ensure_security_group(
     group_id = str(group["GroupId"])
     to_add, to_remove = rule_changes(rules_of(group.get("IpPermissions", [])), desired)
     if to_add:
+        permissions = [rule.as_permission() for rule in to_add]
         changes.make(
             [f"allowed {_describe(rule)}" for rule in to_add],
-            lambda: ec2.authorize_security_group_ingress(
-                GroupId=group_id, IpPermissions=[rule.as_permission() for rule in to_add]
+            # A group created a moment ago may not be found yet (eventual consistency): retried, bounded.
+            lambda: after_create(
+                lambda: ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=permissions),
+                environment.sleep,
             ),
             subject=name,
         )

@@ -31,6 +31,7 @@ class CleanupFacts:
     protected: set[str] = field(default_factory=set)  # images given by hand (--image-id): never deleted
     retain: int = 0  # RETAIN_IMAGES: earlier deployed images kept for rollback
     keep_images: bool = False  # --no-cleanup / CLEANUP=no
+    pinned: str | None = None  # the group this run just promoted: never retired, whatever the order says
 
 
 def images_to_delete(
@@ -54,9 +55,11 @@ def images_to_delete(
 def plan_cleanup(facts: CleanupFacts) -> list[Action]:
     """Retire every group but the serving one, then the templates and configurations no remaining group uses,
     then the images nothing uses (minus protected ones, those another environment runs, and the RETAIN most
-    recently deployed). Nothing at all while the serving group is not fully healthy."""
+    recently deployed). Nothing at all while the serving group is not fully healthy. The PINNED group (the one
+    this run promoted) is never retired."""
     serving = facts.serving
-    outdated = outdated_groups(facts.groups, {serving.name} if serving else set())
+    keep = {name for name in (serving.name if serving else None, facts.pinned) if name}
+    outdated = outdated_groups(facts.groups, keep)
     health = facts.serving_health
     if outdated and serving is not None and health is not None and not health.done:
         return [Action("refuse", f"the serving group {serving.name} is not fully healthy ({health.line().strip()})")]

@@ -17,14 +17,19 @@ from deploy.plans.actions import Action
 PROTECTED_ENV = "production"
 
 
+def _bare(dns_name: object) -> str:
+    return str(dns_name).lower().rstrip(".").removeprefix("dualstack.")
+
+
 def _alias_of_balancer(alias: str | None, balancer: dict[str, Any]) -> bool:
-    """Whether an ALIAS target is this environment's load balancer (by its DNS name, or its name when gone)."""
-    if not alias:
+    """Whether an ALIAS target is exactly this environment's load balancer: its DNS name, which names its region.
+
+    No name pattern: when the load balancer does not exist in this region (a stray AWS_REGION, or deleted
+    already), no record is known to be ours, and a live record elsewhere is never deleted.
+    """
+    if not alias or not balancer.get("dns_name"):
         return False
-    target = alias.lower().rstrip(".").removeprefix("dualstack.")
-    if balancer.get("dns_name"):
-        return target == str(balancer["dns_name"]).lower().rstrip(".").removeprefix("dualstack.")
-    return target.startswith(f"{str(balancer['name']).lower()}-")
+    return _bare(alias) == _bare(balancer["dns_name"])
 
 
 def plan_destroy(described: dict[str, Any]) -> list[Action]:

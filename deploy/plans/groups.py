@@ -21,23 +21,36 @@ def next_stamp(now: datetime, taken: list[str], names: Names) -> str:
     return stamp(candidate)
 
 
+def name_stamp(name: str) -> str:
+    """The YYYYmmddHHMMSS stamp that ends a group's name ('' for another suffix, such as the old scripts' v2)."""
+    found = re.search(r"-(\d{14})$", name)
+    return found.group(1) if found else ""
+
+
+def launch_order(group: Group) -> tuple[str, str]:
+    """Groups ordered as they were launched: by the stamp of their name, which the tool makes increase
+    (next_stamp), never by a clock tag: two operators' clocks may disagree, the names cannot."""
+    return (name_stamp(group.name), group.name)
+
+
 def serving_group(groups: list[Group]) -> Group | None:
     """The group that serves: the newest one this tool promoted (tag Promoted, set once it was healthy).
 
-    When none is, an environment made by the original scripts is being adopted: its newest group
-    with instances (one without this tool's ManagedBy tag) serves. A group this tool launched but
-    never promoted never counts: it is the leftover of a deploy that failed or was killed.
+    Newest by the stamp of its name: the Promoted tag only marks a group as promoted; its value (the
+    promoting machine's time) never orders. When none is, an environment made by the original scripts is
+    being adopted: its newest group with instances (one without this tool's ManagedBy tag) serves. A group
+    this tool launched but never promoted never counts: it is the leftover of a deploy that failed or was killed.
     """
     promoted = [group for group in groups if group.tags.get(PROMOTED_TAG)]
     if promoted:
-        return max(promoted, key=lambda group: (group.tags[PROMOTED_TAG], group.name))
+        return max(promoted, key=launch_order)
     legacy = [group for group in groups if group.desired > 0 and group.tags.get("ManagedBy") != MANAGED_BY]
-    return max(legacy, key=lambda group: group.name, default=None)
+    return max(legacy, key=launch_order, default=None)
 
 
 def outdated_groups(groups: list[Group], keep: set[str]) -> list[Group]:
     """Every group of the environment except those to keep, oldest first."""
-    return sorted((group for group in groups if group.name not in keep), key=lambda group: group.name)
+    return sorted((group for group in groups if group.name not in keep), key=launch_order)
 
 
 def rollback_target(images: list[dict[str, Any]], serving_image: str | None) -> str | None:

@@ -11,8 +11,10 @@ from deploy.aws.images import describe_image
 from deploy.aws.instances import require_instance_type
 from deploy.config import ROOT
 from deploy.environment import Environment
+from deploy.errors import DeployError
 from deploy.naming import stamp
 from deploy.packer import render_var_file, run_packer
+from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"
 
@@ -46,11 +48,36 @@ def packer_credentials(environment: Environment) -> dict[str, str]:
     return values
 
 
+def packer_network(environment: Environment) -> dict[str, str]:
+    """Where the `aws` builder's instance starts: the environment's VPC and a subnet of it offering INSTANCE_TYPE,
+    a public IP where the subnet gives none, and ssh (Packer's temporary security group) only from
+    BAKE_SSH_CIDR or SSH_CIDR, the machine running the bake. The `local` builder reaches no instance."""
+    if packer_builder(environment) != "aws":
+        return {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false", "ssh_source_cidr": "127.0.0.1/32"}
+    config = environment.config
+    source = config.bake_ssh_cidr or config.ssh_cidr
+    if not source:
+        raise DeployError(
+            "Packer reaches its build instance over ssh, opened only to the machine running the bake: set"
+            f" BAKE_SSH_CIDR (this machine's public address, such as 203.0.113.7/32) or SSH_CIDR in"
+            f" {config.source_of('BAKE_SSH_CIDR')}."
+        )
+    network = checked_network(environment)
+    subnet_id, public_ip = network.bake_subnet()
+    return {
+        "vpc_id": network.vpc_id,
+        "subnet_id": subnet_id,
+        "associate_public_ip": "true" if public_ip else "false",
+        "ssh_source_cidr": str(source),
+    }
+
+
 def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
     """Run one Packer build of packer/ROLE.json and return the new image id."""
     config = environment.config
     require_instance_type(environment)
     check_user_script(config, role, say=environment.say)
+    network = packer_network(environment)  # refused before Packer creates anything
     image_name = environment.names.image(role, stamp())
     context = {
         "region": config.region,
@@ -62,6 +89,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
         "health_check_path": config.health_check_path,
         "ssh_username": "admin",
         **packer_variables(config, role),
+        **network,
         **variables,
     }
     var_file = render_var_file(

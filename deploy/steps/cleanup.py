@@ -12,6 +12,7 @@ from deploy.aws.groups import environment_groups, launch_configurations, launch_
 from deploy.aws.health import group_health
 from deploy.aws.images import deployment_images, images_used_elsewhere
 from deploy.environment import Environment
+from deploy.errors import DeployError
 from deploy.execute import carry_out
 from deploy.plans.actions import Action, would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
@@ -27,12 +28,16 @@ def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
 
 
 def read_cleanup_facts(
-    environment: Environment, keep_images: bool | None = None, new_group: Group | None = None
+    environment: Environment,
+    keep_images: bool | None = None,
+    new_group: Group | None = None,
+    pinned: str | None = None,
 ) -> CleanupFacts:
     """Read what the cleanup decides from. NEW_GROUP: a deploy's plan, where the group that will serve does not
-    exist yet (it is promoted only once healthy, so its health is not asked)."""
+    exist yet (it is promoted only once healthy, so its health is not asked). PINNED: the group this run just
+    promoted, which serves whatever the order of the groups says."""
     groups = environment_groups(environment)
-    serving = new_group or serving_group(groups)
+    serving = new_group or _pinned(groups, pinned) or serving_group(groups)
     keep = keeps_images(environment, keep_images)
     health = None
     if new_group is None and serving is not None and outdated_groups(groups, {serving.name}):
@@ -52,18 +57,31 @@ def read_cleanup_facts(
         protected=set(environment.state.data.get(PROTECTED, [])),
         retain=environment.config.retain_images,
         keep_images=keep,
+        pinned=pinned,
     )
 
 
-def cleanup_plan(environment: Environment, keep_images: bool | None = None) -> list[Action]:
-    facts = read_cleanup_facts(environment, keep_images)
+def _pinned(groups: list[Group], pinned: str | None) -> Group | None:
+    if pinned is None:
+        return None
+    found = next((group for group in groups if group.name == pinned), None)
+    if found is None:
+        raise DeployError(f"The group this run promoted, {pinned}, no longer exists: cleanup refused.")
+    return found
+
+
+def cleanup_plan(environment: Environment, keep_images: bool | None = None, pinned: str | None = None) -> list[Action]:
+    facts = read_cleanup_facts(environment, keep_images, pinned=pinned)
     environment.say(f"  serving: {facts.serving.name if facts.serving else 'no group'}")
     return plan_cleanup(facts)
 
 
-def cleanup(environment: Environment, keep_images: bool | None = None, dry_run: bool = False) -> list[str]:
-    """Plan the cleanup; print it (DRY_RUN) or carry it out. Return the names of the groups it retires."""
-    actions = cleanup_plan(environment, keep_images)
+def cleanup(
+    environment: Environment, keep_images: bool | None = None, dry_run: bool = False, pinned: str | None = None
+) -> list[str]:
+    """Plan the cleanup; print it (DRY_RUN) or carry it out. Return the names of the groups it retires.
+    PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the serving one."""
+    actions = cleanup_plan(environment, keep_images, pinned)
     retired = [action.target for action in actions if action.op == "retire-group"]
     if dry_run:
         show(environment, plan_lines(actions))

@@ -37,11 +37,11 @@ def require_setup(environment: Environment) -> Environment:
 
 def finish_deploy(environment: Environment, keep_images: bool | None = None) -> dict[str, Any]:
     """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says)."""
-    retired = cleanup(environment, keep_images=keep_images)
     serving = environment.state.get(SERVING) or {}
     group = serving.get("group")
     if not group:
         raise DeployError("No serving group is recorded: the deploy did not complete.")
+    retired = cleanup(environment, keep_images=keep_images, pinned=group)  # never the group just promoted
     health = group_health(environment, group)
     summary = {
         "image": serving.get("image_id"),

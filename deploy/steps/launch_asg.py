@@ -15,9 +15,10 @@ from deploy.aws.groups import (
     describe_group,
     environment_groups,
 )
+from deploy.aws.health import has_served
 from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
-from deploy.aws.network import find_security_group, resolve_network
+from deploy.aws.network import find_security_group
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import abort_new_group, carry_out
@@ -26,6 +27,7 @@ from deploy.plans.groups import next_stamp
 from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.state import PENDING
 from deploy.steps.bake_carnivore import given_image
+from deploy.steps.networking import checked_network
 
 
 def instance_security_group(environment: Environment, vpc_id: str) -> str:
@@ -77,7 +79,8 @@ def read_launch_plan(environment: Environment, image_id: str | None) -> LaunchPl
     leftover = environment.state.get(PENDING)
     leftover_raw = describe_group(environment, leftover["group"]) if leftover else None
     when = next_stamp(datetime.now(UTC), [group.name for group in environment_groups(environment)], environment.names)
-    return plan_launch(environment.names, when, image_id, leftover, leftover_raw)
+    served = has_served(environment, leftover_raw)
+    return plan_launch(environment.names, when, image_id, leftover, leftover_raw, served)
 
 
 def launch_group(environment: Environment, image_id: str | None = None) -> str:
@@ -90,7 +93,11 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     if plan.reused:
         environment.say(f"  skipped: {plan.group} with {image['ImageId']} was launched earlier; it is the new group")
         return plan.group
-    vpc_id, subnet_ids = resolve_network(environment)
+    network = checked_network(environment)
+    vpc_id, subnet_ids = network.vpc_id, network.group_subnet_ids  # only zones that offer INSTANCE_TYPE
+    skipped = sorted(set(network.subnet_ids) - set(subnet_ids))
+    if skipped:
+        environment.say(f"  not using {', '.join(skipped)}: {config.instance_type} is not offered in their zones")
     security_group_id = instance_security_group(environment, vpc_id)
     if plan.remove_first:
         environment.say(

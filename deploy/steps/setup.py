@@ -9,10 +9,11 @@ from __future__ import annotations
 from deploy.aws.dns import ensure_alias_record, find_hosted_zone, foreign_record, host_records
 from deploy.aws.keys import ensure_key_pair
 from deploy.aws.loadbalancers import HealthCheck
-from deploy.aws.network import Rule, ensure_security_group, resolve_network
+from deploy.aws.network import Rule, ensure_security_group
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.localcloud.seed import seed_plan
+from deploy.steps.networking import checked_network
 from deploy.views.plan import HEADER
 
 
@@ -30,7 +31,8 @@ def run_setup(environment: Environment, dry_run: bool = False, take_over_dns: bo
         if not (dry_run and environment.config.local_cloud):
             raise
         zone_id = None  # not seeded yet: the embedded cloud creates the zone when a real run starts
-    vpc_id, subnet_ids = resolve_network(environment)
+    network = checked_network(environment)  # no default VPC, too few zones, the instance type nowhere: refused
+    vpc_id, subnet_ids = network.vpc_id, network.subnet_ids
     balancer = environment.load_balancer
     balancer.preflight(vpc_id)  # refuses a switch of kind (or a certificate that cannot serve) before anything exists
     records = host_records(environment, zone_id) if zone_id else []

@@ -28,6 +28,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
     """
 
     kind = "application"
+    min_zones = 2  # AWS refuses an Application Load Balancer whose subnets span fewer zones
     _target_group_arn: str | None = None  # read once, then remembered
 
     @staticmethod

@@ -75,6 +75,7 @@ class LoadBalancer(Protocol):
     """What the steps need of a load balancer, whatever its kind."""
 
     kind: ClassVar[str]  # "classic" or "application", as LOAD_BALANCER says
+    min_zones: ClassVar[int]  # availability zones its subnets must span (AWS: two for an application one)
     name: str  # the load balancer's name: elb-NAME or alb-NAME
 
     def preflight(self, vpc_id: str) -> None:
@@ -160,6 +161,7 @@ class LoadBalancerBase:
     """
 
     kind: ClassVar[str]
+    min_zones: ClassVar[int] = 1
     name: str
 
     def __init__(

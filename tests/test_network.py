@@ -1,0 +1,126 @@
+"""Networks checked before anything is created: an ALB's two zones, a missing default VPC, the zones where
+INSTANCE_TYPE is offered (DescribeInstanceTypeOfferings); the subnet and public IP of a Packer build."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from conftest import REGION
+from operator_env import create_zone, make_environment
+
+from deploy.config import ROOT
+from deploy.errors import DeployError
+from deploy.plans.network import bake_subnet, network_refusal, offered_subnets
+from deploy.steps.baking import packer_network
+from deploy.steps.networking import checked_network
+from deploy.steps.setup import run_setup
+
+A = {"SubnetId": "subnet-a", "AvailabilityZone": "us-east-1a", "MapPublicIpOnLaunch": False}
+B = {"SubnetId": "subnet-b", "AvailabilityZone": "us-east-1b", "MapPublicIpOnLaunch": True}
+E = {"SubnetId": "subnet-e", "AvailabilityZone": "us-east-1e", "MapPublicIpOnLaunch": True}
+
+
+def test_an_application_load_balancer_needs_two_zones() -> None:
+    refused = network_refusal([A], {"us-east-1a"}, "t3.micro", "application", 2, "env/dev.env")
+    assert refused is not None and "at least 2 availability zones" in refused
+    assert "SUBNET_IDS in env/dev.env" in refused and "subnet-a (us-east-1a)" in refused
+    assert network_refusal([A], {"us-east-1a"}, "t3.micro", "classic", 1, "env/dev.env") is None
+    assert network_refusal([A, B], {"us-east-1a"}, "t3.micro", "application", 2, "env/dev.env") is None
+
+
+def test_subnets_are_filtered_by_the_zones_offering_the_instance_type() -> None:
+    assert offered_subnets([A, E, B], {"us-east-1a", "us-east-1b"}) == ["subnet-a", "subnet-b"]
+    refused = network_refusal([A, E], {"us-east-1c"}, "t3.micro", "classic", 1, "env/dev.env")
+    assert refused is not None and "INSTANCE_TYPE t3.micro is not offered" in refused
+
+
+def test_a_bake_gets_a_public_ip_only_where_the_subnet_gives_none() -> None:
+    assert bake_subnet([E, A, B], {"us-east-1a", "us-east-1b"}) == ("subnet-a", True)
+    assert bake_subnet([E, B], {"us-east-1b"}) == ("subnet-b", False)
+
+
+def nothing_created() -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]] in ([], ["default"])
+    assert boto3.client("elbv2", region_name=REGION).describe_load_balancers()["LoadBalancers"] == []
+    assert boto3.client("elb", region_name=REGION).describe_load_balancers()["LoadBalancerDescriptions"] == []
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+
+
+def test_setup_refuses_an_application_load_balancer_in_one_zone_before_creating_anything(cloud, tmp_path):
+    create_zone()
+    [subnet] = [
+        s["SubnetId"]
+        for s in boto3.client("ec2", region_name=REGION).describe_subnets()["Subnets"]
+        if s["AvailabilityZone"] == "us-east-1a"
+    ]
+    environment = make_environment(tmp_path, kind="application", extra=f"SUBNET_IDS={subnet}\n")
+    with pytest.raises(DeployError, match="at least 2 availability zones") as caught:
+        run_setup(environment)
+    assert "Add a subnet of another zone to SUBNET_IDS in" in str(caught.value)
+    nothing_created()
+
+
+def test_setup_refuses_an_account_without_a_default_vpc_saying_what_to_set(cloud, tmp_path):
+    create_zone()
+    ec2 = boto3.client("ec2", region_name=REGION)
+    [default] = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    for subnet in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [default["VpcId"]]}])["Subnets"]:
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    ec2.delete_vpc(VpcId=default["VpcId"])
+    with pytest.raises(DeployError, match="has no default VPC") as caught:
+        run_setup(make_environment(tmp_path))
+    assert "set VPC_ID and SUBNET_IDS" in str(caught.value)
+    nothing_created()
+
+
+def test_the_group_subnets_leave_out_zones_without_the_instance_type(cloud, tmp_path):
+    environment = make_environment(tmp_path, extra="INSTANCE_TYPE=t3.small\n")
+    network = checked_network(environment)
+    offered = boto3.client("ec2", region_name=REGION).describe_instance_type_offerings(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["t3.small"]}]
+    )["InstanceTypeOfferings"]
+    zones = {o["Location"] for o in offered}
+    assert set(network.group_subnet_ids) < set(network.subnet_ids)  # us-east-1e has no t3 (moto, as AWS)
+    assert {s["AvailabilityZone"] for s in network.subnets if s["SubnetId"] in network.group_subnet_ids} == zones
+
+
+# --- Packer's aws builder ------------------------------------------------------------------------------
+
+
+def test_a_bake_on_real_aws_without_an_ssh_source_is_refused_before_packer_runs(cloud, tmp_path):
+    with pytest.raises(DeployError, match="set BAKE_SSH_CIDR"):
+        packer_network(make_environment(tmp_path))
+
+
+def test_the_aws_builder_uses_the_environments_vpc_and_a_subnet_offering_the_type(cloud, tmp_path):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.2.0/24", AvailabilityZone="us-east-1b")["Subnet"]
+    ec2.modify_subnet_attribute(SubnetId=public["SubnetId"], MapPublicIpOnLaunch={"Value": True})
+    extra = f"VPC_ID={vpc}\nBAKE_SSH_CIDR=203.0.113.7/32\nSSH_CIDR=198.51.100.0/24\n"
+
+    first = make_environment(tmp_path, extra=extra + f"SUBNET_IDS={private['SubnetId']},{public['SubnetId']}\n")
+    assert packer_network(first) == {
+        "vpc_id": vpc,
+        "subnet_id": private["SubnetId"],
+        "associate_public_ip": "true",  # the subnet gives none: the build instance must be reachable
+        "ssh_source_cidr": "203.0.113.7/32",  # BAKE_SSH_CIDR before SSH_CIDR
+    }
+    second = make_environment(tmp_path, extra=extra + f"SUBNET_IDS={public['SubnetId']},{private['SubnetId']}\n")
+    assert packer_network(second)["associate_public_ip"] == "false"
+
+
+@pytest.mark.parametrize("role", ["primal", "carnivore"])
+def test_the_aws_builder_opens_ssh_to_the_bake_machine_only_and_removes_packers_key(role):
+    template = json.loads((ROOT / "packer" / f"{role}.json").read_text())
+    [aws] = [b for b in template["builders"] if b["name"] == "aws"]
+    assert aws["temporary_security_group_source_cidrs"] == ["{{user `ssh_source_cidr`}}"]
+    assert (aws["vpc_id"], aws["subnet_id"]) == ("{{user `vpc_id`}}", "{{user `subnet_id`}}")
+    assert aws["associate_public_ip_address"] == "{{user `associate_public_ip`}}"
+    last = template["provisioners"][-1]
+    assert last["only"] == ["aws"] and "/.ssh/authorized_keys" in " ".join(last["inline"])
+    assert "rm -f" in last["inline"][0]
