@@ -181,6 +181,22 @@ def status(c, env=None, json=False):
 @task(
     help={
         "env": ENV_HELP,
+        "json": "Print JSON for scripts instead of the table (shape: README, `history --json`).",
+        "limit": "How many of the most recent entries to show (default 20).",
+    }
+)
+def history(c, env=None, json=False, limit=20):
+    """Show the deploys, rollbacks and aborts of an environment, newest first, as the AWS account records them."""
+    from deploy.cli import run_step
+    from deploy.views.history import show_history
+
+    action = lambda e: show_history(e, as_json=json, out=sys.stdout, limit=int(limit))  # noqa: E731
+    run_step("history", env, action, dry_run=True, out=sys.stderr)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
         "yes": "Do not ask for confirmation. For production, --env production must be given as well.",
         "dry_run": DRY_RUN_HELP,
     }

@@ -74,6 +74,7 @@ class Config:
     packer_timeout: int
     log_runs: int
     retain_images: int
+    primal_retain: int
     # Where each key's value came from ("env/dev01.env", "the environment variable"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()

@@ -228,5 +228,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
     Setting("LOG_RUNS", _positive, "Run log folders kept per environment in deploy/log/ENV; older ones are pruned."),
     Setting("RETAIN_IMAGES", _non_negative, "Earlier deployed images kept for `inv rollback` (the live one aside)."),
+    Setting(
+        "PRIMAL_RETAIN",
+        _non_negative,
+        "Newest primal images cleanup keeps (besides any a deployment image or a running bake uses).",
+    ),
 )
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -141,10 +141,14 @@ def unchanged(site: Site) -> Iterator[None]:
 
 @pytest.fixture
 def fresh_work(site: Site, tmp_path: Path) -> dict[str, str]:
-    """A work folder with no recorded images: the deploy would bake from scratch."""
+    """A fresh work folder and a new source image: the deploy would bake from scratch. (A fresh folder alone
+    would not: the account knows the primal image baked from the same inputs, and any clone reuses it.)"""
     folder = tmp_path / "work"
     folder.mkdir()
-    return {"DEPLOY_WORK_DIR": str(folder)}
+    [primal] = site.client("ec2").describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:Role", "Values": ["primal"]}]
+    )["Images"]
+    return {"DEPLOY_WORK_DIR": str(folder), "SOURCE_AMI": primal["ImageId"]}
 
 
 @pytest.fixture

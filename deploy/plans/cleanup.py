@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.aws.groups import DEPLOYED_TAG, Group
-from deploy.aws.images import snapshot_ids
+from deploy.aws.images import SOURCE_TAG, snapshot_ids
 from deploy.naming import tag_value
 from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
@@ -32,6 +32,9 @@ class CleanupFacts:
     protected: set[str] = field(default_factory=set)  # images given by hand (--image-id): never deleted
     retain: int = 0  # RETAIN_IMAGES: earlier deployed images kept for rollback
     keep_images: bool = False  # --no-cleanup / CLEANUP=no
+    primals: list[dict[str, Any]] = field(default_factory=list)  # the environment's primal images (none read: kept)
+    primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
+    primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
 
 
 def images_to_delete(
@@ -83,4 +86,23 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
             continue
         snapshots = tuple(snapshot_ids(image))
         actions.append(Action("delete-image", image["ImageId"], data=(("snapshots", snapshots),)))
+    deleted = {action.target for action in actions if action.op == "delete-image"}
+    remaining = [image for image in facts.images if image["ImageId"] not in deleted]
+    return actions + primals_to_delete(facts.primals, remaining, facts.primals_in_use, facts.primal_retain)
+
+
+def primals_to_delete(
+    primals: list[dict[str, Any]], deployment_images: list[dict[str, Any]], in_use: set[str], retain: int
+) -> list[Action]:
+    """The primal images that go, with their snapshots: all but the RETAIN newest, those a remaining deployment
+    image was baked from (its SourceImage tag), and those IN_USE (a bake running from it, another environment)."""
+    sources = {tag_value(image, SOURCE_TAG) for image in deployment_images}
+    newest = sorted(primals, key=lambda image: (image.get("CreationDate", ""), image.get("Name", "")), reverse=True)
+    actions = []
+    for image in newest[retain:]:
+        if image["ImageId"] in sources | in_use:
+            continue
+        snapshots = tuple(snapshot_ids(image))
+        detail = f"primal image beyond the newest {retain}"
+        actions.append(Action("delete-image", image["ImageId"], detail, (("snapshots", snapshots),)))
     return actions

@@ -65,10 +65,13 @@ def plan_destroy(described: dict[str, Any]) -> list[Action]:
         actions.append(Action("delete-load-balancer", balancer["name"], balancer.get("kind", "")))
 
     elsewhere = set(described.get("images_used_elsewhere", []))
+    by_hand = set(described.get("images_given_by_hand", []))
     for image in described["images"]:
         tags = image["tags"]
         if not made_by_tool(tags, app, env):
             actions.append(Action("keep", f"image {image['id']}", "not baked by this tool for this environment"))
+        elif image["id"] in by_hand:
+            actions.append(Action("keep", f"image {image['id']}", "given by hand (--image-id): never deleted"))
         elif image["id"] in elsewhere:
             actions.append(Action("keep", f"image {image['id']}", "another environment uses it"))
         else:

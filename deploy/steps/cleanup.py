@@ -8,22 +8,38 @@ The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run 
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploy.aws.groups import Group, environment_groups, launch_configurations, launch_templates, template_image
 from deploy.aws.health import group_health
-from deploy.aws.images import deployment_images, images_used_elsewhere
+from deploy.aws.history import promoted_by_hand, read_history
+from deploy.aws.images import (
+    HAND_TAG,
+    PRIMAL,
+    deployment_images,
+    environment_images,
+    images_run_by_instances,
+    images_used_elsewhere,
+)
 from deploy.environment import Environment
 from deploy.execute import carry_out
+from deploy.naming import tag_value
 from deploy.plans.actions import Action, would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import outdated_groups, serving_group
-from deploy.state import PENDING
-from deploy.steps.bake_carnivore import PROTECTED
 from deploy.views.plan import show
 
 
 def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     """--no-cleanup / --keep-images, else CLEANUP from the env file."""
     return (not environment.config.cleanup) if keep_images is None else keep_images
+
+
+def given_by_hand(environment: Environment, images: list[dict[str, Any]]) -> set[str]:
+    """The images never to delete, read from the account: those any history entry marks as promoted by hand,
+    and those tagged as given by hand (--image-id) to any environment."""
+    tagged = {image["ImageId"] for image in images if tag_value(image, HAND_TAG)}
+    return promoted_by_hand(read_history(environment)) | tagged if images else set()
 
 
 def read_cleanup_facts(
@@ -40,6 +56,8 @@ def read_cleanup_facts(
     templates = launch_templates(environment)
     used = serving.launch_template if serving else None
     images = [] if keep else deployment_images(environment)
+    primals = [] if keep else environment_images(environment, PRIMAL)
+    primal_ids = [image["ImageId"] for image in primals]
     return CleanupFacts(
         groups=[group for group in groups if new_group is None or group.name != new_group.name],
         serving=serving,
@@ -49,9 +67,13 @@ def read_cleanup_facts(
         configurations=launch_configurations(environment),
         images=images,
         used_elsewhere=images_used_elsewhere(environment, [image["ImageId"] for image in images]),
-        protected=set(environment.state.data.get(PROTECTED, [])),
+        protected=given_by_hand(environment, images),
         retain=environment.config.retain_images,
         keep_images=keep,
+        primals=primals,
+        primals_in_use=images_run_by_instances(environment, primal_ids)
+        | images_used_elsewhere(environment, primal_ids),
+        primal_retain=environment.config.primal_retain,
     )
 
 
@@ -72,8 +94,6 @@ def cleanup(environment: Environment, keep_images: bool | None = None, dry_run: 
         environment.say(f"  outdated: {', '.join(retired)}")
     else:
         environment.say("  no outdated groups")
-    # Holding the deploy lock, no other run is under way: a group never promoted is a leftover, retired above.
-    environment.state.put(PENDING, None)
     carry_out(environment, actions)
     for action in actions:
         if action.op == "keep":

@@ -20,8 +20,7 @@ from deploy.errors import DeployError
 from deploy.localcloud.seed import seed_plan
 from deploy.plans.bake import BAKE, GIVEN
 from deploy.plans.cleanup import plan_cleanup
-from deploy.plans.groups import next_stamp
-from deploy.state import SERVING
+from deploy.plans.groups import next_stamp, serving_group
 from deploy.steps.bake_carnivore import given_image
 from deploy.steps.bake_primal import decide_primal
 from deploy.steps.baking import packer_builder
@@ -58,13 +57,13 @@ def require_setup(environment: Environment) -> Environment:
 def finish_deploy(environment: Environment, keep_images: bool | None = None) -> dict[str, Any]:
     """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says)."""
     retired = cleanup(environment, keep_images=keep_images)
-    serving = environment.state.get(SERVING) or {}
-    group = serving.get("group")
-    if not group:
-        raise DeployError("No serving group is recorded: the deploy did not complete.")
+    serving = serving_group(environment_groups(environment))
+    if serving is None:
+        raise DeployError("No group serves: the deploy did not complete.")
+    group = serving.name
     health = group_health(environment, group)
     summary = {
-        "image": serving.get("image_id"),
+        "image": serving.image_id,
         "group": group,
         "instances": health.ready,
         "retired": retired,

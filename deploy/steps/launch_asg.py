@@ -18,6 +18,7 @@ from deploy.aws.groups import (
     describe_group,
     environment_groups,
 )
+from deploy.aws.history import ABORTED, entry, record
 from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.network import find_security_group, resolve_network
@@ -27,7 +28,7 @@ from deploy.execute import carry_out
 from deploy.naming import tag_list
 from deploy.plans.actions import Action
 from deploy.plans.groups import next_stamp
-from deploy.state import PENDING
+from deploy.plans.pending import pending_launch
 from deploy.steps.bake_carnivore import given_image
 
 
@@ -76,11 +77,8 @@ def pending_image(environment: Environment, image_id: str | None) -> str:
 
 
 def leftover_launch(environment: Environment) -> dict[str, Any] | None:
-    """The new group an earlier run launched and did not promote, if it still exists."""
-    leftover = environment.state.get(PENDING)
-    if leftover and describe_group(environment, leftover["group"]) is not None:
-        return leftover
-    return None
+    """The new group an earlier run launched and did not promote, found in the account (its tags)."""
+    return pending_launch(environment_groups(environment))
 
 
 def reuses_leftover(leftover: dict[str, Any] | None, image_id: str | None) -> bool:
@@ -97,15 +95,17 @@ def plan_abort(pending: dict[str, Any], raw_group: dict[str, Any] | None) -> lis
     return [*actions, Action("delete-launch-template", pending["launch_template"])]
 
 
-def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
-    """Remove a group that never became healthy, and its launch template; the serving group stays untouched."""
+def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str, action: str = "deploy") -> None:
+    """Remove a group that never became healthy, and its launch template; the serving group stays untouched.
+    The abort is recorded in the account's history (ACTION: the deploy or rollback it ends)."""
     if not pending:
         return
     actions = plan_abort(pending, describe_group(environment, pending["group"]))
     if actions:
         environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
         carry_out(environment, actions)
-    environment.state.put(PENDING, None)
+        seconds = environment.log.elapsed()
+        record(environment, entry(action, ABORTED, pending.get("image_id"), pending["group"], seconds, False, reason))
 
 
 def launch_group(environment: Environment, image_id: str | None = None) -> str:
@@ -115,8 +115,8 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     image = require_image(environment, pending_image(environment, image_id), "Image")
     require_instance_type(environment)
     environment.load_balancer.require()
-    leftover = environment.state.get(PENDING)
-    if leftover and reuses_leftover(leftover_launch(environment), image["ImageId"]):
+    leftover = leftover_launch(environment)
+    if leftover and reuses_leftover(leftover, image["ImageId"]):
         environment.say(
             f"  skipped: {leftover['group']} with {image['ImageId']} was launched earlier; it is the new group"
         )
@@ -132,9 +132,9 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
         environment, template_name, launch_template_data(environment, image, security_group_id), image["ImageId"]
     )
     environment.say(f"  created launch template {template_name} ({image['ImageId']}, IMDSv2 required, encrypted)")
-    # Recorded before the group exists, so an interrupted launch still knows what to remove.
+    # An interrupted launch leaves at most this template (cleanup deletes templates no group uses) or this
+    # group, tagged as launched by this tool and not promoted: the next run finds it in the account.
     pending = {"group": group_name, "launch_template": template_name, "image_id": image["ImageId"]}
-    environment.state.put(PENDING, pending)
     try:
         create_group(environment, group_name, template_id, subnet_ids, image["ImageId"])
     except BaseException:
