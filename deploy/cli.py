@@ -58,7 +58,7 @@ def run_step(
                 (name, dry_run), lambda: open_environment(env, dry_run=dry_run, out=out), release_lock
             )
             if locking and not dry_run:
-                environment.lock.acquire(step)
+                environment.lock.acquire(step, command=opened.command)
             with environment.log.step_context(step):
                 return action(environment)
     except DeployError as error:

@@ -330,7 +330,7 @@ def test_a_deploy_lock_held(site):
         before = site.snapshot()
         refused(
             site.run("deploy", "--env", ENV),
-            f"Another deploy of {ENV} is running: alice@build-box-7 pid 4242",
+            f"Another run of {ENV} is running: alice@build-box-7 pid 4242",
             "at step wait-health",
             f"inv unlock --env {ENV}",
         )

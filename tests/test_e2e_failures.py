@@ -247,7 +247,7 @@ def test_two_deploys_started_together_one_proceeds_the_other_is_refused_naming_t
 
     refusal = loser.stderr().strip()
     assert refusal.startswith("error: ") and "\n" not in refusal, refusal
-    assert f"Another deploy of {ENV} is running:" in refusal
+    assert f"A deploy of {ENV} is running:" in refusal
     assert f"@{socket.gethostname()} pid {winner.pid}, since " in refusal  # the holder is named
     assert "inv unlock --env fail" in refusal
     assert_clean_exit(loser.output())
