@@ -57,7 +57,7 @@ def build_app(c, env=None):
 
 @task(pre=[build_app], help={"env": ENV_HELP})
 def copy_over(c, env=None):
-    """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver, fresh."""
+    """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver/ENV/RUN."""
     from deploy.cli import run_step
     from deploy.steps.copy_over import copy_over as step
 

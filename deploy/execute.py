@@ -1,5 +1,6 @@
 """Carrying out a plan (deploy/plans): the one place that retires or deletes a group, a launch template or
-configuration, an image with its snapshots, a DNS record, a load balancer, a security group, a key pair.
+configuration, an image with its snapshots, a DNS record, a load balancer, a security group, a key pair, a bake's
+leftover instance, an orphan snapshot.
 
 Cleanup, an aborted deploy and destroy all come here, so each kind of deletion is written once. Every
 action is safe to repeat (what is already gone is skipped), so a run interrupted half-way is finished by
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from deploy.aws import dns, groups, images, network
+from deploy.aws import dns, groups, images, leftovers, network
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
@@ -22,6 +23,7 @@ RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few 
 GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate within minutes
 SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
 MAX_PARALLEL_RETIREMENTS = 4
+INSTANCE_TERMINATE_TIMEOUT_S = 600  # a Packer instance left behind terminates within minutes
 SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
@@ -198,7 +200,17 @@ def _do(environment: Environment, action: Action) -> None:
     elif op == "delete-security-group":
         _delete_security_group(environment, action.get("id"), target)
     elif op == "delete-key-pair":
-        environment.aws.ec2.delete_key_pair(KeyName=target)
+        leftovers.delete_key_pair(environment, target)
+    elif op == "terminate-instance":
+        leftovers.terminate_instance(environment, target)
+        _wait(
+            environment,
+            INSTANCE_TERMINATE_TIMEOUT_S,
+            lambda: (leftovers.instance_gone(environment, target), f"waiting: {target} terminates"),
+            f"Terminating {target}",
+        )
+    elif op == "delete-snapshot":
+        leftovers.delete_snapshot(environment, target)
     elif op == "delete-file":
         Path(target).unlink(missing_ok=True)
     else:

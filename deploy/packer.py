@@ -7,6 +7,7 @@ Works with Debian's packer 1.6.6 and current packer with the amazon plugin (JSON
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -129,6 +130,23 @@ def _packer_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return {**os.environ, "CHECKPOINT_DISABLE": "1", **(extra or {})}
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_tool(tool_pid: int) -> Callable[[], None]:
+    """What the child runs between fork and exec: the kernel sends it SIGINT when the tool dies, however it dies
+    (kill -9 included), so Packer never outlives it (it gets an interrupt as from Ctrl-C and stops; whatever it
+    cannot delete then is found by its tags and removed by the next deploy, cleanup or destroy)."""
+
+    def set_up() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+        if os.getppid() != tool_pid:  # the tool died before the prctl took effect
+            os._exit(1)
+
+    return set_up
+
+
 class _Stopper:
     """Interrupts packer as Ctrl-C would, so it deletes its temporary resources, then kills it late."""
 
@@ -217,6 +235,7 @@ def run_packer(
             errors="replace",
             bufsize=1,
             start_new_session=True,  # a terminal Ctrl-C reaches us; we forward it and wait for cleanup
+            preexec_fn=_die_with_tool(os.getpid()),  # only prctl and getppid: safe between fork and exec
         )
         stopper = _Stopper(process, cleanup_grace_s)
         stopper.stop_after(timeout_s, "timeout")

@@ -12,6 +12,7 @@ from deploy.naming import tag_value
 from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
+from deploy.plans.leftovers import plan_leftovers
 
 RETIRE_DETAIL = "detach, drain, scale to 0, delete"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
@@ -35,6 +36,8 @@ class CleanupFacts:
     primals: list[dict[str, Any]] = field(default_factory=list)  # the environment's primal images (none read: kept)
     primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
     primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
+    packer_leftovers: list[dict[str, Any]] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
+    orphan_snapshots: list[dict[str, Any]] = field(default_factory=list)  # snapshots whose image is gone
 
 
 def images_to_delete(
@@ -76,8 +79,9 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
         else:
             actions.append(Action("delete-launch-configuration", configuration["LaunchConfigurationName"]))
 
+    leftovers = plan_leftovers(facts.packer_leftovers, facts.orphan_snapshots)
     if facts.keep_images:
-        return [*actions, Action("keep", KEEP_EVERY_IMAGE)]
+        return [*actions, *leftovers, Action("keep", KEEP_EVERY_IMAGE)]
     if serving is not None and serving.image_id:
         in_use.add(serving.image_id)
     for image in images_to_delete(facts.images, in_use, facts.protected, facts.retain):
@@ -88,7 +92,8 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
         actions.append(Action("delete-image", image["ImageId"], data=(("snapshots", snapshots),)))
     deleted = {action.target for action in actions if action.op == "delete-image"}
     remaining = [image for image in facts.images if image["ImageId"] not in deleted]
-    return actions + primals_to_delete(facts.primals, remaining, facts.primals_in_use, facts.primal_retain)
+    primals = primals_to_delete(facts.primals, remaining, facts.primals_in_use, facts.primal_retain)
+    return actions + primals + leftovers
 
 
 def primals_to_delete(

@@ -13,6 +13,7 @@ from typing import Any
 
 from deploy.naming import belongs, made_by_tool
 from deploy.plans.actions import Action
+from deploy.plans.leftovers import plan_leftovers
 
 PROTECTED_ENV = "production"
 
@@ -79,6 +80,7 @@ def plan_destroy(described: dict[str, Any]) -> list[Action]:
             detail = f"{tags.get('Role', 'image')}, {len(snapshots)} snapshot(s)"
             actions.append(Action("delete-image", image["id"], detail, (("snapshots", snapshots),)))
 
+    actions += plan_leftovers(described.get("packer_leftovers", []), described.get("orphan_snapshots", []))
     # The instances' group first: its rules name the load balancer's group.
     for group in sorted(described["security_groups"], key=lambda g: not g["name"].endswith("-web")):
         if belongs(group["tags"], app, env):

@@ -73,7 +73,7 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
             environment.say(f"  skipped: image {decision.image} was baked from the same primal image and app")
         return decision.image
     if tree_digest(Path(staged["dir"])) != staged["digest"]:
-        # tmp/appserver is one folder for every environment: another run may have restaged it.
+        # This run's own folder (tmp/appserver/ENV/RUN): changed only if someone edited it by hand.
         raise DeployError(f"The staged app in {staged['dir']} changed since copy-over: run the deploy again.")
     inputs = carnivore_inputs(decision.source, staged["digest"])
     image_id = bake(environment, CARNIVORE, {"primal_ami": decision.source, "app_dir": staged["dir"]}, inputs)

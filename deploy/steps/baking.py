@@ -8,6 +8,7 @@ from pathlib import Path
 
 from deploy.aws.images import image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
+from deploy.aws.leftovers import tag_snapshots
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.naming import stamp
@@ -78,6 +79,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
     )
     # The inputs as tags: any machine (a fresh clone, a CI runner) finds this image for the same inputs.
     tag_image(environment, image_id, input_tags(inputs))
+    tag_snapshots(environment, image_id)  # an orphan snapshot is found by them if a deregistration is cut short
     environment.say(f"  baked {role} image {image_id} (full Packer log: {log_path})")
     return image_id
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from deploy.config import ROOT, app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.steps.staging import hold_app_folder
 
 BUILD_TIMEOUT_S = 1800
 STOP_GRACE_S = 5  # an interrupted build gets this long to exit on SIGTERM
@@ -26,6 +27,8 @@ def build_app(environment: Environment) -> None:
     """Run BUILD_COMMAND ({env} replaced by the environment name) in APP_DIR, its output in the run log."""
     command = str(environment.config.build_command).replace("{env}", environment.env)
     folder = app_folder(environment.config)
+    # Held until copy-over staged the build's files: another environment's build from this checkout waits.
+    hold_app_folder(environment, folder, BUILD_TIMEOUT_S)
     log_path = environment.log.file_for("build")
     environment.say(f"  $ {command}   (in {os.path.relpath(folder, ROOT)})")
     with log_path.open("w", encoding="utf-8") as log:

@@ -21,6 +21,7 @@ from deploy.aws.images import (
     images_run_by_instances,
     images_used_elsewhere,
 )
+from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.execute import carry_out
 from deploy.naming import tag_value
@@ -74,6 +75,8 @@ def read_cleanup_facts(
         primals_in_use=images_run_by_instances(environment, primal_ids)
         | images_used_elsewhere(environment, primal_ids),
         primal_retain=environment.config.primal_retain,
+        packer_leftovers=packer_leftovers(environment),
+        orphan_snapshots=orphan_snapshots(environment),
     )
 
 

@@ -25,8 +25,8 @@ from deploy.steps.bake_carnivore import given_image
 from deploy.steps.bake_primal import decide_primal
 from deploy.steps.baking import packer_builder
 from deploy.steps.cleanup import cleanup, plan_lines, read_cleanup_facts
-from deploy.steps.copy_over import staging_dir
 from deploy.steps.launch_asg import instance_security_group, leftover_launch, reuses_leftover
+from deploy.steps.staging import staging_root
 
 
 def output_given(task_name: str, flags: dict[str, Any]) -> bool:
@@ -100,7 +100,8 @@ def _bake_lines(environment: Environment, primal_id: str | None) -> list[str]:
         lines = [f"bake-primal: skip, primal image {primal.image} was baked from {primal.source} by an earlier run"]
     command = config.build_command.replace("{env}", environment.env)
     lines.append(f"build-app: would run `{command}` in {config.app_dir}")
-    lines.append(f"copy-over: would stage {', '.join(config.app_files)} and app.env into {staging_dir()}")
+    folder = f"{staging_root(environment.env)}/RUN"
+    lines.append(f"copy-over: would stage {', '.join(config.app_files)} and app.env into {folder}, this run's own")
     recorded = (environment.state.get("carnivore") or {}).get("image_id")
     known = primal is not None and primal.image is not None
     unless = f"; skipped if the app is unchanged since {recorded} was baked" if recorded and known else ""

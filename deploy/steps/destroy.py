@@ -17,6 +17,7 @@ from deploy.aws.groups import environment_groups, launch_configurations, launch_
 from deploy.aws.history import promoted_by_hand, read_history
 from deploy.aws.images import HAND_TAG, environment_images, images_used_elsewhere, snapshot_ids
 from deploy.aws.keys import describe_key_pair, key_path
+from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.aws.network import security_groups_named
 from deploy.config import load_config
 from deploy.environment import Environment
@@ -70,6 +71,8 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
             promoted_by_hand(read_history(environment)) | {i["id"] for i in images if i["tags"].get(HAND_TAG)}
         ),
         "security_groups": security_groups,
+        "packer_leftovers": packer_leftovers(environment),
+        "orphan_snapshots": orphan_snapshots(environment),
         "key_pair": {"name": pair["KeyName"], "tags": tags_of(pair)} if pair else None,
         "files": [str(path) for path in files if path.exists()],
     }
