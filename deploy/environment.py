@@ -71,7 +71,7 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     """
     config = load_config(env)
     print_warnings(config, sys.stderr)
-    log = RunLog(config.env, out=out, keep=config.log_runs)
+    log = RunLog(config.env, out=out, keep=config.log_runs, read_only=dry_run)
     aws = Aws(config, log, dry_run=dry_run)
     aws.check_credentials()
     environment = Environment(config=config, log=log, aws=aws)

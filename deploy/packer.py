@@ -79,9 +79,17 @@ def _readable(line: str) -> str:
     return _decode(line.rstrip("\r\n"))  # e.g. a plugin's plain stderr
 
 
+MAX_QUOTE_CHARS = 1200  # an error message quotes at most this much of a tool's output; the log has it all
+
+
+def quote_tail(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """TEXT, or its last LIMIT characters after a mark saying the rest is in the log."""
+    return text if len(text) <= limit else "    … (earlier output in the log)\n" + text[-limit:]
+
+
 def _log_tail(lines: list[str], count: int = LOG_TAIL_LINES) -> str:
-    readable = [part for line in lines for part in _readable(line).splitlines() if part.strip()]
-    return "\n".join("    " + part for part in readable[-count:])
+    readable = [part for line in lines[-count * 4 :] for part in _readable(line).splitlines() if part.strip()]
+    return quote_tail("\n".join("    " + part for part in readable[-count:]))
 
 
 def _json_default(value: Any) -> Any:
@@ -196,6 +204,16 @@ def _stream(
             on_progress(message)
 
 
+def _start(command: list[str], **options: Any) -> subprocess.Popen[str]:
+    """Popen, with a program that cannot be run (not executable, not a program at all) said in one message."""
+    try:
+        return subprocess.Popen(command, **options)
+    except OSError as error:
+        raise PackerError(
+            f"{command[0]} could not be run ({error.strerror or error}): is it the Packer program? {INSTALL_HINT}"
+        ) from None
+
+
 def run_packer(
     template_path: str | Path,
     var_file: str | Path,
@@ -223,7 +241,7 @@ def run_packer(
     what = f"packer build of {template_path.name} (builder {only_builder})"
     lines: list[str] = []
     with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
+        process = _start(
             command,
             cwd=ROOT,
             env=_packer_env(env),

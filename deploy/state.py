@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.config import work_dir
+from deploy.errors import DeployError
 
 PENDING = "pending"  # the group launch-asg started and wait-health has not promoted yet
 SERVING = "serving"  # the group wait-health promoted last
@@ -41,7 +42,17 @@ class State:
             self.data.pop(key, None)
         else:
             self.data[key] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(temporary, self.path)  # atomic: an interrupted write never leaves half a file
+        if self.path.is_dir():
+            raise DeployError(
+                f"{self.path} is a folder, not the state file: remove it (the account keeps what matters)."
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(temporary, self.path)  # atomic: an interrupted write never leaves half a file
+        except OSError as error:
+            raise DeployError(
+                f"Cannot write {self.path} ({error.strerror or error}): make the work folder writable"
+                " (DEPLOY_WORK_DIR), or free some space."
+            ) from None

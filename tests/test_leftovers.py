@@ -10,11 +10,15 @@ from typing import Any
 import pytest
 from test_deploy_steps import client, deployment_image, make_environment, output
 
+from deploy.aws.groups import environment_groups
 from deploy.aws.leftovers import tag_snapshots
 from deploy.environment import Environment
+from deploy.plans.groups import serving_group
 from deploy.steps.cleanup import cleanup
 from deploy.steps.destroy import run_destroy
+from deploy.steps.launch_asg import launch_group
 from deploy.steps.setup import run_setup
+from deploy.steps.wait_health import wait_for_new_group
 from deploy.views.status import show_status
 
 
@@ -127,3 +131,21 @@ def test_what_a_killed_bake_left_is_shown_and_removed(cloud, tmp_path, finisher)
     groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     assert left["group"] not in groups and other["group"] in groups
     assert status_of(environment(tmp_path, "after"))["leftovers"] == {"packer": [], "orphan_snapshots": []}
+
+
+def test_a_run_log_that_cannot_be_written_mid_run_does_not_break_the_deploy(cloud, tmp_path):
+    """A full disk or a lost log folder during the health wait: the AWS work goes on (the log is a copy), the
+    group is promoted, and the run says once that its log could not be written."""
+    first = environment(tmp_path, "first")
+    run_setup(first)
+    image = deployment_image("webapp-dev-carnivore-1")
+    group = launch_group(first, image_id=image)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    first.log.dir = blocker / "log"  # every write there fails, as on a full disk
+
+    assert wait_for_new_group(first) == group
+
+    assert output(first).count("warning: the run log cannot be written") == 1
+    serving = serving_group(environment_groups(first))
+    assert serving is not None and serving.name == group

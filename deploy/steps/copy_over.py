@@ -9,7 +9,6 @@ from pathlib import Path
 from deploy.config import app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.steps.build_app import BUILD_TIMEOUT_S
 from deploy.steps.staging import hold_app_folder, release_app_folder, remove_older_stagings, staging_dir
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
@@ -55,7 +54,7 @@ def copy_over(environment: Environment) -> Path:
     tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied."""
     source = app_folder(environment.config)
     patterns: tuple[str, ...] = environment.config.app_files
-    hold_app_folder(environment, source, BUILD_TIMEOUT_S)  # held since build-app, or taken now
+    hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
     try:
         files = matching_files(source, patterns)
         if not files:
