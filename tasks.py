@@ -57,7 +57,7 @@ def build_app(c, env=None):
 
 @task(pre=[build_app], help={"env": ENV_HELP})
 def copy_over(c, env=None):
-    """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver, fresh."""
+    """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver/ENV/RUN."""
     from deploy.cli import run_step
     from deploy.steps.copy_over import copy_over as step
 
@@ -177,6 +177,22 @@ def status(c, env=None, json=False):
     from deploy.views.status import show_status
 
     run_step("status", env, lambda e: show_status(e, as_json=json, out=sys.stdout), dry_run=True, out=sys.stderr)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "json": "Print JSON for scripts instead of the table (shape: README, `history --json`).",
+        "limit": "How many of the most recent entries to show (default 20).",
+    }
+)
+def history(c, env=None, json=False, limit=20):
+    """Show the deploys, rollbacks and aborts of an environment, newest first, as the AWS account records them."""
+    from deploy.cli import run_step
+    from deploy.views.history import show_history
+
+    action = lambda e: show_history(e, as_json=json, out=sys.stdout, limit=int(limit))  # noqa: E731
+    run_step("history", env, action, dry_run=True, out=sys.stderr)
 
 
 @task(

@@ -54,12 +54,18 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: the same clean-up paths run
 
 
+def command_name(tasks: tuple[Any, ...]) -> str:
+    """The tasks a command line names, as the deploy lock shows them: "deploy", "setup and status"."""
+    names = [str(getattr(task, "name", task[0] if isinstance(task, tuple) else task)) for task in tasks]
+    return " and ".join(name.replace("_", "-") for name in names)
+
+
 class ChainExecutor(Executor):
     def execute(self, *tasks: Any) -> dict[Task, Any]:
         """Run the tasks as one invocation: whatever happens, the deploy locks its tasks took are released."""
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            with invocation():
+            with invocation(command_name(tasks)):
                 return super().execute(*tasks)
         finally:
             signal.signal(signal.SIGTERM, previous)

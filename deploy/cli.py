@@ -58,7 +58,7 @@ def run_step(
                 (name, dry_run), lambda: open_environment(env, dry_run=dry_run, out=out), release_lock
             )
             if locking and not dry_run:
-                environment.lock.acquire(step)
+                environment.lock.acquire(step, command=opened.command)
             with environment.log.step_context(step):
                 return action(environment)
     except DeployError as error:
@@ -93,6 +93,14 @@ def run_step(
         raise Exit(_message(f"{step}: the AWS client failed: {error}", environment), code=1) from None
     except KeyboardInterrupt:
         raise Exit(_message(f"{step}: interrupted.", environment), code=130) from None
+    except OSError as error:  # a local fault: a full disk, an unwritable or missing folder
+        where = f" ({error.filename})" if error.filename else ""
+        raise Exit(
+            _message(
+                f"{step}: a local file could not be written or read{where}: {error.strerror or error}.", environment
+            ),
+            code=1,
+        ) from None
 
 
 def _message(text: str, environment: Environment | None) -> str:

@@ -80,9 +80,11 @@ class Config:
     image_id: str | None
     cleanup: bool
     packer_timeout: int
+    build_timeout: int
     log_runs: int
     retain_images: int
     bake_ssh_cidr: str | None
+    primal_retain: int
     # Where each key's value came from ("env/dev01.env", "the environment variable"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -122,18 +124,45 @@ def available_envs(folder: Path | None = None) -> list[str]:
     return sorted(p.stem for p in (folder or env_dir()).glob("*.env") if p.name != DEFAULTS_FILE)
 
 
-def _read_env_file(path: Path) -> dict[str, str | None]:
+def _read_env_file(path: Path, warnings: list[str] | None = None) -> dict[str, str | None]:
+    """The file's KEY=value pairs. A BOM is refused by name; a key set twice is warned about (WARNINGS), with
+    both lines (the later one wins)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        raw = path.read_bytes()
+    except OSError as error:
         raise ConfigError(f"{path}: cannot be read ({error}).") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(
+            f"{path} starts with a byte order mark (BOM, bytes EF BB BF): save it as UTF-8 without a BOM."
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: cannot be read ({error}).") from None
+    seen: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        if not re.match(r"^(export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=", stripped):
+        matched = re.match(r"^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", stripped)
+        if not matched:
             raise ConfigError(f"{path}, line {number}: expected KEY=value, found {stripped[:60]!r}.")
+        key = matched.group(2)
+        if key in seen and warnings is not None:
+            warnings.append(
+                f"{path.name}: {key} is set twice, on line {seen[key]} and line {number}; line {number} wins"
+            )
+        seen[key] = number
     return dict(dotenv_values(path, interpolate=False))
+
+
+def _line_of(path: Path, key: str) -> int | None:
+    """The last line of PATH that sets KEY (the one that wins)."""
+    found = None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if re.match(rf"^\s*(export\s+)?{re.escape(key)}\s*=", line):
+            found = number
+    return found
 
 
 def load_config(
@@ -158,19 +187,21 @@ def load_config(
     for path in (folder / DEFAULTS_FILE, env_file):
         if not path.is_file():
             continue
-        for key, value in _read_env_file(path).items():
+        for key, value in _read_env_file(path, warnings).items():
             if key not in SETTINGS_BY_KEY:
                 close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
                 warnings.append(f"{path.name}: {key} is not a setting this tool reads{hint}")
                 continue
             raw[key] = (value or "").strip()
-            sources[key] = str(path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path)
+            shown = str(path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path)
+            line = _line_of(path, key)
+            sources[key] = f"{shown}, line {line}" if line else shown
     file_region = (raw.get("AWS_REGION", ""), sources.get("AWS_REGION", ""))
     for key in SETTINGS_BY_KEY:
         if key in environ:
             raw[key] = environ[key].strip()
-            sources[key] = "the environment variable"
+            sources[key] = f"the environment variable {key}"
     region = shell_region(file_region, environ)
     if region is not None:
         raw["AWS_REGION"], sources["AWS_REGION"] = region, REGION_OVERRIDE
@@ -191,6 +222,11 @@ def load_config(
 
     fields = {key.lower(): value for key, value in values.items()}
     # One parser per key (deploy/settings.py) made each value of its field's type; mypy cannot see that.
+    if fields.get("ssh_cidr") in ("0.0.0.0/0", "::/0"):
+        warnings.append(
+            f"{sources.get('SSH_CIDR')}: SSH_CIDR={fields['ssh_cidr']} opens port 22 of every instance to the whole"
+            " internet; prefer your own address (/32)"
+        )
     config = Config(env=env, sources=sources, warnings=tuple(warnings), **fields)  # type: ignore[arg-type]
     _check_relations(config)
     return config

@@ -34,6 +34,8 @@ class Environment:
     # Every bounded wait of a run polls on this clock; tests move a fake one instead of sleeping.
     clock: Callable[[], float] = field(default=time.monotonic)
     sleep: Callable[[float], None] = field(default=time.sleep)
+    # The group this run promoted (set by wait-health): the deploy's cleanup never retires it. In memory only.
+    promoted: str | None = None
 
     @property
     def env(self) -> str:
@@ -71,7 +73,7 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     """
     config = load_config(env)
     print_warnings(config, sys.stderr)
-    log = RunLog(config.env, out=out, keep=config.log_runs)
+    log = RunLog(config.env, out=out, keep=config.log_runs, read_only=dry_run)
     aws = Aws(config, log, dry_run=dry_run)
     aws.check_credentials()
     environment = Environment(config=config, log=log, aws=aws)

@@ -1,5 +1,6 @@
 """Carrying out a plan (deploy/plans): the one place that retires or deletes a group, a launch template or
-configuration, an image with its snapshots, a DNS record, a load balancer, a security group, a key pair.
+configuration, an image with its snapshots, a DNS record, a load balancer, a security group, a key pair, a bake's
+leftover instance, an orphan snapshot.
 
 Cleanup, an aborted deploy and destroy all come here, so each kind of deletion is written once. Every
 action is safe to repeat (what is already gone is skipped), so a run interrupted half-way is finished by
@@ -14,19 +15,20 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from deploy.aws import dns, groups, images, network
+from deploy.aws import dns, groups, images, leftovers, network
 from deploy.aws.health import has_served
+from deploy.aws.history import ABORTED, entry, record
 from deploy.aws.loadbalancers import DRAINING_TIMEOUT_S
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
 from deploy.plans.launch import plan_abort
-from deploy.state import PENDING
 
 RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
 GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate within minutes
 SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
 MAX_PARALLEL_RETIREMENTS = 4
+INSTANCE_TERMINATE_TIMEOUT_S = 600  # a Packer instance left behind terminates within minutes
 SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
@@ -216,17 +218,28 @@ def _do(environment: Environment, action: Action, again: str) -> None:
     elif op == "delete-security-group":
         _delete_security_group(environment, action.get("id"), target)
     elif op == "delete-key-pair":
-        environment.aws.ec2.delete_key_pair(KeyName=target)
+        leftovers.delete_key_pair(environment, target)
+    elif op == "terminate-instance":
+        leftovers.terminate_instance(environment, target)
+        _wait(
+            environment,
+            INSTANCE_TERMINATE_TIMEOUT_S,
+            lambda: (leftovers.instance_gone(environment, target), f"waiting: {target} terminates"),
+            f"Terminating {target}",
+        )
+    elif op == "delete-snapshot":
+        leftovers.delete_snapshot(environment, target)
     elif op == "delete-file":
         Path(target).unlink(missing_ok=True)
     else:
         raise AssertionError(f"an action this executor does not know: {op}")
 
 
-def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str) -> None:
-    """Remove a new group that never became healthy (launch-asg recorded it as PENDING), and its launch template;
-    the serving group stays untouched. A promoted one is never removed, and one that served drains first, for at
-    most the load balancer's draining time (deploy/plans/launch.py `plan_abort`)."""
+def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str, action: str = "deploy") -> None:
+    """Remove a new group that never became healthy, and its launch template; the serving group stays untouched.
+    A promoted one is never removed, and one that served drains first, for at most the load balancer's draining
+    time (deploy/plans/launch.py `plan_abort`). The abort is recorded in the account's history (ACTION: the deploy
+    or rollback it ends)."""
     if not pending:
         return
     raw_group = groups.describe_group(environment, pending["group"])
@@ -234,4 +247,5 @@ def abort_new_group(environment: Environment, pending: dict[str, Any], reason: s
     if actions:
         environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
         carry_out(environment, actions)
-    environment.state.put(PENDING, None)
+        seconds = environment.log.elapsed()
+        record(environment, entry(action, ABORTED, pending.get("image_id"), pending["group"], seconds, False, reason))

@@ -17,9 +17,10 @@ T = TypeVar("T")
 
 
 class Invocation:
-    def __init__(self) -> None:
+    def __init__(self, command: str = "") -> None:
         self._opened: dict[Hashable, Any] = {}
         self._closers: list[Callable[[], None]] = []
+        self.command = command  # the command line's tasks ("deploy", "destroy"): named in the deploy lock
 
     def open(self, key: Hashable, make: Callable[[], T], close: Callable[[T], None]) -> T:
         """What MAKE made for KEY in this invocation, made once; CLOSE(it) runs when the invocation ends."""
@@ -40,9 +41,10 @@ _current: ContextVar[Invocation | None] = ContextVar("invocation", default=None)
 
 
 @contextmanager
-def invocation() -> Iterator[Invocation]:
-    """A new invocation for the tasks run inside this block; closed however the block ends."""
-    opened = Invocation()
+def invocation(command: str = "") -> Iterator[Invocation]:
+    """A new invocation for the tasks run inside this block (COMMAND: the command line's tasks); closed however
+    the block ends."""
+    opened = Invocation(command)
     token = _current.set(opened)
     try:
         yield opened

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from deploy.config import work_dir
+from deploy.errors import DeployError
 
 # Response fields that must never reach a log file.
 SECRET_FIELDS = {"KeyMaterial", "SecretAccessKey", "SessionToken", "Password"}
@@ -64,6 +66,7 @@ class RunLog:
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         keep: int | None = None,
+        read_only: bool = False,
     ) -> None:
         self.env = env
         self.out = out or sys.stdout
@@ -75,7 +78,19 @@ class RunLog:
         root = root or work_dir() / "deploy" / "log"
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.dir = root / env / when
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.unwritable: str | None = None  # why the log cannot be written, once it could not
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            if not read_only:
+                raise DeployError(
+                    f"Cannot write the run log under {root} ({error.strerror or error}): make the work folder"
+                    " writable (DEPLOY_WORK_DIR), or free some space. Nothing was changed."
+                ) from None
+            # A run that only reads (status, history, a dry run) works without a writable work folder.
+            self.dir = Path(tempfile.mkdtemp(prefix=f"immutable-deploy-{env}-"))
+            self.unwritable = f"{root}: {error.strerror or error}"
+            return
         latest = root / env / "latest"
         try:
             if latest.is_symlink() or latest.exists():
@@ -100,7 +115,17 @@ class RunLog:
     def record_call(self, service: str, operation: str, response: dict[str, Any]) -> None:
         body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
         path = self._next_path(f"{service}-{operation}", ".json")
-        path.write_text(json.dumps(_redact(body), indent=2, default=str) + "\n", encoding="utf-8")
+        self._write(lambda: path.write_text(json.dumps(_redact(body), indent=2, default=str) + "\n", encoding="utf-8"))
+
+    def _write(self, write: Callable[[], object]) -> None:
+        """A log write is best effort: a full disk or a lost folder must not break a run half-way (the AWS calls
+        matter, not their copies); it is said once."""
+        try:
+            write()
+        except OSError as error:
+            if self.unwritable is None:
+                self.unwritable = f"{self.dir}: {error.strerror or error}"
+                print(f"warning: the run log cannot be written ({self.unwritable}); going on", file=self.out)
 
     def file_for(self, name: str, suffix: str = ".log") -> Path:
         """A fresh numbered file of this step, for a tool's full output (Packer, the app build)."""
@@ -111,8 +136,13 @@ class RunLog:
         self._append(message)
 
     def _append(self, message: str) -> None:
-        with (self.dir / "run.log").open("a", encoding="utf-8") as handle:
-            handle.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} [{self.step}] {message}\n")
+        line = f"{datetime.now(UTC).isoformat(timespec='seconds')} [{self.step}] {message}\n"
+
+        def append() -> None:
+            with (self.dir / "run.log").open("a", encoding="utf-8") as handle:
+                handle.write(line)
+
+        self._write(append)
 
     @contextmanager
     def step_context(self, name: str):

@@ -7,6 +7,7 @@ Works with Debian's packer 1.6.6 and current packer with the amazon plugin (JSON
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -79,9 +80,17 @@ def _readable(line: str) -> str:
     return _decode(line.rstrip("\r\n"))  # e.g. a plugin's plain stderr
 
 
+MAX_QUOTE_CHARS = 1200  # an error message quotes at most this much of a tool's output; the log has it all
+
+
+def quote_tail(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """TEXT, or its last LIMIT characters after a mark saying the rest is in the log."""
+    return text if len(text) <= limit else "    … (earlier output in the log)\n" + text[-limit:]
+
+
 def _log_tail(lines: list[str], count: int = LOG_TAIL_LINES) -> str:
-    readable = [part for line in lines for part in _readable(line).splitlines() if part.strip()]
-    return "\n".join("    " + part for part in readable[-count:])
+    readable = [part for line in lines[-count * 4 :] for part in _readable(line).splitlines() if part.strip()]
+    return quote_tail("\n".join("    " + part for part in readable[-count:]))
 
 
 def _json_default(value: Any) -> Any:
@@ -128,6 +137,23 @@ def _find_packer(packer_bin: str) -> str:
 def _packer_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     # No version check against checkpoint-api.hashicorp.com: builds must not depend on the internet.
     return {**os.environ, "CHECKPOINT_DISABLE": "1", **(extra or {})}
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_tool(tool_pid: int) -> Callable[[], None]:
+    """What the child runs between fork and exec: the kernel sends it SIGINT when the tool dies, however it dies
+    (kill -9 included), so Packer never outlives it (it gets an interrupt as from Ctrl-C and stops; whatever it
+    cannot delete then is found by its tags and removed by the next deploy, cleanup or destroy)."""
+
+    def set_up() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+        if os.getppid() != tool_pid:  # the tool died before the prctl took effect
+            os._exit(1)
+
+    return set_up
 
 
 class _Stopper:
@@ -179,6 +205,16 @@ def _stream(
             on_progress(message)
 
 
+def _start(command: list[str], **options: Any) -> subprocess.Popen[str]:
+    """Popen, with a program that cannot be run (not executable, not a program at all) said in one message."""
+    try:
+        return subprocess.Popen(command, **options)
+    except OSError as error:
+        raise PackerError(
+            f"{command[0]} could not be run ({error.strerror or error}): is it the Packer program? {INSTALL_HINT}"
+        ) from None
+
+
 def run_packer(
     template_path: str | Path,
     var_file: str | Path,
@@ -206,7 +242,7 @@ def run_packer(
     what = f"packer build of {template_path.name} (builder {only_builder})"
     lines: list[str] = []
     with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
+        process = _start(
             command,
             cwd=ROOT,
             env=_packer_env(env),
@@ -218,6 +254,7 @@ def run_packer(
             errors="replace",
             bufsize=1,
             start_new_session=True,  # a terminal Ctrl-C reaches us; we forward it and wait for cleanup
+            preexec_fn=_die_with_tool(os.getpid()),  # only prctl and getppid: safe between fork and exec
         )
         stopper = _Stopper(process, cleanup_grace_s)
         stopper.stop_after(timeout_s, "timeout")

@@ -38,6 +38,27 @@ def _non_negative(value: str) -> int:
     return number
 
 
+# Upper bounds, refused beyond before any AWS call (an absurd value would reach AWS, overflow a timer, or
+# wait for ever). Documented in the README's configuration table.
+MAX_CAPACITY_LIMIT = 1000  # instances in one group
+MAX_DURATION_S = 86400  # a day: every timeout
+MAX_POLL_S = 3600  # an hour between two polls
+
+
+def _bounded(low: int, high: int, unit: str = "") -> Callable[[str], int]:
+    """A whole number from LOW to HIGH (UNIT named in the message)."""
+
+    def check(value: str) -> int:
+        number = _integer(value)
+        if number < low:
+            raise ValueError(f"must be {low} or more")
+        if number > high:
+            raise ValueError(f"must be at most {high}{unit}")
+        return number
+
+    return check
+
+
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -73,10 +94,19 @@ def _domain(value: str) -> str:
 
 
 def _cidr(value: str) -> str:
+    """A canonical CIDR block: 10.1.2.3/8 is refused, naming 10.0.0.0/8 (it would open far more than written)."""
     try:
-        return str(ipaddress.ip_network(value, strict=False))
+        network = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise ValueError("must be a CIDR block such as 203.0.113.7/32") from None
+    if str(network) != value.strip():
+        address = value.split("/")[0].strip()
+        single = f"{address}/{network.max_prefixlen}"
+        raise ValueError(
+            f"is not a canonical CIDR block: it means {network} ({network.num_addresses} addresses); write {network},"
+            f" or {single} for that one address"
+        )
+    return str(network)
 
 
 def _endpoint(value: str) -> str:
@@ -205,9 +235,9 @@ SETTINGS: tuple[Setting, ...] = (
         _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "must be an EC2 instance type such as t3.micro"),
         "EC2 instance type of the web servers and of the Packer builds.",
     ),
-    Setting("MIN_CAPACITY", _non_negative, "Smallest size of the Auto Scaling group."),
-    Setting("MAX_CAPACITY", _positive, "Largest size of the Auto Scaling group."),
-    Setting("DESIRED_CAPACITY", _positive, "Instances a deploy launches and waits for."),
+    Setting("MIN_CAPACITY", _bounded(0, MAX_CAPACITY_LIMIT), "Smallest size of the Auto Scaling group."),
+    Setting("MAX_CAPACITY", _bounded(1, MAX_CAPACITY_LIMIT), "Largest size of the Auto Scaling group."),
+    Setting("DESIRED_CAPACITY", _bounded(1, MAX_CAPACITY_LIMIT), "Instances a deploy launches and waits for."),
     Setting(
         "SOURCE_AMI",
         _pattern(
@@ -233,8 +263,12 @@ SETTINGS: tuple[Setting, ...] = (
         "ACM certificate of ENV.DOMAIN: an HTTPS listener on 443, HTTP redirected to it (application only).",
         required=False,
     ),
-    Setting("HEALTH_TIMEOUT", _positive, "Seconds a deploy waits for the new group to become healthy."),
-    Setting("POLL_SECONDS", _positive, "Seconds between two polls of a wait."),
+    Setting(
+        "HEALTH_TIMEOUT",
+        _bounded(1, MAX_DURATION_S, " seconds (a day)"),
+        "Seconds a deploy waits for the new group to become healthy.",
+    ),
+    Setting("POLL_SECONDS", _bounded(1, MAX_POLL_S, " seconds (an hour)"), "Seconds between two polls of a wait."),
     Setting("SSH_CIDR", _cidr, "CIDR allowed to reach port 22 of the instances; empty: no ssh.", required=False),
     Setting(
         "VPC_ID",
@@ -297,7 +331,8 @@ SETTINGS: tuple[Setting, ...] = (
         required=False,
     ),
     Setting("CLEANUP", _boolean, "no: keep every image after a deploy (groups are still retired)."),
-    Setting("PACKER_TIMEOUT", _positive, "Seconds one Packer build may take."),
+    Setting("PACKER_TIMEOUT", _bounded(1, MAX_DURATION_S, " seconds (a day)"), "Seconds one Packer build may take."),
+    Setting("BUILD_TIMEOUT", _bounded(1, MAX_DURATION_S, " seconds (a day)"), "Seconds the app build may take."),
     Setting("LOG_RUNS", _positive, "Run log folders kept per environment in deploy/log/ENV; older ones are pruned."),
     Setting("RETAIN_IMAGES", _non_negative, "Earlier deployed images kept for `inv rollback` (the live one aside)."),
     Setting(
@@ -306,6 +341,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Address of the machine running Packer (such as 203.0.113.7/32): the only source its temporary security"
         " group lets reach the build instance's port 22 on real AWS; empty: SSH_CIDR.",
         required=False,
+    ),
+    Setting(
+        "PRIMAL_RETAIN",
+        _non_negative,
+        "Newest primal images cleanup keeps (besides any a deployment image or a running bake uses).",
     ),
 )
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -1,8 +1,7 @@
-"""A small per-environment state file under deploy/state/: what earlier runs produced.
+"""A small per-environment note file under deploy/state/: what one step of a run hands the next.
 
-It lets a step skip work whose output is already known (make-style) and lets `inv wait-health`
-find the group that `inv launch-asg` started. AWS stays the source of truth: every recorded id is
-checked against AWS before it is used.
+A cache, never trusted over the account: every decision (what is reused, kept, deleted or rolled back to) is
+read from AWS, so a fresh clone or another machine decides the same; every recorded id is checked before use.
 """
 
 from __future__ import annotations
@@ -13,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from deploy.config import work_dir
+from deploy.errors import DeployError
 
-# Its entries (bake-primal and bake-carnivore also record their image under the role's name, primal/carnivore):
-PENDING = "pending"  # the group launch-asg started and wait-health has not promoted yet
-SERVING = "serving"  # the group wait-health promoted last
-STAGED = "staged"  # the folder copy-over staged and its digest
-PROTECTED = "protected_images"  # images given by hand (--image-id): never deleted
+# Its entries (bake-primal and bake-carnivore also note their image under the role's name, primal/carnivore):
+STAGED = "staged"  # the folder copy-over staged for this run and its digest
+PROTECTED = "protected_images"  # images given by hand (a cache: their GivenByHand tag in the account decides)
 
 
 class State:
@@ -44,7 +42,17 @@ class State:
             self.data.pop(key, None)
         else:
             self.data[key] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(temporary, self.path)  # atomic: an interrupted write never leaves half a file
+        if self.path.is_dir():
+            raise DeployError(
+                f"{self.path} is a folder, not the state file: remove it (the account keeps what matters)."
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(temporary, self.path)  # atomic: an interrupted write never leaves half a file
+        except OSError as error:
+            raise DeployError(
+                f"Cannot write {self.path} ({error.strerror or error}): make the work folder writable"
+                " (DEPLOY_WORK_DIR), or free some space."
+            ) from None

@@ -15,8 +15,7 @@ from deploy.aws.loadbalancers import DRAINING_TIMEOUT_S
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import abort_new_group
-from deploy.state import PENDING
-from deploy.steps.launch_asg import launch_group
+from deploy.steps.launch_asg import launch_group, leftover_launch
 from deploy.steps.wait_health import wait_for_new_group
 
 
@@ -70,7 +69,7 @@ def test_a_new_group_that_served_drains_before_it_is_deleted(cloud, tmp_path):
     calls = autoscaling_calls(environment, clock)
     start = clock()
 
-    abort_new_group(environment, environment.state.get(PENDING), reason="unhealthy")
+    abort_new_group(environment, leftover_launch(environment), reason="unhealthy")
 
     assert when(calls, "DetachLoadBalancers") == start
     assert start + 40 <= when(calls, "DeleteAutoScalingGroup") < start + 40 + environment.config.poll_seconds + 1
@@ -84,7 +83,7 @@ def test_draining_is_bounded_by_the_draining_time(cloud, tmp_path):
     calls = autoscaling_calls(environment, clock)
     start = clock()
 
-    abort_new_group(environment, environment.state.get(PENDING), reason="interrupted")
+    abort_new_group(environment, leftover_launch(environment), reason="interrupted")
 
     assert when(calls, "DeleteAutoScalingGroup") == pytest.approx(start + DRAINING_TIMEOUT_S)
     assert not exists(new)
@@ -99,7 +98,7 @@ def test_a_new_group_that_never_served_is_deleted_at_once(cloud, tmp_path):
     calls = autoscaling_calls(environment, clock)
     start = clock()
 
-    abort_new_group(environment, environment.state.get(PENDING), reason="unhealthy")
+    abort_new_group(environment, leftover_launch(environment), reason="unhealthy")
 
     assert when(calls, "DeleteAutoScalingGroup") == start
     assert not exists(new)
@@ -107,7 +106,6 @@ def test_a_new_group_that_never_served_is_deleted_at_once(cloud, tmp_path):
 
 def test_keep_on_failure_keeps_a_group_that_served(cloud, tmp_path):
     environment, clock, new = deployed(tmp_path)
-    environment.state.put(PENDING, {**environment.state.get(PENDING)})
     calls = autoscaling_calls(environment, clock)
     # Healthy at the load balancer but never steadily so: the health wait times out.
     environment.load_balancer.serving_states = lambda ids=None: {i: "OutOfService" for i in ids or []}  # type: ignore[method-assign]

@@ -326,7 +326,8 @@ def test_switching_the_kind_of_an_environment_is_refused_before_anything_changes
         run_setup(switched)
 
     message = str(caught.value)
-    assert f"already has a {before} load balancer ({old_name}), but LOAD_BALANCER={after} (env/staging.env)" in message
+    where = "env/staging.env, line "  # where the value came from: the file and its line
+    assert f"already has a {before} load balancer ({old_name}), but LOAD_BALANCER={after} ({where}" in message
     assert f"keep LOAD_BALANCER={before}" in message
     assert "inv destroy --env staging" in message and "inv setup --env staging" in message
     assert client("ec2").describe_security_groups()["SecurityGroups"] == groups_before  # the 22 rule is still there

@@ -141,10 +141,14 @@ def unchanged(site: Site) -> Iterator[None]:
 
 @pytest.fixture
 def fresh_work(site: Site, tmp_path: Path) -> dict[str, str]:
-    """A work folder with no recorded images: the deploy would bake from scratch."""
+    """A fresh work folder and a new source image: the deploy would bake from scratch. (A fresh folder alone
+    would not: the account knows the primal image baked from the same inputs, and any clone reuses it.)"""
     folder = tmp_path / "work"
     folder.mkdir()
-    return {"DEPLOY_WORK_DIR": str(folder)}
+    [primal] = site.client("ec2").describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:Role", "Values": ["primal"]}]
+    )["Images"]
+    return {"DEPLOY_WORK_DIR": str(folder), "SOURCE_AMI": primal["ImageId"]}
 
 
 @pytest.fixture
@@ -308,6 +312,50 @@ def test_an_app_build_that_fails(site, unchanged):
     refused(result, "error: build-app: The app build failed (exit 3)", "npm ERR! Missing script: build-bad")
 
 
+def test_a_failing_build_with_megabytes_of_output_quotes_only_its_tail(site, unchanged):
+    command = "python3 -c \"print('x' * 20_000_000); print('the real error: build-bad'); raise SystemExit(3)\""
+    result = site.run("deploy", "--env", ENV, env={"BUILD_COMMAND": command})
+    message = refused(result, "error: build-app: The app build failed (exit 3)", "the real error: build-bad")
+    assert "earlier output in the log" in message  # the rest is in the log, named in the message
+
+
+def test_a_packer_that_is_not_a_program(site, unchanged, fresh_work, tmp_path):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    packer = folder / "packer"
+    packer.write_text("this is a text file, not a program\n", encoding="utf-8")
+    packer.chmod(0o755)
+    result = site.run("deploy", "--env", ENV, env={**fresh_work, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"})
+    refused(result, f"error: bake-primal: {packer} could not be run", "is it the Packer program?")
+
+
+# --- local faults --------------------------------------------------------------------------------
+
+
+def test_status_works_without_a_writable_work_folder(site, unchanged, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")  # a folder below a file cannot be made, even by root
+    result = site.run("status", "--env", ENV, env={"DEPLOY_WORK_DIR": str(blocker / "work")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"webapp-{ENV}" in result.stdout
+
+
+def test_a_deploy_with_an_unwritable_work_folder_is_refused_before_any_aws_call(site, unchanged, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    result = site.run("deploy", "--env", ENV, env={"DEPLOY_WORK_DIR": str(blocker / "work")})
+    refused(result, "Cannot write the run log under", "make the work folder writable")
+
+
+def test_a_state_path_that_is_a_folder(site, unchanged, fresh_work):
+    (Path(fresh_work["DEPLOY_WORK_DIR"]) / "deploy" / "state" / f"{ENV}.json").mkdir(parents=True)
+    result = site.run("deploy", "--env", ENV, env=fresh_work)
+    refused(result, f"state/{ENV}.json is a folder, not the state file: remove it")
+    parameters = site.client("ssm").describe_parameters()["Parameters"]
+    assert not [p["Name"] for p in parameters if p["Name"].endswith("/lock")]  # released
+
+
 # --- the lock ------------------------------------------------------------------------------------
 
 
@@ -326,7 +374,7 @@ def test_a_deploy_lock_held(site):
         before = site.snapshot()
         refused(
             site.run("deploy", "--env", ENV),
-            f"Another deploy of {ENV} is running: alice@build-box-7 pid 4242",
+            f"Another run of {ENV} is running: alice@build-box-7 pid 4242",
             "at step wait-health",
             f"inv unlock --env {ENV}",
         )

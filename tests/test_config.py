@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -188,11 +189,11 @@ def test_defaults_then_env_file_then_environment_variable(tmp_path):
     text = GOOD + "APP_NAME=fromfile\nINSTANCE_TYPE=t3.large\n"
     config = load(tmp_path, text, environ={"INSTANCE_TYPE": "m5.xlarge", "UNRELATED": "x"})
     assert config.poll_seconds == 10  # defaults.env only
-    assert config.sources["POLL_SECONDS"].endswith("defaults.env")
+    assert re.fullmatch(r".*defaults\.env, line \d+", config.sources["POLL_SECONDS"])  # the file and the line
     assert config.app_name == "fromfile"  # the env file beats defaults.env
-    assert config.sources["APP_NAME"].endswith("test.env")
+    assert re.fullmatch(r".*test\.env, line \d+", config.sources["APP_NAME"])
     assert config.instance_type == "m5.xlarge"  # the real environment beats both
-    assert config.sources["INSTANCE_TYPE"] == "the environment variable"
+    assert config.sources["INSTANCE_TYPE"] == "the environment variable INSTANCE_TYPE"
 
 
 def test_the_default_environment_name():
@@ -284,3 +285,65 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [setting.key for setting in SETTINGS if f"| `{setting.key}` |" not in readme]
     assert missing == []
+
+
+# --- issue 10: bounds, BOM, duplicates, origins, SSH_CIDR (refused before any AWS call: load_config reads only
+# files and the environment, so nothing can have been created) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bound"),
+    [
+        ("MAX_CAPACITY", "99999999999", "at most 1000"),
+        ("DESIRED_CAPACITY", "1001", "at most 1000"),
+        ("MIN_CAPACITY", "5000", "at most 1000"),
+        ("POLL_SECONDS", "99999999999999999999", "at most 3600 seconds"),
+        ("HEALTH_TIMEOUT", "99999999999999999999", "at most 86400 seconds"),
+        ("PACKER_TIMEOUT", "99999999999999999999", "at most 86400 seconds"),
+        ("BUILD_TIMEOUT", "86401", "at most 86400 seconds"),
+    ],
+)
+def test_capacities_and_durations_have_documented_upper_bounds(tmp_path, key, value, bound):
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, GOOD + f"{key}={value}\n")
+    assert f"{key}='{value}' must be {bound}" in str(refused.value)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{key}` |"))
+    assert re.search(r"\b(1000|86400|3600)\)", row), row  # the bound is documented
+
+
+def test_build_timeout_is_a_setting(tmp_path):
+    assert load(tmp_path).build_timeout == 1800
+    assert load(tmp_path / "b", GOOD + "BUILD_TIMEOUT=60\n").build_timeout == 60
+
+
+def test_an_env_file_starting_with_a_bom_is_refused_naming_the_bom(tmp_path):
+    folder = write_env_folder(tmp_path / "env", {})
+    (folder / "test.env").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    with pytest.raises(ConfigError, match=r"test\.env starts with a byte order mark \(BOM"):
+        load_config("test", folder=folder, environ={})
+
+
+def test_a_key_set_twice_is_warned_about_with_both_lines(tmp_path):
+    lines = GOOD.count("\n")
+    config = load(tmp_path, GOOD + "POLL_SECONDS=5\nPOLL_SECONDS=7\n")
+    assert config.poll_seconds == 7
+    expected = f"test.env: POLL_SECONDS is set twice, on line {lines + 1} and line {lines + 2}; line {lines + 2} wins"
+    assert expected in config.warnings
+
+
+def test_a_bad_value_names_its_file_and_line_or_its_environment_variable(tmp_path):
+    lines = GOOD.count("\n")
+    with pytest.raises(ConfigError, match=rf"test\.env, line {lines + 1}: MAX_CAPACITY='many'"):
+        load(tmp_path, GOOD + "MAX_CAPACITY=many\n")
+    with pytest.raises(ConfigError, match=r"^the environment variable MAX_CAPACITY: MAX_CAPACITY='lots'"):
+        load(tmp_path / "b", environ={"MAX_CAPACITY": "lots"})
+
+
+def test_ssh_cidr_must_be_canonical_and_the_whole_internet_is_warned_about(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, GOOD + "SSH_CIDR=10.1.2.3/8\n")
+    assert "it means 10.0.0.0/8" in str(refused.value) and "10.1.2.3/32" in str(refused.value)
+    assert load(tmp_path / "b", GOOD + "SSH_CIDR=203.0.113.7/32\n").ssh_cidr == "203.0.113.7/32"
+    config = load(tmp_path / "c", GOOD + "SSH_CIDR=0.0.0.0/0\n")
+    assert any("SSH_CIDR=0.0.0.0/0 opens port 22" in warning for warning in config.warnings)

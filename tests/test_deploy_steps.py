@@ -25,18 +25,21 @@ from conftest import REGION, legacy_group, write_env_folder
 
 import deploy.steps.baking
 from deploy.aws.clients import Aws
-from deploy.aws.images import describe_image
+from deploy.aws.groups import environment_groups
+from deploy.aws.history import read_history
+from deploy.aws.images import HAND_TAG, describe_image
 from deploy.config import load_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.logs import RunLog
-from deploy.state import PENDING, SERVING, State
+from deploy.plans.groups import serving_group
+from deploy.state import State
 from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.bake_primal import bake_primal
 from deploy.steps.build_app import build_app
 from deploy.steps.cleanup import cleanup as retire_outdated
 from deploy.steps.copy_over import copy_over, tree_digest
-from deploy.steps.launch_asg import launch_group
+from deploy.steps.launch_asg import launch_group, leftover_launch
 from deploy.steps.setup import run_setup
 from deploy.steps.wait_health import wait_for_new_group
 
@@ -276,8 +279,8 @@ def test_launch_group_creates_a_hardened_template_and_an_elb_checked_group(cloud
     assert len(raw["Instances"]) == 2
     assert in_service("elb-webapp-dev", instances_of(name))
 
-    pending = environment.state.get(PENDING)
-    assert pending == {"group": name, "launch_template": template_name, "image_id": image_id}
+    # Found in the account (launched by this tool, not promoted), not in a local file.
+    assert leftover_launch(environment) == {"group": name, "launch_template": template_name, "image_id": image_id}
 
 
 def test_launch_group_refuses_an_image_that_does_not_exist_before_creating_anything(cloud, tmp_path):
@@ -291,7 +294,7 @@ def test_launch_group_refuses_an_image_that_does_not_exist_before_creating_anyth
 
     assert groups_named("asg-") == []
     assert templates_named("lt-") == []
-    assert environment.state.get(PENDING) is None
+    assert leftover_launch(environment) is None
 
 
 def test_launch_group_refuses_clearly_when_setup_never_ran(cloud, tmp_path):
@@ -306,7 +309,7 @@ def test_launch_group_refuses_clearly_when_setup_never_ran(cloud, tmp_path):
     assert "inv setup --env dev" in message
     assert groups_named("asg-") == []
     assert templates_named("lt-") == []
-    assert environment.state.get(PENDING) is None
+    assert leftover_launch(environment) is None
 
 
 # --- wait-health ---------------------------------------------------------------------------------
@@ -319,8 +322,17 @@ def test_wait_promotes_a_group_healthy_on_consecutive_polls(cloud, tmp_path, fak
 
     assert wait_for_new_group(environment) == name
 
-    assert environment.state.get(SERVING) == {"group": name, "image_id": image_id}
-    assert environment.state.get(PENDING) is None
+    serving = serving_group(environment_groups(environment))
+    assert serving is not None and (serving.name, serving.image_id) == (name, image_id)
+    [recorded] = read_history(environment)
+    assert (recorded["action"], recorded["outcome"], recorded["image"], recorded["group"]) == (
+        "deploy",
+        "promoted",
+        image_id,
+        name,
+    )
+    assert recorded["by_hand"] is False  # a deployment image this tool baked for dev
+    assert leftover_launch(environment) is None
     assert fake_time.sleeps == [POLL]  # two all-healthy polls, one poll interval apart
     assert group(name) is not None
     assert "is healthy and serving" in output(environment)
@@ -355,8 +367,11 @@ def test_wait_removes_a_group_that_never_becomes_healthy_and_the_previous_keeps_
     assert raw_old is not None and raw_old["DesiredCapacity"] == 2
     assert instances_of(old) == old_instances
     assert in_service("elb-webapp-dev", old_instances)
-    assert environment.state.get(PENDING) is None
-    assert environment.state.get(SERVING) == {"group": old, "image_id": old_image}
+    assert leftover_launch(environment) is None
+    serving = serving_group(environment_groups(environment))
+    assert serving is not None and (serving.name, serving.image_id) == (old, old_image)
+    aborted = read_history(environment)[0]
+    assert (aborted["outcome"], aborted["group"], aborted["detail"]) == ("aborted", new, "unhealthy")
     assert image_exists(environment, new_image)  # an image is only cleanup's business
 
 
@@ -467,11 +482,19 @@ def test_the_most_recently_deployed_images_are_retained_for_a_rollback(cloud, tm
     assert not image_exists(h.environment, h.unused_image)  # never deployed: not worth keeping
 
 
-def test_a_protected_image_is_never_deleted(cloud, tmp_path, fake_time):
+@pytest.mark.parametrize("how", ["tag", "history"])
+def test_a_protected_image_is_never_deleted(cloud, tmp_path, fake_time, how):
+    """Given by hand, as the account records it (no local file): a tag on the image, or a history entry."""
     h = history(tmp_path)
-    state = h.environment.state
-    state.data["protected_images"] = [h.unused_image]
-    state.put(SERVING, state.get(SERVING))  # written to disk, as bake-carnivore does
+    if how == "tag":
+        client("ec2").create_tags(Resources=[h.unused_image], Tags=[{"Key": HAND_TAG, "Value": "production"}])
+    else:
+        client("ssm").put_parameter(
+            Name="/immutable-deploy/webapp-dev/history/20200101T000000000000Z-1",
+            Value=json.dumps({"image": h.unused_image, "outcome": "promoted", "by_hand": True}),
+            Type="String",
+        )
+    shutil.rmtree(tmp_path / "work", ignore_errors=True)  # no local file knows it
 
     retire_outdated(h.environment)
 
@@ -678,8 +701,8 @@ def test_bake_carnivore_skips_a_given_image_and_protects_it(cloud, tmp_path, pac
 
     assert packer.builds == []
     assert environment.state.get("carnivore") == {"image_id": given, "given": True}
-    reloaded = State.for_env("dev")  # on disk, for the cleanup of a later run
-    assert given in reloaded.data["protected_images"]
+    [image] = client("ec2").describe_images(ImageIds=[given])["Images"]
+    assert {t["Key"]: t["Value"] for t in image["Tags"]}[HAND_TAG] == "dev"  # in the account, for any machine
     assert "skipped: image" in output(environment)
 
 

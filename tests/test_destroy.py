@@ -174,9 +174,9 @@ def test_destroy_leaves_only_other_environments_resources(cloud, tmp_path, work_
     done = run_destroy(make_environment(tmp_path / "destroy", kind=kind), yes=True)
 
     after = described_cloud()
-    assert (
-        len(done) == 14
-    )  # record, 2 groups, 2 templates, load balancer, 2 images, 2 security groups, key pair, 3 files
+    # record, 2 groups, 2 templates, load balancer, 2 images, 2 security groups, key pair, 2 key files
+    # (launching and promoting a group write no local state: the account records them)
+    assert len(done) == 13
     # Exactly staging's own resources are gone; everything else is as it was.
     for key, items in before.items():
         if key != "instances":
@@ -241,7 +241,10 @@ def test_destroy_cli_removes_the_environment_and_not_the_other(env_dir, fresh_cl
     groups = cloud_client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert [g["AutoScalingGroupName"][: len("asg-webapp-other-")] for g in groups] == ["asg-webapp-other-"]
     assert [k["KeyName"] for k in cloud_client("ec2").describe_key_pairs()["KeyPairs"]] == ["webapp-other"]
-    assert cloud_client("ssm").describe_parameters()["Parameters"] == []  # the lock it held is released
+    parameters = [p["Name"] for p in cloud_client("ssm").describe_parameters()["Parameters"]]
+    assert not [name for name in parameters if name.endswith("/lock")]  # the lock it held is released
+    # The history stays: the account's record of what was deployed (and of images given by hand).
+    assert any(name.startswith(f"/immutable-deploy/webapp-{TEST_ENV}/history/") for name in parameters)
     assert not (work_dir / "deploy" / "keys" / TEST_ENV).exists()
 
 

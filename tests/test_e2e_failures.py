@@ -247,7 +247,7 @@ def test_two_deploys_started_together_one_proceeds_the_other_is_refused_naming_t
 
     refusal = loser.stderr().strip()
     assert refusal.startswith("error: ") and "\n" not in refusal, refusal
-    assert f"Another deploy of {ENV} is running:" in refusal
+    assert f"A deploy of {ENV} is running:" in refusal
     assert f"@{socket.gethostname()} pid {winner.pid}, since " in refusal  # the holder is named
     assert "inv unlock --env fail" in refusal
     assert_clean_exit(loser.output())
@@ -285,13 +285,12 @@ def test_sigint_during_build_app_stops_the_build_and_changes_nothing(site):
 def test_sigint_during_a_bake_stops_packer_and_changes_nothing(site, step, tmp_path):
     before = site.serving()
     saved = site.state_path.read_text(encoding="utf-8")
-    if step == "bake-primal":  # forget the recorded primal image, so that it is baked again
-        state = json.loads(saved)
-        state.pop("primal")
-        site.state_path.write_text(json.dumps(state), encoding="utf-8")
     seconds = 38 if step == "bake-primal" else 39
+    environ = fake_packer(tmp_path / "bin", seconds)
+    if step == "bake-primal":  # a new source image: the account knows no primal image baked from it
+        environ["SOURCE_AMI"] = json.loads(saved)["primal"]["image_id"]
     try:
-        with site.start("deploy", env=fake_packer(tmp_path / "bin", seconds)) as run:
+        with site.start("deploy", env=environ) as run:
             run.wait_for("fake packer baking")
             assert f"==> {step}" in run.stdout()
             run.send(signal.SIGINT)

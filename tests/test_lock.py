@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from dataclasses import asdict, replace
@@ -107,7 +108,7 @@ def test_a_second_run_is_refused_naming_the_holder(ssm):
         lock.acquire("bake-primal")
 
     message = str(refused.value)
-    assert "Another deploy of dev is running" in message
+    assert "Another run of dev is running" in message  # an old lock value does not say its command
     assert "alice@build-box-7 pid 4242" in message
     assert "since 2024-05-01T10:00:00+00:00" in message
     assert "at step wait-health" in message
@@ -120,7 +121,7 @@ def test_only_one_of_two_lock_objects_wins(ssm):
     first, second = new_lock(ssm), new_lock(ssm)
     first.acquire("setup")
     # Same process, but a different DeployLock: it does not hold the lock, and the holder is alive.
-    with pytest.raises(DeployError, match="Another deploy of dev is running"):
+    with pytest.raises(DeployError, match="A setup of dev is running"):
         second.acquire("setup")
     assert second.mine is None
 
@@ -201,15 +202,17 @@ def test_an_unreadable_lock_value_is_refused_and_shown(ssm):
 
 def test_each_step_is_named_in_the_lock_as_the_run_goes(ssm):
     lock = new_lock(ssm)
-    lock.acquire("bake-primal")
+    lock.acquire("bake-primal", command="deploy")
+    value = stored(ssm)
     lock.acquire("wait-health")  # the next step of the same run: an update, not a refusal
-    assert stored(ssm)["step"] == "wait-health"
+    assert new_lock(ssm).read().step == "wait-health"
+    assert stored(ssm) == value  # the lock itself is never rewritten by its holder
 
-    with pytest.raises(DeployError, match="at step wait-health"):
-        new_lock(ssm).acquire("deploy")
+    with pytest.raises(DeployError, match=r"A deploy of dev is running: .* at step wait-health"):
+        new_lock(ssm).acquire("destroy", command="destroy")
 
     lock.update("finish")
-    assert stored(ssm)["step"] == "finish"
+    assert new_lock(ssm).read().step == "finish"
     assert stored(ssm)["pid"] == this_process("x").pid
 
 
@@ -265,3 +268,97 @@ def test_one_command_line_with_a_locking_and_a_reading_task_releases_the_lock(en
     assert result.returncode == 0, result.stdout + result.stderr
     assert "at step setup" in result.stdout  # status, in the same command line, sees the lock setup holds
     assert cloud_client("ssm").describe_parameters()["Parameters"] == []
+
+
+def test_a_refusal_names_what_the_holder_is_doing(ssm):
+    holder = new_lock(ssm)
+    holder.acquire("destroy", command="destroy")
+
+    with pytest.raises(DeployError, match=r"^A destroy of dev is running: .*, at step destroy\."):
+        new_lock(ssm).acquire("build-app", command="deploy")
+
+
+def test_update_never_overwrites_a_new_holder(ssm):
+    """The lock was removed by hand (`inv unlock`) and another run took it, just before this run names its next
+    step: the new holder's lock is untouched."""
+    old = new_lock(ssm)
+    old.acquire("launch-asg", command="deploy")
+    ssm.delete_parameter(Name=NAME)
+    new = new_lock(ssm)
+    new.acquire("setup", command="setup")
+    taken = stored(ssm)
+
+    with pytest.raises(DeployError, match="removed by someone else"):
+        old.update("wait-health")
+
+    assert stored(ssm) == taken
+    assert new_lock(ssm).read().step == "setup"
+
+
+def delay_first_write_after_read(client: Any, read: threading.Event, until: threading.Event) -> list[str]:
+    """Botocore hooks on CLIENT: once it has read the lock (GetParameter; READ is set then), its next
+    PutParameter or DeleteParameter waits until UNTIL is set (bounded), as a slow network would hold it.
+    Returns the operations it delayed."""
+    delayed: list[str] = []
+
+    def seen(**_: Any) -> None:
+        read.set()
+
+    def hold(model: Any, **_: Any) -> None:
+        if read.is_set() and model.name in ("PutParameter", "DeleteParameter") and not delayed:
+            delayed.append(model.name)
+            assert until.wait(timeout=20), "the other run never took the lock"
+
+    client.meta.events.register("after-call.ssm.GetParameter", seen)
+    client.meta.events.register("before-call.ssm.*", hold)
+    return delayed
+
+
+def test_two_runs_taking_over_one_stale_lock_never_both_hold_it(aws_environ):
+    """The issue's race: runs A and B both find a dead run's lock; B's first write is delayed until A holds the
+    lock. Deleting and re-creating let B delete A's fresh lock and take its own: both held it. Now exactly one
+    wins, whichever order the writes land in."""
+    with mock_aws():
+        stale = here(dead_pid(), process_start="12345")
+        first, second = boto3.client("ssm", region_name=REGION), boto3.client("ssm", region_name=REGION)
+        plant(first, stale)
+        a_holds, b_read = threading.Event(), threading.Event()
+        delayed = delay_first_write_after_read(second, b_read, a_holds)
+        a, b = new_lock(first), new_lock(second)
+        outcomes: dict[str, str] = {}
+
+        def run_b() -> None:
+            try:
+                b.acquire("bake-primal", command="deploy")
+                outcomes["b"] = "holds"
+            except DeployError as error:
+                outcomes["b"] = str(error)
+
+        thread = threading.Thread(target=run_b)
+        thread.start()
+        assert b_read.wait(timeout=20)  # B has read the stale lock and is about to write
+        a.acquire("bake-primal", command="deploy")
+        a_holds.set()
+        thread.join(timeout=30)
+
+        assert delayed == ["PutParameter"]  # B's write was the one held back
+        assert a.mine is not None and outcomes["b"] != "holds"
+        assert "A deploy of dev is running" in outcomes["b"]
+        assert b.mine is None
+        assert Holder.parse(first.get_parameter(Name=NAME)["Parameter"]["Value"]).same_as(a.mine)
+
+
+def test_a_takeover_does_not_replace_a_lock_released_and_taken_since_it_was_read(ssm):
+    """A slow run that read a stale lock long ago wins the takeover marker only after the first taker released
+    it (and deleted its marker), and a third run took the lock meanwhile: the slow run must not replace it."""
+    stale_value = json.dumps(asdict(here(dead_pid(), process_start="12345")))
+    ssm.put_parameter(Name=NAME, Value=stale_value, Type="String")
+    third = new_lock(ssm)
+    ssm.delete_parameter(Name=NAME)
+    third.acquire("setup", command="setup")
+    slow = new_lock(ssm)
+
+    assert slow._take_over(stale_value, this_process("deploy", "deploy")) is False
+
+    assert Holder.parse(ssm.get_parameter(Name=NAME)["Parameter"]["Value"]).same_as(third.mine)
+    assert [p["Name"] for p in ssm.describe_parameters()["Parameters"] if "takeover" in p["Name"]] == []

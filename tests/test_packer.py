@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -384,3 +385,48 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     assert not [pair for pair in ec2.describe_key_pairs()["KeyPairs"] if pair["KeyName"].startswith("packer_")]
     groups = ec2.describe_security_groups()["SecurityGroups"]
     assert not [group for group in groups if group["GroupName"].startswith("packer_")]
+
+
+def _alive(pid: int) -> bool:
+    """Whether PID runs (a zombie no parent has reaped yet counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_packer_dies_with_the_tool_even_on_kill_9(tmp_path: Path) -> None:
+    """kill -9 of the tool leaves no Packer running: the kernel interrupts it (PR_SET_PDEATHSIG)."""
+    fake = tmp_path / "fake-packer"
+    fake.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'packer.pid'}\nexec sleep 60\n")
+    fake.chmod(0o755)
+    (tmp_path / "vars.json").write_text("{}")
+    tool = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from deploy.packer import run_packer;"
+            " run_packer(sys.argv[1], sys.argv[2], 'local', sys.argv[3], packer_bin=sys.argv[4])",
+            str(PACKER_DIR / "primal.json"),
+            str(tmp_path / "vars.json"),
+            str(tmp_path / "build.log"),
+            str(fake),
+        ],
+        cwd=PACKER_DIR.parent,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "packer.pid").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        packer = int((tmp_path / "packer.pid").read_text())
+        assert _alive(packer)
+        tool.kill()  # SIGKILL: the tool runs no clean-up of its own
+        tool.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(packer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(packer), "packer outlived the tool"
+    finally:
+        tool.kill()
+        tool.wait(timeout=10)

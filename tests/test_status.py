@@ -33,6 +33,7 @@ TOP_KEYS = {
     "launch_configurations",
     "images",
     "lock",
+    "leftovers",
 }
 GROUP_KEYS = {
     "name",
@@ -66,6 +67,7 @@ def test_status_of_an_empty_environment(cloud, tmp_path):
     assert status["load_balancer"] == {"kind": "classic", "name": "elb-webapp-staging", "exists": False}
     assert status["groups"] == status["launch_templates"] == status["images"] == []
     assert status["lock"] is None
+    assert status["leftovers"] == {"packer": [], "orphan_snapshots": []}
     table = render_table(status)
     assert "elb-webapp-staging (classic): does not exist" in table
     assert "groups         none" in table

@@ -13,10 +13,9 @@ from deploy.aws.clients import after_create, collect, or_none, refusal
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import MANAGED_BY, tag_list
-from deploy.plans.model import DEPLOYED_TAG, PROMOTED_TAG, Group
+from deploy.plans.model import DELETING, DEPLOYED_TAG, PROMOTED_TAG, Group
 
 GRACE_PERIOD_S = 300
-DELETING = "Delete in progress"
 
 
 def environment_groups(environment: Environment) -> list[Group]:

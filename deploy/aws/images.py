@@ -9,9 +9,11 @@ from deploy.aws.clients import collect, or_none
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import MANAGED_BY, Names, tags_of
+from deploy.plans.model import INPUT_TAGS
 
 PRIMAL = "primal"
 CARNIVORE = "carnivore"
+HAND_TAG = "GivenByHand"  # on an image given with --image-id: the environments it was given to; never deleted
 
 
 def describe_image(environment: Environment, image_id: str) -> dict[str, Any] | None:
@@ -64,6 +66,44 @@ def deployment_images(environment: Environment) -> list[dict[str, Any]]:
     return environment_images(environment, CARNIVORE)
 
 
+def tag_image(environment: Environment, image_id: str, tags: dict[str, str]) -> bool:
+    """Tag the image (and say whether it could be: only its owner may tag an image shared with this account)."""
+    done = or_none(
+        lambda: environment.aws.ec2.create_tags(
+            Resources=[image_id], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
+        ),
+        "AuthFailure",
+        "UnauthorizedOperation",
+    )
+    return done is not None
+
+
+def input_tags(inputs: dict[str, str]) -> dict[str, str]:
+    return {INPUT_TAGS[key]: value for key, value in inputs.items()}
+
+
+def image_from_inputs(environment: Environment, role: str, inputs: dict[str, str]) -> str | None:
+    """The newest available image of ROLE this environment baked from INPUTS (found by its tags), or None."""
+    filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in input_tags(inputs).items()]
+    filters.append({"Name": "state", "Values": ["available"]})
+    names = environment.names
+    found = collect(
+        environment.aws.ec2,
+        "describe_images",
+        "Images",
+        Owners=["self"],
+        Filters=[
+            {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
+            {"Name": "tag:App", "Values": [names.app]},
+            {"Name": "tag:Env", "Values": [names.env]},
+            {"Name": "tag:Role", "Values": [role]},
+            *filters,
+        ],
+    )
+    newest = max(found, key=lambda image: image.get("CreationDate", ""), default=None)
+    return str(newest["ImageId"]) if newest else None
+
+
 def delete_image(environment: Environment, image_id: str, snapshots: list[str] | tuple[str, ...]) -> None:
     """Deregister first: AWS refuses to delete the snapshot of a registered image. Either may be gone already."""
     ec2 = environment.aws.ec2
@@ -75,6 +115,22 @@ def delete_image(environment: Environment, image_id: str, snapshots: list[str] |
 def same_environment(tags: dict[str, str], names: Names) -> bool:
     """Tagged by this tool as this environment's (another environment's template or instance is not)."""
     return (tags.get("App"), tags.get("Env")) == (names.app, names.env)
+
+
+def images_run_by_instances(environment: Environment, image_ids: list[str]) -> set[str]:
+    """Of IMAGE_IDS, those a pending or running instance runs (a bake under way: Packer's instance)."""
+    if not image_ids:
+        return set()
+    reservations = collect(
+        environment.aws.ec2,
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": "image-id", "Values": image_ids},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ],
+    )
+    return {instance["ImageId"] for reservation in reservations for instance in reservation["Instances"]}
 
 
 def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:

@@ -1,18 +1,28 @@
 """One deploy per environment at a time: a lock that is atomic in AWS itself.
 
 The lock is an SSM parameter created with Overwrite=False: AWS lets exactly one creator win, so two
-machines can never both hold it. Its value names the holder (host, user, pid, start time, step).
-It is released on every exit path of the process that took it; after a crash (kill -9), a holder
-on this same host whose process is gone is recognised as stale and replaced with a warning; any
+machines can never both hold it. Its value names the holder (host, user, pid, start time, the command
+and a random token); it is written once and never changed by its holder. The step the holder is at lives
+in a parameter of the holder's own (`lock-step/TOKEN`): naming the next step can never overwrite a new
+holder's lock.
+
+Takeover. After a crash (kill -9), a holder on this same host whose process is gone is stale. Deleting its
+lock and creating a new one is not atomic (run B could delete the lock run A just took), so a takeover
+first creates, again with Overwrite=False, a marker `lock-takeover/DIGEST` named after the stale value it
+replaces: for one stale value AWS lets exactly one run create it. Only that run overwrites the lock, and
+only after reading the stale value still there (nothing else changes a lock whose holder is dead: creates
+fail while it exists, and only its marker's owner may replace it). Every other contender is refused. Any
 other stale lock is removed by `inv unlock`.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -32,9 +42,20 @@ class Holder:
     step: str
     process_start: str = ""  # /proc start time: tells a reused pid from the holder itself
     machine: str = ""  # boot id + pid namespace: containers sharing a hostname cannot see each other's pids
+    command: str = ""  # the command line's task (deploy, destroy, cleanup, ...), '' when unknown
+    token: str = ""  # random, per acquisition: tells two holders apart even within one process
+
+    def doing(self) -> str:
+        """What the holder is doing, by its command line's task: "A destroy", "A deploy" ("Another run": unknown)."""
+        return f"A {self.command}" if self.command else "Another run"
 
     def describe(self) -> str:
         return f"{self.user}@{self.host} pid {self.pid}, since {self.started}, at step {self.step}"
+
+    def same_as(self, other: Holder) -> bool:
+        if self.token or other.token:
+            return self.token == other.token
+        return (self.host, self.pid) == (other.host, other.pid)
 
     @classmethod
     def parse(cls, text: str) -> Holder:
@@ -64,7 +85,7 @@ def machine_id() -> str:
     return f"{boot}/{namespace}"
 
 
-def this_process(step: str) -> Holder:
+def this_process(step: str, command: str = "") -> Holder:
     pid = os.getpid()
     return Holder(
         host=socket.gethostname(),
@@ -74,6 +95,8 @@ def this_process(step: str) -> Holder:
         step=step,
         process_start=_process_start(pid),
         machine=machine_id(),
+        command=command,
+        token=uuid.uuid4().hex,
     )
 
 
@@ -91,82 +114,126 @@ def parameter_name(stack: str) -> str:
     return f"/immutable-deploy/{stack}/lock"
 
 
+def step_parameter(stack: str, token: str) -> str:
+    return f"/immutable-deploy/{stack}/lock-step/{token}"
+
+
+def takeover_parameter(stack: str, stale_value: str) -> str:
+    return f"/immutable-deploy/{stack}/lock-takeover/{hashlib.sha256(stale_value.encode()).hexdigest()[:40]}"
+
+
 class DeployLock:
     """The lock of one environment, as held (or not) by this process."""
 
     def __init__(self, ssm: Any, stack: str, env: str, say: Callable[[str], None] = print) -> None:
         self.ssm = ssm
+        self.stack = stack
         self.name = parameter_name(stack)
         self.env = env
         self.say = say
         self.mine: Holder | None = None
+        self.marker: str | None = None  # the takeover marker this run created, deleted on release
+
+    def _read_value(self) -> str | None:
+        found = or_none(lambda: self.ssm.get_parameter(Name=self.name))
+        return str(found["Parameter"]["Value"]) if found else None
 
     def read(self) -> Holder | None:
-        found = or_none(lambda: self.ssm.get_parameter(Name=self.name))
-        return Holder.parse(found["Parameter"]["Value"]) if found else None
+        """The holder, with the step it is at now (from its own step parameter)."""
+        value = self._read_value()
+        if value is None:
+            return None
+        holder = Holder.parse(value)
+        if holder.token:
+            found = or_none(lambda: self.ssm.get_parameter(Name=step_parameter(self.stack, holder.token)))
+            if found:
+                holder = Holder(**{**asdict(holder), "step": found["Parameter"]["Value"]})
+        return holder
 
-    def _create(self, holder: Holder) -> bool:
+    def _create(self, name: str, value: str, what: str) -> bool:
         # Overwrite=False: AWS lets exactly one creator win; every other gets ParameterAlreadyExists.
         created = or_none(
             lambda: self.ssm.put_parameter(
-                Name=self.name,
-                Value=json.dumps(asdict(holder)),
-                Type="String",
-                Overwrite=False,
-                Description=f"immutable-deploy lock of {self.env}",
+                Name=name, Value=value, Type="String", Overwrite=False, Description=f"immutable-deploy {what}"
             ),
             "ParameterAlreadyExists",
         )
         return created is not None
 
-    def acquire(self, step: str) -> None:
+    def acquire(self, step: str, command: str = "") -> None:
         if self.mine is not None:
             self.update(step)
             return
-        holder = this_process(step)
-        if self._create(holder):
+        holder = this_process(step, command or step)
+        if self._create(self.name, json.dumps(asdict(holder)), f"lock of {self.env}"):
             self.mine = holder
             return
-        current = self.read()
-        if current is not None and is_stale_here(current):
+        stale_value = self._read_value()
+        current = Holder.parse(stale_value) if stale_value is not None else None
+        if stale_value is not None and current is not None and is_stale_here(current):
             self.say(
                 f"warning: removing a stale deploy lock of {self.env}: {current.describe()} (that process is gone)"
             )
-            self._delete()
-            if self._create(holder):
-                self.mine = holder
+            if self._take_over(stale_value, holder):
                 return
-            current = self.read()
+        current = self.read()
         what = current.describe() if current else "a holder that just released it; try again"
+        doing = current.doing() if current else "Another run"
         raise DeployError(
-            f"Another deploy of {self.env} is running: {what}. Wait for it to finish; if it crashed,"
-            f" remove its lock with `inv unlock --env {self.env}`."
+            f"{doing} of {self.env} is running: {what}. Wait for it to finish; if it crashed, remove its lock"
+            f" with `inv unlock --env {self.env}`."
         )
 
+    def _take_over(self, stale_value: str, holder: Holder) -> bool:
+        """Replace the dead holder's lock, atomically: see the module's docstring. False: another run won."""
+        marker = takeover_parameter(self.stack, stale_value)
+        if not self._create(marker, holder.token, f"takeover of a stale lock of {self.env}"):
+            return False  # another run is taking this stale lock over: it alone may
+        if self._read_value() != stale_value:
+            # Released, or taken over and released again, since it was read: not this marker's to replace.
+            or_none(lambda: self.ssm.delete_parameter(Name=marker))
+            return False
+        self.ssm.put_parameter(Name=self.name, Value=json.dumps(asdict(holder)), Type="String", Overwrite=True)
+        self.mine, self.marker = holder, marker
+        dead = Holder.parse(stale_value)
+        if dead.token:
+            or_none(lambda: self.ssm.delete_parameter(Name=step_parameter(self.stack, dead.token)))
+        return True
+
     def update(self, step: str) -> None:
-        """Name the current step in the lock, so a refused run can tell where the holder is."""
+        """Name the current step, so a refused run can tell where the holder is: in this holder's own step
+        parameter, so it can never overwrite another holder's lock."""
         if self.mine is None or self.mine.step == step:
             return
         current = self.read()
-        if current is None or (current.host, current.pid) != (self.mine.host, self.mine.pid):
+        if current is None or not current.same_as(self.mine):
             raise DeployError(f"The deploy lock of {self.env} was removed by someone else while this run held it.")
         self.mine = Holder(**{**asdict(self.mine), "step": step})
-        self.ssm.put_parameter(Name=self.name, Value=json.dumps(asdict(self.mine)), Type="String", Overwrite=True)
+        self.ssm.put_parameter(
+            Name=step_parameter(self.stack, self.mine.token), Value=step, Type="String", Overwrite=True
+        )
 
     def release(self) -> None:
+        """Delete the lock if it is still this run's (nobody takes over a live holder's lock; only `inv unlock`
+        could have replaced it), then this run's step parameter and takeover marker."""
         if self.mine is None:
             return
         current = self.read()
-        if current is not None and (current.host, current.pid) == (self.mine.host, self.mine.pid):
-            self._delete()
-        self.mine = None
+        if current is not None and current.same_as(self.mine):
+            self._delete(self.name)
+        self._delete(step_parameter(self.stack, self.mine.token))
+        if self.marker is not None:
+            self._delete(self.marker)
+        self.mine, self.marker = None, None
 
-    def _delete(self) -> None:
-        or_none(lambda: self.ssm.delete_parameter(Name=self.name))
+    def _delete(self, name: str) -> None:
+        or_none(lambda: self.ssm.delete_parameter(Name=name))
 
     def force_unlock(self) -> Holder | None:
         """`inv unlock`: remove whatever lock there is, returning its holder."""
         current = self.read()
         if current is not None:
-            self._delete()
+            self._delete(self.name)
+            if current.token:
+                self._delete(step_parameter(self.stack, current.token))
         return current

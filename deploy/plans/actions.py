@@ -21,6 +21,8 @@ WORDS = {
     "delete-load-balancer": ("delete load balancer {target}", "deleted load balancer {target}"),
     "delete-security-group": ("delete security group {target}", "deleted security group {target}"),
     "delete-key-pair": ("delete key pair {target}", "deleted key pair {target}"),
+    "terminate-instance": ("terminate instance {target}", "terminated instance {target}"),
+    "delete-snapshot": ("delete snapshot {target}", "deleted snapshot {target}"),
     "delete-file": ("delete local file {target}", "deleted local file {target}"),
     "keep": ("keep {target}", "kept {target}"),
     "refuse": ("retire nothing: {target}", "Not retiring anything: {target}"),

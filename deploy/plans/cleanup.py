@@ -10,7 +10,8 @@ from deploy.naming import tag_value
 from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
-from deploy.plans.model import DEPLOYED_TAG, Group, snapshot_ids
+from deploy.plans.leftovers import plan_leftovers
+from deploy.plans.model import DEPLOYED_TAG, SOURCE_TAG, Group, snapshot_ids
 
 RETIRE_DETAIL = "detach, drain, scale to 0, delete"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
@@ -32,6 +33,11 @@ class CleanupFacts:
     retain: int = 0  # RETAIN_IMAGES: earlier deployed images kept for rollback
     keep_images: bool = False  # --no-cleanup / CLEANUP=no
     pinned: str | None = None  # the group this run just promoted: never retired, whatever the order says
+    primals: list[dict[str, Any]] = field(default_factory=list)  # the environment's primal images (none read: kept)
+    primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
+    primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
+    packer_leftovers: list[dict[str, Any]] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
+    orphan_snapshots: list[dict[str, Any]] = field(default_factory=list)  # snapshots whose image is gone
 
 
 def images_to_delete(
@@ -75,8 +81,9 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
         else:
             actions.append(Action("delete-launch-configuration", configuration["LaunchConfigurationName"]))
 
+    leftovers = plan_leftovers(facts.packer_leftovers, facts.orphan_snapshots)
     if facts.keep_images:
-        return [*actions, Action("keep", KEEP_EVERY_IMAGE)]
+        return [*actions, *leftovers, Action("keep", KEEP_EVERY_IMAGE)]
     if serving is not None and serving.image_id:
         in_use.add(serving.image_id)
     for image in images_to_delete(facts.images, in_use, facts.protected, facts.retain):
@@ -85,4 +92,24 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
             continue
         snapshots = tuple(snapshot_ids(image))
         actions.append(Action("delete-image", image["ImageId"], data=(("snapshots", snapshots),)))
+    deleted = {action.target for action in actions if action.op == "delete-image"}
+    remaining = [image for image in facts.images if image["ImageId"] not in deleted]
+    primals = primals_to_delete(facts.primals, remaining, facts.primals_in_use, facts.primal_retain)
+    return actions + primals + leftovers
+
+
+def primals_to_delete(
+    primals: list[dict[str, Any]], deployment_images: list[dict[str, Any]], in_use: set[str], retain: int
+) -> list[Action]:
+    """The primal images that go, with their snapshots: all but the RETAIN newest, those a remaining deployment
+    image was baked from (its SourceImage tag), and those IN_USE (a bake running from it, another environment)."""
+    sources = {tag_value(image, SOURCE_TAG) for image in deployment_images}
+    newest = sorted(primals, key=lambda image: (image.get("CreationDate", ""), image.get("Name", "")), reverse=True)
+    actions = []
+    for image in newest[retain:]:
+        if image["ImageId"] in sources | in_use:
+            continue
+        snapshots = tuple(snapshot_ids(image))
+        detail = f"primal image beyond the newest {retain}"
+        actions.append(Action("delete-image", image["ImageId"], detail, (("snapshots", snapshots),)))
     return actions

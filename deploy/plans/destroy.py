@@ -13,6 +13,7 @@ from typing import Any
 
 from deploy.naming import belongs, made_by_tool
 from deploy.plans.actions import Action
+from deploy.plans.leftovers import plan_leftovers
 
 PROTECTED_ENV = "production"
 
@@ -74,10 +75,13 @@ def plan_destroy(described: dict[str, Any]) -> list[Action]:
         actions.append(Action("delete-load-balancer", balancer["name"], balancer.get("kind", "")))
 
     elsewhere = set(described.get("images_used_elsewhere", []))
+    by_hand = set(described.get("images_given_by_hand", []))
     for image in described["images"]:
         tags = image["tags"]
         if not made_by_tool(tags, app, env):
             actions.append(Action("keep", f"image {image['id']}", "not baked by this tool for this environment"))
+        elif image["id"] in by_hand:
+            actions.append(Action("keep", f"image {image['id']}", "given by hand (--image-id): never deleted"))
         elif image["id"] in elsewhere:
             actions.append(Action("keep", f"image {image['id']}", "another environment uses it"))
         else:
@@ -85,6 +89,7 @@ def plan_destroy(described: dict[str, Any]) -> list[Action]:
             detail = f"{tags.get('Role', 'image')}, {len(snapshots)} snapshot(s)"
             actions.append(Action("delete-image", image["id"], detail, (("snapshots", snapshots),)))
 
+    actions += plan_leftovers(described.get("packer_leftovers", []), described.get("orphan_snapshots", []))
     # The instances' group first: its rules name the load balancer's group.
     for group in sorted(described["security_groups"], key=lambda g: not g["name"].endswith("-web")):
         if belongs(group["tags"], app, env):

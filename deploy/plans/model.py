@@ -13,6 +13,16 @@ from deploy.naming import tags_of
 PROMOTED_TAG = "Promoted"  # on a group, once it was healthy and took over
 DEPLOYED_TAG = "Deployed"  # on an image, each time a group of it was promoted
 IN_SERVICE = "InService"  # an instance the load balancer sends traffic to, whatever its kind
+DELETING = "Delete in progress"  # a group's status while AWS deletes it
+SOURCE_TAG = "SourceImage"  # what a bake started from (set by the Packer templates and by the tool)
+# A bake's inputs, as tags on the image it made: any machine finds the image made from the same inputs.
+INPUT_TAGS = {
+    "source": SOURCE_TAG,
+    "primal": SOURCE_TAG,
+    "app": "AppDigest",
+    "template": "TemplateDigest",
+    "contract": "ContractDigest",  # START_COMMAND, APP_PORT, packages and the user's scripts (deploy/appcontract.py)
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,7 @@ class Group:
     launch_configuration: str | None = None
     image_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    status: str | None = None  # DELETING while AWS deletes it
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -42,6 +53,7 @@ class Group:
             launch_configuration=raw.get("LaunchConfigurationName"),
             image_id=tags.get("Image"),
             tags=tags,
+            status=raw.get("Status"),
             raw=raw,
         )
 

@@ -4,15 +4,25 @@ image is given or an earlier run baked one from the same primal image, app and t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from deploy.appcontract import bake_inputs
-from deploy.aws.images import CARNIVORE, PRIMAL, require_image
+from deploy.aws.images import CARNIVORE, HAND_TAG, PRIMAL, require_image, tag_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.bake import GIVEN, BakeDecision, decide_bake
 from deploy.state import PROTECTED, STAGED
 from deploy.steps.baking import bake, recorded_image, template_digest
 from deploy.steps.copy_over import tree_digest
+
+
+def protect_given_image(environment: Environment, image: dict[str, Any]) -> None:
+    """Mark an image given by hand as never to be deleted, in the account: a tag naming the environments it was
+    given to (cleanup and destroy read it from any machine; the history records it too). Only its owner may
+    tag an image; the tool never deletes an image of another account anyway."""
+    tags = {tag["Key"]: tag["Value"] for tag in image.get("Tags") or []}
+    given_to = set(tags.get(HAND_TAG, "").split()) | {environment.env}
+    tag_image(environment, image["ImageId"], {HAND_TAG: " ".join(sorted(given_to))})
 
 
 def given_image(environment: Environment, image_id: str | None) -> str | None:
@@ -50,6 +60,7 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
     decision, staged = decide_carnivore(environment, image_id)
     if decision.image is not None:
         if decision.action == GIVEN:
+            protect_given_image(environment, require_image(environment, decision.image, "Image"))
             protected = set(environment.state.data.get(PROTECTED, [])) | {decision.image}
             environment.state.data[PROTECTED] = sorted(protected)
             environment.state.put(CARNIVORE, {"image_id": decision.image, "given": True})
@@ -57,13 +68,15 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
                 f"  skipped: image {decision.image} given; no build or bake needed (it will never be deleted)"
             )
         else:
+            # Found in the account by its inputs; noted for launch-asg, the next step of this run.
+            inputs = carnivore_inputs(environment, decision.source, staged["digest"])
+            environment.state.put(CARNIVORE, {"image_id": decision.image, **inputs})
             environment.say(f"  skipped: image {decision.image} was baked from the same primal image and app")
         return decision.image
     if tree_digest(Path(staged["dir"])) != staged["digest"]:
-        # tmp/appserver is one folder for every environment: another run may have restaged it.
+        # This run's own folder (tmp/appserver/ENV/RUN): changed only if someone edited it by hand.
         raise DeployError(f"The staged app in {staged['dir']} changed since copy-over: run the deploy again.")
-    image_id = bake(environment, CARNIVORE, {"primal_ami": decision.source, "app_dir": staged["dir"]})
-    environment.state.put(
-        CARNIVORE, {"image_id": image_id, **carnivore_inputs(environment, decision.source, staged["digest"])}
-    )
+    inputs = carnivore_inputs(environment, decision.source, staged["digest"])
+    image_id = bake(environment, CARNIVORE, {"primal_ami": decision.source, "app_dir": staged["dir"]}, inputs)
+    environment.state.put(CARNIVORE, {"image_id": image_id, **inputs})
     return image_id

@@ -32,10 +32,13 @@ def bake_primal(environment: Environment, primal_id: str | None = None) -> str:
             environment.state.put(PRIMAL, {"image_id": decision.image, "given": True})
             environment.say(f"  skipped: primal image {decision.image} given")
         else:
+            # Found in the account by its inputs; noted for bake-carnivore, the next step of this run.
+            environment.state.put(PRIMAL, {"image_id": decision.image, **primal_inputs(environment, decision.source)})
             environment.say(
                 f"  skipped: primal image {decision.image} recorded by an earlier run from {decision.source}"
             )
         return decision.image
-    image_id = bake(environment, PRIMAL, {"source_ami": decision.source})
-    environment.state.put(PRIMAL, {"image_id": image_id, **primal_inputs(environment, decision.source)})
+    inputs = primal_inputs(environment, decision.source)
+    image_id = bake(environment, PRIMAL, {"source_ami": decision.source}, inputs)
+    environment.state.put(PRIMAL, {"image_id": image_id, **inputs})
     return image_id

@@ -7,8 +7,9 @@ import hashlib
 from pathlib import Path
 
 from deploy.appcontract import check_user_script, packer_variables
-from deploy.aws.images import describe_image
+from deploy.aws.images import image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
+from deploy.aws.leftovers import tag_snapshots
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -72,8 +73,8 @@ def packer_network(environment: Environment) -> dict[str, str]:
     }
 
 
-def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
-    """Run one Packer build of packer/ROLE.json and return the new image id."""
+def bake(environment: Environment, role: str, variables: dict[str, str], inputs: dict[str, str]) -> str:
+    """Run one Packer build of packer/ROLE.json and return the new image id, tagged with its INPUTS."""
     config = environment.config
     require_instance_type(environment)
     check_user_script(config, role, say=environment.say)
@@ -107,14 +108,14 @@ def bake(environment: Environment, role: str, variables: dict[str, str]) -> str:
         timeout_s=config.packer_timeout,
         env=packer_credentials(environment),
     )
+    # The inputs as tags: any machine (a fresh clone, a CI runner) finds this image for the same inputs.
+    tag_image(environment, image_id, input_tags(inputs))
+    tag_snapshots(environment, image_id)  # an orphan snapshot is found by them if a deregistration is cut short
     environment.say(f"  baked {role} image {image_id} (full Packer log: {log_path})")
     return image_id
 
 
-def recorded_image(environment: Environment, key: str, inputs: dict[str, str]) -> str | None:
-    """The image recorded under KEY if it was made from these INPUTS and is still available."""
-    recorded = environment.state.get(key)
-    if not recorded or any(recorded.get(name) != value for name, value in inputs.items()):
-        return None
-    image = describe_image(environment, str(recorded.get("image_id")))
-    return image["ImageId"] if image and image.get("State") == "available" else None
+def recorded_image(environment: Environment, role: str, inputs: dict[str, str]) -> str | None:
+    """The image of ROLE this environment baked from these INPUTS, still available: read from the account (its
+    tags), never from a local file, so every machine decides the same."""
+    return image_from_inputs(environment, role, inputs)

@@ -11,21 +11,28 @@ from pathlib import Path
 from deploy.config import ROOT, app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.packer import MAX_QUOTE_CHARS, quote_tail
+from deploy.steps.staging import hold_app_folder
 
-BUILD_TIMEOUT_S = 1800
 STOP_GRACE_S = 5  # an interrupted build gets this long to exit on SIGTERM
 LOG_TAIL_LINES = 15
 
 
 def tail(path: Path, count: int = LOG_TAIL_LINES) -> str:
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(f"    {line}" for line in lines[-count:])
+    """The last COUNT lines of the log, at most MAX_QUOTE_CHARS of them (a build may write megabytes)."""
+    with path.open("rb") as log:
+        log.seek(max(0, path.stat().st_size - 4 * MAX_QUOTE_CHARS))
+        lines = log.read().decode("utf-8", errors="replace").splitlines()
+    return quote_tail("\n".join(f"    {line}" for line in lines[-count:]))
 
 
 def build_app(environment: Environment) -> None:
     """Run BUILD_COMMAND ({env} replaced by the environment name) in APP_DIR, its output in the run log."""
     command = str(environment.config.build_command).replace("{env}", environment.env)
     folder = app_folder(environment.config)
+    # Held until copy-over staged the build's files: another environment's build from this checkout waits.
+    timeout = environment.config.build_timeout
+    hold_app_folder(environment, folder, timeout)
     log_path = environment.log.file_for("build")
     environment.say(f"  $ {command}   (in {os.path.relpath(folder, ROOT)})")
     with log_path.open("w", encoding="utf-8") as log:
@@ -35,10 +42,12 @@ def build_app(environment: Environment) -> None:
             command, shell=True, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            returncode = process.wait(timeout=BUILD_TIMEOUT_S)
+            returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_build(process)
-            raise DeployError(f"The app build did not finish within {BUILD_TIMEOUT_S}s. Log: {log_path}") from None
+            raise DeployError(
+                f"The app build did not finish within {timeout}s (BUILD_TIMEOUT). Log: {log_path}"
+            ) from None
         except BaseException:  # Ctrl-C, SIGTERM
             stop_build(process)
             raise

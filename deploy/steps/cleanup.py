@@ -8,23 +8,41 @@ The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run 
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates, template_image
 from deploy.aws.health import group_health
-from deploy.aws.images import deployment_images, images_used_elsewhere
+from deploy.aws.history import promoted_by_hand, read_history
+from deploy.aws.images import (
+    HAND_TAG,
+    PRIMAL,
+    deployment_images,
+    environment_images,
+    images_run_by_instances,
+    images_used_elsewhere,
+)
+from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
+from deploy.naming import tag_value
 from deploy.plans.actions import Action, would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import outdated_groups, serving_group
 from deploy.plans.model import Group
-from deploy.state import PENDING, PROTECTED
 from deploy.views.plan import show
 
 
 def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     """--no-cleanup / --keep-images, else CLEANUP from the env file."""
     return (not environment.config.cleanup) if keep_images is None else keep_images
+
+
+def given_by_hand(environment: Environment, images: list[dict[str, Any]]) -> set[str]:
+    """The images never to delete, read from the account: those any history entry marks as promoted by hand,
+    and those tagged as given by hand (--image-id) to any environment."""
+    tagged = {image["ImageId"] for image in images if tag_value(image, HAND_TAG)}
+    return promoted_by_hand(read_history(environment)) | tagged if images else set()
 
 
 def read_cleanup_facts(
@@ -45,6 +63,8 @@ def read_cleanup_facts(
     templates = launch_templates(environment)
     used = serving.launch_template if serving else None
     images = [] if keep else deployment_images(environment)
+    primals = [] if keep else environment_images(environment, PRIMAL)
+    primal_ids = [image["ImageId"] for image in primals]
     return CleanupFacts(
         groups=[group for group in groups if new_group is None or group.name != new_group.name],
         serving=serving,
@@ -54,10 +74,16 @@ def read_cleanup_facts(
         configurations=launch_configurations(environment),
         images=images,
         used_elsewhere=images_used_elsewhere(environment, [image["ImageId"] for image in images]),
-        protected=set(environment.state.data.get(PROTECTED, [])),
+        protected=given_by_hand(environment, images),
         retain=environment.config.retain_images,
         keep_images=keep,
         pinned=pinned,
+        primals=primals,
+        primals_in_use=images_run_by_instances(environment, primal_ids)
+        | images_used_elsewhere(environment, primal_ids),
+        primal_retain=environment.config.primal_retain,
+        packer_leftovers=packer_leftovers(environment),
+        orphan_snapshots=orphan_snapshots(environment),
     )
 
 
@@ -91,8 +117,6 @@ def cleanup(
     elif not any(action.op == "refuse" for action in actions):
         environment.say("  no outdated groups")
     carry_out(environment, actions)  # refuses before doing anything while the serving group is not healthy
-    # Holding the deploy lock, no other run is under way: a group never promoted was retired above as outdated.
-    environment.state.put(PENDING, None)
     for action in actions:
         if action.op == "keep":
             environment.say(f"  {action.done()}" + (f" ({action.detail})" if action.detail else ""))

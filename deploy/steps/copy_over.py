@@ -6,17 +6,14 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from deploy.config import app_folder, work_dir
+from deploy.config import app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.state import STAGED
+from deploy.steps.staging import hold_app_folder, release_app_folder, remove_older_stagings, staging_dir
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
-
-
-def staging_dir() -> Path:
-    return work_dir() / "tmp" / "appserver"
 
 
 def glob_base(pattern: str) -> Path:
@@ -53,20 +50,26 @@ def tree_digest(folder: Path) -> str:
 
 
 def copy_over(environment: Environment) -> Path:
-    """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into tmp/appserver, fresh."""
+    """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into this run's own folder,
+    tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied."""
     source = app_folder(environment.config)
     patterns: tuple[str, ...] = environment.config.app_files
-    files = matching_files(source, patterns)
-    if not files:
-        raise DeployError(
-            f"APP_FILES ({', '.join(patterns)}) matched nothing in {source}: did the build run and write them?"
-        )
-    target = staging_dir()
-    shutil.rmtree(target, ignore_errors=True)
-    for relative, path in files.items():
-        destination = target / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, destination)
+    hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
+    try:
+        files = matching_files(source, patterns)
+        if not files:
+            raise DeployError(
+                f"APP_FILES ({', '.join(patterns)}) matched nothing in {source}: did the build run and write them?"
+            )
+        remove_older_stagings(environment)
+        target = staging_dir(environment)
+        shutil.rmtree(target, ignore_errors=True)
+        for relative, path in files.items():
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+    finally:
+        release_app_folder(environment, source)
     settings = [f"ENV={environment.env}"] + [f"{key}={environment.config.value(key)}" for key in APP_SETTINGS]
     (target / "app.env").write_text("\n".join(settings) + "\n", encoding="utf-8")
     digest = tree_digest(target)

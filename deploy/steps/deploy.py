@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from deploy.aws.groups import environment_groups
 from deploy.aws.health import group_health
 from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
@@ -17,14 +18,14 @@ from deploy.errors import DeployError
 from deploy.localcloud.seed import seed_plan
 from deploy.plans.bake import BAKE, GIVEN
 from deploy.plans.cleanup import plan_cleanup
+from deploy.plans.groups import serving_group
 from deploy.plans.model import Group
-from deploy.state import SERVING
 from deploy.steps.bake_carnivore import given_image
 from deploy.steps.bake_primal import decide_primal
 from deploy.steps.baking import packer_builder
 from deploy.steps.cleanup import cleanup, plan_lines, read_cleanup_facts
-from deploy.steps.copy_over import staging_dir
 from deploy.steps.launch_asg import instance_security_group, read_launch_plan
+from deploy.steps.staging import staging_root
 from deploy.views.traffic import service_url
 
 
@@ -37,14 +38,17 @@ def require_setup(environment: Environment) -> Environment:
 
 def finish_deploy(environment: Environment, keep_images: bool | None = None) -> dict[str, Any]:
     """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says)."""
-    serving = environment.state.get(SERVING) or {}
-    group = serving.get("group")
-    if not group:
-        raise DeployError("No serving group is recorded: the deploy did not complete.")
+    # The group this run promoted (wait-health keeps it in memory); a finish run alone: the one that serves.
+    groups = environment_groups(environment)
+    promoted = environment.promoted
+    serving = next((g for g in groups if g.name == promoted), None) if promoted else serving_group(groups)
+    if serving is None:
+        raise DeployError("No group serves: the deploy did not complete.")
+    group = serving.name
     retired = cleanup(environment, keep_images=keep_images, pinned=group)  # never the group just promoted
     health = group_health(environment, group)
     summary = {
-        "image": serving.get("image_id"),
+        "image": serving.image_id,
         "group": group,
         "instances": health.ready,
         "retired": retired,
@@ -80,7 +84,8 @@ def _bake_lines(environment: Environment, primal_id: str | None) -> list[str]:
         lines = [f"bake-primal: skip, primal image {primal.image} was baked from {primal.source} by an earlier run"]
     command = config.build_command.replace("{env}", environment.env)
     lines.append(f"build-app: would run `{command}` in {config.app_dir}")
-    lines.append(f"copy-over: would stage {', '.join(config.app_files)} and app.env into {staging_dir()}")
+    folder = f"{staging_root(environment.env)}/RUN"
+    lines.append(f"copy-over: would stage {', '.join(config.app_files)} and app.env into {folder}, this run's own")
     recorded = (environment.state.get(CARNIVORE) or {}).get("image_id")
     known = primal is not None and primal.image is not None
     unless = f"; skipped if the app is unchanged since {recorded} was baked" if recorded and known else ""

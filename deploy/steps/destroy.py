@@ -14,8 +14,10 @@ from invoke.exceptions import Exit
 
 from deploy.aws.dns import a_record, find_hosted_zone, host_records
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates
-from deploy.aws.images import environment_images, images_used_elsewhere
+from deploy.aws.history import promoted_by_hand, read_history
+from deploy.aws.images import HAND_TAG, environment_images, images_used_elsewhere
 from deploy.aws.keys import describe_key_pair, key_path
+from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.aws.network import security_groups_named
 from deploy.config import load_config
 from deploy.environment import Environment
@@ -65,7 +67,13 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
         "launch_configurations": [c["LaunchConfigurationName"] for c in launch_configurations(environment)],
         "images": images,
         "images_used_elsewhere": sorted(images_used_elsewhere(environment, [i["id"] for i in images])),
+        # Given by hand (--image-id), as the account records it: a tag on the image or the history.
+        "images_given_by_hand": sorted(
+            promoted_by_hand(read_history(environment)) | {i["id"] for i in images if i["tags"].get(HAND_TAG)}
+        ),
         "security_groups": security_groups,
+        "packer_leftovers": packer_leftovers(environment),
+        "orphan_snapshots": orphan_snapshots(environment),
         "key_pair": {"name": pair["KeyName"], "tags": tags_of(pair)} if pair else None,
         "files": [str(path) for path in files if path.exists()],
     }

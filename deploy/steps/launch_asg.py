@@ -12,7 +12,6 @@ from deploy.aws.groups import (
     GRACE_PERIOD_S,
     create_group,
     create_launch_template,
-    describe_group,
     environment_groups,
 )
 from deploy.aws.health import has_served
@@ -25,7 +24,7 @@ from deploy.execute import abort_new_group, carry_out
 from deploy.naming import tag_list
 from deploy.plans.groups import next_stamp
 from deploy.plans.launch import LaunchPlan, plan_launch
-from deploy.state import PENDING
+from deploy.plans.pending import pending_launch
 from deploy.steps.bake_carnivore import given_image
 from deploy.steps.networking import checked_network
 
@@ -74,11 +73,18 @@ def pending_image(environment: Environment, image_id: str | None) -> str:
     return str(image)
 
 
+def leftover_launch(environment: Environment) -> dict[str, Any] | None:
+    """The new group an earlier run launched and did not promote, found in the account (its tags)."""
+    return pending_launch(environment_groups(environment))
+
+
 def read_launch_plan(environment: Environment, image_id: str | None) -> LaunchPlan:
-    """Read what launch-asg decides from, and decide (for the step and the deploy's dry run alike)."""
-    leftover = environment.state.get(PENDING)
-    leftover_raw = describe_group(environment, leftover["group"]) if leftover else None
-    when = next_stamp(datetime.now(UTC), [group.name for group in environment_groups(environment)], environment.names)
+    """Read what launch-asg decides from, and decide (for the step and the deploy's dry run alike). The leftover
+    of an earlier run is found in the account: a group this tool launched and never promoted."""
+    groups = environment_groups(environment)
+    leftover = pending_launch(groups)
+    leftover_raw = next((group.raw for group in groups if leftover and group.name == leftover["group"]), None)
+    when = next_stamp(datetime.now(UTC), [group.name for group in groups], environment.names)
     served = has_served(environment, leftover_raw)
     return plan_launch(environment.names, when, image_id, leftover, leftover_raw, served)
 
@@ -104,15 +110,14 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
             "  removing the leftover of an earlier run that did not finish; the serving group keeps serving"
         )
         carry_out(environment, list(plan.remove_first))
-    environment.state.put(PENDING, None)  # whatever an earlier run left is dealt with
     group_name, template_name = plan.group, plan.launch_template
     template_id = create_launch_template(
         environment, template_name, launch_template_data(environment, image, security_group_id), image["ImageId"]
     )
     environment.say(f"  created launch template {template_name} ({image['ImageId']}, IMDSv2 required, encrypted)")
-    # Recorded before the group exists, so an interrupted launch still knows what to remove.
+    # An interrupted launch leaves at most this template (cleanup deletes templates no group uses) or this
+    # group, tagged as launched by this tool and not promoted: the next run finds it in the account.
     pending = {"group": group_name, "launch_template": template_name, "image_id": image["ImageId"]}
-    environment.state.put(PENDING, pending)
     try:
         create_group(environment, group_name, template_id, subnet_ids, image["ImageId"])
     except BaseException:

@@ -21,6 +21,7 @@ from deploy.aws.groups import (
     template_image,
 )
 from deploy.aws.images import environment_images
+from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_value, tags_of
@@ -208,6 +209,8 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "launch_configurations": configurations,
         "images": images,
         "lock": read_lock(environment),
+        # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
+        "leftovers": {"packer": packer_leftovers(environment), "orphan_snapshots": orphan_snapshots(environment)},
     }
 
 
@@ -329,6 +332,17 @@ def render_table(status: dict[str, Any]) -> str:
         lines += columns(rows)
     else:
         lines.append("images         none")
+
+    leftovers = status.get("leftovers") or {}
+    for item in leftovers.get("packer", []):
+        names = [item["id"], item["key_pair"] or "", *(g["name"] for g in item["security_groups"])]
+        lines.append(
+            f"leftover       Packer's {' '.join(n for n in names if n)} ({item['state']}): `inv cleanup` removes it"
+        )
+    for item in leftovers.get("orphan_snapshots", []):
+        lines.append(
+            f"leftover       snapshot {item['id']} of the gone image {item['image']}: `inv cleanup` removes it"
+        )
 
     lock = status["lock"]
     if lock is None:
