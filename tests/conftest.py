@@ -172,11 +172,20 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server of this test session on a free loopback port; yields its URL (http://127.0.0.1:PORT)."""
+    folder = tmp_path_factory.mktemp("moto")
+    with embedded_cloud_server(folder, LOCAL_TIME_SCALE=TEST_TIME_SCALE, LOCAL_CLOUD_DIR=str(folder)) as url:
+        yield url
+
+
+@contextmanager
+def embedded_cloud_server(folder: Path, **environ: str) -> Iterator[str]:
+    """The embedded cloud's server (`python -m deploy.motoserver`, its fixes applied) on a free loopback port,
+    with ENVIRON added to a clean environment, its log in FOLDER; stopped by its pid at the end."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "server.log"
+    log_path = folder / "server.log"
     env = {key: value for key, value in os.environ.items() if key not in STRAY_VARIABLES}
-    env.update(FAKE_CREDENTIALS, LOCAL_TIME_SCALE=TEST_TIME_SCALE, LOCAL_CLOUD_DIR=str(log_path.parent))
+    env.update(FAKE_CREDENTIALS, **environ)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "deploy.motoserver", "-H", "127.0.0.1", "-p", str(port)],

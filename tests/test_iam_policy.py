@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,12 @@ from typing import Any
 import boto3
 import pytest
 from conftest import (
-    FAKE_CREDENTIALS,
     REGION,
     REPO,
-    SERVER_START_TIMEOUT_S,
-    STRAY_VARIABLES,
+    TEST_TIME_SCALE,
     ServerSite,
-    _answers,
-    free_port,
+    embedded_cloud_server,
     run_inv,
-    wait_until,
     write_env_folder,
 )
 
@@ -74,14 +69,17 @@ def test_named_resources_are_scoped_to_the_environment(tmp_path, kind):
     statements = {s["Sid"]: s["Resource"] for s in staging_policy(tmp_path, kind)["Statement"]}
     account = "123456789012"
     ours_and_theirs = {
-        "DeployLock": ("parameter/immutable-deploy/webapp-staging/lock", "parameter/immutable-deploy/webapp-prod/lock"),
+        "DeployLockAndHistory": (
+            "parameter/immutable-deploy/webapp-staging/lock",
+            "parameter/immutable-deploy/webapp-prod/lock",
+        ),
         "Groups": (
             "autoScalingGroup:u:autoScalingGroupName/asg-webapp-staging-20260101000000",
             "autoScalingGroup:u:autoScalingGroupName/asg-webapp-production-20260101000000",
         ),
         "KeyPairs": ("key-pair/webapp-staging", "key-pair/webapp-production"),
     }
-    services = {"DeployLock": "ssm", "Groups": "autoscaling", "KeyPairs": "ec2"}
+    services = {"DeployLockAndHistory": "ssm", "Groups": "autoscaling", "KeyPairs": "ec2"}
     for sid, (ours, theirs) in ours_and_theirs.items():
         arn = f"arn:aws:{services[sid]}:{REGION}:{account}:"
         assert any(_arn_matches(p, arn + ours) for p in statements[sid]), sid
@@ -109,31 +107,10 @@ def test_the_readmes_permissions_section_is_the_policy(tmp_path):
 @pytest.fixture(scope="module")
 def enforced_server(tmp_path_factory) -> Iterator[str]:
     """A moto server (the embedded cloud's, with its fixes) that checks IAM after the first ADMIN_CALLS calls."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto-iam") / "server.log"
-    env = {key: value for key, value in os.environ.items() if key not in STRAY_VARIABLES}
-    env.update(FAKE_CREDENTIALS, INITIAL_NO_AUTH_ACTION_COUNT=str(ADMIN_CALLS))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.motoserver", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=REPO,
-        )
-    try:
-        if not wait_until(lambda: process.poll() is not None or _answers(url), SERVER_START_TIMEOUT_S):
-            pytest.fail(f"moto server did not answer at {url}")
+    folder = tmp_path_factory.mktemp("moto-iam")
+    settings = {"LOCAL_TIME_SCALE": TEST_TIME_SCALE, "LOCAL_CLOUD_DIR": str(folder)}
+    with embedded_cloud_server(folder, INITIAL_NO_AUTH_ACTION_COUNT=str(ADMIN_CALLS), **settings) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class Account:
@@ -242,7 +219,7 @@ LIFE = (("setup",), ("deploy",), ("deploy",), ("rollback",), ("cleanup",), ("des
 # caller, on an account's first group and load balancer; moto never asks for them.
 NOT_EXERCISED = {"ServiceLinkedRoles"}
 SAMPLED = [
-    "DeployLock",
+    "DeployLockAndHistory",
     "FindHostedZone",
     "HostRecord",
     "ReadEc2",

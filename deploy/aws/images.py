@@ -117,20 +117,22 @@ def same_environment(tags: dict[str, str], names: Names) -> bool:
     return (tags.get("App"), tags.get("Env")) == (names.app, names.env)
 
 
-def images_run_by_instances(environment: Environment, image_ids: list[str]) -> set[str]:
-    """Of IMAGE_IDS, those a pending or running instance runs (a bake under way: Packer's instance)."""
-    if not image_ids:
-        return set()
+def _instances_of(environment: Environment, image_ids: list[str], states: list[str]) -> list[dict[str, Any]]:
+    """The instances in STATES that run one of IMAGE_IDS (filtered by AWS)."""
     reservations = collect(
         environment.aws.ec2,
         "describe_instances",
         "Reservations",
-        Filters=[
-            {"Name": "image-id", "Values": image_ids},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ],
+        Filters=[{"Name": "image-id", "Values": image_ids}, {"Name": "instance-state-name", "Values": states}],
     )
-    return {instance["ImageId"] for reservation in reservations for instance in reservation["Instances"]}
+    return [instance for reservation in reservations for instance in reservation["Instances"]]
+
+
+def images_run_by_instances(environment: Environment, image_ids: list[str]) -> set[str]:
+    """Of IMAGE_IDS, those a pending or running instance runs (a bake under way: Packer's instance)."""
+    if not image_ids:
+        return set()
+    return {instance["ImageId"] for instance in _instances_of(environment, image_ids, ["pending", "running"])}
 
 
 def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:
@@ -149,18 +151,7 @@ def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set
         tags = tags_of(template)
         if not same_environment(tags, names) and tags.get("Image") in image_ids:
             used.add(tags["Image"])
-    reservations = collect(
-        environment.aws.ec2,
-        "describe_instances",
-        "Reservations",
-        Filters=[
-            {"Name": "image-id", "Values": image_ids},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-        ],
-    )
-    for reservation in reservations:
-        for instance in reservation["Instances"]:
-            tags = tags_of(instance)
-            if not same_environment(tags, names):
-                used.add(instance["ImageId"])
+    for instance in _instances_of(environment, image_ids, ["pending", "running", "stopping", "stopped"]):
+        if not same_environment(tags_of(instance), names):
+            used.add(instance["ImageId"])
     return used

@@ -29,10 +29,18 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
     asg = f"arn:aws:autoscaling:{region}:*"
     zone = f"arn:aws:route53:::hostedzone/{config.hosted_zone_id or '*'}"
     statements = [
+        # The deploy lock, its holder's step and a dead holder's takeover markers (deploy/aws/lock.py), and the
+        # deploy history, one parameter per entry under one path (deploy/aws/history.py).
         _statement(
-            "DeployLock",
-            ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"],
-            [f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock"],
+            "DeployLockAndHistory",
+            ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"],
+            [
+                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock",
+                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock-step/*",
+                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock-takeover/*",
+                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/history",
+                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/history/*",
+            ],
         ),
         _statement("FindHostedZone", ["route53:ListHostedZonesByName"], ["*"]),
         _statement(
