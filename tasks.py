@@ -9,13 +9,16 @@ import sys
 
 from invoke import task
 
-from deploy.flags import Seconds
+from deploy.flags import Count, Rate, Seconds
 
 ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, then staging)."
 IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; it is never deleted."
 PRIMAL_HELP = "Bake on this base image (ami-…) instead of the recorded or a newly baked primal image."
 TIMEOUT_HELP = "Seconds to wait for the new group to be healthy (default: HEALTH_TIMEOUT)."
 KEEP_HELP = "On a failed health wait, keep the new group for debugging instead of removing it."
+HISTORY_LIMIT = Count(20)  # a --limit that is not a whole number of at least 1 is a parse error
+TRAFFIC_SECONDS = Count(30)
+TRAFFIC_RATE = Rate(10.0)  # requests a second, at most 1000
 NO_TIMEOUT = Seconds(0)  # the default: HEALTH_TIMEOUT; a --timeout that is not a number is a parse error
 DRY_RUN_HELP = "Print what would be created, changed and deleted, in order, and change nothing (AWS only gets reads)."
 
@@ -147,7 +150,7 @@ def local_cloud(c, env="local", stop=False):
 @task(
     help={
         "env": ENV_HELP,
-        "to": "Roll back to this image (ami-…); default: the most recently deployed image before the live one.",
+        "to": "Roll back to this image (ami-…); default: the most recently promoted earlier image in the history.",
         "timeout": TIMEOUT_HELP,
         "dry_run": DRY_RUN_HELP,
     }
@@ -186,7 +189,7 @@ def status(c, env=None, json=False):
         "limit": "How many of the most recent entries to show (default 20).",
     }
 )
-def history(c, env=None, json=False, limit=20):
+def history(c, env=None, json=False, limit=HISTORY_LIMIT):
     """Show the deploys, rollbacks and aborts of an environment, newest first, as the AWS account records them."""
     from deploy.cli import run_step
     from deploy.views.history import show_history
@@ -236,7 +239,7 @@ def ssh(c, env=None, instance=None, print_=False):
         "json": "Print the summary as JSON on stdout (the lines a second go to stderr).",
     }
 )
-def traffic(c, env=None, seconds=30, rate=10.0, json=False):
+def traffic(c, env=None, seconds=TRAFFIC_SECONDS, rate=TRAFFIC_RATE, json=False):
     """Send requests through the environment's URL, print ok/failed/versions each second; non-zero if any failed."""
     from deploy.cli import run_step
     from deploy.views.traffic import run_traffic

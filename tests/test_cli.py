@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import NO_CREDENTIALS, run_inv, use_env_folder, write_env_folder
 from invoke import Collection
 
@@ -92,3 +93,20 @@ def test_missing_credentials_say_so_and_suggest_the_local_cloud(tmp_path, aws_en
     assert "credentials" in text.lower()
     assert "--env local" in text
     assert "==> setup" not in result.stdout  # the step never started
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("traffic", "--rate", "abc"), "error: --rate takes a number of requests a second, not 'abc'."),
+        (("traffic", "--rate", "0"), "error: --rate takes more than 0 and at most 1000 requests a second"),
+        (("traffic", "--seconds", "x"), "error: that flag takes a whole number of at least 1, not 'x'."),
+        (("history", "--limit", "0"), "error: that flag takes a whole number of at least 1, not 0."),
+    ],
+)
+def test_a_bad_number_flag_is_one_line_before_any_task_runs(args, message):
+    result = run_inv(*args, "--env", "local")
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "==>" not in result.stdout  # refused while parsing: no step started
