@@ -18,6 +18,7 @@ from deploy.aws.clients import Aws
 from deploy.aws.loadbalancers import LoadBalancer, load_balancer_for
 from deploy.aws.lock import DeployLock
 from deploy.config import Config, load_config, print_warnings
+from deploy.facts import Facts
 from deploy.localcloud import process as localcloud
 from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
@@ -36,6 +37,8 @@ class Environment:
     sleep: Callable[[float], None] = field(default=time.sleep)
     # The group this run promoted (set by wait-health): the deploy's cleanup never retires it. In memory only.
     promoted: str | None = None
+    # What this run has read of the account, read once and passed on to every later step (deploy/facts.py).
+    facts: Facts = field(default_factory=Facts)
 
     @property
     def env(self) -> str:
