@@ -40,7 +40,8 @@ class Facts:
         with self._lock:
             if key not in self._known:
                 self._known[key] = read()
-            return self._known[key]  # type: ignore[no-any-return]  # the memo holds what READ returned
+            value: T = self._known[key]  # what READ returned, for this key
+            return value
 
     def put(self, key: str, value: Any) -> None:
         """The fact KEY is now VALUE: this run changed it in AWS and knows the result."""
