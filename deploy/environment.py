@@ -63,6 +63,11 @@ class Environment:
     def say(self, message: str) -> None:
         self.log.say(message)
 
+    def aws_seconds(self, seconds: float) -> float:
+        """A duration AWS takes (a health check interval, connection draining), as this cloud runs it: the
+        embedded cloud models AWS's durations LOCAL_TIME_SCALE times faster."""
+        return seconds * self.config.local_time_scale if self.config.local_cloud else seconds
+
     def waiter(self, timeout_s: float, stop: threading.Event | None = None) -> Waiter:
         """A bounded wait on this run's clock, polling every POLL_SECONDS; STOP ends it early from another thread."""
         return Waiter(timeout_s, float(self.config.poll_seconds), clock=self.clock, sleep=self.sleep, stop=stop)

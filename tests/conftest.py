@@ -251,6 +251,7 @@ def local_env_text(endpoint: str, **extra: str) -> str:
         "SOURCE_AMI_OWNER": "self",
         "POLL_SECONDS": "1",
         "HEALTH_TIMEOUT": "30",
+        "LOCAL_TIME_SCALE": TEST_TIME_SCALE,  # the session's server runs at it: the tool's first waits match
         **extra,
     }
     return "".join(f"{key}={value}\n" for key, value in values.items())

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from deploy.aws.groups import environment_groups
-from deploy.aws.health import group_health
+from deploy.aws.health import last_health
 from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.network import resolve_network
@@ -45,8 +45,9 @@ def finish_deploy(environment: Environment, keep_images: bool | None = None) -> 
     if serving is None:
         raise DeployError("No group serves: the deploy did not complete.")
     group = serving.name
-    retired = cleanup(environment, keep_images=keep_images, pinned=group)  # never the group just promoted
-    health = group_health(environment, group)
+    # Never the group just promoted; what crashed runs left is `inv cleanup`'s to sweep (no reads for it here).
+    retired = cleanup(environment, keep_images=keep_images, pinned=group, sweep=False)
+    health = last_health(environment, group)  # as wait-health's last poll found it (measured now if this run did not)
     summary = {
         "image": serving.image_id,
         "group": group,
@@ -137,7 +138,7 @@ def deploy_plan(
         f"wait-health: would wait up to {timeout_s or config.health_timeout}s for {config.desired_capacity}/"
         f"{config.desired_capacity} healthy, then promote {launch.group}; if not healthy in time, {otherwise}"
     )
-    facts = read_cleanup_facts(environment, keep_images, new_group=new_group)
+    facts = read_cleanup_facts(environment, keep_images, new_group=new_group, sweep=False)
     # launch-asg removes the leftover before the cleanup runs: the cleanup will not find it.
     removed = {action.target for action in launch.remove_first}
     facts = replace(

@@ -280,6 +280,10 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             return {i: "unused" for i in instance_ids or []}
         return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in found["TargetHealthDescriptions"]}
 
+    def tags(self) -> dict[str, str]:
+        found = self.require()
+        return described_tags(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"])
+
     def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
         """As target_states, with `healthy` reported as IN_SERVICE (the steps count serving instances by it)."""
         return {i: IN_SERVICE if state == "healthy" else state for i, state in self.target_states(instance_ids).items()}
@@ -293,15 +297,24 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         found = self.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
         return [i["InstanceId"] for g in found["AutoScalingGroups"] for i in g.get("Instances", [])]
 
-    def detach_group(self, group_name: str) -> None:
-        """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most)."""
-        if not any(state not in ("Removing", "Removed") for state in self._attachment_states(group_name)):
+    def attached_to(self, raw_group: dict[str, Any]) -> bool:
+        return self.target_group_arn() in raw_group.get("TargetGroupARNs", [])
+
+    def detach_group(self, group_name: str, attached: bool = False) -> None:
+        """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most).
+        ATTACHED: the caller knows it is attached (from the group's description): no need to ask."""
+        if not attached and not any(
+            state not in ("Removing", "Removed") for state in self._attachment_states(group_name)
+        ):
             return  # not attached, or already being detached: nothing to do
         self.aws.autoscaling.detach_load_balancer_target_groups(
             AutoScalingGroupName=group_name, TargetGroupARNs=[self.target_group_arn()]
         )
 
-    def group_detached(self, group_name: str) -> bool:
+    def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
+        if instance_ids:
+            # Its instances known: detached once none is still a target (draining ends with `unused`).
+            return all(state == "unused" for state in self.target_states(instance_ids).values())
         if any(state != "Removed" for state in self._attachment_states(group_name)):
             return False
         instance_ids = self._group_instances(group_name)
@@ -347,7 +360,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             ],
             security_groups=found.get("SecurityGroups", []),
             subnets=sorted(zone["SubnetId"] for zone in found.get("AvailabilityZones", [])),
-            tags=described_tags(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"]),
+            tags=self.tags(),
         )
         return summary
 

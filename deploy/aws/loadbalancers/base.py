@@ -122,12 +122,22 @@ class LoadBalancer(Protocol):
         """State at the load balancer of the given (or all registered) instances; IN_SERVICE when serving."""
         ...
 
-    def detach_group(self, group_name: str) -> None:
-        """Start taking a group out of service: the load balancer drains its instances."""
+    def attached_to(self, raw_group: dict[str, Any]) -> bool:
+        """Whether the group's description (DescribeAutoScalingGroups) lists this load balancer as attached."""
         ...
 
-    def group_detached(self, group_name: str) -> bool:
-        """Whether the group is detached and none of its instances is still registered or draining."""
+    def detach_group(self, group_name: str, attached: bool = False) -> None:
+        """Start taking a group out of service: the load balancer drains its instances. ATTACHED: known to be
+        attached (its description says so), so not asked again."""
+        ...
+
+    def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
+        """Whether the group is detached and none of its instances is still registered or draining (INSTANCE_IDS:
+        the group's instances, when the caller knows them)."""
+        ...
+
+    def tags(self) -> dict[str, str]:
+        """The load balancer's tags (it must exist)."""
         ...
 
     def describe_summary(self) -> dict[str, Any]:

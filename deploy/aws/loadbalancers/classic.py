@@ -142,13 +142,19 @@ class ClassicLoadBalancer(LoadBalancerBase):
             return {i: "Unknown" for i in instance_ids or []}  # an instance that no longer exists
         return {state["InstanceId"]: state["State"] for state in found["InstanceStates"]}
 
-    def detach_group(self, group_name: str) -> None:
+    def attached_to(self, raw_group: dict[str, Any]) -> bool:
+        return self.name in raw_group.get("LoadBalancerNames", [])
+
+    def detach_group(self, group_name: str, attached: bool = False) -> None:
         """Detach the group: AWS deregisters its instances, which drain (connection draining, 300 s at most)."""
         self.aws.autoscaling.detach_load_balancers(AutoScalingGroupName=group_name, LoadBalancerNames=[self.name])
 
-    def group_detached(self, group_name: str) -> bool:
+    def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
         found = self.aws.autoscaling.describe_load_balancers(AutoScalingGroupName=group_name)["LoadBalancers"]
         return not any(lb["LoadBalancerName"] == self.name and lb.get("State") != "Removed" for lb in found)
+
+    def tags(self) -> dict[str, str]:
+        return described_tags(self.aws.elb.describe_tags(LoadBalancerNames=[self.name])["TagDescriptions"])
 
     def describe_summary(self) -> dict[str, Any]:
         """For status, dry runs and destroy: kind, name, exists; when it exists also dns_name, health_check,
@@ -161,7 +167,6 @@ class ClassicLoadBalancer(LoadBalancerBase):
             "LoadBalancerAttributes"
         ]
         draining = attributes.get("ConnectionDraining", {})
-        tags = self.aws.elb.describe_tags(LoadBalancerNames=[self.name])["TagDescriptions"]
         summary.update(
             dns_name=found.get("DNSName"),
             health_check=classic_check_summary(found.get("HealthCheck", {})),
@@ -175,7 +180,7 @@ class ClassicLoadBalancer(LoadBalancerBase):
             ],
             security_groups=found.get("SecurityGroups", []),
             subnets=sorted(found.get("Subnets", [])),
-            tags=described_tags(tags),
+            tags=self.tags(),
             draining_seconds=draining.get("Timeout") if draining.get("Enabled") else 0,
             instances=self.serving_states(),
         )
