@@ -37,6 +37,9 @@ class Environment:
     sleep: Callable[[float], None] = field(default=time.sleep)
     # The group this run promoted (set by wait-health): the deploy's cleanup never retires it. In memory only.
     promoted: str | None = None
+    # The image given by hand (--image-id, IMAGE_ID) this run deploys, as bake-carnivore found it: launch-asg tags
+    # its group so, and its promotion marks it as never to be deleted (in the account, not here). In memory only.
+    given_image: str | None = None
     # What this run has read of the account, read once and passed on to every later step (deploy/facts.py).
     facts: Facts = field(default_factory=Facts)
 

@@ -151,6 +151,7 @@ def _create_group(
         {"Key": key, "Value": value, "PropagateAtLaunch": key not in ("Image", GROUP_HAND_TAG)}
         for key, value in names.tags(Name=names.stack, Role="web", Image=image_id, **hand).items()
     ]
+    attachment = environment.load_balancer.group_attachment()
     environment.aws.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Latest"},
@@ -161,7 +162,7 @@ def _create_group(
         HealthCheckType="ELB",
         HealthCheckGracePeriod=GRACE_PERIOD_S,
         Tags=tags,
-        **environment.load_balancer.group_attachment(),
+        **attachment,
     )
     # What AWS now holds, as far as the later steps decide from it (no describe: the first poll reads it).
     remember_group(
@@ -172,6 +173,7 @@ def _create_group(
             "LaunchTemplate": {"LaunchTemplateId": template_id, "LaunchTemplateName": template_name},
             "Instances": [],
             "Tags": tags,
+            **attachment,
         },
     )
 

@@ -60,6 +60,7 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
     decision, staged = decide_carnivore(environment, image_id)
     if decision.image is not None:
         if decision.action == GIVEN:
+            environment.given_image = decision.image
             protected = set(environment.state.data.get(PROTECTED, [])) | {decision.image}
             environment.state.data[PROTECTED] = sorted(protected)
             environment.state.put(CARNIVORE, {"image_id": decision.image, "given": True})

@@ -118,7 +118,7 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     # An interrupted launch leaves at most this template (cleanup deletes templates no group uses) or this
     # group, tagged as launched by this tool and not promoted: the next run finds it in the account.
     pending = {"group": group_name, "launch_template": template_name, "image_id": image["ImageId"]}
-    by_hand = given_image(environment, image_id) is not None
+    by_hand = environment.given_image == image["ImageId"]
     try:
         create_group(environment, group_name, (template_id, template_name), subnet_ids, image["ImageId"], by_hand)
     except BaseException:

@@ -19,24 +19,29 @@ from deploy.plans.pending import pending_launch
 from deploy.steps.bake_carnivore import hand_tags
 
 
-def given_by_hand(environment: Environment, image: dict[str, Any] | None, group_name: str) -> bool:
-    """Whether the image was given by hand: its group was launched with it given (--image-id, its tag says so),
-    it was tagged so when given before, or it is not a deployment image this tool baked for this environment."""
+def launched_by_hand(environment: Environment, group_name: str, image_id: str) -> bool:
+    """Whether the group was launched with an image given by hand (--image-id, IMAGE_ID): this run's, or its tag."""
     group = next((g for g in environment_groups(environment) if g.name == group_name), None)
+    return environment.given_image == image_id or (group is not None and bool(group.tags.get(GROUP_HAND_TAG)))
+
+
+def given_by_hand(environment: Environment, image: dict[str, Any] | None) -> bool:
+    """Whether the image counts as given by hand in the history: tagged so when it was given (--image-id), or not a
+    deployment image this tool baked for this environment at all."""
     tags = tags_of(image) if image else {}
     names = environment.names
     baked_here = made_by_tool(tags, names.app, names.env) and tags.get("Role") == "carnivore"
-    launched_so = group is not None and bool(group.tags.get(GROUP_HAND_TAG))
-    return launched_so or environment.env in tags.get(HAND_TAG, "").split() or not baked_here
+    return environment.env in tags.get(HAND_TAG, "").split() or not baked_here
 
 
 def promote(environment: Environment, group_name: str, image_id: str, action: str = "deploy") -> None:
-    """Mark the group as the one that serves and its image as deployed, in AWS itself (an image given by hand
-    also as never to be deleted, in the same request); record it in the account's history."""
+    """Mark the group as the one that serves and its image as deployed, in AWS itself (an image given by hand also
+    as never to be deleted, in the same request); record it in the account's history."""
     image = describe_image(environment, image_id)
-    by_hand = given_by_hand(environment, image, group_name)
+    by_hand = launched_by_hand(environment, group_name, image_id)
     tag_promoted(environment, group_name, image_id, hand_tags(environment, image) if by_hand and image else None)
     environment.promoted = group_name  # this run's cleanup never retires it
+    by_hand = by_hand or given_by_hand(environment, image)
     record(environment, entry(action, PROMOTED, image_id, group_name, environment.log.elapsed(), by_hand))
 
 
