@@ -112,8 +112,8 @@ def test_assess_needs_group_and_load_balancer_health() -> None:
 def test_assess_done_when_every_desired_instance_is_ready() -> None:
     raw = _raw_group([("i-1", "InService", "Healthy"), ("i-2", "InService", "Healthy")], 2)
     assert assess(raw, {"i-1": "InService", "i-2": "InService"}).done
-    assert not assess(raw, states, {"i-1": "InService", "i-2": "OutOfService"}).done
-    assert not assess(_raw_group([], 0), {}, {}).done  # an empty group is never "healthy"
+    assert not assess(raw, {"i-1": "InService", "i-2": "OutOfService"}).done
+    assert not assess(_raw_group([], 0), {}).done  # an empty group is never "healthy"
 
 
 class FakeClock:
