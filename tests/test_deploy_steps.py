@@ -490,9 +490,10 @@ def test_a_protected_image_is_never_deleted(cloud, tmp_path, fake_time, how):
         client("ec2").create_tags(Resources=[h.unused_image], Tags=[{"Key": HAND_TAG, "Value": "production"}])
     else:
         client("ssm").put_parameter(
-            Name="/immutable-deploy/webapp-dev/history/20200101T000000000000Z-1",
+            Name="/immutable-deploy/webapp-dev/history",
             Value=json.dumps({"image": h.unused_image, "outcome": "promoted", "by_hand": True}),
             Type="String",
+            Overwrite=True,  # a new version of the history: a new entry
         )
     shutil.rmtree(tmp_path / "work", ignore_errors=True)  # no local file knows it
 
