@@ -227,6 +227,7 @@ def test_history_is_shown_newest_first_as_a_table_and_as_json(cloud, tmp_path, p
     assert other in lines[1] and cycle.given in lines[2] and "(by hand)" in lines[2]
     entries = json.loads(raw.getvalue())["entries"]
     assert [e["image"] for e in entries] == [other, cycle.given]
+    assert [e["name"] for e in entries] == [2, 1]  # each entry's version of the history parameter
     for item in entries:
         assert item["time"].endswith("Z") and "@" in item["by"] and item["version"].startswith("1.")
         assert item["group"].startswith("asg-webapp-dev-") and item["seconds"] >= 0

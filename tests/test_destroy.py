@@ -244,7 +244,7 @@ def test_destroy_cli_removes_the_environment_and_not_the_other(env_dir, fresh_cl
     parameters = [p["Name"] for p in cloud_client("ssm").describe_parameters()["Parameters"]]
     assert not [name for name in parameters if name.endswith("/lock")]  # the lock it held is released
     # The history stays: the account's record of what was deployed (and of images given by hand).
-    assert any(name.startswith(f"/immutable-deploy/webapp-{TEST_ENV}/history/") for name in parameters)
+    assert f"/immutable-deploy/webapp-{TEST_ENV}/history" in parameters
     assert not (work_dir / "deploy" / "keys" / TEST_ENV).exists()
 
 

@@ -1,10 +1,17 @@
-"""The deploy history of an environment, kept in the account: one SSM parameter per entry.
+"""The deploy history of an environment, kept in the account: the versions of one SSM parameter.
 
-Every deploy, rollback and abort writes `/immutable-deploy/STACK/history/STAMP-PID` (a String parameter,
-JSON: UTC time, user@host, action, image, group, outcome, duration, whether the image was given by hand,
-and the tool's version). Any machine reads the same history: `inv history` shows it, `inv rollback` picks
-from it, and cleanup and destroy never delete an image an entry marks as promoted by hand. The newest
-HISTORY_KEEP entries are kept; older ones are deleted when an entry is written.
+Every deploy, rollback and abort writes its entry as a new version of `/immutable-deploy/STACK/history` (a
+String parameter, JSON: UTC time, user@host, action, image, group, outcome, duration, whether the image was
+given by hand, the tool's version and a detail): one PutParameter with Overwrite=True, nothing read first.
+Writers of one environment never race: each holds its deploy lock (an abort is written by the run that holds
+it). Any machine reads the same history (GetParameterHistory, oldest first, 50 versions a page; shown newest
+first): `inv history` shows it, `inv rollback` picks from it, and destroy never deletes an image an entry
+marks as promoted by hand.
+
+HISTORY_KEEP = 100 is AWS's own limit: SSM keeps the last 100 versions of a parameter and drops the oldest
+itself when a new one is written (so does the embedded cloud), so keeping the history bounded costs no
+request. An entry read back carries `name`: its version of the parameter (1, 2, ...; it only grows), a
+stable key for that entry.
 """
 
 from __future__ import annotations
@@ -12,10 +19,9 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 import socket
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 from deploy import __version__
@@ -23,12 +29,13 @@ from deploy.aws.clients import collect, or_none
 from deploy.config import ROOT
 from deploy.environment import Environment
 
-HISTORY_KEEP = 200  # entries kept per environment (SSM standard parameters cost nothing)
+HISTORY_KEEP = 100  # entries kept per environment: the versions AWS keeps of one parameter (it drops older ones)
+MAX_VALUE = 4096  # bytes of a standard String parameter's value
 PROMOTED = "promoted"
 ABORTED = "aborted"
 
 
-def history_path(stack: str) -> str:
+def history_parameter(stack: str) -> str:
     return f"/immutable-deploy/{stack}/history"
 
 
@@ -61,37 +68,39 @@ def entry(
 
 
 def record(environment: Environment, item: dict[str, Any]) -> None:
-    """Write one entry (named by its time and this process, so two runs never write the same name)."""
+    """Write one entry: a new version of the history parameter, one request whatever the history's length (AWS
+    drops the oldest version beyond HISTORY_KEEP)."""
     ssm = environment.aws.client("ssm")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    name = f"{history_path(environment.names.stack)}/{stamp}-{os.getpid()}"
-    ssm.put_parameter(Name=name, Value=json.dumps(item, sort_keys=True), Type="String", Overwrite=False)
-    _prune(environment)
+    ssm.put_parameter(
+        Name=history_parameter(environment.names.stack), Value=_value(item), Type="String", Overwrite=True
+    )
 
 
-def _parameters(environment: Environment) -> list[dict[str, Any]]:
-    ssm = environment.aws.client("ssm")
-    return collect(ssm, "get_parameters_by_path", "Parameters", Path=history_path(environment.names.stack))
+def _value(item: dict[str, Any]) -> str:
+    """ITEM as JSON (ASCII), its detail (an abort's reason) shortened if the whole would not fit a value."""
+    value = json.dumps(item, sort_keys=True)
+    detail = str(item.get("detail") or "")
+    while len(value) > MAX_VALUE and detail:
+        detail = detail[: max(0, len(detail) - (len(value) - MAX_VALUE) - 3)]
+        value = json.dumps({**item, "detail": detail + "..."}, sort_keys=True)
+    return value
 
 
 def read_history(environment: Environment) -> list[dict[str, Any]]:
-    """Every entry, newest first (names sort by time); an unreadable value is skipped."""
+    """Every entry, newest first, each with its version as `name`; an unreadable value is skipped. At most
+    HISTORY_KEEP / 50 = 2 requests; none written yet: []."""
+    ssm = environment.aws.client("ssm")
+    name = history_parameter(environment.names.stack)
+    versions = or_none(lambda: collect(ssm, "get_parameter_history", "Parameters", Name=name, MaxResults=50))
     entries = []
-    for parameter in sorted(_parameters(environment), key=lambda p: p["Name"], reverse=True):
+    for version in sorted(versions or [], key=lambda v: int(v["Version"]), reverse=True):
         try:
-            value = json.loads(parameter["Value"])
+            value = json.loads(version["Value"])
         except ValueError:
             continue
         if isinstance(value, dict):
-            entries.append({**value, "name": parameter["Name"].rsplit("/", 1)[-1]})
+            entries.append({**value, "name": int(version["Version"])})
     return entries
-
-
-def _prune(environment: Environment) -> None:
-    ssm = environment.aws.client("ssm")
-    names = sorted((p["Name"] for p in _parameters(environment)), reverse=True)
-    for name in names[HISTORY_KEEP:]:
-        or_none(partial(ssm.delete_parameter, Name=name))
 
 
 def promoted_by_hand(entries: list[dict[str, Any]]) -> set[str]:

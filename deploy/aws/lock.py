@@ -1,10 +1,14 @@
 """One deploy per environment at a time: a lock that is atomic in AWS itself.
 
 The lock is an SSM parameter created with Overwrite=False: AWS lets exactly one creator win, so two
-machines can never both hold it. Its value names the holder (host, user, pid, start time, the command
-and a random token); it is written once and never changed by its holder. The step the holder is at lives
-in a parameter of the holder's own (`lock-step/TOKEN`): naming the next step can never overwrite a new
-holder's lock.
+machines can never both hold it. Its value names the holder (host, user, pid, start time, the command,
+the step it started with and a random token); it is written once and never changed by its holder.
+
+Requests: acquiring a free lock is one PutParameter; the run's next steps cost none (`update` changes only
+the holder this process keeps); releasing is one GetParameter (is it still ours? only `inv unlock` could
+have removed it, and another run then taken it) and one DeleteParameter. A run whose lock was removed by
+`inv unlock` learns it at release (a warning) and leaves the new holder's lock alone; `inv unlock` warns
+that such a run is no longer protected.
 
 Takeover. After a crash (kill -9), a holder on this same host whose process is gone is stale. Deleting its
 lock and creating a new one is not atomic (run B could delete the lock run A just took), so a takeover
@@ -50,7 +54,7 @@ class Holder:
         return f"A {self.command}" if self.command else "Another run"
 
     def describe(self) -> str:
-        return f"{self.user}@{self.host} pid {self.pid}, since {self.started}, at step {self.step}"
+        return f"{self.user}@{self.host} pid {self.pid}, since {self.started}, started at step {self.step}"
 
     def same_as(self, other: Holder) -> bool:
         if self.token or other.token:
@@ -114,10 +118,6 @@ def parameter_name(stack: str) -> str:
     return f"/immutable-deploy/{stack}/lock"
 
 
-def step_parameter(stack: str, token: str) -> str:
-    return f"/immutable-deploy/{stack}/lock-step/{token}"
-
-
 def takeover_parameter(stack: str, stale_value: str) -> str:
     return f"/immutable-deploy/{stack}/lock-takeover/{hashlib.sha256(stale_value.encode()).hexdigest()[:40]}"
 
@@ -139,16 +139,9 @@ class DeployLock:
         return str(found["Parameter"]["Value"]) if found else None
 
     def read(self) -> Holder | None:
-        """The holder, with the step it is at now (from its own step parameter)."""
+        """The holder (with the command and the step it started with), None when the lock is free: one request."""
         value = self._read_value()
-        if value is None:
-            return None
-        holder = Holder.parse(value)
-        if holder.token:
-            found = or_none(lambda: self.ssm.get_parameter(Name=step_parameter(self.stack, holder.token)))
-            if found:
-                holder = Holder(**{**asdict(holder), "step": found["Parameter"]["Value"]})
-        return holder
+        return Holder.parse(value) if value is not None else None
 
     def _create(self, name: str, value: str, what: str) -> bool:
         # Overwrite=False: AWS lets exactly one creator win; every other gets ParameterAlreadyExists.
@@ -176,7 +169,7 @@ class DeployLock:
             )
             if self._take_over(stale_value, holder):
                 return
-        current = self.read()
+            current = self.read()  # another run took it over (or it was released): name who holds it now
         what = current.describe() if current else "a holder that just released it; try again"
         doing = current.doing() if current else "Another run"
         raise DeployError(
@@ -195,33 +188,26 @@ class DeployLock:
             return False
         self.ssm.put_parameter(Name=self.name, Value=json.dumps(asdict(holder)), Type="String", Overwrite=True)
         self.mine, self.marker = holder, marker
-        dead = Holder.parse(stale_value)
-        if dead.token:
-            or_none(lambda: self.ssm.delete_parameter(Name=step_parameter(self.stack, dead.token)))
         return True
 
     def update(self, step: str) -> None:
-        """Name the current step, so a refused run can tell where the holder is: in this holder's own step
-        parameter, so it can never overwrite another holder's lock."""
-        if self.mine is None or self.mine.step == step:
-            return
-        current = self.read()
-        if current is None or not current.same_as(self.mine):
-            raise DeployError(f"The deploy lock of {self.env} was removed by someone else while this run held it.")
-        self.mine = Holder(**{**asdict(self.mine), "step": step})
-        self.ssm.put_parameter(
-            Name=step_parameter(self.stack, self.mine.token), Value=step, Type="String", Overwrite=True
-        )
+        """The run's next step (another task of the same command line): the lock is kept as it is, no request.
+        Only this process's own holder changes; the lock keeps naming the command and the step it started with."""
+        if self.mine is not None and self.mine.step != step:
+            self.mine = Holder(**{**asdict(self.mine), "step": step})
 
     def release(self) -> None:
         """Delete the lock if it is still this run's (nobody takes over a live holder's lock; only `inv unlock`
-        could have replaced it), then this run's step parameter and takeover marker."""
+        could have removed it, and another run then taken it), then the takeover marker this run created."""
         if self.mine is None:
             return
-        current = self.read()
+        value = self._read_value()
+        current = Holder.parse(value) if value is not None else None
         if current is not None and current.same_as(self.mine):
             self._delete(self.name)
-        self._delete(step_parameter(self.stack, self.mine.token))
+        else:
+            now = f"it is held by {current.describe()}, left as it is" if current else "it is free"
+            self.say(f"warning: the deploy lock of {self.env} was removed (inv unlock) while this run held it; {now}.")
         if self.marker is not None:
             self._delete(self.marker)
         self.mine, self.marker = None, None
@@ -234,6 +220,4 @@ class DeployLock:
         current = self.read()
         if current is not None:
             self._delete(self.name)
-            if current.token:
-                self._delete(step_parameter(self.stack, current.token))
         return current

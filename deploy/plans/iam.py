@@ -29,17 +29,16 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
     asg = f"arn:aws:autoscaling:{region}:*"
     zone = f"arn:aws:route53:::hostedzone/{config.hosted_zone_id or '*'}"
     statements = [
-        # The deploy lock, its holder's step and a dead holder's takeover markers (deploy/aws/lock.py), and the
-        # deploy history, one parameter per entry under one path (deploy/aws/history.py).
+        # The deploy lock and a dead holder's takeover markers (deploy/aws/lock.py: create, read, delete), and
+        # the deploy history, the versions of one parameter (deploy/aws/history.py: written, read as versions).
+        # One statement: PutParameter serves both, and each action is in one statement only.
         _statement(
             "DeployLockAndHistory",
-            ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"],
+            ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter", "ssm:GetParameterHistory"],
             [
                 f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock",
-                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock-step/*",
                 f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/lock-takeover/*",
                 f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/history",
-                f"arn:aws:ssm:{region}:*:parameter/immutable-deploy/{stack}/history/*",
             ],
         ),
         _statement("FindHostedZone", ["route53:ListHostedZonesByName"], ["*"]),

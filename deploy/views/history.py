@@ -1,4 +1,5 @@
-"""`inv history`: the environment's deploys, rollbacks and aborts as the account records them, newest first."""
+"""`inv history`: the environment's deploys, rollbacks and aborts as the account records them, newest first (the
+newest 100: deploy/aws/history.py). Each JSON entry's `name` is its version of the history parameter."""
 
 from __future__ import annotations
 

@@ -350,7 +350,7 @@ def render_table(status: dict[str, Any]) -> str:
     elif "user" in lock:
         lines.append(
             f"deploy lock    held by {lock.get('user')}@{lock.get('host')} pid {lock.get('pid')},"
-            f" since {lock.get('started')}, at step {lock.get('step')}"
+            f" since {lock.get('started')}, started at step {lock.get('step')}"
         )
     else:
         lines.append(f"deploy lock    held: {lock}")
