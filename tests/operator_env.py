@@ -82,6 +82,7 @@ def deploy(environment: Environment, image_id: str | None = None) -> tuple[str, 
     new_run(environment)
     group = launch_group(environment, image_id=image_id)
     promote(environment, group, image_id)
+    new_run(environment)  # what follows is another command: it reads the account afresh
     return group, image_id
 
 

@@ -169,7 +169,9 @@ def _create_group(
         environment,
         {
             "AutoScalingGroupName": name,
+            "MinSize": config.min_capacity,
             "DesiredCapacity": config.desired_capacity,
+            "MaxSize": config.max_capacity,
             "LaunchTemplate": {"LaunchTemplateId": template_id, "LaunchTemplateName": template_name},
             "Instances": [],
             "Tags": tags,
