@@ -33,8 +33,11 @@ class Waiter:
         deadline = self.clock() + self.timeout_s
         max_polls = int(self.timeout_s / self.poll_s) + 2
         status = ""
-        if first_after > 0 and not (self.stop is not None and self.stop.is_set()):
-            self.sleep(min(first_after, self.timeout_s))
+        waited, first_after = 0.0, min(first_after, self.timeout_s)
+        while waited < first_after and not (self.stop is not None and self.stop.is_set()):
+            step = min(self.poll_s, first_after - waited)  # a stop is seen within a poll interval
+            self.sleep(step)
+            waited += step
         for _ in range(max_polls):
             done, status = check()
             progress(status)
