@@ -20,7 +20,6 @@ from deploy.aws.lock import DeployLock
 from deploy.config import Config, load_config, print_warnings
 from deploy.facts import Facts
 from deploy.localcloud import process as localcloud
-from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
 from deploy.naming import Names, names_for
 from deploy.state import State
@@ -80,8 +79,9 @@ class Environment:
 def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None = None) -> Environment:
     """Load and validate the configuration, then make the cloud reachable: nothing touches AWS before.
 
-    DRY_RUN: the AWS clients refuse every write, and the embedded cloud is started but not seeded
-    (seeding writes). OUT: where progress lines go (stderr when stdout carries JSON or a command).
+    DRY_RUN: the AWS clients refuse every write. The embedded cloud is started here but seeded only by the step
+    that needs what it seeds (deploy/localcloud/seed.py): setup the hosted zone, bake-primal the base image.
+    OUT: where progress lines go (stderr when stdout carries JSON or a command).
     """
     config = load_config(env)
     print_warnings(config, sys.stderr)
@@ -91,8 +91,6 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     environment = Environment(config=config, log=log, aws=aws)
     if config.local_cloud:
         localcloud.start(str(config.endpoint_url), say=log.say, time_scale=config.local_time_scale)
-        if not dry_run:
-            seed(config, aws.ec2, aws.route53, say=log.say)
     return environment
 
 

@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 
 from deploy.facts import Facts
 from deploy.localcloud.fixes import patch_moto
+from deploy.localcloud.seed import create_base_image
 
 patch_moto()  # moto as the embedded cloud's server runs it (see the module docstring); idempotent
 
@@ -306,11 +307,12 @@ def cloud(
 
 
 def local_base_image(ec2: Any) -> str:
-    """The id of the local cloud's base image, local-base-debian-12 (which the moto server is seeded with)."""
-    [found] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
+    """The id of the local cloud's base image, local-base-debian-12: what bake-primal seeds the moto server with,
+    made here the same way when no run has needed it yet (a setup or a deploy with --image-id seeds no image)."""
+    found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
         "Images"
     ]
-    return str(found["ImageId"])
+    return str(found[0]["ImageId"]) if found else create_base_image(ec2, "local-base-debian-12")
 
 
 def make_image(ec2: Any, name: str, tags: Mapping[str, str] | None = None, base: str | None = None) -> str:

@@ -15,7 +15,7 @@ from deploy.aws.instances import require_instance_type
 from deploy.aws.network import resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.localcloud.seed import seed_plan
+from deploy.localcloud.seed import seed_base_image
 from deploy.plans.bake import BAKE, GIVEN
 from deploy.plans.cleanup import plan_cleanup
 from deploy.plans.groups import serving_group
@@ -73,10 +73,11 @@ def _bake_lines(environment: Environment, primal_id: str | None) -> list[str]:
     except DeployError:
         if primal_id or config.primal_id or not config.local_cloud:
             raise  # a bad given image fails the plan as it fails the run
-        primal = None  # SOURCE_AMI is missing: the embedded cloud seeds it when a real run starts
+        primal = None  # SOURCE_AMI is missing: bake-primal seeds it into the embedded cloud
     builder = packer_builder(environment)
     if primal is None:
-        lines = [f"bake-primal: would bake a primal image with Packer from {config.source_ami} (seeded at start)"]
+        lines = seed_base_image(config, environment.aws.ec2, dry_run=True)[1]
+        lines.append(f"bake-primal: would bake a primal image with Packer from {config.source_ami}")
     elif primal.action == GIVEN:
         lines = [f"bake-primal: skip, primal image {primal.image} is given"]
     elif primal.action == BAKE:
@@ -106,7 +107,7 @@ def deploy_plan(
     """`inv deploy --dry-run` (and `inv rollback --dry-run`): every step of the chain, in order, as it would run
     now, each from the decision function the step itself uses."""
     config = environment.config
-    lines = seed_plan(environment.config, environment.aws.ec2, environment.aws.route53)
+    lines: list[str] = []
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     image = given_image(environment, image_id)
     if image:
