@@ -277,12 +277,20 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             )
 
     def require(self) -> dict[str, Any]:
-        found = super().require()
-        self.target_group_arn()  # and its target group
-        return found
+        """What a deploy needs: the target group, and a load balancer in front of it. The target group answers
+        both (its LoadBalancerArns), so a deploy reads only it; the load balancer's own description only when the
+        target group has none (then: why, as `LoadBalancerBase.require` says)."""
+        group = self.describe_target_group()
+        arns = (group or {}).get("LoadBalancerArns") or []
+        if group is None or not arns:
+            found = super().require()
+            self.target_group_arn()  # and its target group
+            return found
+        return self.known.get(facts.LOAD_BALANCER) or {"LoadBalancerName": self.name, "LoadBalancerArn": arns[0]}
 
     def dns_target(self) -> tuple[str, str]:
-        found = self.require()
+        found = super().require()  # the whole description: its DNS name and zone
+        self.target_group_arn()
         return found["DNSName"], found["CanonicalHostedZoneId"]
 
     # --- deploy -------------------------------------------------------------------------------

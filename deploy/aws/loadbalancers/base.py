@@ -119,7 +119,8 @@ class LoadBalancer(Protocol):
     def exists(self) -> bool: ...
 
     def require(self) -> dict[str, Any]:
-        """The load balancer's description; DeployError when setup has not run (or the kind was switched)."""
+        """DeployError when setup has not run (or the kind was switched); else at least the load balancer's name and
+        ARN (the whole description where it was read: `describe`)."""
         ...
 
     def dns_target(self) -> tuple[str, str]:
