@@ -54,10 +54,10 @@ def read_cleanup_facts(
 ) -> CleanupFacts:
     """Read what the cleanup decides from. NEW_GROUP: a deploy's plan, where the group that will serve does not
     exist yet (it is promoted only once healthy, so its health is not asked). PINNED: the group this run just
-    promoted, which serves whatever the order of the groups says. SWEEP (`inv cleanup`; not a deploy's end): also
-    look for what crashed runs left behind with no group to lead to it: launch templates and configurations no
-    group uses, a bake's instance and key pair, snapshots of deleted images. A deploy retires what it replaced
-    and the templates, configurations and images of those groups; `inv cleanup` sweeps the rest."""
+    promoted, which serves whatever the order of the groups says. SWEEP (`inv cleanup`, the end of a deploy that
+    baked): also look for what crashed runs left behind with no group to lead to it: launch templates and
+    configurations no group uses, a bake's instance and key pair, snapshots of deleted images. Without it (a deploy
+    of an image given by hand) only the groups it replaced go, with their templates, configurations and images."""
     groups = environment_groups(environment)
     serving = new_group or _pinned(groups, pinned) or serving_group(groups)
     keep = keeps_images(environment, keep_images)

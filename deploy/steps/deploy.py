@@ -36,8 +36,11 @@ def require_setup(environment: Environment) -> Environment:
     return environment
 
 
-def finish_deploy(environment: Environment, keep_images: bool | None = None) -> dict[str, Any]:
-    """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says)."""
+def finish_deploy(
+    environment: Environment, keep_images: bool | None = None, sweep: bool | None = None
+) -> dict[str, Any]:
+    """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says). SWEEP: look
+    for crashed runs' leftovers too (None: when this run baked, i.e. was given no image)."""
     # The group this run promoted (wait-health keeps it in memory); a finish run alone: the one that serves.
     groups = environment_groups(environment)
     promoted = environment.promoted
@@ -45,8 +48,10 @@ def finish_deploy(environment: Environment, keep_images: bool | None = None) -> 
     if serving is None:
         raise DeployError("No group serves: the deploy did not complete.")
     group = serving.name
-    # Never the group just promoted; what crashed runs left is `inv cleanup`'s to sweep (no reads for it here).
-    retired = cleanup(environment, keep_images=keep_images, pinned=group, sweep=False)
+    # Never the group just promoted. A deploy that baked also sweeps what crashed runs left (a killed bake's
+    # instance, orphan templates and snapshots); one of an image given by hand spends no request on it (issue 13).
+    sweep = environment.given_image is None if sweep is None else sweep
+    retired = cleanup(environment, keep_images=keep_images, pinned=group, sweep=sweep)
     health = last_health(environment, group)  # as wait-health's last poll found it (measured now if this run did not)
     summary = {
         "image": serving.image_id,
@@ -139,7 +144,7 @@ def deploy_plan(
         f"wait-health: would wait up to {timeout_s or config.health_timeout}s for {config.desired_capacity}/"
         f"{config.desired_capacity} healthy, then promote {launch.group}; if not healthy in time, {otherwise}"
     )
-    facts = read_cleanup_facts(environment, keep_images, new_group=new_group, sweep=False)
+    facts = read_cleanup_facts(environment, keep_images, new_group=new_group, sweep=image is None)
     # launch-asg removes the leftover before the cleanup runs: the cleanup will not find it.
     removed = {action.target for action in launch.remove_first}
     facts = replace(
