@@ -13,10 +13,10 @@ from deploy.aws.loadbalancers.base import (
     HealthCheck,
     LoadBalancerBase,
     described_tags,
-    target_group_check_summary,
 )
 from deploy.aws.loadbalancers.certificates import check_certificate
-from deploy.aws.loadbalancers.listeners import listener_matches, listener_summary, wanted_listeners
+from deploy.aws.loadbalancers.listeners import listener_matches, wanted_listeners
+from deploy.aws.loadbalancers.summaries import application_summary
 from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
 from deploy.plans.model import IN_SERVICE
@@ -357,42 +357,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
     # --- status and destroy -------------------------------------------------------------------
 
     def describe_summary(self) -> dict[str, Any]:
-        """For status, dry runs and destroy: kind, name, exists and target_group (None when absent; else name,
-        arn, deregistration_delay_seconds, targets); when the load balancer exists also dns_name, state,
-        health_check (of the target group), listeners ({port, protocol, action[, certificate, ssl_policy]}),
-        security_groups, subnets, tags."""
-        found = self.describe()
-        group = self.describe_target_group()
-        summary: dict[str, Any] = {
-            "kind": self.kind,
-            "name": self.name,
-            "exists": found is not None,
-            "target_group": None,
-        }
-        if group is not None:
-            arn = str(group["TargetGroupArn"])
-            attributes = self.target_group_attributes(arn)
-            summary["target_group"] = {
-                "name": self.target_group_name,
-                "arn": arn,
-                "deregistration_delay_seconds": int(attributes.get("deregistration_delay.timeout_seconds", 0)),
-                "targets": self.target_states(),
-            }
-            summary["health_check"] = target_group_check_summary(group)
-        if found is None:
-            return summary
-        summary.update(
-            dns_name=found.get("DNSName"),
-            state=(found.get("State") or {}).get("Code"),
-            listeners=[
-                listener_summary(port, listener, self.target_group_name)
-                for port, listener in sorted(self.listeners(found["LoadBalancerArn"]).items())
-            ],
-            security_groups=found.get("SecurityGroups", []),
-            subnets=sorted(zone["SubnetId"] for zone in found.get("AvailabilityZones", [])),
-            tags=self.tags(),
-        )
-        return summary
+        return application_summary(self)
 
     def delete(self) -> list[str]:
         """Listeners, then the target group (no longer referenced), then the load balancer; wait until it is gone."""
