@@ -25,7 +25,11 @@ class FakeClock:
 
 def environment(tags: dict[str, str] | None, ports: list[int] | None = None) -> SimpleNamespace:
     """TAGS: the load balancer's, on the embedded cloud (None: on AWS, where no tag is read)."""
-    balancer = SimpleNamespace(tags=lambda: tags or {}, ingress_ports=lambda: ports or [80])
+    balancer = SimpleNamespace(
+        tags=lambda: tags or {},
+        describe_summary=lambda: {"exists": True, "tags": tags or {}},
+        ingress_ports=lambda: ports or [80],
+    )
     return SimpleNamespace(
         load_balancer=balancer,
         names=SimpleNamespace(host="dev01.example.com"),
