@@ -20,7 +20,6 @@ from deploy.aws.lock import DeployLock
 from deploy.config import Config, load_config, print_warnings
 from deploy.facts import Facts
 from deploy.localcloud import process as localcloud
-from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
 from deploy.naming import Names, names_for
 from deploy.state import State
@@ -37,6 +36,9 @@ class Environment:
     sleep: Callable[[float], None] = field(default=time.sleep)
     # The group this run promoted (set by wait-health): the deploy's cleanup never retires it. In memory only.
     promoted: str | None = None
+    # The image given by hand (--image-id, IMAGE_ID) this run deploys, as bake-carnivore found it: launch-asg tags
+    # its group so, and its promotion marks it as never to be deleted (in the account, not here). In memory only.
+    given_image: str | None = None
     # What this run has read of the account, read once and passed on to every later step (deploy/facts.py).
     facts: Facts = field(default_factory=Facts)
 
@@ -63,6 +65,12 @@ class Environment:
     def say(self, message: str) -> None:
         self.log.say(message)
 
+    def aws_seconds(self, seconds: float) -> float:
+        """A duration AWS takes (a health check interval, connection draining), as this cloud runs it: an emulator
+        (AWS_ENDPOINT_URL, the embedded cloud's or another) models AWS's durations LOCAL_TIME_SCALE times faster.
+        Only the first check of a wait comes after it: a wrong factor costs polls, never a wrong answer."""
+        return seconds * self.config.local_time_scale if self.config.endpoint_url else seconds
+
     def waiter(self, timeout_s: float, stop: threading.Event | None = None) -> Waiter:
         """A bounded wait on this run's clock, polling every POLL_SECONDS; STOP ends it early from another thread."""
         return Waiter(timeout_s, float(self.config.poll_seconds), clock=self.clock, sleep=self.sleep, stop=stop)
@@ -71,8 +79,9 @@ class Environment:
 def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None = None) -> Environment:
     """Load and validate the configuration, then make the cloud reachable: nothing touches AWS before.
 
-    DRY_RUN: the AWS clients refuse every write, and the embedded cloud is started but not seeded
-    (seeding writes). OUT: where progress lines go (stderr when stdout carries JSON or a command).
+    DRY_RUN: the AWS clients refuse every write. The embedded cloud is started here but seeded only by the step
+    that needs what it seeds (deploy/localcloud/seed.py): setup the hosted zone, bake-primal the base image.
+    OUT: where progress lines go (stderr when stdout carries JSON or a command).
     """
     config = load_config(env)
     print_warnings(config, sys.stderr)
@@ -82,8 +91,6 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     environment = Environment(config=config, log=log, aws=aws)
     if config.local_cloud:
         localcloud.start(str(config.endpoint_url), say=log.say, time_scale=config.local_time_scale)
-        if not dry_run:
-            seed(config, aws.ec2, aws.route53, say=log.say)
     return environment
 
 

@@ -45,9 +45,10 @@ def _wait(
     stop: threading.Event | None = None,
     show: bool = False,
     again: str = "inv cleanup",
+    first_after: float = 0.0,
 ) -> None:
     """Wait, bounded, until CHECK is done; else DeployError naming WHAT and the command that finishes the work
-    (AGAIN). SHOW: a live progress line."""
+    (AGAIN). SHOW: a live progress line. FIRST_AFTER: seconds before the first check (see Waiter.until)."""
     shown = False
 
     def progress(status: str) -> None:
@@ -57,7 +58,7 @@ def _wait(
             shown = True
 
     try:
-        done, status = environment.waiter(timeout_s, stop=stop).until(check, progress)
+        done, status = environment.waiter(timeout_s, stop=stop).until(check, progress, first_after)
     finally:
         if shown:
             environment.log.end_progress()
@@ -71,26 +72,29 @@ def _wait(
 def retire_group(
     environment: Environment, name: str, timeout_s: float = RETIRE_TIMEOUT_S, stop: threading.Event | None = None
 ) -> None:
-    """Gracefully: detach (the load balancer drains), scale to 0, wait until the instances are gone, delete.
+    """Gracefully: detach (the load balancer drains its connections), wait the draining time, check it is drained,
+    then delete it with its instances (ForceDelete: AWS scales it down and deletes it in one request).
 
     Every phase is safe to repeat, so a group half-retired by an interrupted or crashed run is finished
     by the next one. STOP, when set, ends the retirement at the next safe point.
     """
     balancer = environment.load_balancer
-    if not balancer.group_detached(name):
+    known = next((group for group in groups.environment_groups(environment) if group.name == name), None)
+    raw = known.raw if known is not None and known.raw else groups.describe_group(environment, name, True)
+    draining = 0.0
+    if raw is not None and balancer.attached_to(raw):
         environment.say(f"  retiring {name}: detaching from {balancer.name} (connections drain)")
-        balancer.detach_group(name)
-    _wait(environment, timeout_s, lambda: (balancer.group_detached(name), ""), f"Draining {name}", stop)
+        balancer.detach_group(name, attached=True)
+        # Draining takes this long at most, and the check could not say "drained" sooner: check once it is over.
+        draining = environment.aws_seconds(DRAINING_TIMEOUT_S)
+    instance_ids = list(known.instance_ids) if known is not None else None
+
+    def drained() -> tuple[bool, str]:
+        return balancer.group_detached(name, instance_ids), f"{name}: still draining"
+
+    _wait(environment, timeout_s, drained, f"Draining {name}", stop, first_after=draining)
     _checkpoint(stop, name, "detaching (it no longer serves)")
-    groups.scale_to_zero(environment, name)
-
-    def instances_gone() -> tuple[bool, str]:
-        left = groups.instances_left(environment, name)
-        return left == 0, f"{name}: {left} instances left"
-
-    _wait(environment, timeout_s, instances_gone, f"Scaling {name} to 0", stop)
-    _checkpoint(stop, name, "scaling to 0")
-    delete_group(environment, name, force=False, timeout_s=timeout_s, stop=stop)
+    delete_group(environment, name, force=True, detach=False, timeout_s=timeout_s, stop=stop, wait_gone=False)
     environment.say(f"  retired {name}")
 
 
@@ -103,14 +107,16 @@ def delete_group(
     stop: threading.Event | None = None,
     again: str = "inv cleanup",
     drain: bool = False,
+    wait_gone: bool = True,
 ) -> None:
     """Delete the group, retrying while AWS says its last scaling activity still runs.
 
     FORCE: with its instances, and wait until it is gone; DETACH it from the load balancer first (so that
     the load balancer drains it) unless the load balancer is gone already. DRAIN: a group that served live
     requests (an aborted deploy's): wait until the detachment is done, for at most the load balancer's
-    draining time, before its instances are terminated. Without FORCE the group must be empty (a retirement
-    scaled it to 0): AWS deletes it at once.
+    draining time, before its instances are terminated. Without FORCE the group must be empty: AWS deletes it at
+    once. WAIT_GONE: wait until AWS has deleted it (a retirement does not: its instances were drained, and a group
+    being deleted is ignored by every later run, so nothing waits on it).
     """
     if force and detach:
         balancer = environment.load_balancer
@@ -129,7 +135,8 @@ def delete_group(
         return refused is None, f"{name}: {refused}" if refused else ""
 
     _wait(environment, timeout_s, deleted, f"Deleting {name}", stop, again=again)
-    if force:
+    groups.forget_group(environment, name)
+    if force and wait_gone:
 
         def gone() -> tuple[bool, str]:
             if groups.group_gone(environment, name):

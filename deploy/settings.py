@@ -316,7 +316,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LOCAL_TIME_SCALE",
         _time_scale,
-        "Embedded cloud only: factor applied to every AWS duration it models (boot, health checks, draining).",
+        "Embedded cloud (or any AWS_ENDPOINT_URL emulator): factor applied to every AWS duration it models (boot,"
+        " health checks, draining); the tool's first checks of a wait follow it.",
     ),
     Setting(
         "PRIMAL_ID",

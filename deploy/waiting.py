@@ -22,12 +22,22 @@ class Waiter:
     stop: threading.Event | None = None  # set from another thread: give up at the next poll
 
     def until(
-        self, check: Callable[[], tuple[bool, str]], progress: Callable[[str], None] = lambda _: None
+        self,
+        check: Callable[[], tuple[bool, str]],
+        progress: Callable[[str], None] = lambda _: None,
+        first_after: float = 0.0,
     ) -> tuple[bool, str]:
-        """(done, last status): CHECK answers (done, a status line); PROGRESS sees every status line."""
+        """(done, last status): CHECK answers (done, a status line); PROGRESS sees every status line.
+        FIRST_AFTER: seconds before the first check, when AWS cannot be done sooner (a check then is a wasted
+        request); bounded by the timeout, and cut short by STOP."""
         deadline = self.clock() + self.timeout_s
         max_polls = int(self.timeout_s / self.poll_s) + 2
         status = ""
+        waited, first_after = 0.0, min(first_after, self.timeout_s)
+        while waited < first_after and not (self.stop is not None and self.stop.is_set()):
+            step = min(self.poll_s, first_after - waited)  # a stop is seen within a poll interval
+            self.sleep(step)
+            waited += step
         for _ in range(max_polls):
             done, status = check()
             progress(status)

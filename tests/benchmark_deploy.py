@@ -1,4 +1,5 @@
-"""Benchmark: a deploy against the embedded cloud with the bakes skipped (--image-id), at several sizes.
+"""Benchmark: a deploy against the embedded cloud with the bakes skipped (--image-id), at several sizes; then the
+request budgets of issue 13 (the real CLI, both load balancer kinds, two instances), each beside its budget.
 
 Prints, per scenario (instances, outdated groups, unrelated groups in the account), the wall time
 of the tool's own work (launch, health wait, retirement; the seconds spent sleeping between polls
@@ -8,8 +9,9 @@ new one run the example app (real processes behind real health checks); older ou
 records (images without an app). The deploy's wall time is set against the modelled physical limit:
 boot + healthy threshold x interval + draining, at the time scale. Not a test: no figure is asserted.
 
-    .venv/bin/python tests/benchmark_deploy.py            # all scenarios
-    .venv/bin/python tests/benchmark_deploy.py 10,3,300   # one
+    .venv/bin/python tests/benchmark_deploy.py            # all scenarios, then the budgets
+    .venv/bin/python tests/benchmark_deploy.py 10,3,300   # one scenario, then the budgets
+    .venv/bin/python tests/benchmark_deploy.py budgets    # the budgets only
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ def _counting_sleep(seconds: float) -> None:
 
 time.sleep = _counting_sleep  # before deploy.* is imported: the waiter's default sleep is this one
 
-from conftest import free_port, local_base_image, make_image, other_app_groups, reset_cloud  # noqa: E402
+from conftest import (  # noqa: E402
+    ServerSite,
+    free_port,
+    local_base_image,
+    make_image,
+    other_app_groups,
+    reset_cloud,
+    succeeded,
+)
 
 from deploy import environment as environments  # noqa: E402
 from deploy.aws.health import group_health  # noqa: E402
@@ -206,8 +216,51 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait()
 
 
+# Issue 13's budgets, and what this tool sent before it (main at 90a3f3c, same scenarios, measured the same way).
+BUDGETS = {"second setup": 12, "first deploy": 18, "retire-one deploy": 24}
+BEFORE = {
+    ("classic", "second setup"): 26,
+    ("classic", "first deploy"): 65,
+    ("classic", "retire-one deploy"): 75,
+    ("application", "second setup"): 31,
+    ("application", "first deploy"): 68,
+    ("application", "retire-one deploy"): 87,
+}
+
+
+def budgets(port: int, work: Path) -> list[tuple[str, str, Counter[str]]]:
+    """(kind, scenario, requests by operation) of the real CLI on a fresh cloud: setup, a first deploy, a deploy
+    that retires one group (--image-id, two instances), a second setup; counted from each run's per-call logs."""
+    rows = []
+    for kind in ("classic", "application"):
+        root = work / f"budget-{kind}"
+        root.mkdir()
+        capacity = {"MIN_CAPACITY": "2", "DESIRED_CAPACITY": "2", "MAX_CAPACITY": "2"}
+        site = ServerSite.create(
+            f"http://127.0.0.1:{port}", "budget", root, LOAD_BALANCER=kind, LOCAL_TIME_SCALE=str(TIME_SCALE), **capacity
+        )
+        succeeded(site.inv("setup"))
+        for scenario_name, image in (("first deploy", "budget-a"), ("retire-one deploy", "budget-b")):
+            tags = {"ManagedBy": "immutable-deploy", "App": "webapp", "Env": "budget", "Role": "carnivore"}
+            image_id = make_image(site.client("ec2"), image, {**tags, "Name": image})
+            calls = site.requests_of("deploy", "--image-id", image_id)
+            rows.append((kind, scenario_name, Counter(operation for _, operation in calls)))
+        calls = site.requests_of("setup")
+        rows.append((kind, "second setup", Counter(operation for _, operation in calls)))
+    return rows
+
+
+def print_budgets(rows: list[tuple[str, str, Counter[str]]]) -> None:
+    print(f"\n{'load balancer':>13} {'scenario':>18} {'requests':>9} {'budget':>7} {'before':>7}")
+    for kind, name, count in rows:
+        print(f"{kind:>13} {name:>18} {sum(count.values()):9d} {BUDGETS[name]:7d} {BEFORE[(kind, name)]:7d}")
+    for kind, name, count in rows:
+        print(f"\n{kind}, {name}: " + ", ".join(f"{op} {n}" for op, n in sorted(count.items())))
+
+
 def main() -> None:
-    chosen = [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
+    only_budgets = sys.argv[1:] == ["budgets"]
+    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         isolate(work)
@@ -215,8 +268,12 @@ def main() -> None:
         server = start_server(port, work / "moto.log")
         try:
             results = [(size, scenario(port, work, *size)) for size in chosen]
+            budget_rows = budgets(port, work)
         finally:
             stop_server(server)
+    print_budgets(budget_rows)
+    if not results:
+        return
     print(
         f"\n{'instances,outdated,unrelated':>30} {'wall s':>8} {'physical limit s':>17}"
         f" {'of which polling sleep s':>25} {'AWS requests':>13} {'traffic requests':>17} {'failed':>7}"

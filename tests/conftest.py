@@ -15,6 +15,7 @@ in folders of its own (`ServerSite`), and background threads that watch or distu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -33,7 +34,9 @@ from typing import Any, Self
 import pytest
 from botocore.exceptions import ClientError
 
+from deploy.facts import Facts
 from deploy.localcloud.fixes import patch_moto
+from deploy.localcloud.seed import create_base_image
 
 patch_moto()  # moto as the embedded cloud's server runs it (see the module docstring); idempotent
 
@@ -251,6 +254,7 @@ def local_env_text(endpoint: str, **extra: str) -> str:
         "SOURCE_AMI_OWNER": "self",
         "POLL_SECONDS": "1",
         "HEALTH_TIMEOUT": "30",
+        "LOCAL_TIME_SCALE": TEST_TIME_SCALE,  # the session's server runs at it: the tool's first waits match
         **extra,
     }
     return "".join(f"{key}={value}\n" for key, value in values.items())
@@ -303,11 +307,12 @@ def cloud(
 
 
 def local_base_image(ec2: Any) -> str:
-    """The id of the local cloud's base image, local-base-debian-12 (which the moto server is seeded with)."""
-    [found] = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
+    """The id of the local cloud's base image, local-base-debian-12: what bake-primal seeds the moto server with,
+    made here the same way when no run has needed it yet (a setup or a deploy with --image-id seeds no image)."""
+    found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])[
         "Images"
     ]
-    return str(found["ImageId"])
+    return str(found[0]["ImageId"]) if found else create_base_image(ec2, "local-base-debian-12")
 
 
 def make_image(ec2: Any, name: str, tags: Mapping[str, str] | None = None, base: str | None = None) -> str:
@@ -404,6 +409,27 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, output
     assert "Traceback" not in output, output
     return result.stdout
+
+
+CALL_FILE = re.compile(r"^\d{4}-(?P<step>.+)-(?P<service>[a-z0-9]+)-(?P<operation>[A-Za-z0-9]+)\.json$")
+
+
+def recorded_calls(run: Path) -> list[tuple[str, str]]:
+    """(step, "service.Operation") of every AWS call a run recorded, in order: its log folder keeps one file per
+    call, NNNN-STEP-SERVICE-Operation.json (deploy/logs.py)."""
+    calls = []
+    for path in sorted(run.glob("*.json")):
+        match = CALL_FILE.match(path.name)
+        assert match, f"not a per-call log file: {path.name}"
+        calls.append((match["step"], f"{match['service']}.{match['operation']}"))
+    return calls
+
+
+def new_run(environment: Any) -> Any:
+    """ENVIRONMENT as a new command line would open it: nothing read of the account yet (deploy/facts.py). A test
+    that runs several commands on one Environment starts each so; the CLI opens one per command line."""
+    environment.facts = Facts()
+    return environment
 
 
 def tags_of(group: dict[str, Any]) -> dict[str, str]:
@@ -510,6 +536,15 @@ class ServerSite(ServerView):
     @property
     def app_dir(self) -> Path:
         return self.root / "app"
+
+    def latest_run(self) -> Path:
+        """The folder of the CLI's latest run on this environment (deploy/log/ENV/latest)."""
+        return (self.work_dir / "deploy" / "log" / self.env / "latest").resolve()
+
+    def requests_of(self, *args: str) -> list[tuple[str, str]]:
+        """Run the CLI with ARGS on this environment (it must succeed); the AWS calls the run recorded."""
+        succeeded(self.inv(*args))
+        return recorded_calls(self.latest_run())
 
     @property
     def state_path(self) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from conftest import REGION, make_image, server_client, write_env_folder
+from conftest import REGION, make_image, new_run, server_client, write_env_folder
 
 from deploy.aws.clients import Aws
 from deploy.config import load_config
@@ -79,8 +79,10 @@ def bake_image(env: str, role: str = "carnivore", app: str = "webapp", managed: 
 def deploy(environment: Environment, image_id: str | None = None) -> tuple[str, str]:
     """Launch a group with a (new) image and promote it, as a successful deploy does; (group, image)."""
     image_id = image_id or bake_image(environment.env)
+    new_run(environment)
     group = launch_group(environment, image_id=image_id)
     promote(environment, group, image_id)
+    new_run(environment)  # what follows is another command: it reads the account afresh
     return group, image_id
 
 

@@ -28,6 +28,7 @@ from conftest import (
     local_base_image,
     local_env_text,
     make_image,
+    new_run,
     other_app_groups,
     reset_cloud,
     succeeded,
@@ -408,7 +409,7 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
     def deploy_requests(name: str) -> Counter[str]:
         image_id = deployment_image(name)
         environment.aws.requests.clear()
-        launch_group(environment, image_id=image_id)
+        launch_group(new_run(environment), image_id=image_id)
         wait_for_new_group(environment)
         assert len(retire_outdated(environment)) == 1
         return Counter(environment.aws.requests)

@@ -99,22 +99,21 @@ def _raw_group(states: list[tuple[str, str, str]], desired: int) -> dict:
     }
 
 
-def test_assess_needs_group_ec2_and_load_balancer_health() -> None:
+def test_assess_needs_group_and_load_balancer_health() -> None:
     raw = _raw_group(
         [("i-1", "InService", "Healthy"), ("i-2", "InService", "Healthy"), ("i-3", "Pending", "Healthy")], 3
     )
-    health = assess(raw, {"i-1": "running", "i-2": "stopped"}, {"i-1": "InService", "i-2": "InService"})
-    assert (health.healthy_in_group, health.running, health.in_service_at_lb) == (2, 1, 2)
+    health = assess(raw, {"i-1": "InService", "i-2": "OutOfService", "i-3": "InService"})
+    assert (health.healthy_in_group, health.in_service_at_lb) == (2, 1)  # i-3 is not InService in its group yet
     assert health.ready == 1 and not health.done
     assert "1/3 healthy" in health.line()
 
 
 def test_assess_done_when_every_desired_instance_is_ready() -> None:
     raw = _raw_group([("i-1", "InService", "Healthy"), ("i-2", "InService", "Healthy")], 2)
-    states = {"i-1": "running", "i-2": "running"}
-    assert assess(raw, states, {"i-1": "InService", "i-2": "InService"}).done
-    assert not assess(raw, states, {"i-1": "InService", "i-2": "OutOfService"}).done
-    assert not assess(_raw_group([], 0), {}, {}).done  # an empty group is never "healthy"
+    assert assess(raw, {"i-1": "InService", "i-2": "InService"}).done
+    assert not assess(raw, {"i-1": "InService", "i-2": "OutOfService"}).done
+    assert not assess(_raw_group([], 0), {}).done  # an empty group is never "healthy"
 
 
 class FakeClock:
@@ -186,7 +185,7 @@ def test_tree_digest_changes_with_content_and_names(tmp_path: Path) -> None:
 def test_steady_check_needs_consecutive_healthy_polls() -> None:
     from deploy.plans.health import GroupHealth, steady_check
 
-    healthy, flapping = GroupHealth(2, 2, 2, 2), GroupHealth(2, 2, 2, 1)
+    healthy, flapping = GroupHealth(2, 2, 2), GroupHealth(2, 2, 1)
     readings = iter([healthy, flapping, healthy, healthy])
     check = steady_check(lambda: next(readings), polls=2)
     assert [check()[0] for _ in range(4)] == [False, False, False, True]

@@ -21,11 +21,12 @@ import boto3
 import conftest
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, legacy_group, write_env_folder
+from conftest import REGION, legacy_group, new_run, write_env_folder
 
 import deploy.steps.baking
 from deploy.aws.clients import Aws
 from deploy.aws.groups import environment_groups
+from deploy.aws.health import HealthPoll
 from deploy.aws.history import read_history
 from deploy.aws.images import HAND_TAG, describe_image
 from deploy.config import load_config
@@ -333,9 +334,32 @@ def test_wait_promotes_a_group_healthy_on_consecutive_polls(cloud, tmp_path, fak
     )
     assert recorded["by_hand"] is False  # a deployment image this tool baked for dev
     assert leftover_launch(environment) is None
-    assert fake_time.sleeps == [POLL]  # two all-healthy polls, one poll interval apart
+    # One wait until the load balancer could count an instance healthy (threshold 2 x interval 30 s, within the
+    # timeout), then one all-healthy poll: promoted.
+    # (that wait in poll intervals, so that a stop is seen within one)
+    assert sum(fake_time.sleeps) == min(2 * 30, HEALTH_TIMEOUT) and max(fake_time.sleeps) == POLL
     assert group(name) is not None
     assert "is healthy and serving" in output(environment)
+
+
+def test_a_health_poll_sends_two_requests_then_one_once_the_group_counts_every_instance(cloud, tmp_path, fake_time):
+    environment = set_up(tmp_path)
+    name = launch_group(environment, image_id=deployment_image("webapp-dev-carnivore-1"))
+    poll = HealthPoll(environment, name)
+    sent = []
+    for _ in range(3):
+        before = environment.aws.requests.copy()
+        health = poll()
+        sent.append(sorted((environment.aws.requests - before).elements()))
+
+    group, balancer = "auto-scaling.DescribeAutoScalingGroups", "elastic-load-balancing.DescribeInstanceHealth"
+    assert sent == [[group, balancer], [balancer], [balancer]]  # the group again only if it replaced an instance
+    assert health.done and "2/2 healthy" in health.line()
+    client("ec2").terminate_instances(InstanceIds=instances_of(name)[:1])  # the load balancer no longer knows it
+    poll()  # finds it unknown there
+    before = environment.aws.requests.copy()
+    poll()
+    assert sorted((environment.aws.requests - before).elements()) == [group, balancer]
 
 
 def test_wait_removes_a_group_that_never_becomes_healthy_and_the_previous_keeps_serving(cloud, tmp_path, fake_time):
@@ -431,17 +455,16 @@ def test_retire_outdated_retires_old_groups_templates_configurations_and_images(
     doomed_snapshots = snapshots_of(h.first_image) + snapshots_of(h.unused_image)
     kept_snapshots = snapshots_of(h.serving_image) + snapshots_of(h.legacy_image)
 
-    retired = retire_outdated(environment)
+    retired = retire_outdated(new_run(environment))
 
     assert sorted(retired) == sorted([h.legacy, h.first])
     assert groups_named("asg-webapp-dev-") == [h.serving]
     assert templates_named("lt-webapp-dev-") == [f"lt-{h.serving.removeprefix('asg-')}"]
     assert configurations_named("lc-webapp-dev-") == []
-    for name in retired:  # graceful: detached (drains), then scaled to 0, then deleted
+    for name in retired:  # graceful: detached (drains), then deleted with its instances
         detach = first_call(calls, "DetachLoadBalancers", name)
-        scale = first_call(calls, "UpdateAutoScalingGroup", name, DesiredCapacity=0)
-        delete = first_call(calls, "DeleteAutoScalingGroup", name)
-        assert detach < scale < delete
+        delete = first_call(calls, "DeleteAutoScalingGroup", name, ForceDelete=True)
+        assert detach < delete
     changed = [
         name
         for operation, params in calls
@@ -463,7 +486,7 @@ def test_retire_outdated_retires_old_groups_templates_configurations_and_images(
 def test_images_are_kept_when_asked_but_groups_still_retire(cloud, tmp_path, fake_time, how):
     h = history(tmp_path, **({"CLEANUP": "no"} if how == "CLEANUP=no" else {}))
 
-    retired = retire_outdated(h.environment, keep_images=True if how == "keep_images" else None)
+    retired = retire_outdated(new_run(h.environment), keep_images=True if how == "keep_images" else None)
 
     assert sorted(retired) == sorted([h.legacy, h.first])
     assert groups_named("asg-webapp-dev-") == [h.serving]
@@ -476,28 +499,20 @@ def test_images_are_kept_when_asked_but_groups_still_retire(cloud, tmp_path, fak
 def test_the_most_recently_deployed_images_are_retained_for_a_rollback(cloud, tmp_path, fake_time):
     h = history(tmp_path, RETAIN_IMAGES="1")
 
-    retire_outdated(h.environment)
+    retire_outdated(new_run(h.environment))
 
     assert image_exists(h.environment, h.first_image)  # deployed before the serving one
     assert not image_exists(h.environment, h.unused_image)  # never deployed: not worth keeping
 
 
-@pytest.mark.parametrize("how", ["tag", "history"])
-def test_a_protected_image_is_never_deleted(cloud, tmp_path, fake_time, how):
-    """Given by hand, as the account records it (no local file): a tag on the image, or a history entry."""
+def test_a_protected_image_is_never_deleted(cloud, tmp_path, fake_time):
+    """Given by hand, as the account records it (no local file): a tag on the image (written when a group of it was
+    promoted, in the request that marks it deployed, so every history entry "by hand" has its tagged image)."""
     h = history(tmp_path)
-    if how == "tag":
-        client("ec2").create_tags(Resources=[h.unused_image], Tags=[{"Key": HAND_TAG, "Value": "production"}])
-    else:
-        client("ssm").put_parameter(
-            Name="/immutable-deploy/webapp-dev/history",
-            Value=json.dumps({"image": h.unused_image, "outcome": "promoted", "by_hand": True}),
-            Type="String",
-            Overwrite=True,  # a new version of the history: a new entry
-        )
+    client("ec2").create_tags(Resources=[h.unused_image], Tags=[{"Key": HAND_TAG, "Value": "production"}])
     shutil.rmtree(tmp_path / "work", ignore_errors=True)  # no local file knows it
 
-    retire_outdated(h.environment)
+    retire_outdated(new_run(h.environment))
 
     assert image_exists(h.environment, h.unused_image)
     assert all(snapshot_exists(s) for s in snapshots_of(h.unused_image))
@@ -511,7 +526,7 @@ def test_nothing_is_retired_while_the_serving_group_is_not_fully_healthy(cloud, 
     templates = templates_named("lt-webapp-dev-")
 
     with pytest.raises(DeployError, match=f"Not retiring anything: the serving group {h.serving} is not fully healthy"):
-        retire_outdated(h.environment)
+        retire_outdated(new_run(h.environment))
 
     for name, raw in before.items():
         now = group(name)
@@ -550,7 +565,7 @@ def test_other_environments_and_applications_are_never_touched(cloud, tmp_path, 
         }
     h = history(tmp_path / "webapp-dev")
 
-    retired = retire_outdated(h.environment)
+    retired = retire_outdated(new_run(h.environment))
 
     assert sorted(retired) == sorted([h.legacy, h.first])
     for stack, before in neighbours.items():
@@ -694,17 +709,23 @@ def test_bake_carnivore_skips_the_same_primal_and_app_and_rebakes_a_changed_app(
     assert len(packer.builds) == 2
 
 
-def test_bake_carnivore_skips_a_given_image_and_protects_it(cloud, tmp_path, packer):
-    environment = make_environment(tmp_path)
+def test_bake_carnivore_skips_a_given_image_and_its_promotion_protects_it(cloud, tmp_path, packer, fake_time):
+    environment = set_up(tmp_path)
     given = deployment_image("webapp-dev-carnivore-given")
 
     assert bake_carnivore(environment, image_id=given) == given
 
     assert packer.builds == []
     assert environment.state.get("carnivore") == {"image_id": given, "given": True}
-    [image] = client("ec2").describe_images(ImageIds=[given])["Images"]
-    assert {t["Key"]: t["Value"] for t in image["Tags"]}[HAND_TAG] == "dev"  # in the account, for any machine
     assert "skipped: image" in output(environment)
+    name = launch_group(environment, image_id=given)
+    assert {t["Key"]: t["Value"] for t in group(name)["Tags"]}[HAND_TAG] == "yes"  # launched with it given
+    wait_for_new_group(environment)
+    [image] = client("ec2").describe_images(ImageIds=[given])["Images"]
+    tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+    assert tags[HAND_TAG] == "dev" and tags["Deployed"]  # in the account, for any machine, in one request
+    [recorded] = read_history(environment)
+    assert recorded["by_hand"] is True
 
 
 def test_given_images_that_do_not_exist_are_refused(cloud, tmp_path, packer):

@@ -132,7 +132,7 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
     assert lines[0] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
     launch = lines[4]
     assert "would create launch template lt-webapp-staging-" in launch and "2 x t3.micro" in launch
-    assert f"cleanup: would retire group {old_group} (detach, drain, scale to 0, delete)" in lines
+    assert f"cleanup: would retire group {old_group} (detach, drain, delete with its instances)" in lines
     assert f"cleanup: would delete launch template {old_group.replace('asg-', 'lt-', 1)}" in lines
     # The old image was deployed (RETAIN_IMAGES=2 keeps it for a rollback): not deleted.
     assert not any(old_image in line for line in lines)
@@ -171,7 +171,7 @@ def test_cleanup_plan_lists_outdated_groups_and_changes_nothing(cloud, tmp_path)
     lines = would(cleanup_plan(planner))
 
     assert lines == [
-        f"would retire group {old_group} (detach, drain, scale to 0, delete)",
+        f"would retire group {old_group} (detach, drain, delete with its instances)",
         f"would delete launch template {old_group.replace('asg-', 'lt-', 1)}",
     ]
     assert f"serving: {new_group}" in output(planner)
@@ -247,6 +247,9 @@ def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, wo
     assert moto_state(fresh_cloud) == empty  # not even seeded
 
     _, group, image = deployed_on_server(TEST_ENV)
+    # moto turns a new load balancer from provisioning to active at the first DescribeLoadBalancers (a read that
+    # changes its state; AWS does it in time), which setup no longer sends after creating it: read it now.
+    prime_moto(fresh_cloud)
     deployed = moto_state(fresh_cloud)
     outputs = {}
     for command in ("setup", "deploy", "cleanup", "destroy"):

@@ -12,7 +12,6 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,9 +45,6 @@ class Site(ServerSite):
 
     def state(self) -> dict[str, Any]:
         return json.loads(self.state_path.read_text(encoding="utf-8"))
-
-    def latest_run(self) -> Path:
-        return (self.work_dir / "deploy" / "log" / ENV / "latest").resolve()
 
     def deployment_image(self, name: str) -> str:
         """An image tagged as bake-carnivore tags its images, made directly in the cloud."""

@@ -330,15 +330,12 @@ def test_an_interrupt_during_wait_health_removes_the_new_group_and_the_old_one_k
 
 def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun_finishes(site):
     serving = site.serving()
-    # One instance protected from scale-in: it outlives the scaling to 0 (as on AWS), so the retirement waits for it.
-    old_name, _ = site.add_legacy_group(image_of(serving), protected=True)
-    old_instances = instance_ids(site.groups()[old_name])
-    assert len(old_instances) == 1
+    old_name, _ = site.add_legacy_group(image_of(serving))
+    # The tool waits out the draining time before it checks (300 s x this scale = 15 s): the interrupt lands there.
+    slow = {"LOCAL_TIME_SCALE": "0.05"}
 
-    with site.start("cleanup") as run:
+    with site.start("cleanup", env=slow) as run:
         run.wait_for(f"retiring {old_name}")
-        # Scaled to 0: the retirement now waits for the protected instance, and the interrupt lands there.
-        assert wait_until(lambda: (site.group(old_name) or {}).get("DesiredCapacity") == 0, MARKER_TIMEOUT_S)
         run.send(signal.SIGINT)
         code = run.finish()
 
@@ -349,15 +346,11 @@ def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun
     half_retired = site.group(old_name)
     assert half_retired is not None, "the group went further than its safe point"
     assert half_retired["LoadBalancerNames"] == []  # detached: never left half-attached
-    assert half_retired["DesiredCapacity"] == 0
     still = site.groups()[serving["AutoScalingGroupName"]]  # the serving group was not touched
     assert (instance_ids(still), still["LoadBalancerNames"]) == (instance_ids(serving), [LOAD_BALANCER])
     assert_serves(site, still)
     assert site.lock() is None
 
-    site.client("autoscaling").set_instance_protection(
-        AutoScalingGroupName=old_name, InstanceIds=old_instances, ProtectedFromScaleIn=False
-    )
     output = succeeded(site.inv("cleanup"))
 
     assert f"retired {old_name}" in output

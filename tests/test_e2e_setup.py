@@ -63,7 +63,8 @@ def test_setup_twice_against_the_local_cloud(env_dir, work_dir, cloud_client):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
     images = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["local-base-debian-12"]}])
-    assert len(images["Images"]) == 1  # seeded once, not again by the second run
+    assert images["Images"] == []  # setup bakes nothing: only bake-primal seeds the base image
+    assert "embedded cloud: created the public hosted zone" not in second.stdout  # seeded once, by the first run
 
     runs = [p for p in (work_dir / "deploy" / "log" / TEST_ENV).iterdir() if p.name != "latest"]
     assert len(runs) == 2
@@ -93,6 +94,8 @@ def test_local_cloud_starts_a_server_and_stops_it(own_cloud_env):
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"embedded cloud listening at http://127.0.0.1:{port}" in started.stdout
     assert "embedded cloud started" in started.stdout
+    # It seeds what any command may need (SOURCE_AMI being an image id here, only the zone).
+    assert "embedded cloud: created the public hosted zone example.test" in started.stdout
     assert pid_file.is_file()
     pid, version = (int(part) for part in pid_file.read_text().split())
     assert version == SERVER_VERSION

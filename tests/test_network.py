@@ -10,11 +10,12 @@ import pytest
 from conftest import REGION
 from operator_env import create_zone, make_environment
 
+from deploy.aws.network import find_security_group, rules_of
 from deploy.config import ROOT
 from deploy.errors import DeployError
 from deploy.plans.network import bake_subnet, network_refusal, offered_subnets
 from deploy.steps.baking import packer_network
-from deploy.steps.networking import checked_network
+from deploy.steps.networking import checked_network, checked_subnets
 from deploy.steps.setup import run_setup
 
 A = {"SubnetId": "subnet-a", "AvailabilityZone": "us-east-1a", "MapPublicIpOnLaunch": False}
@@ -124,3 +125,55 @@ def test_the_aws_builder_opens_ssh_to_the_bake_machine_only_and_removes_packers_
     last = template["provisioners"][-1]
     assert last["only"] == ["aws"] and "/.ssh/authorized_keys" in " ".join(last["inline"])
     assert "rm -f" in last["inline"][0]
+
+
+# --- one read of the network per run ---------------------------------------------------------------
+
+
+def sent(tmp_path, operation: str) -> int:
+    """How many OPERATION calls the runs logged under TMP_PATH (one file per AWS call)."""
+    return len(list((tmp_path / "log").rglob(f"*-{operation}.json")))
+
+
+def test_the_default_subnets_are_read_once_with_their_vpc_and_shared_by_the_steps(cloud, tmp_path):
+    environment = make_environment(tmp_path, kind="application")
+    subnets = checked_subnets(environment)
+    network = checked_network(environment)  # launch-asg's read, later in the same run (`inv setup deploy`)
+    assert (network.vpc_id, network.subnet_ids) == (subnets.vpc_id, subnets.subnet_ids)
+    [default] = boto3.client("ec2", region_name=REGION).describe_vpcs(
+        Filters=[{"Name": "isDefault", "Values": ["true"]}]
+    )["Vpcs"]
+    assert subnets.vpc_id == default["VpcId"] and len(subnets.subnet_ids) >= 2
+    assert subnets.subnet_ids == sorted(subnets.subnet_ids)
+    assert (sent(tmp_path, "DescribeSubnets"), sent(tmp_path, "DescribeVpcs")) == (1, 0)
+    assert sent(tmp_path, "DescribeInstanceTypeOfferings") == 1  # only for the instances' check
+
+
+def test_a_vpc_without_default_subnets_and_subnets_of_another_vpc_are_refused(cloud, tmp_path):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]
+    with pytest.raises(DeployError, match=f"VPC {vpc} has no default subnets: set SUBNET_IDS"):
+        checked_subnets(make_environment(tmp_path / "no-subnets", extra=f"VPC_ID={vpc}\n"))
+    # SUBNET_IDS without VPC_ID: the default VPC's, which this subnet is not in.
+    with pytest.raises(DeployError, match=f"SUBNET_IDS {subnet['SubnetId']} are not in VPC vpc-"):
+        checked_subnets(make_environment(tmp_path / "other-vpc", extra=f"SUBNET_IDS={subnet['SubnetId']}\n"))
+    given = checked_subnets(
+        make_environment(tmp_path / "given", extra=f"VPC_ID={vpc}\nSUBNET_IDS={subnet['SubnetId']}\n")
+    )
+    assert (given.vpc_id, given.subnet_ids) == (vpc, [subnet["SubnetId"]])
+
+
+def test_both_security_groups_are_read_at_once_and_what_setup_made_of_them_is_remembered(cloud, tmp_path):
+    create_zone()
+    environment = make_environment(tmp_path, extra="SSH_CIDR=203.0.113.7/32\n")
+    run_setup(environment)
+    assert sent(tmp_path, "DescribeSecurityGroups") == 1  # NAME-lb and NAME-web, none there yet
+    vpc_id = checked_subnets(environment).vpc_id
+    web = find_security_group(environment, vpc_id, "webapp-staging-web")  # launch-asg's, in the same run
+    assert sent(tmp_path, "DescribeSecurityGroups") == 1
+    [actual] = boto3.client("ec2", region_name=REGION).describe_security_groups(GroupNames=["webapp-staging-web"])[
+        "SecurityGroups"
+    ]
+    assert web is not None and web["GroupId"] == actual["GroupId"]
+    assert rules_of(web["IpPermissions"]) == rules_of(actual["IpPermissions"])

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import legacy_group
+from conftest import legacy_group, new_run
 from operator_env import FakeClock, bake_image, client, create_zone, deploy, make_environment, set_up
 
 from deploy.aws.converge import VERBS
@@ -91,7 +91,7 @@ def assert_cleanup_does_what_its_dry_run_says(
 ) -> list[Action]:
     plan = cleanup_plan(planner(tmp_path, **settings))
     before = account()
-    cleanup(environment)
+    cleanup(new_run(environment))
     after = account()
     assert vanished(before, after) == announced(plan)
     assert kept_images(plan) <= after["images"]
@@ -178,7 +178,7 @@ def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
     lines = deploy_plan(planner(tmp_path, RETAIN_IMAGES="0"), image_id=image)
     before = account()
 
-    launch_group(environment, image_id=image)
+    launch_group(new_run(environment), image_id=image)
     wait_for_new_group(environment)
     finish_deploy(environment)
 
@@ -205,7 +205,7 @@ def test_a_rollback_does_what_its_dry_run_says(cloud, tmp_path):
     assert f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {first} is given" in lines
     before = account()
 
-    summary = rollback(environment)
+    summary = rollback(new_run(environment))
 
     assert isinstance(summary, dict) and summary["image"] == first
     gone = vanished(before, account())
@@ -222,7 +222,7 @@ def test_destroy_does_what_its_dry_run_says(cloud, tmp_path):
     run_destroy(plan_env, dry_run=True)
     listed = [line.split(". ", 1)[1] for line in plan_env.log.out.getvalue().splitlines() if ". " in line]  # type: ignore[attr-defined]
 
-    done = run_destroy(environment, yes=True)
+    done = run_destroy(new_run(environment), yes=True)
 
     assert done == listed
 

@@ -24,16 +24,25 @@ class FakeClock:
 
 
 def environment(tags: dict[str, str] | None, ports: list[int] | None = None) -> SimpleNamespace:
+    """TAGS: the load balancer's, on the embedded cloud (None: on AWS, where no tag is read)."""
     balancer = SimpleNamespace(
-        describe_summary=lambda: {"exists": True, "tags": tags or {}}, ingress_ports=lambda: ports or [80]
+        tags=lambda: tags or {},
+        describe_summary=lambda: {"exists": True, "tags": tags or {}},
+        ingress_ports=lambda: ports or [80],
     )
-    return SimpleNamespace(load_balancer=balancer, names=SimpleNamespace(host="dev01.example.com"), env="dev01")
+    return SimpleNamespace(
+        load_balancer=balancer,
+        names=SimpleNamespace(host="dev01.example.com"),
+        env="dev01",
+        config=SimpleNamespace(local_cloud=tags is not None),
+    )
 
 
 def test_the_url_is_the_hosts_on_aws_and_the_emulators_tag_on_the_embedded_cloud() -> None:
     assert service_url(environment(None)) == "http://dev01.example.com/"
     assert service_url(environment(None, [80, 443])) == "https://dev01.example.com/"
     assert service_url(environment({"LocalCloudURL": "http://127.0.0.1:4242"})) == "http://127.0.0.1:4242/"
+    assert service_url(environment({})) == "http://dev01.example.com/"  # an embedded cloud's without the tag
 
 
 def test_a_version_is_the_header_else_a_digest_of_the_body() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, StrictUndefined
 
+from deploy import facts
 from deploy.aws.clients import or_none
 from deploy.aws.converge import Changes
 from deploy.config import ROOT
@@ -19,7 +20,29 @@ TEMPLATES.filters["tojson"] = json.dumps
 
 
 def find_hosted_zone(environment: Environment) -> str:
-    """HOSTED_ZONE_ID, or the public zone whose name is DOMAIN."""
+    """HOSTED_ZONE_ID, or the public zone whose name is DOMAIN; DeployError saying what to do when there is none."""
+    zone_id = hosted_zone(environment)
+    if zone_id is None:
+        config = environment.config
+        raise DeployError(
+            f"No public Route 53 hosted zone named {config.domain}. Create it, or set HOSTED_ZONE_ID in"
+            f" env/{config.env}.env."
+        )
+    return zone_id
+
+
+def hosted_zone(environment: Environment) -> str | None:
+    """HOSTED_ZONE_ID, or the public zone whose name is DOMAIN (None: there is none), read once per run
+    (facts.HOSTED_ZONE). A HOSTED_ZONE_ID that does not exist, or cannot hold the host, is a DeployError."""
+    return environment.facts.once(facts.HOSTED_ZONE, lambda: _read_hosted_zone(environment))
+
+
+def remember_hosted_zone(environment: Environment, zone_id: str) -> None:
+    """The zone this run just created (the embedded cloud's seed): later lookups of the run use it."""
+    environment.facts.put(facts.HOSTED_ZONE, zone_id)
+
+
+def _read_hosted_zone(environment: Environment) -> str | None:
     config = environment.config
     route53 = environment.aws.route53
     domain = str(config.domain)
@@ -44,11 +67,7 @@ def find_hosted_zone(environment: Environment) -> str:
     zones = route53.list_hosted_zones_by_name(DNSName=domain, MaxItems="10")["HostedZones"]
     # Exact, public matches only: the listing starts at DOMAIN but may go on past it.
     public = [z for z in zones if z["Name"].rstrip(".") == domain and not z.get("Config", {}).get("PrivateZone")]
-    if not public:
-        raise DeployError(
-            f"No public Route 53 hosted zone named {domain}. Create it, or set HOSTED_ZONE_ID in env/{config.env}.env."
-        )
-    return public[0]["Id"].split("/")[-1]
+    return str(public[0]["Id"]).split("/")[-1] if public else None
 
 
 def render_alias_change(host: str, dns_name: str, zone_id: str) -> dict[str, Any]:
@@ -119,8 +138,8 @@ def foreign_record(environment: Environment, records: list[dict[str, Any]]) -> s
     CNAME) is not ours either; while the load balancer does not exist, no record is.
     """
     host = environment.names.host
-    dns_name = environment.load_balancer.describe_summary().get("dns_name")
-    ours = str(dns_name).lower().rstrip(".") if dns_name else None
+    found = environment.load_balancer.describe()  # the description setup converges from: no read of its own
+    ours = str(found["DNSName"]).lower().rstrip(".") if found else None
     for record in records:
         if record["Type"] not in ("A", "AAAA", "CNAME"):
             continue

@@ -7,22 +7,32 @@ wait-health, cleanup and destroy (deploy/execute.py waits on them).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from deploy.aws.clients import after_create, collect, or_none, refusal
+from deploy.aws.images import tag_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.facts import GROUPS
 from deploy.naming import MANAGED_BY, tag_list
 from deploy.plans.model import DELETING, DEPLOYED_TAG, PROMOTED_TAG, Group
 
 GRACE_PERIOD_S = 300
+GROUP_HAND_TAG = "GivenByHand"  # on a group launched with an image given by hand (--image-id)
 
 
 def environment_groups(environment: Environment) -> list[Group]:
     """This environment's groups: filtered by AWS on the Name tag, then checked by name prefix and tags.
 
+    Read once per run (deploy/facts.py); this run's own changes to them are remembered (`remember_group`,
+    `forget_group`), so launch-asg, wait-health and the deploy's cleanup share one read.
     Groups made by the original scripts carry the same Name tag and the asg-NAME- prefix.
     """
+    return list(environment.facts.once(GROUPS, lambda: _read_environment_groups(environment)))
+
+
+def _read_environment_groups(environment: Environment) -> list[Group]:
     names = environment.names
     raw = collect(
         environment.aws.autoscaling,
@@ -35,10 +45,36 @@ def environment_groups(environment: Environment) -> list[Group]:
 
 
 def describe_group(environment: Environment, name: str, include_deleting: bool = False) -> dict[str, Any] | None:
-    """The group, or None when it does not exist (or is being deleted, unless INCLUDE_DELETING)."""
+    """The group as AWS describes it now, or None when it does not exist (or is being deleted, unless
+    INCLUDE_DELETING). Always a fresh read (a poll); what it finds updates the run's memo of the groups."""
     found = environment.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
-    groups = [g for g in found["AutoScalingGroups"] if include_deleting or g.get("Status") != DELETING]
-    return groups[0] if groups else None
+    raw = found["AutoScalingGroups"][0] if found["AutoScalingGroups"] else None
+    if raw is None:
+        forget_group(environment, name)
+    else:
+        remember_group(environment, raw)
+    return raw if raw is not None and (include_deleting or raw.get("Status") != DELETING) else None
+
+
+def remember_group(environment: Environment, raw: dict[str, Any]) -> None:
+    """This run knows the group as RAW now (it created, tagged or read it): the memo of the groups says so."""
+    known: list[Group] | None = environment.facts.get(GROUPS)
+    if known is None:
+        return  # not read yet: the first read will see it
+    name = raw["AutoScalingGroupName"]
+    if not environment.names.owns(name, environment.names.group_prefix):
+        return
+    group = Group.from_aws(raw)
+    if not environment.names.belongs(group.tags):
+        return
+    environment.facts.put(GROUPS, [g for g in known if g.name != name] + [group])
+
+
+def forget_group(environment: Environment, name: str) -> None:
+    """The group is gone (or going): the memo of the groups no longer lists it."""
+    known: list[Group] | None = environment.facts.get(GROUPS)
+    if known is not None:
+        environment.facts.put(GROUPS, [g for g in known if g.name != name])
 
 
 def launch_templates(environment: Environment) -> list[str]:
@@ -83,15 +119,39 @@ def create_launch_template(environment: Environment, name: str, data: dict[str, 
     return str(template["LaunchTemplateId"])
 
 
-def create_group(environment: Environment, name: str, template_id: str, subnet_ids: list[str], image_id: str) -> None:
-    """Create the group behind the load balancer, ELB health checks, sized as the env file says."""
+def create_group(
+    environment: Environment,
+    name: str,
+    template: tuple[str, str],
+    subnet_ids: list[str],
+    image_id: str,
+    by_hand: bool = False,
+) -> None:
+    """Create the group behind the load balancer, ELB health checks, sized as the env file says.
+    TEMPLATE: the launch template's (id, name). BY_HAND: its image was given by hand (--image-id): the group's tag
+    says so, and its promotion marks the image as never to be deleted."""
     # The launch template was created a moment ago: Auto Scaling may not find it yet (retried, bounded).
-    after_create(lambda: _create_group(environment, name, template_id, subnet_ids, image_id), environment.sleep)
+    create = partial(_create_group, environment, name, template, subnet_ids, image_id, by_hand)
+    after_create(create, environment.sleep)
 
 
-def _create_group(environment: Environment, name: str, template_id: str, subnet_ids: list[str], image_id: str) -> None:
+def _create_group(
+    environment: Environment,
+    name: str,
+    template: tuple[str, str],
+    subnet_ids: list[str],
+    image_id: str,
+    by_hand: bool,
+) -> None:
+    template_id, template_name = template
     config = environment.config
     names = environment.names
+    hand = {GROUP_HAND_TAG: "yes"} if by_hand else {}
+    tags = [
+        {"Key": key, "Value": value, "PropagateAtLaunch": key not in ("Image", GROUP_HAND_TAG)}
+        for key, value in names.tags(Name=names.stack, Role="web", Image=image_id, **hand).items()
+    ]
+    attachment = environment.load_balancer.group_attachment()
     environment.aws.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Latest"},
@@ -101,29 +161,46 @@ def _create_group(environment: Environment, name: str, template_id: str, subnet_
         VPCZoneIdentifier=",".join(subnet_ids),
         HealthCheckType="ELB",
         HealthCheckGracePeriod=GRACE_PERIOD_S,
-        Tags=[
-            {"Key": key, "Value": value, "PropagateAtLaunch": key != "Image"}
-            for key, value in names.tags(Name=names.stack, Role="web", Image=image_id).items()
-        ],
-        **environment.load_balancer.group_attachment(),
+        Tags=tags,
+        **attachment,
+    )
+    # What AWS now holds, as far as the later steps decide from it (no describe: the first poll reads it).
+    remember_group(
+        environment,
+        {
+            "AutoScalingGroupName": name,
+            "MinSize": config.min_capacity,
+            "DesiredCapacity": config.desired_capacity,
+            "MaxSize": config.max_capacity,
+            "LaunchTemplate": {"LaunchTemplateId": template_id, "LaunchTemplateName": template_name},
+            "Instances": [],
+            "Tags": tags,
+            **attachment,
+        },
     )
 
 
-def tag_promoted(environment: Environment, group_name: str, image_id: str) -> None:
-    """Mark the group as the one that serves, and its image as deployed (for rollback), in AWS itself."""
+def tag_promoted(
+    environment: Environment, group_name: str, image_id: str, image_tags: dict[str, str] | None = None
+) -> None:
+    """Mark the group as the one that serves, and its image as deployed (for rollback), in AWS itself; IMAGE_TAGS
+    go onto the image in the same request (an image given by hand: GivenByHand)."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tag = {"Key": PROMOTED_TAG, "Value": now, "PropagateAtLaunch": False}
     environment.aws.autoscaling.create_or_update_tags(
-        Tags=[
-            {
-                "ResourceId": group_name,
-                "ResourceType": "auto-scaling-group",
-                "Key": PROMOTED_TAG,
-                "Value": now,
-                "PropagateAtLaunch": False,
-            }
-        ]
+        Tags=[{"ResourceId": group_name, "ResourceType": "auto-scaling-group", **tag}]
     )
-    environment.aws.ec2.create_tags(Resources=[image_id], Tags=[{"Key": DEPLOYED_TAG, "Value": now}])
+    known = next((g for g in environment_groups_known(environment) if g.name == group_name), None)
+    if known is not None and known.raw:
+        tags = [t for t in known.raw.get("Tags", []) if t["Key"] != PROMOTED_TAG] + [tag]
+        remember_group(environment, {**known.raw, "Tags": tags})
+    # An image shared with this account by its owner cannot be tagged here: it is then not this tool's to delete.
+    tag_image(environment, image_id, {**(image_tags or {}), DEPLOYED_TAG: now})
+
+
+def environment_groups_known(environment: Environment) -> list[Group]:
+    """The groups as this run knows them, without reading (empty when it has not read them)."""
+    return list(environment.facts.get(GROUPS) or [])
 
 
 def delete_launch_template(environment: Environment, name: str) -> bool:
@@ -134,17 +211,6 @@ def delete_launch_template(environment: Environment, name: str) -> bool:
 def delete_launch_configuration(environment: Environment, name: str) -> None:
     """Delete it; nothing to do when it is gone already."""
     or_none(lambda: environment.aws.autoscaling.delete_launch_configuration(LaunchConfigurationName=name))
-
-
-def scale_to_zero(environment: Environment, name: str) -> None:
-    environment.aws.autoscaling.update_auto_scaling_group(
-        AutoScalingGroupName=name, MinSize=0, MaxSize=0, DesiredCapacity=0
-    )
-
-
-def instances_left(environment: Environment, name: str) -> int:
-    raw = describe_group(environment, name, include_deleting=True)
-    return len(raw.get("Instances", [])) if raw else 0
 
 
 def request_group_deletion(environment: Environment, name: str, force: bool) -> str | None:

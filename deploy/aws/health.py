@@ -1,20 +1,54 @@
-"""A group's health as the three places that know it report it: the group, EC2 and the load balancer."""
+"""A group's health as the two places that know it report it: the group and the load balancer.
+
+A poll sends at most two requests: the group (which instances it counts InService), then the load balancer (whether
+those serve). Once the group counts all its desired instances InService, later polls ask the load balancer alone,
+until it no longer knows one of them (the group replaced it): then the group is read again.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from deploy.aws.groups import require_group
-from deploy.aws.instances import instance_states
 from deploy.environment import Environment
-from deploy.plans.health import GroupHealth, assess
+from deploy.facts import GROUP_HEALTH
+from deploy.plans.health import GroupHealth, assess, in_service_members
 from deploy.plans.model import IN_SERVICE, Group
+
+UNKNOWN_THERE = ("Unknown", "unused")  # the load balancer does not know the instance (classic, application)
 
 
 def group_health(environment: Environment, group_name: str) -> GroupHealth:
-    raw = require_group(environment, group_name)
-    ids = [i["InstanceId"] for i in raw.get("Instances", [])]
-    return assess(raw, instance_states(environment, ids), environment.load_balancer.serving_states(ids))
+    """The group's health now: the group, then the load balancer for the instances it counts InService."""
+    return HealthPoll(environment, group_name)()
+
+
+def last_health(environment: Environment, group_name: str) -> GroupHealth:
+    """The group's health as this run's last poll of it measured it, else measured now."""
+    known: dict[str, GroupHealth] = environment.facts.get(GROUP_HEALTH) or {}
+    return known.get(group_name) or group_health(environment, group_name)
+
+
+class HealthPoll:
+    """One group's health, measured at each call (a poll) with at most two requests."""
+
+    def __init__(self, environment: Environment, group_name: str) -> None:
+        self.environment = environment
+        self.group_name = group_name
+        self.raw: dict[str, Any] | None = None  # the group as last read, while it counts every instance InService
+
+    def __call__(self) -> GroupHealth:
+        balancer = self.environment.load_balancer
+        raw = self.raw or require_group(self.environment, self.group_name)
+        members = in_service_members(raw)
+        states = balancer.serving_states(members) if members else {}
+        health = assess(raw, states)
+        # Every desired instance InService at the group: next time the load balancer alone, while it knows them all.
+        known_there = all(states.get(member) not in (None, *UNKNOWN_THERE) for member in members)
+        self.raw = raw if health.healthy_in_group >= health.desired and known_there else None
+        known: dict[str, GroupHealth] = dict(self.environment.facts.get(GROUP_HEALTH) or {})
+        self.environment.facts.put(GROUP_HEALTH, {**known, self.group_name: health})
+        return health
 
 
 def has_served(environment: Environment, raw_group: dict[str, Any] | None) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from deploy.aws.clients import collect, or_none
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.facts import IMAGES
 from deploy.naming import MANAGED_BY, Names, tags_of
 from deploy.plans.model import INPUT_TAGS
 
@@ -17,9 +18,19 @@ HAND_TAG = "GivenByHand"  # on an image given with --image-id: the environments 
 
 
 def describe_image(environment: Environment, image_id: str) -> dict[str, Any] | None:
-    """The image, or None when it does not exist or was deregistered (AWS answers both ways)."""
-    found = or_none(lambda: environment.aws.ec2.describe_images(ImageIds=[image_id])["Images"])
-    return found[0] if found else None
+    """The image, or None when it does not exist or was deregistered (AWS answers both ways).
+
+    One of this environment's own images comes from the run's one listing of them (`environment_images`, which
+    the cleanup needs anyway); any other image is read by id, once per run."""
+    own = next((image for image in environment_images(environment) if image["ImageId"] == image_id), None)
+    if own is not None:
+        return own
+
+    def read() -> dict[str, Any] | None:
+        found = or_none(lambda: environment.aws.ec2.describe_images(ImageIds=[image_id])["Images"])
+        return found[0] if found else None
+
+    return environment.facts.once(f"image:{image_id}", read)
 
 
 def require_image(environment: Environment, image_id: str, what: str) -> dict[str, Any]:
@@ -51,15 +62,34 @@ def resolve_source_image(environment: Environment) -> str:
 
 
 def environment_images(environment: Environment, role: str | None = None) -> list[dict[str, Any]]:
-    """The images this tool baked for this environment (of ROLE, or every role), filtered by AWS, owner self."""
+    """The images this tool baked for this environment (of ROLE, or every role), filtered by AWS, owner self.
+
+    One listing per run, every role at once (deploy/facts.py); a bake, a tag or a deletion of this run updates it."""
     filters = [
         {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
         {"Name": "tag:App", "Values": [environment.config.app_name]},
         {"Name": "tag:Env", "Values": [environment.env]},
     ]
-    if role is not None:
-        filters.append({"Name": "tag:Role", "Values": [role]})
-    return collect(environment.aws.ec2, "describe_images", "Images", Owners=["self"], Filters=filters)
+    every_role: list[dict[str, Any]] = environment.facts.once(
+        IMAGES, lambda: collect(environment.aws.ec2, "describe_images", "Images", Owners=["self"], Filters=filters)
+    )
+    return [image for image in every_role if role is None or tags_of(image).get("Role") == role]
+
+
+def _remember_image(environment: Environment, image_id: str, change: Any) -> None:
+    """This run changed the image: CHANGE(description) is what it is now (None: gone), in every memo of it."""
+    known: list[dict[str, Any]] | None = environment.facts.get(IMAGES)
+    if known is not None:
+        changed = [change(image) if image["ImageId"] == image_id else image for image in known]
+        environment.facts.put(IMAGES, [image for image in changed if image is not None])
+    key = f"image:{image_id}"
+    if environment.facts.knows(key) and environment.facts.get(key) is not None:
+        environment.facts.put(key, change(environment.facts.get(key)))
+
+
+def forget_images(environment: Environment) -> None:
+    """This run made an image (a bake): the listing is read again when next needed."""
+    environment.facts.forget(IMAGES)
 
 
 def deployment_images(environment: Environment) -> list[dict[str, Any]]:
@@ -75,6 +105,13 @@ def tag_image(environment: Environment, image_id: str, tags: dict[str, str]) -> 
         "AuthFailure",
         "UnauthorizedOperation",
     )
+    if done is not None:
+
+        def tagged(image: dict[str, Any]) -> dict[str, Any]:
+            kept = [tag for tag in image.get("Tags") or [] if tag["Key"] not in tags]
+            return {**image, "Tags": kept + [{"Key": key, "Value": value} for key, value in tags.items()]}
+
+        _remember_image(environment, image_id, tagged)
     return done is not None
 
 
@@ -108,6 +145,7 @@ def delete_image(environment: Environment, image_id: str, snapshots: list[str] |
     """Deregister first: AWS refuses to delete the snapshot of a registered image. Either may be gone already."""
     ec2 = environment.aws.ec2
     or_none(lambda: ec2.deregister_image(ImageId=image_id))
+    _remember_image(environment, image_id, lambda image: None)
     for snapshot_id in snapshots:
         or_none(partial(ec2.delete_snapshot, SnapshotId=snapshot_id))
 

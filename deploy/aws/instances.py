@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.aws.clients import collect, or_none
+from deploy.aws.clients import collect
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.facts import OFFERED_ZONES
 
 
 def require_instance_type(environment: Environment) -> str:
-    """INSTANCE_TYPE as AWS offers it in the region, checked before anything is baked or launched."""
+    """INSTANCE_TYPE as AWS offers it in the region, checked before anything is baked or launched: offered in no
+    zone of the region (an unknown type is offered nowhere). The same read tells launch-asg which zones to use."""
     instance_type = environment.config.instance_type
-    found = or_none(
-        lambda: environment.aws.ec2.describe_instance_types(InstanceTypes=[instance_type]), "InvalidInstanceType"
-    )
-    if found is None:
+    if not zones_offering(environment):
         raise DeployError(
             f"INSTANCE_TYPE {instance_type} is not offered in {environment.config.region}:"
             f" fix it in {environment.config.source_of('INSTANCE_TYPE')}."
@@ -24,15 +23,20 @@ def require_instance_type(environment: Environment) -> str:
 
 
 def zones_offering(environment: Environment) -> set[str]:
-    """The availability zones of the region where INSTANCE_TYPE is offered (DescribeInstanceTypeOfferings)."""
-    offerings = collect(
-        environment.aws.ec2,
-        "describe_instance_type_offerings",
-        "InstanceTypeOfferings",
-        LocationType="availability-zone",
-        Filters=[{"Name": "instance-type", "Values": [environment.config.instance_type]}],
-    )
-    return {offering["Location"] for offering in offerings}
+    """The availability zones of the region where INSTANCE_TYPE is offered (DescribeInstanceTypeOfferings), read
+    once per run."""
+
+    def read() -> set[str]:
+        offerings = collect(
+            environment.aws.ec2,
+            "describe_instance_type_offerings",
+            "InstanceTypeOfferings",
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": [environment.config.instance_type]}],
+        )
+        return {offering["Location"] for offering in offerings}
+
+    return set(environment.facts.once(OFFERED_ZONES, read))
 
 
 def describe_instances(environment: Environment, instance_ids: list[str]) -> dict[str, dict[str, Any]]:

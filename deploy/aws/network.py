@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from deploy import facts
 from deploy.aws.clients import after_create, collect, refusal
 from deploy.aws.converge import Changes
 from deploy.environment import Environment
@@ -46,8 +47,11 @@ def rules_of(permissions: list[dict[str, Any]]) -> set[Rule]:
 
 def rule_changes(current: set[Rule], desired: set[Rule]) -> tuple[list[Rule], list[Rule]]:
     """(to add, to remove): the group is this tool's, so rules nobody wants any more are revoked."""
-    key = lambda rule: (rule.port, rule.cidr or "", rule.group_id or "")  # noqa: E731
-    return sorted(desired - current, key=key), sorted(current - desired, key=key)
+    return sorted(desired - current, key=_key), sorted(current - desired, key=_key)
+
+
+def _key(rule: Rule) -> tuple[int, str, str]:
+    return rule.port, rule.cidr or "", rule.group_id or ""
 
 
 def _describe(rule: Rule) -> str:
@@ -56,39 +60,83 @@ def _describe(rule: Rule) -> str:
 
 def resolve_network(environment: Environment) -> tuple[str, list[str]]:
     """VPC_ID and SUBNET_IDS, or the default VPC and its default subnets."""
+    vpc_id, subnets = read_subnets(environment)
+    return vpc_id, [subnet["SubnetId"] for subnet in subnets]
+
+
+def read_subnets(environment: Environment) -> tuple[str, list[dict[str, Any]]]:
+    """The environment's VPC and its subnets (with AvailabilityZone and MapPublicIpOnLaunch): SUBNET_IDS in the
+    order given, else the VPC's default subnets sorted by id. Read once per run (facts.SUBNETS)."""
+    return environment.facts.once(facts.SUBNETS, lambda: _read_subnets(environment))
+
+
+def _read_subnets(environment: Environment) -> tuple[str, list[dict[str, Any]]]:
     ec2 = environment.aws.ec2
     config = environment.config
-    vpc_id = config.vpc_id
-    if vpc_id is None:
-        vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
-        if not vpcs:
-            raise DeployError(
-                f"{config.region} has no default VPC (accounts made since 2013 may have deleted it): set VPC_ID and"
-                f" SUBNET_IDS in {config.source_of('VPC_ID')}."
-            )
-        vpc_id = vpcs[0]["VpcId"]
-    subnet_ids = list(config.subnet_ids or [])
-    if subnet_ids:
-        found = collect(ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
-        wrong = [s["SubnetId"] for s in found if s["VpcId"] != vpc_id]
+    if config.subnet_ids:
+        subnet_ids = list(config.subnet_ids)
+        vpc_id = config.vpc_id or _default_vpc(environment)  # SUBNET_IDS alone: they must be in the default VPC
+        listed = collect(ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
+        wrong = [subnet["SubnetId"] for subnet in listed if subnet["VpcId"] != vpc_id]
         if wrong:
             raise DeployError(f"SUBNET_IDS {', '.join(wrong)} are not in VPC {vpc_id}.")
-    else:
-        filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default-for-az", "Values": ["true"]}]
-        subnet_ids = sorted(s["SubnetId"] for s in collect(ec2, "describe_subnets", "Subnets", Filters=filters))
-        if not subnet_ids:
-            raise DeployError(f"VPC {vpc_id} has no default subnets: set SUBNET_IDS in the env file.")
-    return str(vpc_id), subnet_ids
+        found = {subnet["SubnetId"]: subnet for subnet in listed}
+        return str(vpc_id), [found[subnet_id] for subnet_id in subnet_ids if subnet_id in found]
+    # Only a default VPC has default subnets: one read gives the subnets and their VPC (no DescribeVpcs).
+    filters = [{"Name": "default-for-az", "Values": ["true"]}]
+    if config.vpc_id:
+        filters.append({"Name": "vpc-id", "Values": [config.vpc_id]})
+    subnets = sorted(
+        collect(ec2, "describe_subnets", "Subnets", Filters=filters), key=lambda subnet: str(subnet["SubnetId"])
+    )
+    if not subnets:
+        vpc_id = config.vpc_id or _default_vpc(environment)  # read only to say which is missing
+        raise DeployError(f"VPC {vpc_id} has no default subnets: set SUBNET_IDS in the env file.")
+    vpcs = sorted({str(subnet["VpcId"]) for subnet in subnets})
+    if len(vpcs) > 1:  # AWS has one default VPC per region: never seen, but never guessed either
+        raise DeployError(f"The default subnets are in several VPCs ({', '.join(vpcs)}): set VPC_ID in the env file.")
+    return vpcs[0], subnets
 
 
-def describe_subnets(environment: Environment, subnet_ids: list[str]) -> list[dict[str, Any]]:
-    """The subnets by id, in the order given (with AvailabilityZone and MapPublicIpOnLaunch)."""
-    listed = collect(environment.aws.ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
-    found = {subnet["SubnetId"]: subnet for subnet in listed}
-    return [found[subnet_id] for subnet_id in subnet_ids if subnet_id in found]
+def _default_vpc(environment: Environment) -> str:
+    config = environment.config
+    vpcs = environment.aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        raise DeployError(
+            f"{config.region} has no default VPC (accounts made since 2013 may have deleted it): set VPC_ID and"
+            f" SUBNET_IDS in {config.source_of('VPC_ID')}."
+        )
+    return str(vpcs[0]["VpcId"])
+
+
+def security_groups(environment: Environment, vpc_id: str) -> dict[str, dict[str, Any]]:
+    """The environment's security groups (NAME-lb and NAME-web) in VPC_ID by name: one read for both, once per
+    run (facts.SECURITY_GROUPS); whoever changes one tells the memo (`remember_security_group`)."""
+    names = environment.names
+    wanted = [names.lb_security_group, names.instance_security_group]
+
+    def read() -> tuple[str, dict[str, dict[str, Any]]]:
+        filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": wanted}]
+        found = collect(environment.aws.ec2, "describe_security_groups", "SecurityGroups", Filters=filters)
+        return vpc_id, {group["GroupName"]: group for group in found if group["GroupName"] in wanted}
+
+    known_vpc, groups = environment.facts.once(facts.SECURITY_GROUPS, read)
+    if known_vpc != vpc_id:  # another VPC than the one read (VPC_ID changed between two reads of one process)
+        known_vpc, groups = read()
+        environment.facts.put(facts.SECURITY_GROUPS, (known_vpc, groups))
+    return groups
+
+
+def remember_security_group(environment: Environment, vpc_id: str, group: dict[str, Any]) -> None:
+    """GROUP is now what this run made it (created, rules changed): later readers of the run use it."""
+    known = environment.facts.get(facts.SECURITY_GROUPS)
+    if known is not None and known[0] == vpc_id:
+        environment.facts.put(facts.SECURITY_GROUPS, (vpc_id, {**known[1], group["GroupName"]: group}))
 
 
 def find_security_group(environment: Environment, vpc_id: str, name: str) -> dict[str, Any] | None:
+    if name in (environment.names.lb_security_group, environment.names.instance_security_group):
+        return security_groups(environment, vpc_id).get(name)
     filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [name]}]
     groups = environment.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
     return groups[0] if groups else None
@@ -135,6 +183,11 @@ def ensure_security_group(
                 GroupId=group_id, IpPermissions=[rule.as_permission() for rule in to_remove]
             ),
             subject=name,
+        )
+    if changes and not dry_run:
+        permissions = [rule.as_permission() for rule in sorted(desired, key=_key)]
+        remember_security_group(
+            environment, vpc_id, {**group, "GroupName": name, "VpcId": vpc_id, "IpPermissions": permissions}
         )
     return group_id, list(changes)
 

@@ -13,7 +13,7 @@ from deploy.plans.health import GroupHealth
 from deploy.plans.leftovers import plan_leftovers
 from deploy.plans.model import DEPLOYED_TAG, SOURCE_TAG, Group, snapshot_ids
 
-RETIRE_DETAIL = "detach, drain, scale to 0, delete"
+RETIRE_DETAIL = "detach, drain, delete with its instances"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
 
 

@@ -1,4 +1,7 @@
-"""Whether a group is healthy: at the group, at EC2 and at the load balancer, steadily."""
+"""Whether a group is healthy: at the group and at the load balancer.
+
+EC2's own view adds nothing: Auto Scaling counts an instance InService only once it runs, and takes it out of
+service as soon as it stops. Steadiness is the load balancer's healthy threshold (consecutive passed checks)."""
 
 from __future__ import annotations
 
@@ -8,19 +11,20 @@ from typing import Any
 
 from deploy.plans.model import IN_SERVICE
 
-STEADY_POLLS = 2  # consecutive all-healthy polls before a new group is promoted
+# All-healthy polls in a row before a new group is promoted. One: the load balancer counts an instance InService
+# only after HealthyThreshold consecutive passed checks; a second poll would re-read what AWS already measured.
+STEADY_POLLS = 1
 
 
 @dataclass(frozen=True)
 class GroupHealth:
     desired: int
     healthy_in_group: int
-    running: int
     in_service_at_lb: int
 
     @property
     def ready(self) -> int:
-        return min(self.healthy_in_group, self.running, self.in_service_at_lb)
+        return min(self.healthy_in_group, self.in_service_at_lb)
 
     @property
     def done(self) -> bool:
@@ -29,23 +33,25 @@ class GroupHealth:
     def line(self) -> str:
         return (
             f"  {self.ready}/{self.desired} healthy"
-            f" (group InService+Healthy {self.healthy_in_group}, running {self.running},"
-            f" InService at load balancer {self.in_service_at_lb})"
+            f" (group InService+Healthy {self.healthy_in_group}, InService at load balancer {self.in_service_at_lb})"
         )
 
 
-def assess(raw_group: dict[str, Any], ec2_states: dict[str, str], lb_states: dict[str, str]) -> GroupHealth:
-    """How many of the group's instances are healthy at the group, at EC2 and at the load balancer."""
-    members = [
-        i
+def in_service_members(raw_group: dict[str, Any]) -> list[str]:
+    """The instances the group itself counts as InService and Healthy."""
+    return [
+        i["InstanceId"]
         for i in raw_group.get("Instances", [])
         if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
     ]
-    ids = [i["InstanceId"] for i in members]
+
+
+def assess(raw_group: dict[str, Any], lb_states: dict[str, str]) -> GroupHealth:
+    """How many of the group's instances are healthy at the group and at the load balancer."""
+    ids = in_service_members(raw_group)
     return GroupHealth(
         desired=int(raw_group.get("DesiredCapacity", 0)),
         healthy_in_group=len(ids),
-        running=sum(1 for i in ids if ec2_states.get(i) == "running"),
         in_service_at_lb=sum(1 for i in ids if lb_states.get(i) == IN_SERVICE),
     )
 

@@ -127,7 +127,6 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
             "Groups",
             [
                 "autoscaling:CreateAutoScalingGroup",
-                "autoscaling:UpdateAutoScalingGroup",
                 "autoscaling:DeleteAutoScalingGroup",
                 "autoscaling:CreateOrUpdateTags",
                 "autoscaling:DetachLoadBalancers",

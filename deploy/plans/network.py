@@ -29,19 +29,27 @@ def network_refusal(
     The load balancer of KIND needs subnets in MIN_ZONES zones; the instances need at least one subnet in
     a zone that offers INSTANCE_TYPE. WHERE: the file to fix.
     """
+    refused = zone_refusal(subnets, kind, min_zones, where)
+    if refused:
+        return refused
     zones = zones_of(subnets)
-    if len(zones) < min_zones:
-        listed = ", ".join(f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in subnets) or "none"
-        return (
-            f"An {kind} load balancer needs subnets in at least {min_zones} availability zones; the subnets are"
-            f" {listed}. Add a subnet of another zone to SUBNET_IDS in {where}, or use LOAD_BALANCER=classic."
-        )
     if not offered_subnets(subnets, offered_zones):
         return (
             f"INSTANCE_TYPE {instance_type} is not offered in any zone of the subnets ({', '.join(zones)}):"
             f" choose another INSTANCE_TYPE, or subnets in other zones (SUBNET_IDS), in {where}."
         )
     return None
+
+
+def zone_refusal(subnets: list[dict[str, Any]], kind: str, min_zones: int, where: str) -> str | None:
+    """Why the load balancer of KIND cannot use SUBNETS (they span fewer than MIN_ZONES zones), or None."""
+    if len(zones_of(subnets)) >= min_zones:
+        return None
+    listed = ", ".join(f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in subnets) or "none"
+    return (
+        f"An {kind} load balancer needs subnets in at least {min_zones} availability zones; the subnets are"
+        f" {listed}. Add a subnet of another zone to SUBNET_IDS in {where}, or use LOAD_BALANCER=classic."
+    )
 
 
 def bake_subnet(subnets: list[dict[str, Any]], offered_zones: set[str]) -> tuple[str, bool]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.appcontract import bake_inputs
-from deploy.aws.images import CARNIVORE, HAND_TAG, PRIMAL, require_image, tag_image
+from deploy.aws.images import CARNIVORE, HAND_TAG, PRIMAL, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.bake import GIVEN, BakeDecision, decide_bake
@@ -16,13 +16,13 @@ from deploy.steps.baking import bake, recorded_image, template_digest
 from deploy.steps.copy_over import tree_digest
 
 
-def protect_given_image(environment: Environment, image: dict[str, Any]) -> None:
-    """Mark an image given by hand as never to be deleted, in the account: a tag naming the environments it was
-    given to (cleanup and destroy read it from any machine; the history records it too). Only its owner may
-    tag an image; the tool never deletes an image of another account anyway."""
+def hand_tags(environment: Environment, image: dict[str, Any]) -> dict[str, str]:
+    """The tag that marks an image given by hand as never to be deleted, in the account: it names the environments
+    it was given to (cleanup and destroy read it from any machine; the history records it too). Written when a
+    group of it is promoted, with its Deployed tag, in one request (wait-health)."""
     tags = {tag["Key"]: tag["Value"] for tag in image.get("Tags") or []}
     given_to = set(tags.get(HAND_TAG, "").split()) | {environment.env}
-    tag_image(environment, image["ImageId"], {HAND_TAG: " ".join(sorted(given_to))})
+    return {HAND_TAG: " ".join(sorted(given_to))}
 
 
 def given_image(environment: Environment, image_id: str | None) -> str | None:
@@ -60,12 +60,12 @@ def bake_carnivore(environment: Environment, image_id: str | None = None) -> str
     decision, staged = decide_carnivore(environment, image_id)
     if decision.image is not None:
         if decision.action == GIVEN:
-            protect_given_image(environment, require_image(environment, decision.image, "Image"))
+            environment.given_image = decision.image
             protected = set(environment.state.data.get(PROTECTED, [])) | {decision.image}
             environment.state.data[PROTECTED] = sorted(protected)
             environment.state.put(CARNIVORE, {"image_id": decision.image, "given": True})
             environment.say(
-                f"  skipped: image {decision.image} given; no build or bake needed (it will never be deleted)"
+                f"  skipped: image {decision.image} given; no build or bake needed (once promoted, never deleted)"
             )
         else:
             # Found in the account by its inputs; noted for launch-asg, the next step of this run.

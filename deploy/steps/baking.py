@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 from deploy.appcontract import check_user_script, packer_variables
-from deploy.aws.images import image_from_inputs, input_tags, tag_image
+from deploy.aws.images import forget_images, image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.leftovers import tag_snapshots
 from deploy.config import ROOT
@@ -108,6 +108,7 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
         timeout_s=config.packer_timeout,
         env=packer_credentials(environment),
     )
+    forget_images(environment)  # a new image of this environment: the run's listing of them is read again
     # The inputs as tags: any machine (a fresh clone, a CI runner) finds this image for the same inputs.
     tag_image(environment, image_id, input_tags(inputs))
     tag_snapshots(environment, image_id)  # an orphan snapshot is found by them if a deregistration is cut short

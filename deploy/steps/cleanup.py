@@ -8,11 +8,11 @@ The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates, template_image
-from deploy.aws.health import group_health
-from deploy.aws.history import promoted_by_hand, read_history
+from deploy.aws.health import last_health
 from deploy.aws.images import (
     HAND_TAG,
     PRIMAL,
@@ -38,11 +38,11 @@ def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     return (not environment.config.cleanup) if keep_images is None else keep_images
 
 
-def given_by_hand(environment: Environment, images: list[dict[str, Any]]) -> set[str]:
-    """The images never to delete, read from the account: those any history entry marks as promoted by hand,
-    and those tagged as given by hand (--image-id) to any environment."""
-    tagged = {image["ImageId"] for image in images if tag_value(image, HAND_TAG)}
-    return promoted_by_hand(read_history(environment)) | tagged if images else set()
+def given_by_hand(images: list[dict[str, Any]]) -> set[str]:
+    """The images never to delete, read from the account: those tagged as given by hand (--image-id) to any
+    environment. (The tag is written when a group of such an image is promoted, in the request that marks it
+    deployed, before the history entry that says "by hand": every such entry has its tagged image.)"""
+    return {image["ImageId"] for image in images if tag_value(image, HAND_TAG)}
 
 
 def read_cleanup_facts(
@@ -50,40 +50,65 @@ def read_cleanup_facts(
     keep_images: bool | None = None,
     new_group: Group | None = None,
     pinned: str | None = None,
+    sweep: bool = True,
 ) -> CleanupFacts:
     """Read what the cleanup decides from. NEW_GROUP: a deploy's plan, where the group that will serve does not
     exist yet (it is promoted only once healthy, so its health is not asked). PINNED: the group this run just
-    promoted, which serves whatever the order of the groups says."""
+    promoted, which serves whatever the order of the groups says. SWEEP (`inv cleanup`, the end of a deploy that
+    baked): also look for what crashed runs left behind with no group to lead to it: launch templates and
+    configurations no group uses, a bake's instance and key pair, snapshots of deleted images. Without it (a deploy
+    of an image given by hand) only the groups it replaced go, with their templates, configurations and images."""
     groups = environment_groups(environment)
     serving = new_group or _pinned(groups, pinned) or serving_group(groups)
     keep = keeps_images(environment, keep_images)
     health = None
     if new_group is None and serving is not None and outdated_groups(groups, {serving.name}):
-        health = group_health(environment, serving.name)
-    templates = launch_templates(environment)
+        health = last_health(environment, serving.name)
     used = serving.launch_template if serving else None
     images = [] if keep else deployment_images(environment)
     primals = [] if keep else environment_images(environment, PRIMAL)
-    primal_ids = [image["ImageId"] for image in primals]
-    return CleanupFacts(
+    templates = launch_templates(environment) if sweep else sorted({g.launch_template or "" for g in groups} - {""})
+    facts = CleanupFacts(
         groups=[group for group in groups if new_group is None or group.name != new_group.name],
         serving=serving,
         serving_health=health,
         templates=templates,
-        template_images={used: template_image(environment, used)} if used and used in templates else {},
-        configurations=launch_configurations(environment),
+        # A group of this tool names its image in its tags; only one of the original scripts' needs its template read.
+        template_images={used: template_image(environment, used)}
+        if used and used in templates and serving is not None and not serving.image_id
+        else {},
+        configurations=launch_configurations(environment) if sweep else _configurations_of(groups),
         images=images,
-        used_elsewhere=images_used_elsewhere(environment, [image["ImageId"] for image in images]),
-        protected=given_by_hand(environment, images),
+        protected=given_by_hand(images),
         retain=environment.config.retain_images,
         keep_images=keep,
         pinned=pinned,
         primals=primals,
-        primals_in_use=images_run_by_instances(environment, primal_ids)
-        | images_used_elsewhere(environment, primal_ids),
         primal_retain=environment.config.primal_retain,
-        packer_leftovers=packer_leftovers(environment),
-        orphan_snapshots=orphan_snapshots(environment),
+        packer_leftovers=packer_leftovers(environment) if sweep else [],
+        orphan_snapshots=orphan_snapshots(environment) if sweep else [],
+    )
+    return _with_uses(environment, facts)
+
+
+def _configurations_of(groups: list[Group]) -> list[dict[str, Any]]:
+    """The launch configurations the groups name (their images unknown: none of them serves after a deploy)."""
+    names = sorted({group.launch_configuration for group in groups if group.launch_configuration})
+    return [{"LaunchConfigurationName": name, "ImageId": None} for name in names]
+
+
+def _with_uses(environment: Environment, facts: CleanupFacts) -> CleanupFacts:
+    """FACTS with what uses the images the plan would delete: asked of AWS for those images only (a plan without
+    uses deletes a superset of what the plan with them deletes), so a cleanup that deletes no image asks nothing."""
+    candidates = {action.target for action in plan_cleanup(facts) if action.op == "delete-image"}
+    if not candidates:
+        return facts
+    deployment = [image["ImageId"] for image in facts.images if image["ImageId"] in candidates]
+    primal = [image["ImageId"] for image in facts.primals if image["ImageId"] in candidates]
+    return replace(
+        facts,
+        used_elsewhere=images_used_elsewhere(environment, deployment),
+        primals_in_use=images_run_by_instances(environment, primal) | images_used_elsewhere(environment, primal),
     )
 
 
@@ -96,18 +121,25 @@ def _pinned(groups: list[Group], pinned: str | None) -> Group | None:
     return found
 
 
-def cleanup_plan(environment: Environment, keep_images: bool | None = None, pinned: str | None = None) -> list[Action]:
-    facts = read_cleanup_facts(environment, keep_images, pinned=pinned)
+def cleanup_plan(
+    environment: Environment, keep_images: bool | None = None, pinned: str | None = None, sweep: bool = True
+) -> list[Action]:
+    facts = read_cleanup_facts(environment, keep_images, pinned=pinned, sweep=sweep)
     environment.say(f"  serving: {facts.serving.name if facts.serving else 'no group'}")
     return plan_cleanup(facts)
 
 
 def cleanup(
-    environment: Environment, keep_images: bool | None = None, dry_run: bool = False, pinned: str | None = None
+    environment: Environment,
+    keep_images: bool | None = None,
+    dry_run: bool = False,
+    pinned: str | None = None,
+    sweep: bool = True,
 ) -> list[str]:
     """Plan the cleanup; print it (DRY_RUN) or carry it out. Return the names of the groups it retires.
-    PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the serving one."""
-    actions = cleanup_plan(environment, keep_images, pinned)
+    PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the serving one. SWEEP: look
+    for what crashed runs left too (`inv cleanup`; see read_cleanup_facts)."""
+    actions = cleanup_plan(environment, keep_images, pinned, sweep)
     retired = [action.target for action in actions if action.op == "retire-group"]
     if dry_run:
         show(environment, plan_lines(actions))

@@ -9,13 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 from deploy.aws.groups import environment_groups
-from deploy.aws.health import group_health
+from deploy.aws.health import last_health
 from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.network import resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.localcloud.seed import seed_plan
+from deploy.localcloud.seed import seed_base_image
 from deploy.plans.bake import BAKE, GIVEN
 from deploy.plans.cleanup import plan_cleanup
 from deploy.plans.groups import serving_group
@@ -36,8 +36,11 @@ def require_setup(environment: Environment) -> Environment:
     return environment
 
 
-def finish_deploy(environment: Environment, keep_images: bool | None = None) -> dict[str, Any]:
-    """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says)."""
+def finish_deploy(
+    environment: Environment, keep_images: bool | None = None, sweep: bool | None = None
+) -> dict[str, Any]:
+    """Retire what the new group replaced, then sum the deploy up (KEEP_IMAGES None: as CLEANUP says). SWEEP: look
+    for crashed runs' leftovers too (None: when this run baked, i.e. was given no image)."""
     # The group this run promoted (wait-health keeps it in memory); a finish run alone: the one that serves.
     groups = environment_groups(environment)
     promoted = environment.promoted
@@ -45,8 +48,11 @@ def finish_deploy(environment: Environment, keep_images: bool | None = None) -> 
     if serving is None:
         raise DeployError("No group serves: the deploy did not complete.")
     group = serving.name
-    retired = cleanup(environment, keep_images=keep_images, pinned=group)  # never the group just promoted
-    health = group_health(environment, group)
+    # Never the group just promoted. A deploy that baked also sweeps what crashed runs left (a killed bake's
+    # instance, orphan templates and snapshots); one of an image given by hand spends no request on it (issue 13).
+    sweep = environment.given_image is None if sweep is None else sweep
+    retired = cleanup(environment, keep_images=keep_images, pinned=group, sweep=sweep)
+    health = last_health(environment, group)  # as wait-health's last poll found it (measured now if this run did not)
     summary = {
         "image": serving.image_id,
         "group": group,
@@ -72,10 +78,11 @@ def _bake_lines(environment: Environment, primal_id: str | None) -> list[str]:
     except DeployError:
         if primal_id or config.primal_id or not config.local_cloud:
             raise  # a bad given image fails the plan as it fails the run
-        primal = None  # SOURCE_AMI is missing: the embedded cloud seeds it when a real run starts
+        primal = None  # SOURCE_AMI is missing: bake-primal seeds it into the embedded cloud
     builder = packer_builder(environment)
     if primal is None:
-        lines = [f"bake-primal: would bake a primal image with Packer from {config.source_ami} (seeded at start)"]
+        lines = seed_base_image(config, environment.aws.ec2, dry_run=True)[1]
+        lines.append(f"bake-primal: would bake a primal image with Packer from {config.source_ami}")
     elif primal.action == GIVEN:
         lines = [f"bake-primal: skip, primal image {primal.image} is given"]
     elif primal.action == BAKE:
@@ -105,7 +112,7 @@ def deploy_plan(
     """`inv deploy --dry-run` (and `inv rollback --dry-run`): every step of the chain, in order, as it would run
     now, each from the decision function the step itself uses."""
     config = environment.config
-    lines = seed_plan(environment.config, environment.aws.ec2, environment.aws.route53)
+    lines: list[str] = []
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     image = given_image(environment, image_id)
     if image:
@@ -137,7 +144,7 @@ def deploy_plan(
         f"wait-health: would wait up to {timeout_s or config.health_timeout}s for {config.desired_capacity}/"
         f"{config.desired_capacity} healthy, then promote {launch.group}; if not healthy in time, {otherwise}"
     )
-    facts = read_cleanup_facts(environment, keep_images, new_group=new_group)
+    facts = read_cleanup_facts(environment, keep_images, new_group=new_group, sweep=image is None)
     # launch-asg removes the leftover before the cleanup runs: the cleanup will not find it.
     removed = {action.target for action in launch.remove_first}
     facts = replace(

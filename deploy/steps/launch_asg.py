@@ -118,8 +118,9 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
     # An interrupted launch leaves at most this template (cleanup deletes templates no group uses) or this
     # group, tagged as launched by this tool and not promoted: the next run finds it in the account.
     pending = {"group": group_name, "launch_template": template_name, "image_id": image["ImageId"]}
+    by_hand = environment.given_image == image["ImageId"]
     try:
-        create_group(environment, group_name, template_id, subnet_ids, image["ImageId"])
+        create_group(environment, group_name, (template_id, template_name), subnet_ids, image["ImageId"], by_hand)
     except BaseException:
         # The call may have created the group before failing (a read timeout, Ctrl-C mid-call).
         abort_new_group(environment, pending, reason="its creation failed")

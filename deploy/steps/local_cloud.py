@@ -6,8 +6,17 @@ from invoke.exceptions import Exit
 
 from deploy.cli import run_step
 from deploy.config import load_config
+from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.localcloud import process as localcloud
+from deploy.localcloud.seed import seed
+
+
+def seeded(environment: Environment) -> Environment:
+    """Seed the started cloud with all an account would have: other commands seed only what they need, when they
+    need it; this one makes the cloud ready for any."""
+    seed(environment.config, environment.aws.ec2, environment.aws.route53, say=environment.say)
+    return environment
 
 
 def manage_local_cloud(env: str | None, stop: bool) -> None:
@@ -21,7 +30,7 @@ def manage_local_cloud(env: str | None, stop: bool) -> None:
             return
     except DeployError as error:
         raise Exit(f"error: {error}", code=1) from None
-    environment = run_step("local-cloud", env, lambda e: e)
+    environment = run_step("local-cloud", env, seeded)
     print(f"embedded cloud listening at {environment.config.endpoint_url}")
     print(
         f"  use it with: AWS_ENDPOINT_URL={environment.config.endpoint_url} AWS_ACCESS_KEY_ID=testing"

@@ -55,4 +55,4 @@ def rollback(
         return show(environment, deploy_plan(environment, image_id=target, timeout_s=timeout_s))
     launch_group(environment, image_id=target)
     wait_for_new_group(environment, timeout_s, action="rollback")
-    return finish_deploy(environment)
+    return finish_deploy(environment, sweep=False)  # an image given (the target), as its dry run says

@@ -36,10 +36,13 @@ MAX_RATE = 200.0
 
 
 def service_url(environment: Any, summary: dict[str, Any] | None = None) -> str:
-    """Where the environment answers: its load balancer's LocalCloudURL tag if it has one, else the host's URL."""
-    if summary is None:
-        summary = environment.load_balancer.describe_summary()
-    local = (summary.get("tags") or {}).get(URL_TAG)
+    """Where the environment answers: its load balancer's LocalCloudURL tag if it has one (the embedded cloud's
+    load balancers listen on a local port), else the host's URL (no request: on AWS the name is the host's)."""
+    if summary is not None:
+        tags = summary.get("tags") or {}
+    else:
+        tags = environment.load_balancer.tags() if environment.config.local_cloud else {}
+    local = tags.get(URL_TAG)
     if local:
         return str(local).rstrip("/") + "/"
     scheme = "https" if 443 in environment.load_balancer.ingress_ports() else "http"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy import facts
 from deploy.aws.clients import collect, or_none
 from deploy.aws.converge import Changes
 from deploy.aws.loadbalancers.base import (
@@ -12,12 +13,17 @@ from deploy.aws.loadbalancers.base import (
     HealthCheck,
     LoadBalancerBase,
     described_tags,
-    target_group_check_summary,
 )
-from deploy.aws.loadbalancers.listeners import certificate_names, listener_matches, listener_summary, wanted_listeners
+from deploy.aws.loadbalancers.certificates import check_certificate
+from deploy.aws.loadbalancers.listeners import listener_matches, wanted_listeners
+from deploy.aws.loadbalancers.summaries import application_summary
 from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
 from deploy.plans.model import IN_SERVICE
+
+TARGET_GROUP_ATTRIBUTES = "target-group-attributes"  # in the load balancer's memo (`known`), as its keys
+LISTENERS = "listeners"
+DELAY = "deregistration_delay.timeout_seconds"  # the target group attribute of draining
 
 
 class ApplicationLoadBalancer(LoadBalancerBase):
@@ -29,7 +35,6 @@ class ApplicationLoadBalancer(LoadBalancerBase):
 
     kind = "application"
     min_zones = 2  # AWS refuses an Application Load Balancer whose subnets span fewer zones
-    _target_group_arn: str | None = None  # read once, then remembered
 
     @staticmethod
     def name_for(names: Names) -> str:
@@ -49,34 +54,56 @@ class ApplicationLoadBalancer(LoadBalancerBase):
 
     # --- descriptions -------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any] | None:
+    def read_description(self) -> dict[str, Any] | None:
         found = or_none(lambda: self.elbv2.describe_load_balancers(Names=[self.name])["LoadBalancers"])
         return found[0] if found else None
 
     def describe_target_group(self) -> dict[str, Any] | None:
-        found = or_none(lambda: self.elbv2.describe_target_groups(Names=[self.target_group_name])["TargetGroups"])
-        return found[0] if found else None
+        """The target group's description (None: it does not exist), read once per run."""
+
+        def read() -> dict[str, Any] | None:
+            found = or_none(lambda: self.elbv2.describe_target_groups(Names=[self.target_group_name])["TargetGroups"])
+            return found[0] if found else None
+
+        return self.known.once(facts.TARGET_GROUP, read)
+
+    def target_group_attributes(self, arn: str) -> dict[str, str]:
+        """The target group's attributes (deregistration delay, ...), read once per run."""
+        return self.known.once(
+            TARGET_GROUP_ATTRIBUTES,
+            lambda: {
+                a["Key"]: a["Value"]
+                for a in self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+            },
+        )
 
     def listeners(self, load_balancer_arn: str) -> dict[int, dict[str, Any]]:
-        found = collect(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=load_balancer_arn)
-        return {int(listener["Port"]): listener for listener in found}
+        """The load balancer's listeners by port, read once per run; its own writes keep them up to date."""
+
+        def read() -> dict[int, dict[str, Any]]:
+            found = collect(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=load_balancer_arn)
+            return {int(listener["Port"]): listener for listener in found}
+
+        return dict(self.known.once(LISTENERS, read))
+
+    def _remember_listener(self, answer: dict[str, Any]) -> None:
+        """A listener as CreateListener or ModifyListener answered: the memo says so (no read after the write)."""
+        [listener] = answer["Listeners"]
+        self.amend(LISTENERS, {int(listener["Port"]): listener})
 
     def target_group_arn(self) -> str:
-        if self._target_group_arn is None:
-            found = self.describe_target_group()
-            if found is None:
-                self.refuse_kind_switch()
-                raise DeployError(
-                    f"Target group {self.target_group_name} does not exist: run `inv setup --env {self.names.env}`"
-                    " first."
-                )
-            self._target_group_arn = str(found["TargetGroupArn"])
-        return self._target_group_arn
+        found = self.describe_target_group()
+        if found is None:
+            self.refuse_kind_switch()
+            raise DeployError(
+                f"Target group {self.target_group_name} does not exist: run `inv setup --env {self.names.env}` first."
+            )
+        return str(found["TargetGroupArn"])
 
     # --- setup --------------------------------------------------------------------------------
 
     def preflight(self, vpc_id: str) -> None:
-        self.refuse_kind_switch()
+        self.guard_kind()
         group = self.describe_target_group()
         if group is not None and group.get("VpcId") != vpc_id:
             raise DeployError(
@@ -84,29 +111,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
                 " group cannot move. Set VPC_ID back, or destroy the environment and set it up again."
             )
         if self.certificate_arn:
-            self._check_certificate(self.certificate_arn)
-
-    def _check_certificate(self, arn: str) -> None:
-        found = or_none(
-            lambda: self.aws.client("acm").describe_certificate(CertificateArn=arn),
-            "ResourceNotFoundException",
-            "ValidationException",
-        )
-        if found is None:
-            raise DeployError(
-                f"CERTIFICATE_ARN {arn} is not a certificate in ACM of {self.settings.region}: request or"
-                f" import it there, or fix it in {self.settings.certificate_source}."
-            )
-        certificate = found["Certificate"]
-        status = certificate.get("Status")
-        if status != "ISSUED":
-            raise DeployError(
-                f"CERTIFICATE_ARN {arn} is {status}: an HTTPS listener needs an issued certificate."
-                " Complete its validation in ACM, then run setup again."
-            )
-        if not certificate_names(certificate, self.names.host):
-            covered = sorted({certificate.get("DomainName", ""), *certificate.get("SubjectAlternativeNames", [])})
-            self.say(f"  warning: certificate {arn} does not name {self.names.host.lower()} ({', '.join(covered)})")
+            check_certificate(self.aws, self.settings, self.names.host, self.say)
 
     def ingress_ports(self) -> list[int]:
         return [80, 443] if self.certificate_arn else [80]
@@ -117,11 +122,11 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         security_group_id: str,
         health: HealthCheck,
         dry_run: bool = False,
-        vpc_id: str | None = None,
+        *,
+        vpc_id: str,
     ) -> list[str]:
         """Create or converge the load balancer, its target group and listeners; return what changed."""
         changes = Changes(dry_run)
-        vpc_id = vpc_id or self._vpc_of(subnet_ids)
         current = self.describe()
         if current is None:
             created = changes.make(
@@ -136,32 +141,41 @@ class ApplicationLoadBalancer(LoadBalancerBase):
                     Tags=tag_list(self.names.tags()),
                 ),
             )
-            load_balancer_arn = created["LoadBalancers"][0]["LoadBalancerArn"] if created else None
+            load_balancer_arn = None
+            if created:
+                # AWS answers with the description: remembered, not read back. A new one has no listener yet.
+                described = created["LoadBalancers"][0]
+                self.known.put(facts.LOAD_BALANCER, described)
+                self.known.put(LISTENERS, {})
+                load_balancer_arn = described["LoadBalancerArn"]
         else:
             load_balancer_arn = current["LoadBalancerArn"]
             subnets_now = {zone["SubnetId"] for zone in current.get("AvailabilityZones", [])}
             missing_subnets = sorted(set(subnet_ids) - subnets_now)
             if missing_subnets:
+                subnets = sorted(subnets_now | set(subnet_ids))
                 changes.make(
                     f"attached {self.name} to subnets {', '.join(missing_subnets)}",
-                    lambda: self.elbv2.set_subnets(
-                        LoadBalancerArn=load_balancer_arn, Subnets=sorted(subnets_now | set(subnet_ids))
+                    lambda: self.amend(
+                        facts.LOAD_BALANCER,
+                        AvailabilityZones=self.elbv2.set_subnets(LoadBalancerArn=load_balancer_arn, Subnets=subnets)[
+                            "AvailabilityZones"
+                        ],
                     ),
                 )
             if current.get("SecurityGroups") != [security_group_id]:
                 changes.make(
                     f"applied security group {security_group_id} to {self.name}",
-                    lambda: self.elbv2.set_security_groups(
-                        LoadBalancerArn=load_balancer_arn, SecurityGroups=[security_group_id]
+                    lambda: self.amend(
+                        facts.LOAD_BALANCER,
+                        SecurityGroups=self.elbv2.set_security_groups(
+                            LoadBalancerArn=load_balancer_arn, SecurityGroups=[security_group_id]
+                        )["SecurityGroupIds"],
                     ),
                 )
         target_group_arn = self._ensure_target_group(changes, vpc_id, health)
         self._ensure_listeners(changes, load_balancer_arn, target_group_arn)
         return list(changes)
-
-    def _vpc_of(self, subnet_ids: list[str]) -> str:
-        found = self.aws.ec2.describe_subnets(SubnetIds=subnet_ids[:1])["Subnets"]
-        return str(found[0]["VpcId"])
 
     def _ensure_target_group(self, changes: Changes, vpc_id: str, health: HealthCheck) -> str | None:
         desired = health.as_target_group()
@@ -183,6 +197,9 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             if created is None:  # dry run (a new target group drains 300 s: AWS's default, checked below)
                 return None
             group = created["TargetGroups"][0]
+            self.known.put(facts.TARGET_GROUP, group)  # AWS answers with the description: not read back
+            # AWS's default deregistration delay is 300 s: a new target group needs no read of its attributes.
+            self.known.put(TARGET_GROUP_ATTRIBUTES, {DELAY: str(DRAINING_TIMEOUT_S)})
         else:
             if (group.get("Protocol"), group.get("Port"), group.get("TargetType", "instance")) != (
                 "HTTP",
@@ -198,20 +215,23 @@ class ApplicationLoadBalancer(LoadBalancerBase):
                 changes.make(
                     f"set the health check of {self.target_group_name} to HTTP {health.path} every"
                     f" {health.interval}s, timeout {health.timeout}s, thresholds {health.healthy}/{health.unhealthy}",
-                    lambda: self.elbv2.modify_target_group(TargetGroupArn=group["TargetGroupArn"], **desired),
+                    lambda: self.known.put(  # AWS answers with the description as it is now
+                        facts.TARGET_GROUP,
+                        self.elbv2.modify_target_group(TargetGroupArn=group["TargetGroupArn"], **desired)[
+                            "TargetGroups"
+                        ][0],
+                    ),
                 )
         arn = str(group["TargetGroupArn"])
-        self._target_group_arn = arn
-        attributes = {
-            a["Key"]: a["Value"] for a in self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-        }
-        if attributes.get("deregistration_delay.timeout_seconds") != str(DRAINING_TIMEOUT_S):
+        if self.target_group_attributes(arn).get(DELAY) != str(DRAINING_TIMEOUT_S):
+
+            def modify_attributes() -> None:
+                delay = [{"Key": DELAY, "Value": str(DRAINING_TIMEOUT_S)}]
+                answer = self.elbv2.modify_target_group_attributes(TargetGroupArn=arn, Attributes=delay)
+                self.known.put(TARGET_GROUP_ATTRIBUTES, {a["Key"]: a["Value"] for a in answer["Attributes"]})
+
             changes.make(
-                f"set the deregistration delay of {self.target_group_name} to {DRAINING_TIMEOUT_S}s",
-                lambda: self.elbv2.modify_target_group_attributes(
-                    TargetGroupArn=arn,
-                    Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(DRAINING_TIMEOUT_S)}],
-                ),
+                f"set the deregistration delay of {self.target_group_name} to {DRAINING_TIMEOUT_S}s", modify_attributes
             )
         return arn
 
@@ -228,7 +248,9 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         if not self.certificate_arn and 443 in current:
             changes.make(
                 f"removed the HTTPS listener 443 of {self.name} (CERTIFICATE_ARN is empty)",
-                lambda: self.elbv2.delete_listener(ListenerArn=current[443]["ListenerArn"]),
+                lambda: self.forget_after(
+                    self.elbv2.delete_listener, LISTENERS, ListenerArn=current[443]["ListenerArn"]
+                ),
             )
 
     def _converge_listener(
@@ -242,21 +264,33 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         if current is None:
             changes.make(
                 f"created {what} on {self.name}",
-                lambda: self.elbv2.create_listener(LoadBalancerArn=load_balancer_arn, **desired),
+                lambda: self._remember_listener(
+                    self.elbv2.create_listener(LoadBalancerArn=load_balancer_arn, **desired)
+                ),
             )
         elif not listener_matches(current, desired):
             changes.make(
                 f"set {what} on {self.name}",
-                lambda: self.elbv2.modify_listener(ListenerArn=current["ListenerArn"], **desired),
+                lambda: self._remember_listener(
+                    self.elbv2.modify_listener(ListenerArn=current["ListenerArn"], **desired)
+                ),
             )
 
     def require(self) -> dict[str, Any]:
-        found = super().require()
-        self.target_group_arn()  # and its target group
-        return found
+        """What a deploy needs: the target group, and a load balancer in front of it. The target group answers
+        both (its LoadBalancerArns), so a deploy reads only it; the load balancer's own description only when the
+        target group has none (then: why, as `LoadBalancerBase.require` says)."""
+        group = self.describe_target_group()
+        arns = (group or {}).get("LoadBalancerArns") or []
+        if group is None or not arns:
+            found = super().require()
+            self.target_group_arn()  # and its target group
+            return found
+        return self.known.get(facts.LOAD_BALANCER) or {"LoadBalancerName": self.name, "LoadBalancerArn": arns[0]}
 
     def dns_target(self) -> tuple[str, str]:
-        found = self.require()
+        found = super().require()  # the whole description: its DNS name and zone
+        self.target_group_arn()
         return found["DNSName"], found["CanonicalHostedZoneId"]
 
     # --- deploy -------------------------------------------------------------------------------
@@ -280,6 +314,10 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             return {i: "unused" for i in instance_ids or []}
         return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in found["TargetHealthDescriptions"]}
 
+    def tags(self) -> dict[str, str]:
+        found = self.require()
+        return described_tags(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"])
+
     def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
         """As target_states, with `healthy` reported as IN_SERVICE (the steps count serving instances by it)."""
         return {i: IN_SERVICE if state == "healthy" else state for i, state in self.target_states(instance_ids).items()}
@@ -293,15 +331,24 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         found = self.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
         return [i["InstanceId"] for g in found["AutoScalingGroups"] for i in g.get("Instances", [])]
 
-    def detach_group(self, group_name: str) -> None:
-        """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most)."""
-        if not any(state not in ("Removing", "Removed") for state in self._attachment_states(group_name)):
+    def attached_to(self, raw_group: dict[str, Any]) -> bool:
+        return self.target_group_arn() in raw_group.get("TargetGroupARNs", [])
+
+    def detach_group(self, group_name: str, attached: bool = False) -> None:
+        """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most).
+        ATTACHED: the caller knows it is attached (from the group's description): no need to ask."""
+        if not attached and not any(
+            state not in ("Removing", "Removed") for state in self._attachment_states(group_name)
+        ):
             return  # not attached, or already being detached: nothing to do
         self.aws.autoscaling.detach_load_balancer_target_groups(
             AutoScalingGroupName=group_name, TargetGroupARNs=[self.target_group_arn()]
         )
 
-    def group_detached(self, group_name: str) -> bool:
+    def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
+        if instance_ids:
+            # Its instances known: detached once none is still a target (draining ends with `unused`).
+            return all(state == "unused" for state in self.target_states(instance_ids).values())
         if any(state != "Removed" for state in self._attachment_states(group_name)):
             return False
         instance_ids = self._group_instances(group_name)
@@ -310,59 +357,20 @@ class ApplicationLoadBalancer(LoadBalancerBase):
     # --- status and destroy -------------------------------------------------------------------
 
     def describe_summary(self) -> dict[str, Any]:
-        """For status, dry runs and destroy: kind, name, exists and target_group (None when absent; else name,
-        arn, deregistration_delay_seconds, targets); when the load balancer exists also dns_name, state,
-        health_check (of the target group), listeners ({port, protocol, action[, certificate, ssl_policy]}),
-        security_groups, subnets, tags."""
-        found = self.describe()
-        group = self.describe_target_group()
-        summary: dict[str, Any] = {
-            "kind": self.kind,
-            "name": self.name,
-            "exists": found is not None,
-            "target_group": None,
-        }
-        if group is not None:
-            arn = str(group["TargetGroupArn"])
-            self._target_group_arn = arn
-            attributes = {
-                a["Key"]: a["Value"]
-                for a in self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-            }
-            summary["target_group"] = {
-                "name": self.target_group_name,
-                "arn": arn,
-                "deregistration_delay_seconds": int(attributes.get("deregistration_delay.timeout_seconds", 0)),
-                "targets": self.target_states(),
-            }
-            summary["health_check"] = target_group_check_summary(group)
-        if found is None:
-            return summary
-        summary.update(
-            dns_name=found.get("DNSName"),
-            state=(found.get("State") or {}).get("Code"),
-            listeners=[
-                listener_summary(port, listener, self.target_group_name)
-                for port, listener in sorted(self.listeners(found["LoadBalancerArn"]).items())
-            ],
-            security_groups=found.get("SecurityGroups", []),
-            subnets=sorted(zone["SubnetId"] for zone in found.get("AvailabilityZones", [])),
-            tags=described_tags(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"]),
-        )
-        return summary
+        return application_summary(self)
 
     def delete(self) -> list[str]:
         """Listeners, then the target group (no longer referenced), then the load balancer; wait until it is gone."""
         changes: list[str] = []
         found = self.describe()
-        if found is not None:
-            for port, listener in sorted(self.listeners(found["LoadBalancerArn"]).items()):
-                self.elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
-                changes.append(f"deleted listener {listener['Protocol']} {port} of {self.name}")
+        listeners = sorted(self.listeners(found["LoadBalancerArn"]).items()) if found is not None else []
         group = self.describe_target_group()
+        self.forget()  # what follows deletes it all: nothing read so far holds any more, even if a deletion fails
+        for port, listener in listeners:
+            self.elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
+            changes.append(f"deleted listener {listener['Protocol']} {port} of {self.name}")
         if group is not None:
             self.elbv2.delete_target_group(TargetGroupArn=group["TargetGroupArn"])
-            self._target_group_arn = None
             changes.append(f"deleted target group {self.target_group_name}")
         if found is not None:
             self.elbv2.delete_load_balancer(LoadBalancerArn=found["LoadBalancerArn"])

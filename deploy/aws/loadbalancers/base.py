@@ -3,12 +3,14 @@ the settings a load balancer is given, the guard against a switch of kind, and t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from deploy import facts
 from deploy.aws.clients import Aws
 from deploy.errors import DeployError
+from deploy.facts import Facts
 from deploy.naming import Names, tags_of
 
 DRAINING_TIMEOUT_S = 300
@@ -96,7 +98,8 @@ class LoadBalancer(Protocol):
         security_group_id: str,
         health: HealthCheck,
         dry_run: bool = False,
-        vpc_id: str | None = None,
+        *,
+        vpc_id: str,
     ) -> list[str]:
         """Create or converge everything of the load balancer; return what changed (empty: nothing).
 
@@ -104,10 +107,20 @@ class LoadBalancer(Protocol):
         """
         ...
 
+    def describe(self) -> dict[str, Any] | None:
+        """The load balancer's description (None: it does not exist), read once per run and remembered; this
+        object's own writes update or forget it. Every step of an invocation shares the one object (and read)."""
+        ...
+
+    def forget(self) -> None:
+        """Read everything of the load balancer again when next needed (someone else changed it)."""
+        ...
+
     def exists(self) -> bool: ...
 
     def require(self) -> dict[str, Any]:
-        """The load balancer's description; DeployError when setup has not run (or the kind was switched)."""
+        """DeployError when setup has not run (or the kind was switched); else at least the load balancer's name and
+        ARN (the whole description where it was read: `describe`)."""
         ...
 
     def dns_target(self) -> tuple[str, str]:
@@ -122,12 +135,22 @@ class LoadBalancer(Protocol):
         """State at the load balancer of the given (or all registered) instances; IN_SERVICE when serving."""
         ...
 
-    def detach_group(self, group_name: str) -> None:
-        """Start taking a group out of service: the load balancer drains its instances."""
+    def attached_to(self, raw_group: dict[str, Any]) -> bool:
+        """Whether the group's description (DescribeAutoScalingGroups) lists this load balancer as attached."""
         ...
 
-    def group_detached(self, group_name: str) -> bool:
-        """Whether the group is detached and none of its instances is still registered or draining."""
+    def detach_group(self, group_name: str, attached: bool = False) -> None:
+        """Start taking a group out of service: the load balancer drains its instances. ATTACHED: known to be
+        attached (its description says so), so not asked again."""
+        ...
+
+    def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
+        """Whether the group is detached and none of its instances is still registered or draining (INSTANCE_IDS:
+        the group's instances, when the caller knows them)."""
+        ...
+
+    def tags(self) -> dict[str, str]:
+        """The load balancer's tags (it must exist)."""
         ...
 
     def describe_summary(self) -> dict[str, Any]:
@@ -155,9 +178,15 @@ def kind_switch_refused(names: Names, settings: LoadBalancerSettings, found_kind
 
 
 class LoadBalancerBase:
-    """What both kinds do alike: whether the load balancer exists, the guard against a switch of kind, `require`.
+    """What both kinds do alike: the memo of what was read of the load balancer, whether it exists, the guard
+    against a switch of kind, `require`.
 
     OTHERS are the load balancers of the other kinds of the same environment (only asked whether they exist).
+
+    What is read of the load balancer (its description; its attributes, target group, listeners) is read once
+    per run and remembered in `known` (deploy/facts.py's memo, the object's own: one object per environment, so
+    setup and the deploy share it). Its own writes update the memo with what AWS answered, or forget what they
+    changed; polls (instance and target health, a group's attachment) never go through it.
     """
 
     kind: ClassVar[str]
@@ -178,14 +207,37 @@ class LoadBalancerBase:
         self.say = say
         self.others = tuple(others)
         self.name = self.name_for(names)
+        self.known = Facts()
 
     @staticmethod
     def name_for(names: Names) -> str:
         """The load balancer's name in this environment (elb-NAME, alb-NAME)."""
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any] | None:
+    def read_description(self) -> dict[str, Any] | None:
+        """The load balancer's description as AWS gives it now (None: it does not exist)."""
         raise NotImplementedError
+
+    def describe(self) -> dict[str, Any] | None:
+        return self.known.once(facts.LOAD_BALANCER, self.read_description)
+
+    def forget(self) -> None:
+        self.known = Facts()
+
+    def forget_after(self, call: Callable[..., Any], key: str, **params: Any) -> Any:
+        """CALL(**PARAMS), a write of this object's that changes what is remembered as KEY: forgotten (read again
+        when next needed), even if the call fails."""
+        try:
+            return call(**params)
+        finally:
+            self.known.forget(key)
+
+    def amend(self, key: str, changed: Mapping[Any, Any] | None = None, **fields: Any) -> None:
+        """This object's own write changed some entries of the remembered dict KEY, as AWS answered (CHANGED,
+        FIELDS): the memo says so, and nothing is read after the write. Not known yet: nothing to amend."""
+        known = self.known.get(key)
+        if known is not None:
+            self.known.put(key, {**known, **(changed or {}), **fields})
 
     def exists(self) -> bool:
         return self.describe() is not None
@@ -195,10 +247,17 @@ class LoadBalancerBase:
             if other.exists():
                 raise kind_switch_refused(self.names, self.settings, other.kind, other.name)
 
+    def guard_kind(self) -> None:
+        """The guard against a switch of kind where it matters: while this kind's load balancer does not exist.
+        Once it does, the environment is of this kind (setup never creates one beside the other kind's), and a
+        run that finds it asks no more."""
+        if not self.exists():
+            self.refuse_kind_switch()
+
     def require(self) -> dict[str, Any]:
-        self.refuse_kind_switch()
         found = self.describe()
         if found is None:
+            self.refuse_kind_switch()
             raise DeployError(
                 f"Load balancer {self.name} does not exist: run `inv setup --env {self.names.env}` first."
             )

@@ -3,8 +3,10 @@ name, and it reports each instance InService or OutOfService."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from deploy import facts
 from deploy.aws.clients import or_none
 from deploy.aws.converge import Changes
 from deploy.aws.loadbalancers.base import (
@@ -19,6 +21,7 @@ from deploy.aws.loadbalancers.base import (
 from deploy.naming import Names, tag_list
 
 LB_NOT_FOUND = ("LoadBalancerNotFound", "AccessPointNotFound")
+ATTRIBUTES = "classic-attributes"  # its LoadBalancerAttributes, in its memo (`known`)
 
 
 class ClassicLoadBalancer(LoadBalancerBase):
@@ -30,12 +33,27 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def name_for(names: Names) -> str:
         return names.load_balancer
 
-    def describe(self) -> dict[str, Any] | None:
+    def read_description(self) -> dict[str, Any] | None:
         found = or_none(lambda: self.aws.elb.describe_load_balancers(LoadBalancerNames=[self.name]))
         return found["LoadBalancerDescriptions"][0] if found else None
 
+    def attributes(self) -> dict[str, Any]:
+        """Its attributes (connection draining, cross-zone), read once per run; {} while it does not exist."""
+        if self.describe() is None:
+            return {}
+        return self.known.once(
+            ATTRIBUTES,
+            lambda: self.aws.elb.describe_load_balancer_attributes(LoadBalancerName=self.name)[
+                "LoadBalancerAttributes"
+            ],
+        )
+
+    def _changed(self, call: Callable[[], Any]) -> Callable[[], Any]:
+        """CALL changes the description: forgotten once it is made (read again only when needed)."""
+        return lambda: self.forget_after(call, facts.LOAD_BALANCER)
+
     def preflight(self, vpc_id: str) -> None:
-        self.refuse_kind_switch()
+        self.guard_kind()
 
     def ingress_ports(self) -> list[int]:
         return [80]
@@ -46,7 +64,8 @@ class ClassicLoadBalancer(LoadBalancerBase):
         security_group_id: str,
         health: HealthCheck,
         dry_run: bool = False,
-        vpc_id: str | None = None,
+        *,
+        vpc_id: str,
     ) -> list[str]:
         """Create or converge the load balancer; return what changed (empty when nothing did)."""
         elb = self.aws.elb
@@ -55,27 +74,35 @@ class ClassicLoadBalancer(LoadBalancerBase):
         if current is None:
             changes.make(
                 f"created load balancer {self.name}",
-                lambda: elb.create_load_balancer(
-                    LoadBalancerName=self.name,
-                    Listeners=[self._listener(health.port)],
-                    Subnets=subnet_ids,
-                    SecurityGroups=[security_group_id],
-                    Tags=tag_list(self.names.tags()),
+                self._changed(
+                    lambda: elb.create_load_balancer(
+                        LoadBalancerName=self.name,
+                        Listeners=[self._listener(health.port)],
+                        Subnets=subnet_ids,
+                        SecurityGroups=[security_group_id],
+                        Tags=tag_list(self.names.tags()),
+                    )
                 ),
             )
-            current = {} if dry_run else self.describe() or {}
+            # Not read back: a new one has AWS's default health check and no draining, set below. Its description
+            # (the hosted zone id of its DNS name, which CreateLoadBalancer does not return) is read when needed.
+            current = {}
         else:
             missing_subnets = sorted(set(subnet_ids) - set(current.get("Subnets", [])))
             if missing_subnets:
                 changes.make(
                     f"attached {self.name} to subnets {', '.join(missing_subnets)}",
-                    lambda: elb.attach_load_balancer_to_subnets(LoadBalancerName=self.name, Subnets=missing_subnets),
+                    self._changed(
+                        lambda: elb.attach_load_balancer_to_subnets(LoadBalancerName=self.name, Subnets=missing_subnets)
+                    ),
                 )
             if security_group_id not in current.get("SecurityGroups", []):
                 changes.make(
                     f"applied security group {security_group_id} to {self.name}",
-                    lambda: elb.apply_security_groups_to_load_balancer(
-                        LoadBalancerName=self.name, SecurityGroups=[security_group_id]
+                    self._changed(
+                        lambda: elb.apply_security_groups_to_load_balancer(
+                            LoadBalancerName=self.name, SecurityGroups=[security_group_id]
+                        )
                     ),
                 )
             ports = {
@@ -92,30 +119,29 @@ class ClassicLoadBalancer(LoadBalancerBase):
                     )
 
                 changes.make(
-                    f"set the listener of {self.name} to HTTP 80 → instances HTTP:{health.port}", replace_listener
+                    f"set the listener of {self.name} to HTTP 80 → instances HTTP:{health.port}",
+                    self._changed(replace_listener),
                 )
         desired_check = health.as_classic()
         if health_check_differs(current.get("HealthCheck"), desired_check):
             changes.make(
                 f"set the health check of {self.name} to {desired_check['Target']}",
-                lambda: elb.configure_health_check(LoadBalancerName=self.name, HealthCheck=desired_check),
-            )
-        attributes = (
-            elb.describe_load_balancer_attributes(LoadBalancerName=self.name)["LoadBalancerAttributes"]
-            if current
-            else {}
-        )
-        if draining_differs(attributes) or not attributes.get("CrossZoneLoadBalancing", {}).get("Enabled"):
-            changes.make(
-                f"enabled connection draining ({DRAINING_TIMEOUT_S}s) on {self.name}",
-                lambda: elb.modify_load_balancer_attributes(
-                    LoadBalancerName=self.name,
-                    LoadBalancerAttributes={
-                        "ConnectionDraining": {"Enabled": True, "Timeout": DRAINING_TIMEOUT_S},
-                        "CrossZoneLoadBalancing": {"Enabled": True},
-                    },
+                self._changed(
+                    lambda: elb.configure_health_check(LoadBalancerName=self.name, HealthCheck=desired_check)
                 ),
             )
+        attributes = self.attributes() if current else {}
+        if draining_differs(attributes) or not attributes.get("CrossZoneLoadBalancing", {}).get("Enabled"):
+            wanted = {
+                "ConnectionDraining": {"Enabled": True, "Timeout": DRAINING_TIMEOUT_S},
+                "CrossZoneLoadBalancing": {"Enabled": True},
+            }
+
+            def modify_attributes() -> None:
+                elb.modify_load_balancer_attributes(LoadBalancerName=self.name, LoadBalancerAttributes=wanted)
+                self.known.put(ATTRIBUTES, {**attributes, **wanted})  # what AWS has now: no read after the write
+
+            changes.make(f"enabled connection draining ({DRAINING_TIMEOUT_S}s) on {self.name}", modify_attributes)
         return list(changes)
 
     @staticmethod
@@ -138,17 +164,24 @@ class ClassicLoadBalancer(LoadBalancerBase):
             params["Instances"] = [{"InstanceId": i} for i in instance_ids]
         found = or_none(lambda: self.aws.elb.describe_instance_health(**params), "InvalidInstance", *LB_NOT_FOUND)
         if found is None:
+            self.forget()  # read again: the memo may predate its deletion
             self.require()  # the load balancer is gone: says why (setup not run, or the kind was switched)
             return {i: "Unknown" for i in instance_ids or []}  # an instance that no longer exists
         return {state["InstanceId"]: state["State"] for state in found["InstanceStates"]}
 
-    def detach_group(self, group_name: str) -> None:
+    def attached_to(self, raw_group: dict[str, Any]) -> bool:
+        return self.name in raw_group.get("LoadBalancerNames", [])
+
+    def detach_group(self, group_name: str, attached: bool = False) -> None:
         """Detach the group: AWS deregisters its instances, which drain (connection draining, 300 s at most)."""
         self.aws.autoscaling.detach_load_balancers(AutoScalingGroupName=group_name, LoadBalancerNames=[self.name])
 
-    def group_detached(self, group_name: str) -> bool:
+    def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
         found = self.aws.autoscaling.describe_load_balancers(AutoScalingGroupName=group_name)["LoadBalancers"]
         return not any(lb["LoadBalancerName"] == self.name and lb.get("State") != "Removed" for lb in found)
+
+    def tags(self) -> dict[str, str]:
+        return described_tags(self.aws.elb.describe_tags(LoadBalancerNames=[self.name])["TagDescriptions"])
 
     def describe_summary(self) -> dict[str, Any]:
         """For status, dry runs and destroy: kind, name, exists; when it exists also dns_name, health_check,
@@ -157,11 +190,8 @@ class ClassicLoadBalancer(LoadBalancerBase):
         summary: dict[str, Any] = {"kind": self.kind, "name": self.name, "exists": found is not None}
         if found is None:
             return summary
-        attributes = self.aws.elb.describe_load_balancer_attributes(LoadBalancerName=self.name)[
-            "LoadBalancerAttributes"
-        ]
+        attributes = self.attributes()
         draining = attributes.get("ConnectionDraining", {})
-        tags = self.aws.elb.describe_tags(LoadBalancerNames=[self.name])["TagDescriptions"]
         summary.update(
             dns_name=found.get("DNSName"),
             health_check=classic_check_summary(found.get("HealthCheck", {})),
@@ -175,7 +205,7 @@ class ClassicLoadBalancer(LoadBalancerBase):
             ],
             security_groups=found.get("SecurityGroups", []),
             subnets=sorted(found.get("Subnets", [])),
-            tags=described_tags(tags),
+            tags=self.tags(),
             draining_seconds=draining.get("Timeout") if draining.get("Enabled") else 0,
             instances=self.serving_states(),
         )
@@ -184,5 +214,6 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def delete(self) -> list[str]:
         if self.describe() is None:
             return []
+        self.forget()
         self.aws.elb.delete_load_balancer(LoadBalancerName=self.name)
         return [f"deleted load balancer {self.name}"]

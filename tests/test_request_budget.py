@@ -1,0 +1,152 @@
+"""Request budgets (issue 13), asserted operation by operation from the per-call logs of real CLI runs.
+
+Every AWS call a run makes leaves one file in its log folder, deploy/log/ENV/RUN/NNNN-STEP-SERVICE-Operation.json,
+so a run's requests are counted from what it recorded, as a user could count them. On the session's embedded cloud
+(the real CLI, both load balancer kinds, two instances, the bakes skipped with --image-id):
+
+- a second `inv setup` that changes nothing: at most 12 requests;
+- a first deploy: at most 18;
+- a deploy that retires one old group: at most 24;
+- each health poll: at most 2 (a poll reads the group, then the load balancer; see deploy/aws/health.py).
+
+Counts are deterministic but for one thing: how many polls wait-health makes before the new group is healthy (the
+modelled boot races the first poll). The expected counts below are exact for every other operation; the two
+operations of a poll are bounded by the number of polls, read from the same logs (the load balancer's health reads).
+No timing is asserted. `tests/benchmark_deploy.py` prints the same figures beside their budgets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import ServerSite, make_image, succeeded
+
+ENV = "budget"
+SETUP_AGAIN_BUDGET = 12
+FIRST_DEPLOY_BUDGET = 18
+RETIRE_ONE_BUDGET = 24
+POLL_BUDGET = 2
+
+# The requests of one health poll, by load balancer kind: the group, then the load balancer's view of its instances.
+POLL_GROUP = "autoscaling.DescribeAutoScalingGroups"
+POLL_BALANCER = {"classic": "elb.DescribeInstanceHealth", "application": "elbv2.DescribeTargetHealth"}
+
+# Every request but the polls', exactly. The lock: PutParameter (take), GetParameter + DeleteParameter (release).
+LOCK = {"ssm.PutParameter": 1, "ssm.GetParameter": 1, "ssm.DeleteParameter": 1}
+LAUNCH = {
+    "ec2.DescribeImages": 1,  # the environment's images, once: the given image among them, then the cleanup's
+    "ec2.DescribeInstanceTypeOfferings": 1,  # INSTANCE_TYPE offered, and where
+    "ec2.DescribeSubnets": 1,
+    "ec2.DescribeSecurityGroups": 1,  # the instances' security group
+    "autoscaling.DescribeAutoScalingGroups": 1,  # the environment's groups, once (then remembered)
+    "ec2.CreateLaunchTemplate": 1,
+    "autoscaling.CreateAutoScalingGroup": 1,
+    "autoscaling.CreateOrUpdateTags": 1,  # promoted
+    "ec2.CreateTags": 1,  # the image: deployed, and given by hand
+    # (the history entry is an ssm.PutParameter: counted with the lock's below)
+}
+BALANCER = {
+    "classic": {"elb.DescribeLoadBalancers": 1, "elb.DescribeTags": 1},  # the tags: the embedded cloud's local URL
+    "application": {"elbv2.DescribeTargetGroups": 1, "elbv2.DescribeTags": 1},
+}
+RETIRE = {
+    "classic": {
+        "autoscaling.DetachLoadBalancers": 1,
+        "autoscaling.DescribeLoadBalancers": 1,  # drained? asked once, when the draining time is over
+        "autoscaling.DeleteAutoScalingGroup": 1,  # with its instances
+        "ec2.DeleteLaunchTemplate": 1,
+    },
+    "application": {
+        "autoscaling.DetachLoadBalancerTargetGroups": 1,
+        "elbv2.DescribeTargetHealth": 1,  # drained? asked once, when the deregistration delay is over
+        "autoscaling.DeleteAutoScalingGroup": 1,
+        "ec2.DeleteLaunchTemplate": 1,
+    },
+}
+SETUP_AGAIN = {
+    "classic": {
+        "route53.ListHostedZonesByName": 1,
+        "route53.ListResourceRecordSets": 1,
+        "ec2.DescribeSubnets": 1,
+        "ec2.DescribeSecurityGroups": 1,
+        "ec2.DescribeKeyPairs": 1,
+        "elb.DescribeLoadBalancers": 1,
+        "elb.DescribeLoadBalancerAttributes": 1,
+    },
+    "application": {
+        "route53.ListHostedZonesByName": 1,
+        "route53.ListResourceRecordSets": 1,
+        "ec2.DescribeSubnets": 1,
+        "ec2.DescribeSecurityGroups": 1,
+        "ec2.DescribeKeyPairs": 1,
+        "elbv2.DescribeLoadBalancers": 1,
+        "elbv2.DescribeTargetGroups": 1,
+        "elbv2.DescribeTargetGroupAttributes": 1,
+        "elbv2.DescribeListeners": 1,
+    },
+}
+
+
+def plus(*counts: dict[str, int]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)
+    return total
+
+
+class Site(ServerSite):
+    kind: str = "classic"  # LOAD_BALANCER
+
+    def deployment_image(self, name: str) -> str:
+        tags = {"ManagedBy": "immutable-deploy", "App": "webapp", "Env": ENV, "Role": "carnivore", "Name": name}
+        return make_image(self.client("ec2"), name, tags)
+
+
+def polls_of(calls: list[tuple[str, str]], kind: str) -> tuple[Counter[str], int]:
+    """The wait-health polls' requests, and how many polls there were (each asks the load balancer once)."""
+    polled = Counter(
+        operation
+        for step, operation in calls
+        if step == "wait-health" and operation in (POLL_GROUP, POLL_BALANCER[kind])
+    )
+    return polled, polled[POLL_BALANCER[kind]]
+
+
+def check_deploy(calls: list[tuple[str, str]], kind: str, expected: Counter[str], budget: int) -> None:
+    polled, polls = polls_of(calls, kind)
+    assert polls >= 1
+    # Per poll at most 2: the group at most once a poll, the load balancer exactly once.
+    assert polled[POLL_GROUP] <= polls and sum(polled.values()) <= POLL_BUDGET * polls
+    rest = Counter(operation for _, operation in calls) - polled
+    assert rest == expected, (
+        f"{kind}: {sorted((rest - expected).items())} more, {sorted((expected - rest).items())} fewer"
+    )
+    assert len(calls) <= budget, f"{kind}: {len(calls)} requests, budget {budget}: {calls}"
+
+
+@pytest.fixture(params=["classic", "application"])
+def site(request: pytest.FixtureRequest, moto_server: str, tmp_path: Path) -> Site:
+    capacity = {"MIN_CAPACITY": "2", "DESIRED_CAPACITY": "2", "MAX_CAPACITY": "2"}
+    site = Site.create(moto_server, ENV, tmp_path, LOAD_BALANCER=request.param, **capacity)
+    site.kind = request.param
+    return site
+
+
+def test_deploys_and_a_second_setup_stay_within_their_budgets(site: Site) -> None:
+    kind = site.kind
+    succeeded(site.inv("setup"))
+
+    first = site.requests_of("deploy", "--image-id", site.deployment_image("budget-a"))
+    history = {"ssm.PutParameter": 1}
+    check_deploy(first, kind, plus(LOCK, history, LAUNCH, BALANCER[kind]), FIRST_DEPLOY_BUDGET)
+
+    retire = site.requests_of("deploy", "--image-id", site.deployment_image("budget-b"))
+    check_deploy(retire, kind, plus(LOCK, history, LAUNCH, BALANCER[kind], RETIRE[kind]), RETIRE_ONE_BUDGET)
+    assert len(site.groups()) == 1  # the old group was retired (AWS deletes it at once here)
+
+    again = site.requests_of("setup")
+    count = Counter(operation for _, operation in again)
+    assert count == plus(LOCK, SETUP_AGAIN[kind]), f"{kind}: {sorted(count.items())}"
+    assert len(again) <= SETUP_AGAIN_BUDGET
