@@ -12,7 +12,7 @@ from invoke import task
 from deploy.flags import Count, Rate, Seconds
 
 ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, then staging)."
-IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; it is never deleted."
+IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; once promoted, it is never deleted."
 PRIMAL_HELP = "Bake on this base image (ami-…) instead of the recorded or a newly baked primal image."
 TIMEOUT_HELP = "Seconds to wait for the new group to be healthy (default: HEALTH_TIMEOUT)."
 KEEP_HELP = "On a failed health wait, keep the new group for debugging instead of removing it."
@@ -103,7 +103,7 @@ def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
     }
 )
 def cleanup(c, env=None, keep_images=False, dry_run=False):
-    """Retire outdated groups (detach, drain, scale to 0, delete), their launch templates/configs, and images."""
+    """Retire outdated groups (detach, drain, delete with instances), their launch templates/configs, and images."""
     from deploy.cli import run_step
     from deploy.steps.cleanup import cleanup as step
 

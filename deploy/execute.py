@@ -87,6 +87,8 @@ def retire_group(
         balancer.detach_group(name, attached=True)
         # Draining takes this long at most, and the check could not say "drained" sooner: check once it is over.
         draining = environment.aws_seconds(DRAINING_TIMEOUT_S)
+    # Its instances as this run read them (at launch-asg, minutes ago): one the group replaced since was
+    # deregistered by the same detach and drains over the same delay, which the check comes after.
     instance_ids = list(known.instance_ids) if known is not None else None
 
     def drained() -> tuple[bool, str]:

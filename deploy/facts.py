@@ -48,6 +48,13 @@ class Facts:
         with self._lock:
             self._known[key] = value
 
+    def update(self, key: str, change: Callable[[Any], Any]) -> None:
+        """The fact KEY, if known, is now CHANGE(what it was): read and written under one lock (threads of one run
+        retire groups at once)."""
+        with self._lock:
+            if key in self._known:
+                self._known[key] = change(self._known[key])
+
     def get(self, key: str, default: Any = None) -> Any:
         """The fact KEY if this run knows it, without reading it."""
         with self._lock:

@@ -1,11 +1,14 @@
 """Group order by the name's stamp, never by the Promoted tag's clock; cleanup never retires the group a run
-just promoted. Pure: no AWS."""
+just promoted, nor one AWS is deleting. Pure: no AWS."""
 
 from __future__ import annotations
 
+import threading
+
+from deploy.facts import Facts
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import name_stamp, outdated_groups, serving_group
-from deploy.plans.model import Group
+from deploy.plans.model import DELETING, Group
 
 OLD = "asg-webapp-dev01-20260101000000"
 NEW = "asg-webapp-dev01-20260202000000"
@@ -54,3 +57,31 @@ def test_cleanup_never_retires_the_pinned_group_even_when_another_looks_serving(
     assert retired == []
     unpinned = [a.target for a in plan_cleanup(facts(groups, groups[0], pinned=None)) if a.op == "retire-group"]
     assert unpinned == [NEW]  # the check could fail: without the pin, NEW would go
+
+
+def test_a_group_aws_is_deleting_is_not_retired_again() -> None:
+    """A retirement force-deletes a group and goes on; for minutes AWS lists it as being deleted. The next deploy's
+    cleanup must not plan to detach it and wait out its draining again."""
+    dying = Group(OLD, desired=2, tags={"ManagedBy": "immutable-deploy", "Promoted": "1"}, status=DELETING)
+    groups = [dying, promoted(NEW, "2")]
+    retired = [a.target for a in plan_cleanup(facts(groups, groups[1], pinned=NEW)) if a.op == "retire-group"]
+    assert retired == []
+    alive = [Group(OLD, desired=2, tags=dying.tags), groups[1]]
+    assert [a.target for a in plan_cleanup(facts(alive, alive[1], pinned=NEW)) if a.op == "retire-group"] == [OLD]
+
+
+def test_threads_changing_one_fact_lose_no_change() -> None:
+    """Retirements run in threads, each dropping its group from the run's memo of the groups."""
+    known = Facts()
+    known.put("groups", list(range(200)))
+    threads = [
+        threading.Thread(target=lambda n=n: known.update("groups", lambda items: [i for i in items if i != n]))
+        for n in range(0, 200, 2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert known.get("groups") == list(range(1, 200, 2))
+    known.update("absent", lambda _: 1)  # a fact not read yet stays unread
+    assert not known.knows("absent")

@@ -58,23 +58,17 @@ def describe_group(environment: Environment, name: str, include_deleting: bool =
 
 def remember_group(environment: Environment, raw: dict[str, Any]) -> None:
     """This run knows the group as RAW now (it created, tagged or read it): the memo of the groups says so."""
-    known: list[Group] | None = environment.facts.get(GROUPS)
-    if known is None:
-        return  # not read yet: the first read will see it
     name = raw["AutoScalingGroupName"]
     if not environment.names.owns(name, environment.names.group_prefix):
         return
     group = Group.from_aws(raw)
-    if not environment.names.belongs(group.tags):
-        return
-    environment.facts.put(GROUPS, [g for g in known if g.name != name] + [group])
+    if environment.names.belongs(group.tags):  # not read yet: nothing to update (the first read will see it)
+        environment.facts.update(GROUPS, lambda known: [g for g in known if g.name != name] + [group])
 
 
 def forget_group(environment: Environment, name: str) -> None:
     """The group is gone (or going): the memo of the groups no longer lists it."""
-    known: list[Group] | None = environment.facts.get(GROUPS)
-    if known is not None:
-        environment.facts.put(GROUPS, [g for g in known if g.name != name])
+    environment.facts.update(GROUPS, lambda known: [g for g in known if g.name != name])
 
 
 def launch_templates(environment: Environment) -> list[str]:

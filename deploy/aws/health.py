@@ -15,7 +15,7 @@ from deploy.facts import GROUP_HEALTH
 from deploy.plans.health import GroupHealth, assess, in_service_members
 from deploy.plans.model import IN_SERVICE, Group
 
-UNKNOWN_THERE = ("Unknown", "unused")  # the load balancer does not know the instance (classic, application)
+UNKNOWN_THERE = ("Unknown", "unused", "draining")  # not (or no longer) a target there: the group may have replaced it
 
 
 def group_health(environment: Environment, group_name: str) -> GroupHealth:

@@ -78,13 +78,13 @@ def environment_images(environment: Environment, role: str | None = None) -> lis
 
 def _remember_image(environment: Environment, image_id: str, change: Any) -> None:
     """This run changed the image: CHANGE(description) is what it is now (None: gone), in every memo of it."""
-    known: list[dict[str, Any]] | None = environment.facts.get(IMAGES)
-    if known is not None:
+
+    def in_listing(known: list[dict[str, Any]]) -> list[dict[str, Any]]:
         changed = [change(image) if image["ImageId"] == image_id else image for image in known]
-        environment.facts.put(IMAGES, [image for image in changed if image is not None])
-    key = f"image:{image_id}"
-    if environment.facts.knows(key) and environment.facts.get(key) is not None:
-        environment.facts.put(key, change(environment.facts.get(key)))
+        return [image for image in changed if image is not None]
+
+    environment.facts.update(IMAGES, in_listing)
+    environment.facts.update(f"image:{image_id}", lambda image: change(image) if image is not None else None)
 
 
 def forget_images(environment: Environment) -> None:

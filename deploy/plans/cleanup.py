@@ -11,7 +11,7 @@ from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
 from deploy.plans.leftovers import plan_leftovers
-from deploy.plans.model import DEPLOYED_TAG, SOURCE_TAG, Group, snapshot_ids
+from deploy.plans.model import DELETING, DEPLOYED_TAG, SOURCE_TAG, Group, snapshot_ids
 
 RETIRE_DETAIL = "detach, drain, delete with its instances"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
@@ -65,7 +65,8 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
     this run promoted) is never retired."""
     serving = facts.serving
     keep = {name for name in (serving.name if serving else None, facts.pinned) if name}
-    outdated = outdated_groups(facts.groups, keep)
+    # A group AWS is deleting (a retirement force-deleted it and went on) is gone for every decision.
+    outdated = [group for group in outdated_groups(facts.groups, keep) if group.status != DELETING]
     health = facts.serving_health
     if outdated and serving is not None and health is not None and not health.done:
         return [Action("refuse", f"the serving group {serving.name} is not fully healthy ({health.line().strip()})")]

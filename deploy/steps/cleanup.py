@@ -1,7 +1,7 @@
 """`inv cleanup`: retire every outdated group of the environment, then templates, configurations and images.
 
-A group is retired gracefully: detached from the load balancer (which drains its connections), scaled to 0,
-its instances awaited until terminated, then deleted. Nothing is touched unless the serving group is fully
+A group is retired gracefully: detached from the load balancer (which drains its connections), checked drained
+once the draining time is over, then deleted with its instances. Nothing is touched unless the serving group is fully
 healthy, and no image that a remaining group or template uses, or another environment runs, is deleted.
 The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run carries out.
 """
