@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from invoke.exceptions import ParseError
+
+N = TypeVar("N", int, float)
+
+
+def _parse(value: object, convert: Callable[[str], N], not_a_number: str) -> N:
+    """VALUE as a number, or the flag's one-line parse error (NOT_A_NUMBER, with the value quoted)."""
+    try:
+        return convert(str(value).strip())
+    except ValueError:
+        raise ParseError(f"{not_a_number}, not {value!r}.") from None
 
 
 class Seconds(int):
@@ -13,10 +26,7 @@ class Seconds(int):
     """
 
     def __new__(cls, value: object = 0) -> Seconds:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ParseError(f"error: --timeout takes a whole number of seconds, not {value!r}.") from None
+        number = _parse(value, int, "error: --timeout takes a whole number of seconds")
         if number < 0:
             raise ParseError(f"error: --timeout takes a whole number of seconds (0: the default), not {number}.")
         return super().__new__(cls, number)
@@ -26,10 +36,7 @@ class Count(int):
     """The kind of --seconds (traffic) and --limit flags: a whole number of at least 1, or a one-line parse error."""
 
     def __new__(cls, value: object = 1) -> Count:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ParseError(f"error: that flag takes a whole number of at least 1, not {value!r}.") from None
+        number = _parse(value, int, "error: that flag takes a whole number of at least 1")
         if number < 1:
             raise ParseError(f"error: that flag takes a whole number of at least 1, not {number}.")
         return super().__new__(cls, number)
@@ -39,10 +46,7 @@ class Rate(float):
     """The kind of --rate: requests a second, more than 0 and at most 1000, or a one-line parse error."""
 
     def __new__(cls, value: object = 10.0) -> Rate:
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            raise ParseError(f"error: --rate takes a number of requests a second, not {value!r}.") from None
+        number = _parse(value, float, "error: --rate takes a number of requests a second")
         if not 0 < number <= 1000:
             raise ParseError(f"error: --rate takes more than 0 and at most 1000 requests a second, not {number}.")
         return super().__new__(cls, number)
