@@ -48,8 +48,3 @@ def describe_instances(environment: Environment, instance_ids: list[str]) -> dic
         "Reservations"
     ]
     return {i["InstanceId"]: i for r in reservations for i in r["Instances"]}
-
-
-def instance_states(environment: Environment, instance_ids: list[str]) -> dict[str, str]:
-    """EC2 state (pending, running, ...) by instance id."""
-    return {i: d["State"]["Name"] for i, d in describe_instances(environment, instance_ids).items()}
