@@ -33,6 +33,12 @@ from deploy.plans.model import Group
 from deploy.views.plan import show
 
 
+def sweeps_leftovers(given_image: str | None) -> bool:
+    """Whether a deploy's cleanup also looks for crashed runs' leftovers: when it bakes (no image given), as its
+    dry run and its end alike decide. A deploy of an image given by hand spends no request on them (issue 13)."""
+    return given_image is None
+
+
 def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     """--no-cleanup / --keep-images, else CLEANUP from the env file."""
     return (not environment.config.cleanup) if keep_images is None else keep_images

@@ -23,7 +23,7 @@ from deploy.plans.model import Group
 from deploy.steps.bake_carnivore import given_image
 from deploy.steps.bake_primal import decide_primal
 from deploy.steps.baking import packer_builder
-from deploy.steps.cleanup import cleanup, plan_lines, read_cleanup_facts
+from deploy.steps.cleanup import cleanup, plan_lines, read_cleanup_facts, sweeps_leftovers
 from deploy.steps.launch_asg import instance_security_group, read_launch_plan
 from deploy.steps.staging import staging_root
 from deploy.views.traffic import service_url
@@ -48,9 +48,8 @@ def finish_deploy(
     if serving is None:
         raise DeployError("No group serves: the deploy did not complete.")
     group = serving.name
-    # Never the group just promoted. A deploy that baked also sweeps what crashed runs left (a killed bake's
-    # instance, orphan templates and snapshots); one of an image given by hand spends no request on it (issue 13).
-    sweep = environment.given_image is None if sweep is None else sweep
+    # Never the group just promoted; crashed runs' leftovers too when this run baked (sweeps_leftovers).
+    sweep = sweeps_leftovers(environment.given_image) if sweep is None else sweep
     retired = cleanup(environment, keep_images=keep_images, pinned=group, sweep=sweep)
     health = last_health(environment, group)  # as wait-health's last poll found it (measured now if this run did not)
     summary = {
@@ -144,7 +143,7 @@ def deploy_plan(
         f"wait-health: would wait up to {timeout_s or config.health_timeout}s for {config.desired_capacity}/"
         f"{config.desired_capacity} healthy, then promote {launch.group}; if not healthy in time, {otherwise}"
     )
-    facts = read_cleanup_facts(environment, keep_images, new_group=new_group, sweep=image is None)
+    facts = read_cleanup_facts(environment, keep_images, new_group=new_group, sweep=sweeps_leftovers(image))
     # launch-asg removes the leftover before the cleanup runs: the cleanup will not find it.
     removed = {action.target for action in launch.remove_first}
     facts = replace(
