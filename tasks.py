@@ -1,8 +1,9 @@
 """Invoke tasks: the steps of the original setup and deploy scripts. Thin by design.
 
-Each task parses its flags and calls its step, deploy/steps/TASK_NAME.py (views: deploy/views); pre-tasks
-chain the steps make-style (deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every
-flag. A task imports its step when it runs, so that listing tasks and reading help load no AWS library.
+Each task parses its flags and calls its step, deploy/steps/TASK_NAME.py (views: deploy/views); the deploy's
+stages are defined once, in deploy/pipeline.py, whose `needs` chain them make-style as pre-tasks
+(deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every flag. A task imports its step when
+it runs, so that listing tasks and reading help load no AWS library.
 """
 
 import sys
@@ -42,57 +43,55 @@ def setup(c, env=None, dry_run=False, take_over_dns=False):
 @task(help={"env": ENV_HELP, "primal_id": PRIMAL_HELP})
 def bake_primal(c, env=None, primal_id=None):
     """Bake the base ("primal") image from SOURCE_AMI with Packer, unless one is given or recorded."""
-    from deploy.cli import run_step
-    from deploy.steps.bake_primal import bake_primal as step
-    from deploy.steps.deploy import require_setup
+    from deploy.cli import run_stage
+    from deploy.plans.stages import Request
 
-    run_step("bake-primal", env, lambda e: step(require_setup(e), primal_id=primal_id), locking=True)
+    run_stage("bake-primal", env, Request(primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP})
 def build_app(c, env=None):
     """Build the application: run BUILD_COMMAND in APP_DIR."""
-    from deploy.cli import run_step
-    from deploy.steps.build_app import build_app as step
+    from deploy.cli import run_stage
+    from deploy.plans.stages import Request
 
-    run_step("build-app", env, step, locking=True)
+    run_stage("build-app", env, Request())
 
 
-@task(pre=[build_app], help={"env": ENV_HELP})
+@task(help={"env": ENV_HELP})
 def copy_over(c, env=None):
     """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver/ENV/RUN."""
-    from deploy.cli import run_step
-    from deploy.steps.copy_over import copy_over as step
+    from deploy.cli import run_stage
+    from deploy.plans.stages import Request
 
-    run_step("copy-over", env, step, locking=True)
+    run_stage("copy-over", env, Request())
 
 
-@task(pre=[copy_over, bake_primal], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
+@task(help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def bake_carnivore(c, env=None, image_id=None, primal_id=None):
     """Bake the deployment ("carnivore") image: the primal image plus the staged app."""
-    from deploy.cli import run_step
-    from deploy.steps.bake_carnivore import bake_carnivore as step
-    from deploy.steps.deploy import require_setup
+    from deploy.cli import run_stage
+    from deploy.plans.stages import Request
 
-    run_step("bake-carnivore", env, lambda e: step(require_setup(e), image_id=image_id), locking=True)
+    run_stage("bake-carnivore", env, Request(image_id=image_id, primal_id=primal_id))
 
 
-@task(pre=[bake_carnivore], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
+@task(help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def launch_asg(c, env=None, image_id=None, primal_id=None):
     """Launch a new launch template and Auto Scaling group with the image, behind the load balancer."""
-    from deploy.cli import run_step
-    from deploy.steps.launch_asg import launch_group
+    from deploy.cli import run_stage
+    from deploy.plans.stages import Request
 
-    run_step("launch-asg", env, lambda e: launch_group(e, image_id=image_id), locking=True)
+    run_stage("launch-asg", env, Request(image_id=image_id, primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP, "timeout": TIMEOUT_HELP, "keep_on_failure": KEEP_HELP})
 def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
     """Wait until every instance of the new group is healthy; remove it if it is not in time."""
-    from deploy.cli import run_step
-    from deploy.steps.wait_health import wait_for_new_group
+    from deploy.cli import run_stage
+    from deploy.plans.stages import Request
 
-    run_step("wait-health", env, lambda e: wait_for_new_group(e, timeout or None, keep_on_failure), locking=True)
+    run_stage("wait-health", env, Request(timeout_s=int(timeout) or None, keep_on_failure=keep_on_failure))
 
 
 @task(
@@ -112,7 +111,6 @@ def cleanup(c, env=None, keep_images=False, dry_run=False):
 
 
 @task(
-    pre=[launch_asg, wait_health],
     help={
         "env": ENV_HELP,
         "image_id": IMAGE_HELP,
@@ -127,16 +125,20 @@ def deploy(
     c, env=None, image_id=None, primal_id=None, cleanup=True, timeout=NO_TIMEOUT, keep_on_failure=False, dry_run=False
 ):
     """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
-    from deploy.cli import run_step
-    from deploy.steps.deploy import deploy_plan, finish_deploy
-    from deploy.views.plan import show
+    from deploy.cli import plan_pipeline, run_stage
+    from deploy.plans.stages import Request
 
-    keep = None if cleanup else True
+    request = Request(
+        image_id=image_id,
+        primal_id=primal_id,
+        timeout_s=int(timeout) or None,
+        keep_on_failure=keep_on_failure,
+        keep_images=None if cleanup else True,
+    )
     if dry_run:
-        plan = lambda e: show(e, deploy_plan(e, image_id, primal_id, keep, timeout or None, keep_on_failure))  # noqa: E731
-        run_step("deploy", env, plan, dry_run=True)
+        plan_pipeline(env, request)
         return
-    run_step("finish", env, lambda e: finish_deploy(e, keep_images=keep), locking=True)
+    run_stage("finish", env, request)  # its stages ran before it, as its pre-tasks (deploy/pipeline.py)
 
 
 @task(help={"env": ENV_HELP + " Must have LOCAL_CLOUD=true (default: local).", "stop": "Stop it instead."})

@@ -33,11 +33,12 @@ import tasks
 from deploy.aws.clients import is_read_operation
 from deploy.chain import ChainExecutor
 from deploy.errors import DeployError
+from deploy.pipeline import plan
 from deploy.plans.actions import would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.model import Group
+from deploy.plans.stages import Request
 from deploy.steps.cleanup import cleanup_plan
-from deploy.steps.deploy import deploy_plan
 from deploy.steps.destroy import run_destroy
 from deploy.steps.setup import setup_plan
 
@@ -114,22 +115,22 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
     planner = make_environment(tmp_path / "plan", dry_run=True, extra=f"SOURCE_AMI={source}\n")
     before = described_cloud()
 
-    lines = deploy_plan(planner)
+    lines = plan(planner, Request())
 
     assert described_cloud() == before
     assert_only_reads(planner)
     steps = [line.split(":", 1)[0] for line in lines]
-    assert steps == [
-        "bake-primal",
+    assert steps == [  # in the order the run takes them (the pipeline's)
         "build-app",
         "copy-over",
+        "bake-primal",
         "bake-carnivore",
         "launch-asg",
         "wait-health",
         "cleanup",
         "cleanup",
     ]
-    assert lines[0] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
+    assert lines[2] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
     launch = lines[4]
     assert "would create launch template lt-webapp-staging-" in launch and "2 x t3.micro" in launch
     assert f"cleanup: would retire group {old_group} (detach, drain, delete with its instances)" in lines
@@ -144,7 +145,7 @@ def test_deploy_plan_with_a_given_image_skips_every_build(cloud, tmp_path):
     image = bake_image("staging")
     planner = make_environment(tmp_path / "plan", dry_run=True)
 
-    lines = deploy_plan(planner, image_id=image)
+    lines = plan(planner, Request(image_id=image))
 
     assert lines[0] == f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {image} is given"
     assert f"({image}, IMDSv2 required, encrypted)" in lines[1]
@@ -156,7 +157,7 @@ def test_deploy_plan_before_setup_fails_like_the_deploy_would(cloud, tmp_path):
     create_zone()
     planner = make_environment(tmp_path, dry_run=True)
     with pytest.raises(DeployError, match="would fail at launch-asg: load balancer elb-webapp-staging does not exist"):
-        deploy_plan(planner, image_id=bake_image("staging"))
+        plan(planner, Request(image_id=bake_image("staging")))
     assert planner.aws.refused == []
 
 

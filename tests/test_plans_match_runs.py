@@ -17,15 +17,15 @@ from operator_env import FakeClock, bake_image, client, create_zone, deploy, mak
 
 from deploy.aws.converge import VERBS
 from deploy.environment import Environment
+from deploy.pipeline import LAUNCH_ASG, plan, run
 from deploy.plans.actions import Action
+from deploy.plans.stages import Request
 from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.cleanup import cleanup, cleanup_plan
-from deploy.steps.deploy import deploy_plan, finish_deploy
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.rollback import rollback
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import wait_for_new_group
 
 
 @pytest.fixture
@@ -155,8 +155,8 @@ def test_a_pending_group_left_by_a_killed_deploy_is_retired(cloud, tmp_path):
 def test_an_image_given_with_image_id_is_never_deleted(cloud, tmp_path):
     environment = runner(tmp_path, RETAIN_IMAGES="0")
     given = bake_image("staging")
-    bake_carnivore(environment, image_id=given)  # records the promise
-    deploy(environment, given)
+    bake_carnivore(environment, image_id=given)  # checks it; hands it on as given by hand
+    deploy(environment, given, by_hand=True)
     deploy(environment)
     plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES="0")
     assert given not in announced(plan)["images"]
@@ -175,12 +175,10 @@ def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
     if state == "other environment":
         deploy(set_up(make_environment(tmp_path / "other", env="other")), first)
     image = bake_image("staging")
-    lines = deploy_plan(planner(tmp_path, RETAIN_IMAGES="0"), image_id=image)
+    lines = plan(planner(tmp_path, RETAIN_IMAGES="0"), Request(image_id=image))
     before = account()
 
-    launch_group(new_run(environment), image_id=image)
-    wait_for_new_group(environment)
-    finish_deploy(environment)
+    run(new_run(environment), Request(image_id=image), start=LAUNCH_ASG.name)
 
     new_group = next(line for line in lines if line.startswith("wait-health:")).split("promote ")[1].split(";")[0]
     gone = vanished(before, account())

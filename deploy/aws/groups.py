@@ -16,10 +16,11 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.facts import GROUPS
 from deploy.naming import MANAGED_BY, tag_list
+from deploy.plans.hand import GROUP_HAND_TAG as GROUP_HAND_TAG  # the rule: deploy/plans/hand.py
+from deploy.plans.hand import group_tags
 from deploy.plans.model import DELETING, DEPLOYED_TAG, PROMOTED_TAG, Group
 
 GRACE_PERIOD_S = 300
-GROUP_HAND_TAG = "GivenByHand"  # on a group launched with an image given by hand (--image-id)
 
 
 def environment_groups(environment: Environment) -> list[Group]:
@@ -140,7 +141,7 @@ def _create_group(
     template_id, template_name = template
     config = environment.config
     names = environment.names
-    hand = {GROUP_HAND_TAG: "yes"} if by_hand else {}
+    hand = group_tags(by_hand)
     tags = [
         {"Key": key, "Value": value, "PropagateAtLaunch": key not in ("Image", GROUP_HAND_TAG)}
         for key, value in names.tags(Name=names.stack, Role="web", Image=image_id, **hand).items()

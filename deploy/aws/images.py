@@ -10,11 +10,11 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.facts import IMAGES
 from deploy.naming import MANAGED_BY, Names, tags_of
+from deploy.plans.hand import HAND_TAG as HAND_TAG  # the rule: deploy/plans/hand.py
 from deploy.plans.model import INPUT_TAGS
 
 PRIMAL = "primal"
 CARNIVORE = "carnivore"
-HAND_TAG = "GivenByHand"  # on an image given with --image-id: the environments it was given to; never deleted
 
 
 def describe_image(environment: Environment, image_id: str) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ from typing import Any
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates, template_image
 from deploy.aws.health import last_health
 from deploy.aws.images import (
-    HAND_TAG,
     PRIMAL,
     deployment_images,
     environment_images,
@@ -25,18 +24,14 @@ from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
-from deploy.naming import tag_value
-from deploy.plans.actions import Action, would
+from deploy.naming import tags_of
+from deploy.plans.actions import Action
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import outdated_groups, serving_group
+from deploy.plans.hand import protected
 from deploy.plans.model import Group
+from deploy.plans.stages import plan_lines
 from deploy.views.plan import show
-
-
-def sweeps_leftovers(given_image: str | None) -> bool:
-    """Whether a deploy's cleanup also looks for crashed runs' leftovers: when it bakes (no image given), as its
-    dry run and its end alike decide. A deploy of an image given by hand spends no request on them (issue 13)."""
-    return given_image is None
 
 
 def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
@@ -44,11 +39,11 @@ def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     return (not environment.config.cleanup) if keep_images is None else keep_images
 
 
-def given_by_hand(images: list[dict[str, Any]]) -> set[str]:
+def protected_images(images: list[dict[str, Any]]) -> set[str]:
     """The images never to delete, read from the account: those tagged as given by hand (--image-id) to any
     environment. (The tag is written when a group of such an image is promoted, in the request that marks it
     deployed, before the history entry that says "by hand": every such entry has its tagged image.)"""
-    return {image["ImageId"] for image in images if tag_value(image, HAND_TAG)}
+    return {image["ImageId"] for image in images if protected(tags_of(image))}
 
 
 def read_cleanup_facts(
@@ -85,7 +80,7 @@ def read_cleanup_facts(
         else {},
         configurations=launch_configurations(environment) if sweep else _configurations_of(groups),
         images=images,
-        protected=given_by_hand(images),
+        protected=protected_images(images),
         retain=environment.config.retain_images,
         keep_images=keep,
         pinned=pinned,
@@ -146,10 +141,16 @@ def cleanup(
     PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the serving one. SWEEP: look
     for what crashed runs left too (`inv cleanup`; see read_cleanup_facts)."""
     actions = cleanup_plan(environment, keep_images, pinned, sweep)
-    retired = [action.target for action in actions if action.op == "retire-group"]
     if dry_run:
         show(environment, plan_lines(actions))
-        return retired
+        return [action.target for action in actions if action.op == "retire-group"]
+    return carry_out_cleanup(environment, actions)
+
+
+def carry_out_cleanup(environment: Environment, actions: list[Action]) -> list[str]:
+    """Carry out a cleanup's plan (refused before anything is done while the serving group is not healthy); the
+    names of the groups it retired."""
+    retired = [action.target for action in actions if action.op == "retire-group"]
     if retired:
         environment.say(f"  outdated: {', '.join(retired)}")
     elif not any(action.op == "refuse" for action in actions):
@@ -159,7 +160,3 @@ def cleanup(
         if action.op == "keep":
             environment.say(f"  {action.done()}" + (f" ({action.detail})" if action.detail else ""))
     return retired
-
-
-def plan_lines(actions: list[Action]) -> list[str]:
-    return would(actions) or ["nothing to retire"]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deploy.config import load_config
+from deploy.config import command_config
 from deploy.naming import names_for
 from deploy.plans.iam import policy_document
 
 
 def iam_policy(env: str | None) -> dict[str, Any]:
-    config = load_config(env)
+    config = command_config(env)
     return policy_document(config, names_for(config))
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy import pipeline
 from deploy.aws.groups import environment_groups
 from deploy.aws.history import promoted_images, read_history
 from deploy.aws.images import deployment_images, describe_image, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.groups import rollback_target, serving_group
-from deploy.steps.deploy import deploy_plan, finish_deploy
-from deploy.steps.launch_asg import launch_group
-from deploy.steps.wait_health import wait_for_new_group
+from deploy.plans.stages import ROLLBACK, Request
 from deploy.views.plan import show
 
 
@@ -51,8 +50,9 @@ def rollback(
 ) -> dict[str, Any] | list[str]:
     target, serving_image = choose_target(environment, to)
     environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
+    # The deploy's own stages from launch-asg, with the target (deployed before: not given by hand).
+    request = Request(image_id=target, by_hand=False, timeout_s=timeout_s, action=ROLLBACK)
     if dry_run:
-        return show(environment, deploy_plan(environment, image_id=target, timeout_s=timeout_s))
-    launch_group(environment, image_id=target)
-    wait_for_new_group(environment, timeout_s, action="rollback")
-    return finish_deploy(environment, sweep=False)  # an image given (the target), as its dry run says
+        return show(environment, pipeline.plan(environment, request, start=pipeline.LAUNCH_ASG.name))
+    made = pipeline.run(environment, request, start=pipeline.LAUNCH_ASG.name)
+    return dict(made.summary or {})
