@@ -78,7 +78,7 @@ def _would_primal(decision: PrimalBake, made: Made) -> Made:
 
 
 def _would_carnivore(decision: CarnivoreBake, made: Made) -> Made:
-    return made.with_(image=decision.bake.image, by_hand=decision.bake.action == GIVEN)
+    return made.with_(image=decision.bake.image, by_hand=decision.bake.action == GIVEN, reusable=decision.reusable)
 
 
 def _would_launch(decision: Launch, made: Made) -> Made:

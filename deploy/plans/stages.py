@@ -55,6 +55,9 @@ class Made:
     removed: frozenset[str] = frozenset()  # what launch-asg removed first (a leftover group and its template)
     promoted: str | None = None  # the group wait-health promoted: the deploy's end never retires it
     planned: bool = False  # a dry run's: what the stages would make
+    # A dry run's: the image an earlier run baked from the same primal image, which the run launches instead of
+    # baking if the app is unchanged (a dry run builds nothing, so it cannot know; its plan says both).
+    reusable: str | None = None
     summary: Mapping[str, object] | None = field(default=None, compare=False)  # the deploy's, at its end
 
     def with_(self, **changes: object) -> Made:
@@ -128,6 +131,9 @@ class CarnivoreBake:
         unless = f"; skipped if the app is unchanged since {self.reusable} was baked" if self.reusable else ""
         return [f"bake-carnivore: would bake the deployment image from {source} plus the staged app{unless}"]
 
+    def __post_init__(self) -> None:
+        assert self.reusable is None or not self.app_known, "only a dry run's decision is conditional"
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -186,9 +192,18 @@ class Retirement:
     actions: tuple[Action, ...] = field(default=())
     serving: str = ""  # a run's: the group that serves now (pinned: never retired)
     image: str | None = None  # its image
+    # A dry run's, when the deployment image may be reused (Made.reusable): what differs if the app is unchanged.
+    reusable: str | None = None
+    spared: tuple[Action, ...] = ()  # done if the app changed, not if it is unchanged
+    extra: tuple[Action, ...] = ()  # done only if the app is unchanged
 
     def lines(self) -> list[str]:
-        return [f"cleanup: {line}" for line in plan_lines(list(self.actions))]
+        unchanged = f"if the app is unchanged since {self.reusable} was baked"
+        return [
+            *(f"cleanup: {line}" for line in plan_lines(list(self.actions))),
+            *(f"cleanup: {unchanged}, would not {action.line()}" for action in self.spared),
+            *(f"cleanup: {unchanged}, would {action.line()} too" for action in self.extra),
+        ]
 
 
 def plan_lines(actions: list[Action]) -> list[str]:

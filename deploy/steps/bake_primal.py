@@ -18,6 +18,24 @@ def primal_inputs(environment: Environment, source: str) -> dict[str, str]:
     return {"source": source, "template": template_digest(PRIMAL), **bake_inputs(environment.config, PRIMAL)}
 
 
+def source_image(environment: Environment, known_missing: bool = False) -> str:
+    """SOURCE_AMI as an image id. On the embedded cloud, a base image it names and no run made yet is made now (an
+    AWS account has its distribution's images). KNOWN_MISSING: the decision's lookup found none already (not asked
+    again). A dry run creates nothing: the error stands (the deploy's plan says what would be seeded)."""
+    try:
+        if known_missing:
+            raise DeployError(f"No available image named {environment.config.source_ami!r}.")
+        return resolve_source_image(environment)
+    except DeployError:
+        config = environment.config
+        if not config.local_cloud or environment.aws.dry_run:
+            raise
+        seeded, _ = seed_base_image(config, environment.aws.ec2, environment.say)
+        if seeded is None:
+            raise
+        return seeded
+
+
 def decide_primal(environment: Environment, request: Request, made: Made) -> PrimalBake:
     """Given (--primal-id, PRIMAL_ID), else reused (baked from the same source and inputs, found in the account),
     else baked. On the embedded cloud, a base image SOURCE_AMI names and no run made yet is created first (an AWS
@@ -52,10 +70,7 @@ def carry_out_primal(environment: Environment, decision: PrimalBake) -> str:
             environment.say(f"  skipped: primal image {image} recorded by an earlier run from {source}")
         return image
     if decision.seed:
-        seeded, _ = seed_base_image(environment.config, environment.aws.ec2, environment.say)
-        if seeded is None:
-            raise DeployError(f"The base image {decision.source_name} could not be created in the embedded cloud.")
-        source = seeded
+        source = source_image(environment, known_missing=True)
     return bake(environment, PRIMAL, {"source_ami": source}, primal_inputs(environment, source))
 
 

@@ -10,6 +10,7 @@ from deploy.aws.groups import environment_groups
 from deploy.aws.health import last_health
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.plans.actions import Action
 from deploy.plans.cleanup import plan_cleanup
 from deploy.plans.groups import serving_group
 from deploy.plans.hand import given_image, sweeps_leftovers
@@ -33,15 +34,14 @@ def decide_retirement(environment: Environment, request: Request, made: Made) ->
     that serves), their templates, and the images the cleanup's rules let go (deploy/plans/cleanup.py)."""
     sweep = swept(environment, request)
     if made.planned:
-        # The group that will serve does not exist yet, and launch-asg will have removed an earlier leftover.
-        new_group = Group(name=made.group or "", launch_template=made.launch_template, image_id=made.image)
-        facts = read_cleanup_facts(environment, request.keep_images, new_group=new_group, sweep=sweep)
-        facts = replace(
-            facts,
-            groups=[group for group in facts.groups if group.name not in made.removed],
-            templates=[name for name in facts.templates if name not in made.removed],
-        )
-        return Retirement(tuple(plan_cleanup(facts)))
+        actions = _planned_cleanup(environment, request, made, made.image, sweep)
+        if made.reusable is None:
+            return Retirement(actions)
+        # The run launches the reusable image instead of baking if the app is unchanged: say what differs then.
+        instead = _planned_cleanup(environment, request, made, made.reusable, sweep)
+        spared = tuple(action for action in actions if action.changes and action not in instead)
+        extra = tuple(action for action in instead if action.changes and action not in actions)
+        return Retirement(actions, reusable=made.reusable, spared=spared, extra=extra)
     groups = environment_groups(environment)
     promoted = made.promoted
     serving = next((g for g in groups if g.name == promoted), None) if promoted else serving_group(groups)
@@ -49,6 +49,23 @@ def decide_retirement(environment: Environment, request: Request, made: Made) ->
         raise DeployError("No group serves: the deploy did not complete.")
     facts = read_cleanup_facts(environment, request.keep_images, pinned=serving.name, sweep=sweep)
     return Retirement(tuple(plan_cleanup(facts)), serving=serving.name, image=serving.image_id)
+
+
+def _planned_cleanup(
+    environment: Environment, request: Request, made: Made, image: str | None, sweep: bool
+) -> tuple[Action, ...]:
+    """A dry run's cleanup: the group that will serve (with IMAGE) does not exist yet, launch-asg will have removed
+    an earlier leftover, and a deployment image still to be baked will be baked from the primal image handed on."""
+    new_group = Group(name=made.group or "", launch_template=made.launch_template, image_id=image)
+    facts = read_cleanup_facts(environment, request.keep_images, new_group=new_group, sweep=sweep)
+    source = {made.primal} if made.primal else set()
+    facts = replace(
+        facts,
+        groups=[group for group in facts.groups if group.name not in made.removed],
+        templates=[name for name in facts.templates if name not in made.removed],
+        primals_in_use=facts.primals_in_use | source,
+    )
+    return tuple(plan_cleanup(facts))
 
 
 def act_retirement(environment: Environment, decision: Retirement, made: Made) -> Made:
