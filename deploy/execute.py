@@ -29,6 +29,7 @@ GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate with
 SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
 MAX_PARALLEL_RETIREMENTS = 4
 INSTANCE_TERMINATE_TIMEOUT_S = 600  # a Packer instance left behind terminates within minutes
+LOAD_BALANCER_DELETE_TIMEOUT_S = 600  # an ALB is deleted within minutes
 SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
@@ -223,7 +224,16 @@ def _do(environment: Environment, action: Action, again: str) -> None:
     elif op == "delete-record":
         dns.delete_record(environment, action.get("zone_id"), action.get("record"))
     elif op == "delete-load-balancer":
-        environment.load_balancer.delete()
+        balancer = environment.load_balancer
+        balancer.delete()
+        # Bounded: its network interfaces are released within minutes (the security group waits on them).
+        _wait(
+            environment,
+            LOAD_BALANCER_DELETE_TIMEOUT_S,
+            lambda: (balancer.gone(), f"waiting: {target} is being deleted"),
+            f"Deleting load balancer {target}",
+            again=again,
+        )
     elif op == "delete-security-group":
         _delete_security_group(environment, action.get("id"), target)
     elif op == "delete-key-pair":

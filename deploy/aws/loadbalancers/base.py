@@ -118,6 +118,10 @@ class LoadBalancer(Protocol):
 
     def exists(self) -> bool: ...
 
+    def gone(self) -> bool:
+        """Whether AWS no longer has it, read now: deleting an ALB takes a while (its deletion is polled)."""
+        ...
+
     def require(self) -> dict[str, Any]:
         """DeployError when setup has not run (or the kind was switched); else at least the load balancer's name and
         ARN (the whole description where it was read: `describe`)."""
@@ -223,6 +227,11 @@ class LoadBalancerBase:
 
     def forget(self) -> None:
         self.known = Facts()
+
+    def gone(self) -> bool:
+        """Whether AWS no longer has the load balancer, read now (a poll of its deletion: deploy/execute.py)."""
+        self.known.forget(facts.LOAD_BALANCER)
+        return self.describe() is None
 
     def forget_after(self, call: Callable[..., Any], key: str, **params: Any) -> Any:
         """CALL(**PARAMS), a write of this object's that changes what is remembered as KEY: forgotten (read again
