@@ -12,7 +12,8 @@ import inspect
 import signal
 from typing import Any
 
-from invoke import Call, Executor, Task
+from invoke.executor import Executor
+from invoke.tasks import Call, Task
 
 from deploy import pipeline
 from deploy.config import command_config
@@ -21,7 +22,7 @@ from deploy.invocation import invocation
 from deploy.plans.hand import given_image
 
 
-def _parameters(task: Task) -> set[str]:
+def _parameters(task: Task[Any]) -> set[str]:
     return set(inspect.signature(task.body).parameters) - {"c", "ctx", "context"}
 
 
@@ -66,7 +67,7 @@ def command_name(tasks: tuple[Any, ...]) -> str:
 
 
 class ChainExecutor(Executor):
-    def execute(self, *tasks: Any) -> dict[Task, Any]:
+    def execute(self, *tasks: Any) -> dict[Task[Any], Any]:
         """Run the tasks as one invocation: whatever happens, the deploy locks its tasks took are released."""
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:

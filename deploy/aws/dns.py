@@ -11,9 +11,9 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from deploy import facts
 from deploy.aws.clients import or_none
 from deploy.aws.converge import Changes
-from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.settings import ROOT
 
 TEMPLATES = Jinja(loader=FileSystemLoader(ROOT / "templates"), undefined=StrictUndefined, autoescape=False)
 TEMPLATES.filters["tojson"] = json.dumps
@@ -74,7 +74,8 @@ def render_alias_change(host: str, dns_name: str, zone_id: str) -> dict[str, Any
     text = TEMPLATES.get_template("route53-alias.json.j2").render(
         host=host, dns_name=dns_name, hosted_zone_id=zone_id, comment=f"immutable-deploy alias for {host}"
     )
-    return json.loads(text)
+    change: dict[str, Any] = json.loads(text)
+    return change
 
 
 def alias_matches(record: dict[str, Any] | None, host: str, dns_name: str, zone_id: str) -> bool:

@@ -26,8 +26,8 @@ from typing import Any
 
 from deploy import __version__
 from deploy.aws.clients import collect, or_none
-from deploy.config import ROOT
 from deploy.environment import Environment
+from deploy.settings import ROOT
 
 HISTORY_KEEP = 100  # entries kept per environment: the versions AWS keeps of one parameter (it drops older ones)
 MAX_VALUE = 4096  # bytes of a standard String parameter's value

@@ -20,7 +20,8 @@ from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError
 from moto.core.exceptions import _RESTError as RESTError
-from moto.core.responses import BaseResponse, get_service_model
+from moto.core.responses import BaseResponse
+from moto.core.utils import get_service_model
 from moto.ec2.models import amis
 from moto.ec2.models.instances import Instance
 from moto.elb.models import ELBBackend

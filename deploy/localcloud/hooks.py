@@ -49,7 +49,7 @@ def _capture_images(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _describe_instance_health(original: Any) -> Any:
     def describe_instance_health(self: Any, lb_name: str, instances: list[dict[str, str]]) -> list[dict[str, Any]]:
-        found = original(self, lb_name, instances)
+        found: list[dict[str, Any]] = original(self, lb_name, instances)
         balancers = _runtime_balancers()
         if balancers is None:
             return found

@@ -42,7 +42,7 @@ class Site:
     backend: Any  # moto's elb or elbv2 backend
     ident: str  # the classic name, or the ALB's ARN
     server: ThreadingHTTPServer | None = None
-    counter: itertools.count = field(default_factory=itertools.count)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
     def url(self) -> str:

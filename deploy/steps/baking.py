@@ -10,11 +10,11 @@ from deploy.appcontract import check_user_script, packer_variables
 from deploy.aws.images import forget_images, image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.leftovers import tag_snapshots
-from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import stamp
 from deploy.packer import render_var_file, run_packer
+from deploy.settings import ROOT
 from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"

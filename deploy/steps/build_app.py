@@ -8,11 +8,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from deploy.config import ROOT, app_folder
+from deploy.config import app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.packer import MAX_QUOTE_CHARS, quote_tail
 from deploy.plans.stages import Build, Made, Request
+from deploy.settings import ROOT
 from deploy.steps.staging import hold_app_folder
 
 STOP_GRACE_S = 5  # an interrupted build gets this long to exit on SIGTERM
