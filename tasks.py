@@ -44,28 +44,28 @@ def setup(c: Context, env: str | None = None, dry_run: bool = False, take_over_d
 @task(help={"env": ENV_HELP, "primal_id": PRIMAL_HELP})
 def bake_primal(c: Context, env: str | None = None, primal_id: str | None = None) -> None:
     """Bake the base ("primal") image from SOURCE_AMI with Packer, unless one is given or recorded."""
-    from deploy.cli import run_stage
+    from deploy.pipeline import run_task
     from deploy.plans.stages import Request
 
-    run_stage("bake-primal", env, Request(primal_id=primal_id))
+    run_task("bake-primal", env, Request(primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP})
 def build_app(c: Context, env: str | None = None) -> None:
     """Build the application: run BUILD_COMMAND in APP_DIR."""
-    from deploy.cli import run_stage
+    from deploy.pipeline import run_task
     from deploy.plans.stages import Request
 
-    run_stage("build-app", env, Request())
+    run_task("build-app", env, Request())
 
 
 @task(help={"env": ENV_HELP})
 def copy_over(c: Context, env: str | None = None) -> None:
     """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver/ENV/RUN."""
-    from deploy.cli import run_stage
+    from deploy.pipeline import run_task
     from deploy.plans.stages import Request
 
-    run_stage("copy-over", env, Request())
+    run_task("copy-over", env, Request())
 
 
 @task(help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
@@ -73,28 +73,28 @@ def bake_carnivore(
     c: Context, env: str | None = None, image_id: str | None = None, primal_id: str | None = None
 ) -> None:
     """Bake the deployment ("carnivore") image: the primal image plus the staged app."""
-    from deploy.cli import run_stage
+    from deploy.pipeline import run_task
     from deploy.plans.stages import Request
 
-    run_stage("bake-carnivore", env, Request(image_id=image_id, primal_id=primal_id))
+    run_task("bake-carnivore", env, Request(image_id=image_id, primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
 def launch_asg(c: Context, env: str | None = None, image_id: str | None = None, primal_id: str | None = None) -> None:
     """Launch a new launch template and Auto Scaling group with the image, behind the load balancer."""
-    from deploy.cli import run_stage
+    from deploy.pipeline import run_task
     from deploy.plans.stages import Request
 
-    run_stage("launch-asg", env, Request(image_id=image_id, primal_id=primal_id))
+    run_task("launch-asg", env, Request(image_id=image_id, primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP, "timeout": TIMEOUT_HELP, "keep_on_failure": KEEP_HELP})
 def wait_health(c: Context, env: str | None = None, timeout: int = NO_TIMEOUT, keep_on_failure: bool = False) -> None:
     """Wait until every instance of the new group is healthy; remove it if it is not in time."""
-    from deploy.cli import run_stage
+    from deploy.pipeline import run_task
     from deploy.plans.stages import Request
 
-    run_stage("wait-health", env, Request(timeout_s=int(timeout) or None, keep_on_failure=keep_on_failure))
+    run_task("wait-health", env, Request(timeout_s=int(timeout) or None, keep_on_failure=keep_on_failure))
 
 
 @task(
@@ -135,7 +135,7 @@ def deploy(
     dry_run: bool = False,
 ) -> None:
     """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
-    from deploy.cli import plan_pipeline, run_stage
+    from deploy.pipeline import plan_task, run_task
     from deploy.plans.stages import Request
 
     request = Request(
@@ -146,9 +146,9 @@ def deploy(
         keep_images=None if cleanup else True,
     )
     if dry_run:
-        plan_pipeline(env, request)
+        plan_task(env, request)
         return
-    run_stage("finish", env, request)  # its stages ran before it, as its pre-tasks (deploy/pipeline.py)
+    run_task("finish", env, request)  # its stages ran before it, as its pre-tasks (deploy/pipeline.py)
 
 
 @task(help={"env": ENV_HELP + " Must have LOCAL_CLOUD=true (default: local).", "stop": "Stop it instead."})
@@ -172,7 +172,7 @@ def rollback(
 ) -> None:
     """Put the previous good image back through the same zero-downtime path, with no build and no bake."""
     from deploy.cli import run_step
-    from deploy.steps.rollback import rollback as step
+    from deploy.pipeline import rollback as step
 
     action = lambda e: step(e, to=to, timeout_s=timeout or None, dry_run=dry_run)  # noqa: E731
     run_step("rollback", env, action, locking=not dry_run, dry_run=dry_run)

@@ -19,13 +19,10 @@ from botocore.exceptions import (
 )
 from invoke.exceptions import Exit
 
-from deploy import pipeline
 from deploy.config import command_config
 from deploy.environment import Environment, open_environment, release_lock
 from deploy.errors import DeployError
 from deploy.invocation import current_invocation
-from deploy.plans.stages import Made, Request
-from deploy.views.plan import show
 
 T = TypeVar("T")
 
@@ -104,26 +101,6 @@ def run_step(
             ),
             code=1,
         ) from None
-
-
-def run_stage(name: str, env: str | None, request: Request) -> Made:
-    """Run the pipeline's stage NAME as a task: it is handed what the earlier stages of this command line made
-    (kept by the invocation, never on the environment), and hands on what it made."""
-
-    def act(environment: Environment) -> Made:
-        with current_invocation() as opened:
-            made: list[Made] = opened.open(("made", environment.env), lambda: [Made()], lambda _: None)
-        made[0] = pipeline.run_stage(environment, name, request, made[0])
-        return made[0]
-
-    return run_step(name, env, act, locking=True)
-
-
-def plan_pipeline(env: str | None, request: Request, start: str = pipeline.BUILD_APP.name) -> list[str]:
-    """`--dry-run`: the pipeline's plan from START, printed."""
-    return run_step(
-        "deploy", env, lambda environment: show(environment, pipeline.plan(environment, request, start)), dry_run=True
-    )
 
 
 def _message(text: str, environment: Environment | None) -> str:

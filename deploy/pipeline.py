@@ -25,10 +25,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
+from deploy.cli import run_step
 from deploy.environment import Environment
+from deploy.invocation import current_invocation
 from deploy.plans.bake import GIVEN
 from deploy.plans.hand import given_image
 from deploy.plans.stages import (
+    ROLLBACK,
     Build,
     CarnivoreBake,
     Given,
@@ -46,7 +49,9 @@ from deploy.steps.build_app import act_build, decide_build
 from deploy.steps.copy_over import act_staging, decide_staging
 from deploy.steps.deploy import act_retirement, decide_retirement
 from deploy.steps.launch_asg import act_launch, decide_launch
+from deploy.steps.rollback import choose_target
 from deploy.steps.wait_health import act_health, decide_health
+from deploy.views.plan import show
 
 
 class Decision(Protocol):
@@ -177,6 +182,39 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
         environment.load_balancer.require()
     decision = each.decide(environment, resolved(environment, request), made)
     return each.act(environment, decision, made)
+
+
+def rollback(
+    environment: Environment, to: str | None = None, timeout_s: int | None = None, dry_run: bool = False
+) -> dict[str, Any] | list[str]:
+    """`inv rollback`: the deploy's own stages from launch-asg, with the image it picked (deployed before: not given
+    by hand, so nothing is built or baked and its group is not tagged as given by hand); the plan or the summary."""
+    target, serving_image = choose_target(environment, to)
+    environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
+    request = Request(image_id=target, by_hand=False, timeout_s=timeout_s, action=ROLLBACK)
+    if dry_run:
+        return show(environment, plan(environment, request, start=LAUNCH_ASG.name))
+    return dict(run(environment, request, start=LAUNCH_ASG.name).summary or {})
+
+
+def run_task(name: str, env: str | None, request: Request) -> Made:
+    """Run the stage NAME as a task: it is handed what the earlier stages of this command line made (kept by the
+    invocation, never on the environment), and hands on what it made."""
+
+    def act(environment: Environment) -> Made:
+        with current_invocation() as opened:
+            made: list[Made] = opened.open(("made", environment.env), lambda: [Made()], lambda _: None)
+        made[0] = run_stage(environment, name, request, made[0])
+        return made[0]
+
+    return run_step(name, env, act, locking=True)
+
+
+def plan_task(env: str | None, request: Request, start: str = BUILD_APP.name) -> list[str]:
+    """`--dry-run`: the plan from START, printed; the environment's AWS clients refuse every write."""
+    return run_step(
+        "deploy", env, lambda environment: show(environment, plan(environment, request, start)), dry_run=True
+    )
 
 
 def run(environment: Environment, request: Request, start: str = BUILD_APP.name, made: Made | None = None) -> Made:

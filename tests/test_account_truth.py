@@ -24,13 +24,12 @@ from deploy.aws.groups import environment_groups
 from deploy.aws.history import read_history
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.pipeline import run
+from deploy.pipeline import rollback, run
 from deploy.plans.groups import serving_group
 from deploy.plans.stages import Request
 from deploy.steps.cleanup import cleanup
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
-from deploy.steps.rollback import rollback
 from deploy.steps.setup import run_setup
 from deploy.steps.wait_health import wait_for_new_group
 from deploy.views.history import show_history

@@ -18,7 +18,7 @@ from test_deploy_steps import FakePacker
 
 from deploy.aws.converge import VERBS
 from deploy.environment import Environment
-from deploy.pipeline import LAUNCH_ASG, plan, run
+from deploy.pipeline import LAUNCH_ASG, plan, rollback, run
 from deploy.plans.actions import Action
 from deploy.plans.stages import Request
 from deploy.steps import baking
@@ -26,7 +26,6 @@ from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.cleanup import cleanup, cleanup_plan
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
-from deploy.steps.rollback import rollback
 from deploy.steps.setup import run_setup
 
 

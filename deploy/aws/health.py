@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy.aws.context import AwsContext
 from deploy.aws.groups import require_group
-from deploy.environment import Environment
 from deploy.facts import GROUP_HEALTH
 from deploy.plans.health import GroupHealth, assess, in_service_members
 from deploy.plans.model import IN_SERVICE, Group
@@ -18,12 +18,12 @@ from deploy.plans.model import IN_SERVICE, Group
 UNKNOWN_THERE = ("Unknown", "unused", "draining")  # not (or no longer) a target there: the group may have replaced it
 
 
-def group_health(environment: Environment, group_name: str) -> GroupHealth:
+def group_health(environment: AwsContext, group_name: str) -> GroupHealth:
     """The group's health now: the group, then the load balancer for the instances it counts InService."""
     return HealthPoll(environment, group_name)()
 
 
-def last_health(environment: Environment, group_name: str) -> GroupHealth:
+def last_health(environment: AwsContext, group_name: str) -> GroupHealth:
     """The group's health as this run's last poll of it measured it, else measured now."""
     known: dict[str, GroupHealth] = environment.facts.get(GROUP_HEALTH) or {}
     return known.get(group_name) or group_health(environment, group_name)
@@ -32,7 +32,7 @@ def last_health(environment: Environment, group_name: str) -> GroupHealth:
 class HealthPoll:
     """One group's health, measured at each call (a poll) with at most two requests."""
 
-    def __init__(self, environment: Environment, group_name: str) -> None:
+    def __init__(self, environment: AwsContext, group_name: str) -> None:
         self.environment = environment
         self.group_name = group_name
         self.raw: dict[str, Any] | None = None  # the group as last read, while it counts every instance InService
@@ -51,7 +51,7 @@ class HealthPoll:
         return health
 
 
-def has_served(environment: Environment, raw_group: dict[str, Any] | None) -> bool:
+def has_served(environment: AwsContext, raw_group: dict[str, Any] | None) -> bool:
     """Whether any instance of the group is InService at the load balancer: it takes live requests."""
     if raw_group is None or not environment.load_balancer.exists():
         return False

@@ -90,30 +90,17 @@ def _health_for(original: Any) -> Any:
         if instance is None or balancers.runtime.app_of(instance) is None or instance.state == "stopped":
             return original(self, target, ec2_backend)
         health = balancers.state_of(key, instance_id)
+
+        def status(state: str, *reason: str) -> Any:
+            return FakeHealthStatus(instance_id, registered["Port"], self.health_check_port, state, *reason)
+
         if instance.state != "running":
-            return FakeHealthStatus(
-                instance_id, registered["Port"], self.health_check_port, "unhealthy", "Target.FailedHealthChecks",
-                "Health checks failed",
-            )  # fmt: skip
+            return status("unhealthy", "Target.FailedHealthChecks", "Health checks failed")
         if health.state == "initial":
-            return FakeHealthStatus(
-                instance_id,
-                registered["Port"],
-                self.health_check_port,
-                "initial",
-                "Elb.RegistrationInProgress",
-                "Target registration is in progress",
-            )
+            return status("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
         if health.state == "unhealthy":
-            return FakeHealthStatus(
-                instance_id,
-                registered["Port"],
-                self.health_check_port,
-                "unhealthy",
-                "Target.FailedHealthChecks",
-                health.reason,
-            )
-        return FakeHealthStatus(instance_id, registered["Port"], self.health_check_port, "healthy")
+            return status("unhealthy", "Target.FailedHealthChecks", health.reason)
+        return status("healthy")
 
     return health_for
 

@@ -1,18 +1,14 @@
-"""`inv rollback`: put an earlier image back through the same zero-downtime path, with no build and no bake."""
+"""`inv rollback`: which image it puts back (the deploy's own stages then run from launch-asg with it:
+deploy/pipeline.py `rollback`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from deploy import pipeline
 from deploy.aws.groups import environment_groups
 from deploy.aws.history import promoted_images, read_history
 from deploy.aws.images import deployment_images, describe_image, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.groups import rollback_target, serving_group
-from deploy.plans.stages import ROLLBACK, Request
-from deploy.views.plan import show
 
 
 def from_history(environment: Environment, serving_image: str | None) -> str | None:
@@ -43,16 +39,3 @@ def choose_target(environment: Environment, to: str | None) -> tuple[str, str | 
         raise DeployError(f"{target} is the image serving now; nothing to roll back.")
     require_image(environment, target, "Rollback image")
     return target, serving_image
-
-
-def rollback(
-    environment: Environment, to: str | None = None, timeout_s: int | None = None, dry_run: bool = False
-) -> dict[str, Any] | list[str]:
-    target, serving_image = choose_target(environment, to)
-    environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
-    # The deploy's own stages from launch-asg, with the target (deployed before: not given by hand).
-    request = Request(image_id=target, by_hand=False, timeout_s=timeout_s, action=ROLLBACK)
-    if dry_run:
-        return show(environment, pipeline.plan(environment, request, start=pipeline.LAUNCH_ASG.name))
-    made = pipeline.run(environment, request, start=pipeline.LAUNCH_ASG.name)
-    return dict(made.summary or {})
