@@ -34,6 +34,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.logs import RunLog
 from deploy.plans.groups import serving_group
+from deploy.plans.pending import Pending
 from deploy.plans.stages import Staged
 from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.bake_primal import bake_primal
@@ -281,7 +282,7 @@ def test_launch_group_creates_a_hardened_template_and_an_elb_checked_group(cloud
     assert in_service("elb-webapp-dev", instances_of(name))
 
     # Found in the account (launched by this tool, not promoted), not in a local file.
-    assert leftover_launch(environment) == {"group": name, "launch_template": template_name, "image_id": image_id}
+    assert leftover_launch(environment) == Pending(name, template_name, image_id)
 
 
 def test_launch_group_refuses_an_image_that_does_not_exist_before_creating_anything(cloud, tmp_path):

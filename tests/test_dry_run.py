@@ -36,7 +36,7 @@ from deploy.errors import DeployError
 from deploy.pipeline import plan
 from deploy.plans.actions import would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
-from deploy.plans.model import Group
+from deploy.plans.model import Group, Image, LaunchConfiguration
 from deploy.plans.stages import Request
 from deploy.steps.cleanup import cleanup_plan
 from deploy.steps.destroy import run_destroy
@@ -198,14 +198,14 @@ def test_destroy_dry_run_deletes_nothing(cloud, tmp_path, work_dir):
 def test_the_cleanup_plan_keeps_what_the_serving_group_uses() -> None:
     serving = Group("asg-w-s-3", launch_template="lt-w-s-3", image_id="ami-3")
     groups = [Group("asg-w-s-1", launch_template="lt-w-s-1"), Group("asg-w-s-2", launch_configuration="lc-w-s-2")]
-    images = [{"ImageId": f"ami-{n}", "Tags": []} for n in (1, 2, 3, 4)]
+    images = [Image(f"ami-{n}") for n in (1, 2, 3, 4)]
     facts = CleanupFacts(
         groups=[*groups, serving],
         serving=serving,
         serving_health=None,
         templates=["lt-w-s-1", "lt-w-s-3"],
         template_images={"lt-w-s-3": "ami-3"},
-        configurations=[{"LaunchConfigurationName": "lc-w-s-2", "ImageId": "ami-2"}],
+        configurations=[LaunchConfiguration("lc-w-s-2", "ami-2")],
         images=images,
         protected={"ami-4"},
     )

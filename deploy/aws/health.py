@@ -51,9 +51,9 @@ class HealthPoll:
         return health
 
 
-def has_served(environment: AwsContext, raw_group: dict[str, Any] | None) -> bool:
+def has_served(environment: AwsContext, group: Group | None) -> bool:
     """Whether any instance of the group is InService at the load balancer: it takes live requests."""
-    if raw_group is None or not environment.load_balancer.exists():
+    if group is None or not environment.load_balancer.exists():
         return False
-    instance_ids = list(Group.from_aws(raw_group).instance_ids)
+    instance_ids = list(group.instance_ids)
     return IN_SERVICE in environment.load_balancer.serving_states(instance_ids).values()

@@ -58,6 +58,42 @@ class Group:
         )
 
 
+@dataclass(frozen=True)
+class Image:
+    """What the decisions need to know of one machine image."""
+
+    id: str
+    name: str = ""
+    created: str = ""  # CreationDate, ISO 8601: orders as text
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshots: tuple[str, ...] = ()  # behind its block device mappings
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Image:
+        return cls(
+            id=raw["ImageId"],
+            name=raw.get("Name") or "",
+            created=raw.get("CreationDate") or "",
+            tags=tags_of(raw),
+            snapshots=tuple(snapshot_ids(raw)),
+        )
+
+    def tag(self, key: str) -> str:
+        return self.tags.get(key, "")
+
+
+@dataclass(frozen=True)
+class LaunchConfiguration:
+    """One of the original scripts' launch configurations: its name, and its image (None: not known)."""
+
+    name: str
+    image_id: str | None = None
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> LaunchConfiguration:
+        return cls(name=raw["LaunchConfigurationName"], image_id=raw.get("ImageId"))
+
+
 def snapshot_ids(image: dict[str, Any]) -> list[str]:
     """The snapshots behind an image (its block device mappings)."""
     return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]

@@ -9,7 +9,6 @@ The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates, template_image
 from deploy.aws.health import last_health
@@ -24,12 +23,11 @@ from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
-from deploy.naming import tags_of
 from deploy.plans.actions import Action
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import outdated_groups, serving_group
 from deploy.plans.hand import protected
-from deploy.plans.model import Group
+from deploy.plans.model import Group, Image, LaunchConfiguration
 from deploy.plans.stages import plan_lines
 from deploy.views.plan import show
 
@@ -39,11 +37,11 @@ def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     return (not environment.config.cleanup) if keep_images is None else keep_images
 
 
-def protected_images(images: list[dict[str, Any]]) -> set[str]:
+def protected_images(images: list[Image]) -> set[str]:
     """The images never to delete, read from the account: those tagged as given by hand (--image-id) to any
     environment. (The tag is written when a group of such an image is promoted, in the request that marks it
     deployed, before the history entry that says "by hand": every such entry has its tagged image.)"""
-    return {image["ImageId"] for image in images if protected(tags_of(image))}
+    return {image.id for image in images if protected(image.tags)}
 
 
 def read_cleanup_facts(
@@ -66,8 +64,8 @@ def read_cleanup_facts(
     if new_group is None and serving is not None and outdated_groups(groups, {serving.name}):
         health = last_health(environment, serving.name)
     used = serving.launch_template if serving else None
-    images = [] if keep else deployment_images(environment)
-    primals = [] if keep else environment_images(environment, PRIMAL)
+    images = [] if keep else [Image.from_aws(image) for image in deployment_images(environment)]
+    primals = [] if keep else [Image.from_aws(image) for image in environment_images(environment, PRIMAL)]
     templates = launch_templates(environment) if sweep else sorted({g.launch_template or "" for g in groups} - {""})
     facts = CleanupFacts(
         groups=[group for group in groups if new_group is None or group.name != new_group.name],
@@ -78,7 +76,9 @@ def read_cleanup_facts(
         template_images={used: template_image(environment, used)}
         if used and used in templates and serving is not None and not serving.image_id
         else {},
-        configurations=launch_configurations(environment) if sweep else _configurations_of(groups),
+        configurations=[LaunchConfiguration.from_aws(raw) for raw in launch_configurations(environment)]
+        if sweep
+        else _configurations_of(groups),
         images=images,
         protected=protected_images(images),
         retain=environment.config.retain_images,
@@ -92,10 +92,10 @@ def read_cleanup_facts(
     return _with_uses(environment, facts)
 
 
-def _configurations_of(groups: list[Group]) -> list[dict[str, Any]]:
+def _configurations_of(groups: list[Group]) -> list[LaunchConfiguration]:
     """The launch configurations the groups name (their images unknown: none of them serves after a deploy)."""
     names = sorted({group.launch_configuration for group in groups if group.launch_configuration})
-    return [{"LaunchConfigurationName": name, "ImageId": None} for name in names]
+    return [LaunchConfiguration(name) for name in names]
 
 
 def _with_uses(environment: Environment, facts: CleanupFacts) -> CleanupFacts:
@@ -104,8 +104,8 @@ def _with_uses(environment: Environment, facts: CleanupFacts) -> CleanupFacts:
     candidates = {action.target for action in plan_cleanup(facts) if action.op == "delete-image"}
     if not candidates:
         return facts
-    deployment = [image["ImageId"] for image in facts.images if image["ImageId"] in candidates]
-    primal = [image["ImageId"] for image in facts.primals if image["ImageId"] in candidates]
+    deployment = [image.id for image in facts.images if image.id in candidates]
+    primal = [image.id for image in facts.primals if image.id in candidates]
     return replace(
         facts,
         used_elsewhere=images_used_elsewhere(environment, deployment),

@@ -25,7 +25,7 @@ from deploy.naming import tag_list
 from deploy.plans.groups import next_stamp
 from deploy.plans.hand import given_image
 from deploy.plans.launch import LaunchPlan, plan_launch
-from deploy.plans.pending import pending_launch
+from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.stages import Launch, Made, Request
 from deploy.steps.networking import checked_network
 
@@ -67,7 +67,7 @@ def launch_template_data(environment: Environment, image: dict[str, Any], securi
     }
 
 
-def leftover_launch(environment: Environment) -> dict[str, Any] | None:
+def leftover_launch(environment: Environment) -> Pending | None:
     """The new group an earlier run launched and did not promote, found in the account (its tags)."""
     return pending_launch(environment_groups(environment))
 
@@ -77,10 +77,10 @@ def read_launch_plan(environment: Environment, image_id: str | None) -> LaunchPl
     group this tool launched and never promoted."""
     groups = environment_groups(environment)
     leftover = pending_launch(groups)
-    leftover_raw = next((group.raw for group in groups if leftover and group.name == leftover["group"]), None)
+    leftover_group = next((group for group in groups if leftover and group.name == leftover.group), None)
     when = next_stamp(datetime.now(UTC), [group.name for group in groups], environment.names)
-    served = has_served(environment, leftover_raw)
-    return plan_launch(environment.names, when, image_id, leftover, leftover_raw, served)
+    served = has_served(environment, leftover_group)
+    return plan_launch(environment.names, when, image_id, leftover, leftover_group, served)
 
 
 def decide_launch(environment: Environment, request: Request, made: Made) -> Launch:
@@ -161,7 +161,7 @@ def carry_out_launch(environment: Environment, decision: Launch) -> str:
     environment.say(f"  created launch template {decision.template_text()}")
     # An interrupted launch leaves at most this template (cleanup deletes templates no group uses) or this
     # group, tagged as launched by this tool and not promoted: the next run finds it in the account.
-    pending = {"group": group_name, "launch_template": template_name, "image_id": image_id}
+    pending = Pending(group_name, template_name, image_id)
     try:
         create_group(
             environment, group_name, (template_id, template_name), list(decision.subnet_ids), image_id, decision.by_hand

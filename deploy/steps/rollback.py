@@ -9,6 +9,7 @@ from deploy.aws.images import deployment_images, describe_image, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.groups import rollback_target, serving_group
+from deploy.plans.model import Image
 
 
 def from_history(environment: Environment, serving_image: str | None) -> str | None:
@@ -28,7 +29,7 @@ def choose_target(environment: Environment, to: str | None) -> tuple[str, str | 
     serving = serving_group(environment_groups(environment))
     serving_image = serving.image_id if serving else None
     target = to or from_history(environment, serving_image)
-    target = target or rollback_target(deployment_images(environment), serving_image)
+    target = target or rollback_target([Image.from_aws(i) for i in deployment_images(environment)], serving_image)
     if target is None:
         raise DeployError(
             f"Nothing to roll back to: no earlier deployed image of {environment.env} is retained"

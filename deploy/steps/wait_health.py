@@ -14,7 +14,7 @@ from deploy.execute import abort_new_group
 from deploy.naming import tags_of
 from deploy.plans.hand import counts_as_by_hand, group_launched_by_hand, protection_tags
 from deploy.plans.health import steady_check
-from deploy.plans.pending import pending_launch
+from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.stages import DEPLOY, HealthWait, Made, Request
 
 
@@ -45,7 +45,7 @@ def decide_health(environment: Environment, request: Request, made: Made) -> Hea
         pending = pending_launch(environment_groups(environment))
         if not pending:
             raise DeployError(f"No newly launched group is waiting in {environment.env}: run `inv launch-asg` first.")
-        group, template, image = pending["group"], pending["launch_template"] or "", pending["image_id"]
+        group, template, image = pending.group, pending.launch_template or "", pending.image_id
     return HealthWait(
         group=group,
         launch_template=template,
@@ -64,7 +64,7 @@ def act_health(environment: Environment, decision: HealthWait, made: Made) -> Ma
 def carry_out_health(environment: Environment, decision: HealthWait, by_hand: bool = False) -> str:
     """Wait for the group; promote it when healthy, remove it when not (or on Ctrl-C)."""
     group_name, timeout, action = decision.group, decision.timeout_s, decision.action
-    pending = {"group": group_name, "launch_template": decision.launch_template, "image_id": decision.image}
+    pending = Pending(group_name, decision.launch_template or None, decision.image)
     environment.say(f"  waiting up to {timeout}s for {group_name}")
     # No instance is InService sooner than the load balancer's healthy threshold x interval after it registers:
     # the first poll waits that long (a poll before could only say "not yet").
