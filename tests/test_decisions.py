@@ -92,11 +92,13 @@ def test_rollback_target_is_the_latest_deployed_image_before_the_live_one() -> N
     assert rollback_target([_image("ami-3", "2026-01-03"), _image("ami-x")], serving_image="ami-3") is None
 
 
-def _raw_group(states: list[tuple[str, str, str]], desired: int) -> dict:
-    return {
+def _raw_group(states: list[tuple[str, str, str]], desired: int) -> Group:
+    raw = {
+        "AutoScalingGroupName": "asg-webapp-dev-1",
         "DesiredCapacity": desired,
         "Instances": [{"InstanceId": i, "LifecycleState": s, "HealthStatus": h} for i, s, h in states],
     }
+    return Group.from_aws(raw)
 
 
 def test_assess_needs_group_and_load_balancer_health() -> None:

@@ -7,8 +7,6 @@ until it no longer knows one of them (the group replaced it): then the group is 
 
 from __future__ import annotations
 
-from typing import Any
-
 from deploy.aws.context import AwsContext
 from deploy.aws.groups import require_group
 from deploy.facts import GROUP_HEALTH
@@ -35,17 +33,17 @@ class HealthPoll:
     def __init__(self, environment: AwsContext, group_name: str) -> None:
         self.environment = environment
         self.group_name = group_name
-        self.raw: dict[str, Any] | None = None  # the group as last read, while it counts every instance InService
+        self.group: Group | None = None  # the group as last read, while it counts every instance InService
 
     def __call__(self) -> GroupHealth:
         balancer = self.environment.load_balancer
-        raw = self.raw or require_group(self.environment, self.group_name)
-        members = in_service_members(raw)
+        group = self.group or Group.from_aws(require_group(self.environment, self.group_name))
+        members = in_service_members(group)
         states = balancer.serving_states(members) if members else {}
-        health = assess(raw, states)
+        health = assess(group, states)
         # Every desired instance InService at the group: next time the load balancer alone, while it knows them all.
         known_there = all(states.get(member) not in (None, *UNKNOWN_THERE) for member in members)
-        self.raw = raw if health.healthy_in_group >= health.desired and known_there else None
+        self.group = group if health.healthy_in_group >= health.desired and known_there else None
         known: dict[str, GroupHealth] = dict(self.environment.facts.get(GROUP_HEALTH) or {})
         self.environment.facts.put(GROUP_HEALTH, {**known, self.group_name: health})
         return health

@@ -26,6 +26,15 @@ INPUT_TAGS = {
 
 
 @dataclass(frozen=True)
+class Member:
+    """One instance of a group, as the group reports it."""
+
+    id: str
+    lifecycle: str = ""  # InService, Pending, Terminating, ...
+    health: str = ""  # Healthy or Unhealthy
+
+
+@dataclass(frozen=True)
 class Group:
     """What the decisions need to know of one Auto Scaling group."""
 
@@ -37,6 +46,7 @@ class Group:
     image_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     status: str | None = None  # DELETING while AWS deletes it
+    members: tuple[Member, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -54,6 +64,10 @@ class Group:
             image_id=tags.get("Image"),
             tags=tags,
             status=raw.get("Status"),
+            members=tuple(
+                Member(i["InstanceId"], i.get("LifecycleState", ""), i.get("HealthStatus", ""))
+                for i in raw.get("Instances", [])
+            ),
             raw=raw,
         )
 
