@@ -187,7 +187,7 @@ def unlock(c: Context, env: str | None = None) -> None:
     run_step("unlock", env, step)
 
 
-@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: README, `status --json`)."})
+@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: docs/operations.md)."})
 def status(c: Context, env: str | None = None, json: bool = False) -> None:
     """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
     from deploy.cli import run_step
@@ -199,7 +199,7 @@ def status(c: Context, env: str | None = None, json: bool = False) -> None:
 @task(
     help={
         "env": ENV_HELP,
-        "json": "Print JSON for scripts instead of the table (shape: README, `history --json`).",
+        "json": "Print JSON for scripts instead of the table (shape: README, the `history` task).",
         "limit": "How many of the most recent entries to show (default 20).",
     }
 )

@@ -1,4 +1,4 @@
-"""The layout holds what the README's code map promises: no import cycles, no import hidden in a function
+"""The layout holds what the code map (docs/architecture.md) promises: no import cycles, no import hidden in a function
 (save the documented lazy ones), modules of readable size, AWS errors inspected in one place, and every
 emulator fix inside the embedded cloud's package."""
 
@@ -112,8 +112,8 @@ def test_emulator_fixes_live_in_the_embedded_cloud_package_only() -> None:
     assert outside == set()
 
 
-def test_the_readme_code_map_names_every_module() -> None:
-    readme = (DEPLOY.parent / "README.md").read_text(encoding="utf-8")
+def test_the_code_map_names_every_module() -> None:
+    readme = (DEPLOY.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     code_map = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
     missing = [
         str(path.relative_to(DEPLOY.parent))

@@ -204,7 +204,7 @@ def _load_balancer_statement(config: Config, names: Names, elb: str) -> dict[str
 
 
 def permissions_table(document: dict[str, Any]) -> str:
-    """The README's permissions section: one row per statement (Sid, actions, resources), from DOCUMENT."""
+    """The permissions section of docs/aws.md: one row per statement (Sid, actions, resources), from DOCUMENT."""
     rows = ["| statement | actions | resources |", "| --- | --- | --- |"]
     for statement in document["Statement"]:
         actions = ", ".join(f"`{action}`" for action in statement["Action"])

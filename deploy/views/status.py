@@ -1,7 +1,7 @@
 """`inv status`: what an environment has, read-only: a table for people, or JSON for scripts.
 
 `collect_status` reads the environment through the same helpers the steps use and returns a plain
-dict whose shape is documented in the README ("inv status --json") and versioned by its `version`
+dict whose shape is documented in docs/operations.md ("inv status --json") and versioned by its `version`
 key; `render_table` turns that dict into text without touching AWS.
 """
 
@@ -155,7 +155,7 @@ def group_status(
 
 
 def collect_status(environment: Environment, now: datetime | None = None) -> dict[str, Any]:
-    """Everything `inv status` shows, as a plain dict (shape: README, "inv status --json"). Reads only."""
+    """Everything `inv status` shows, as a plain dict (shape: docs/operations.md, "inv status --json"). Reads only."""
     now = now or datetime.now(UTC)
     config = environment.config
     names = environment.names

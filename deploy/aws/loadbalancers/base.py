@@ -177,7 +177,7 @@ def kind_switch_refused(names: Names, settings: LoadBalancerSettings, found_kind
         f" left half one kind, half the other. Either keep LOAD_BALANCER={found_kind} for {env}, or rebuild the"
         f" environment with the new kind: with LOAD_BALANCER={found_kind}, run `inv destroy --env {env}`; then set"
         f" LOAD_BALANCER={wanted} and run `inv setup --env {env}` and `inv deploy --env {env}` (the site is"
-        ' down in between). See the README, section "Load balancer kinds".'
+        ' down in between). See docs/aws.md, "Load balancer kinds".'
     )
 
 
