@@ -105,7 +105,9 @@ def put_into_moto(account_id: str, region: str, data: list[dict[str, Any]]) -> N
     """PutMetricData into moto's CloudWatch of ACCOUNT_ID and REGION (in this process)."""
     from moto.cloudwatch.models import cloudwatch_backends
 
-    cloudwatch_backends[account_id][region].put_metric_data(NAMESPACE, data)
+    # moto keeps times as naive UTC (as it parses a request's Timestamp): an aware one could not be compared.
+    naive = [{**datum, "Timestamp": datum["Timestamp"].astimezone(UTC).replace(tzinfo=None)} for datum in data]
+    cloudwatch_backends[account_id][region].put_metric_data(NAMESPACE, naive)
 
 
 Publish = Callable[[str, str, list[dict[str, Any]]], None]
