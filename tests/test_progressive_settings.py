@@ -10,6 +10,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -123,16 +125,23 @@ def test_faults_are_staged_into_app_env_only_when_set(aws_environ, work_dir, mon
     assert "FAIL_RATE=0.5" in settings and "DELAY_MS=20" in settings
 
 
-def run_app(tmp_path: Path, **faults: str) -> tuple[subprocess.Popen[bytes], str]:
+@contextmanager
+def running_app(tmp_path: Path, **faults: str) -> Iterator[tuple[str, Path]]:
+    """The example app on a free port with FAULTS in its environment: (its URL, its log), stopped at the end."""
     port = free_port()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "HEALTH_CHECK_PATH": "/health", **faults}
-    log = (tmp_path / f"app-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "example-app" / "server.py")], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    log_path = tmp_path / f"app-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "example-app" / "server.py")], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
-    assert wait_until(lambda: status(url + "/health") == 200, 10, 0.05)
-    return process, url
+    try:
+        assert wait_until(lambda: status(url + "/health") == 200, 10, 0.05)
+        yield url, log_path
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def status(url: str) -> int | None:
@@ -147,35 +156,23 @@ def status(url: str) -> int | None:
 
 @pytest.mark.parametrize(("rate", "expected"), [("1", {500}), ("0.5", {200, 500}), ("0", {200})])
 def test_fail_rate_fails_that_share_of_requests_but_never_the_health_check(tmp_path: Path, rate, expected):  # type: ignore[no-untyped-def]
-    process, url = run_app(tmp_path, FAIL_RATE=rate)
-    try:
+    with running_app(tmp_path, FAIL_RATE=rate) as (url, _):
         pages = Counter(status(url + "/") for _ in range(60))
         assert set(pages) == expected  # 0.5: both (all 60 alike has a chance of 2**-59)
         if rate == "0.5":
             assert 10 <= pages[500] <= 50
         assert {status(url + "/health") for _ in range(20)} == {200}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_delay_ms_delays_pages_not_the_health_check(tmp_path: Path) -> None:
-    process, url = run_app(tmp_path, DELAY_MS="300")
-    try:
+    with running_app(tmp_path, DELAY_MS="300") as (url, log):
         started = time.monotonic()
         assert status(url + "/") == 200
         assert time.monotonic() - started >= 0.3  # at least the delay (a bound, not a speed figure)
-        assert "DELAY_MS 300" in (tmp_path / f"app-{url.rsplit(':', 1)[1]}.log").read_text()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        assert "DELAY_MS 300" in log.read_text()
 
 
 def test_an_unreadable_fault_is_ignored_and_said(tmp_path: Path) -> None:
-    process, url = run_app(tmp_path, FAIL_RATE="lots")
-    try:
+    with running_app(tmp_path, FAIL_RATE="lots") as (url, log):
         assert {status(url + "/") for _ in range(5)} == {200}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    assert "ignoring FAIL_RATE='lots'" in (tmp_path / f"app-{url.rsplit(':', 1)[1]}.log").read_text()
+        assert "ignoring FAIL_RATE='lots'" in log.read_text()
