@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from deploy.traffic_values import TRAFFIC_HELP, alarm_names, number_between, traffic_steps
 
 # Letters, digits and hyphens: what load balancer, target group and DNS label names accept.
 NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
@@ -200,52 +201,6 @@ def _globs(value: str) -> tuple[str, ...]:
     return items
 
 
-def _traffic_steps(value: str) -> tuple[int, ...]:
-    """Ascending whole percentages, 1 to 100, the last 100: `10,50,100`."""
-    items = [item.strip() for item in value.split(",")]
-    if not all(item.isdigit() for item in items):
-        raise ValueError("must be whole percentages separated by commas, such as 10,50,100")
-    steps = tuple(int(item) for item in items)
-    if not all(1 <= step <= 100 for step in steps):
-        raise ValueError("must hold percentages from 1 to 100")
-    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
-        raise ValueError("must ascend, each step sending more requests to the new group than the one before")
-    if steps[-1] != 100:
-        raise ValueError("must end with 100 (the new group takes all requests in the end)")
-    return steps
-
-
-def _fraction_between(low: float, high: float, hint: str) -> Callable[[str], float]:
-    def check(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"must be a number such as {hint}") from None
-        if not low <= number <= high:  # NaN fails too
-            raise ValueError(f"must be from {low:g} to {high:g}")
-        return number
-
-    return check
-
-
-MAX_ALARMS = 100  # what one DescribeAlarms request takes (AlarmNames)
-MAX_ALARM_NAME = 255
-
-
-def _alarm_names(value: str) -> tuple[str, ...]:
-    names = tuple(item.strip() for item in value.split(",") if item.strip())
-    if len(names) > MAX_ALARMS:
-        raise ValueError(f"may name at most {MAX_ALARMS} alarms (what one DescribeAlarms request reads)")
-    bad = [str(n) for n, name in enumerate(names, 1) if len(name) > MAX_ALARM_NAME or not name.isprintable()]
-    if bad:
-        raise ValueError(
-            f"must be CloudWatch alarm names of 1 to {MAX_ALARM_NAME} printable characters; not name {', '.join(bad)}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError("names an alarm twice")
-    return names
-
-
 @dataclass(frozen=True)
 class Setting:
     """One key an env file may set: how to read it and what it means (the README's reference)."""
@@ -397,59 +352,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 # Progressive delivery (docs/progressive-delivery.md): how a new group takes traffic, and what judges each step.
+A_DAY = " seconds (a day)"
 TRAFFIC_SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "TRAFFIC_STEPS",
-        _traffic_steps,
-        "Ascending percentages of requests sent to the new group once healthy, the last one 100 (such as 10,50,100);"
-        " 100: all at once. Anything but 100 needs LOAD_BALANCER=application (weighted target groups).",
-    ),
-    Setting(
-        "STEP_SECONDS",
-        _bounded(1, MAX_DURATION_S, " seconds (a day)"),
-        "Seconds each traffic step is observed before it is judged (scaled by LOCAL_TIME_SCALE on an emulator).",
-    ),
-    Setting(
-        "MAX_ERROR_RATE",
-        _fraction_between(0, 100, "1 or 0.5"),
-        "Percent of the new group's requests a step may see answered 5xx by its targets; above it, it rolls back.",
-    ),
-    Setting(
-        "MAX_LATENCY_MS",
-        _bounded(1, MAX_DURATION_S * 1000, " ms (a day)"),
-        "Milliseconds the new group's p99 target response time may reach over a step; empty: not checked.",
-        required=False,
-    ),
-    Setting(
-        "MIN_REQUESTS",
-        _bounded(0, 1_000_000_000),
-        "Requests of the new group a step needs to be judged; with fewer it passes with a warning.",
-    ),
-    Setting(
-        "ALARM_NAMES",
-        _alarm_names,
-        "Comma-separated CloudWatch alarm names; any in ALARM during the traffic steps rolls back.",
-        required=False,
-    ),
-    Setting(
-        "KEEP_PREVIOUS_SECONDS",
-        _bounded(0, MAX_DURATION_S, " seconds (a day)"),
-        "Seconds the previous group keeps its capacity at weight 0 after the last step, for `inv rollback` by"
-        " weight (scaled by LOCAL_TIME_SCALE on an emulator); 0 keeps none.",
-    ),
+    Setting("TRAFFIC_STEPS", traffic_steps, TRAFFIC_HELP["TRAFFIC_STEPS"]),
+    Setting("STEP_SECONDS", _bounded(1, MAX_DURATION_S, A_DAY), TRAFFIC_HELP["STEP_SECONDS"]),
+    Setting("MAX_ERROR_RATE", number_between(0, 100, "1 or 0.5"), TRAFFIC_HELP["MAX_ERROR_RATE"]),
+    Setting("MAX_LATENCY_MS", _bounded(1, MAX_DURATION_S * 1000, " ms (a day)"), TRAFFIC_HELP["MAX_LATENCY_MS"], False),
+    Setting("MIN_REQUESTS", _bounded(0, 1_000_000_000), TRAFFIC_HELP["MIN_REQUESTS"]),
+    Setting("ALARM_NAMES", alarm_names, TRAFFIC_HELP["ALARM_NAMES"], required=False),
+    Setting("KEEP_PREVIOUS_SECONDS", _bounded(0, MAX_DURATION_S, A_DAY), TRAFFIC_HELP["KEEP_PREVIOUS_SECONDS"]),
     # The example app's faults (example-app/server.py), staged into app.env when set: a bad release, shown locally.
-    Setting(
-        "FAIL_RATE",
-        _fraction_between(0, 1, "0.5"),
-        "Example app: fraction (0 to 1) of its non-health requests it answers 500; staged into app.env when set.",
-        required=False,
-    ),
-    Setting(
-        "DELAY_MS",
-        _bounded(0, 600_000, " ms (10 minutes)"),
-        "Example app: milliseconds it waits before answering a non-health request; staged into app.env when set.",
-        required=False,
-    ),
+    Setting("FAIL_RATE", number_between(0, 1, "0.5"), TRAFFIC_HELP["FAIL_RATE"], required=False),
+    Setting("DELAY_MS", _bounded(0, 600_000, " ms (10 minutes)"), TRAFFIC_HELP["DELAY_MS"], required=False),
 )
 SETTINGS = SETTINGS + TRAFFIC_SETTINGS
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

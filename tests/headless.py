@@ -118,6 +118,7 @@ def open_page(url: str) -> Iterator[Page]:
     from_browser_read, from_browser_write = (_high(fd) for fd in os.pipe())
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         command = [chromium(), *FLAGS, f"--user-data-dir={profile}", "about:blank"]
+
         def protocol_fds() -> None:  # in the child, before exec: Chromium reads the protocol on 3, writes on 4
             os.dup2(to_browser_read, 3)
             os.dup2(from_browser_write, 4)

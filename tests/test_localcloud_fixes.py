@@ -1,4 +1,5 @@
-"""The embedded cloud's fixes of moto (deploy/localcloud/fixes.py), one test per fix, in-process on mock_aws.
+"""The embedded cloud's fixes of moto (deploy/localcloud/fixes.py, traffic_fixes.py), one test per fix, in-process
+on mock_aws.
 
 Each test asserts what AWS does; conftest applied `patch_moto()`, so moto in this process behaves as the embedded
 cloud's server does. Without its fix, each test fails on moto 5.2.5 (checked by undoing the fix: every fixed
@@ -17,7 +18,8 @@ from conftest import REGION
 from moto.autoscaling.models import AutoScalingBackend
 from moto.elb.models import ELBBackend
 
-from deploy.localcloud.fixes import FIXED, patch_moto, percentile
+from deploy.localcloud.fixes import FIXED, patch_moto
+from deploy.localcloud.traffic_fixes import percentile
 
 ANY_IMAGE = "ami-12345678"  # moto launches any image id
 

@@ -6,21 +6,19 @@ process, where tests use moto in-process through `mock_aws` (tests/conftest.py c
 Production modules never know about these fixes: they are written for AWS only.
 
 Each fix replaces or wraps a method of moto's own models, so it holds whichever API call reaches the model.
+The fixes progressive delivery needs (target groups no listener uses, CloudWatch percentiles) are in
+traffic_fixes.py, installed here with the others.
 `patch_moto()` is idempotent: calling it twice installs each fix once.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import xmltodict  # type: ignore[import-untyped]
 from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
-from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum, Statistics
-from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError
 from moto.core.exceptions import _RESTError as RESTError
@@ -29,8 +27,10 @@ from moto.ec2.models import amis
 from moto.ec2.models.instances import Instance
 from moto.elb.models import ELBBackend
 from moto.elbv2.exceptions import TargetGroupNotFoundError
-from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup, elbv2_backends
+from moto.elbv2.models import ELBv2Backend
 from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+
+from deploy.localcloud.traffic_fixes import install_traffic_fixes
 
 FIXED = "_localcloud_fix"  # set on every installed replacement: what makes patch_moto idempotent
 REGISTRATIONS = "_localcloud_registrations"  # on a group: {load balancer key: instance ids it registered there}
@@ -320,104 +320,6 @@ def _register_replacements(original: Callable[..., None]) -> Callable[..., None]
     return notify_terminate_instances
 
 
-def target_group_in_use(group: FakeTargetGroup) -> bool:
-    """Whether a listener rule of GROUP's region forwards to it (at any weight): what AWS health checks."""
-    return bool(elbv2_backends[group.account_id][group.region_name]._any_listener_using(group.arn))
-
-
-def _unused_unless_referenced(original: Callable[..., Any]) -> Callable[..., Any]:
-    # AWS: a target group that no listener rule of its load balancer references (in a forward action, at any
-    # weight, 0 included) is not health checked; its registered targets report `unused` (Target.NotInUse).
-    # moto: reported them `healthy`, so a group's target group could pass a health wait without taking traffic.
-    def health_for(self: FakeTargetGroup, target: dict[str, Any], ec2_backend: Any) -> Any:
-        found = original(self, target, ec2_backend)
-        registered = self.targets.get(target["Id"])
-        if registered is None or found.status != "healthy":
-            return found
-        if target_group_in_use(self):
-            return found
-        return FakeHealthStatus(
-            registered["Id"],
-            registered["Port"],
-            self.health_check_port,
-            "unused",
-            "Target.NotInUse",
-            "Target group is not configured to receive traffic from the load balancer",
-        )
-
-    return health_for
-
-
-# --- CloudWatch percentiles -------------------------------------------------------------------------
-#
-# AWS: GetMetricData answers a percentile Stat (p99, p99.9, p50...) and GetMetricStatistics its
-# ExtendedStatistics, computed from the raw values published (PutMetricData Value, or Values with Counts); a
-# statistic set (StatisticValues) takes part only when its SampleCount is 1 or its Minimum equals its Maximum,
-# and no percentile is given when a value is negative. A period with no value that allows it has no datapoint.
-# moto: computes no percentile: GetMetricData with p99 failed with a server error (a None it could not
-# serialise) and GetMetricStatistics ignored ExtendedStatistics. Here percentiles are nearest-rank: the
-# smallest value with at least P % of the values at or below it (CloudWatch documents no interpolation).
-
-PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,2})?|100(?:\.0{1,2})?)")
-
-
-def percentile(values: list[float], rank: float) -> float | None:
-    """The nearest-rank percentile RANK (0 to 100) of VALUES; None when there are none or one is negative."""
-    if not values or min(values) < 0:
-        return None
-    ordered = sorted(values)
-    index = max(math.ceil(rank / 100 * len(ordered)), 1) - 1
-    return ordered[index]
-
-
-def _percentile_samples(statistics: Statistics) -> list[float] | None:
-    """The raw values behind STATISTICS, or None when a statistic set hides them."""
-    values = list(statistics.metric_single_values_list)
-    for aggregated in statistics.metric_data or []:
-        if not isinstance(aggregated, MetricAggregatedDatum):
-            continue
-        if aggregated.sample_count == 1 or aggregated.min == aggregated.max:
-            values += [float(aggregated.min)] * int(aggregated.sample_count)
-        else:
-            return None
-    return values
-
-
-def _percentiles(original: Callable[..., Any]) -> Callable[..., Any]:
-    def get_statistics_for_type(self: Statistics, stat: str) -> Any:
-        matched = PERCENTILE.fullmatch(stat)
-        if matched is None:
-            return original(self, stat)
-        samples = _percentile_samples(self)
-        return None if samples is None else percentile(samples, float(matched.group(1)))
-
-    return get_statistics_for_type
-
-
-def _no_empty_datapoints(original: Callable[..., Any]) -> Callable[..., Any]:
-    # A period whose statistic has no value (a percentile hidden by statistic sets) has no datapoint on AWS.
-    def get_metric_data(self: CloudWatchBackend, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = original(self, *args, **kwargs)
-        for result in results:
-            pairs = [(t, v) for t, v in zip(result["timestamps"], result["values"], strict=True) if v is not None]
-            result["timestamps"], result["values"] = [t for t, _ in pairs], [v for _, v in pairs]
-        return results
-
-    return get_metric_data
-
-
-def _extended_statistics(original: Callable[..., Any]) -> Callable[..., Any]:
-    def get_metric_statistics(self: CloudWatchResponse) -> Any:
-        answer = original(self)
-        wanted = self._get_param("ExtendedStatistics") or []
-        for datapoint in answer.result["Datapoints"]:
-            found = {name: datapoint.get_statistics_for_type(name) for name in wanted if PERCENTILE.fullmatch(name)}
-            datapoint.extended_statistics = {name: value for name, value in found.items() if value is not None}
-        return answer
-
-    return get_metric_statistics
-
-
 # --- IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT) ---------------------------------------------------------
 
 
@@ -491,10 +393,7 @@ def patch_moto() -> None:
     _install(AutoScalingBackend, "detach_load_balancer_target_groups", _detach_registered_targets)
     _install(AutoScalingBackend, "delete_auto_scaling_group", _deregister_deleted_group)
     _install(AutoScalingBackend, "notify_terminate_instances", _register_replacements)
-    _install(FakeTargetGroup, "health_for", _unused_unless_referenced)
-    _install(Statistics, "get_statistics_for_type", _percentiles)
-    _install(CloudWatchBackend, "get_metric_data", _no_empty_datapoints)
-    _install(CloudWatchResponse, "get_metric_statistics", _extended_statistics)
+    install_traffic_fixes(_install)  # target groups no listener uses; CloudWatch percentiles
     _install(IAMRequestBase, "_create_aws_request", _sign_the_body)
     _install(IAMPolicyStatement, "_check_element_matches", _unknown_resource)
     _install(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", _refusals_in_the_services_shape)

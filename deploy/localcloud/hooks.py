@@ -22,9 +22,9 @@ from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from deploy.localcloud.apps import APP_DIR_TAG
 from deploy.localcloud.backends import instance_by_id
 from deploy.localcloud.balancers import Balancers
-from deploy.localcloud.fixes import target_group_in_use
 from deploy.localcloud.proxy import Site
 from deploy.localcloud.runtime import active
+from deploy.localcloud.traffic_fixes import target_group_in_use
 
 HOOKED = "_embedded_cloud"  # set on every installed hook: what makes hook_moto idempotent
 

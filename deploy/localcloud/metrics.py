@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from moto.cloudwatch.models import cloudwatch_backends
+
 NAMESPACE = "AWS/ApplicationELB"
 PERIOD_S = 60.0  # AWS's period of an Application Load Balancer's metrics
 MIN_PERIOD_S = 0.1  # a scaled period never below this (the runtime looks at the cloud every 50 ms)
@@ -103,8 +105,6 @@ def metric_data(tally: Tally, dimensions: dict[str, str], timestamp: datetime) -
 
 def put_into_moto(account_id: str, region: str, data: list[dict[str, Any]]) -> None:
     """PutMetricData into moto's CloudWatch of ACCOUNT_ID and REGION (in this process)."""
-    from moto.cloudwatch.models import cloudwatch_backends
-
     # moto keeps times as naive UTC (as it parses a request's Timestamp): an aware one could not be compared.
     naive = [{**datum, "Timestamp": datum["Timestamp"].astimezone(UTC).replace(tzinfo=None)} for datum in data]
     cloudwatch_backends[account_id][region].put_metric_data(NAMESPACE, naive)
