@@ -34,7 +34,7 @@ TRAFFIC_KEYS = (
 )
 
 
-def load(tmp_path: Path, text: str = "", environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def load(tmp_path: Path, text: str = "", environ: dict[str, str] | None = None):
     folder = write_env_folder(tmp_path / "env", {"dev.env": "DOMAIN=example.com\n" + text})
     return load_config("dev", folder, environ=environ or {})
 
@@ -112,7 +112,7 @@ def test_every_key_is_documented_in_the_progressive_delivery_guide() -> None:
 # --- the example app's faults --------------------------------------------------------------------------------
 
 
-def test_faults_are_staged_into_app_env_only_when_set(aws_environ, work_dir, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+def test_faults_are_staged_into_app_env_only_when_set(aws_environ, work_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("DEPLOY_WORK_DIR", str(work_dir))
     app = tmp_path / "app"
     app.mkdir()
@@ -155,7 +155,7 @@ def status(url: str) -> int | None:
 
 
 @pytest.mark.parametrize(("rate", "expected"), [("1", {500}), ("0.5", {200, 500}), ("0", {200})])
-def test_fail_rate_fails_that_share_of_requests_but_never_the_health_check(tmp_path: Path, rate, expected):  # type: ignore[no-untyped-def]
+def test_fail_rate_fails_that_share_of_requests_but_never_the_health_check(tmp_path: Path, rate, expected):
     with running_app(tmp_path, FAIL_RATE=rate) as (url, _):
         pages = Counter(status(url + "/") for _ in range(60))
         assert set(pages) == expected  # 0.5: both (all 60 alike has a chance of 2**-59)

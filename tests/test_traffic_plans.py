@@ -33,7 +33,7 @@ LIMITS = Thresholds(max_error_rate=1.0, max_latency_ms=200, min_requests=50)
 # --- the judgement of a step ---------------------------------------------------------------------------------
 
 
-def judge(figures: Figures, alarms: dict[str, str] | None = None, limits: Thresholds = LIMITS):  # type: ignore[no-untyped-def]
+def judge(figures: Figures, alarms: dict[str, str] | None = None, limits: Thresholds = LIMITS):
     return judge_step(2, 3, 50, GROUP, figures, alarms or {}, limits)
 
 
@@ -143,7 +143,7 @@ def counted(service: str) -> tuple[Any, Counter[str]]:
 
 def publish(
     cloudwatch: Any, when: datetime.datetime, target_group: str, requests: int, errors: int, times: list[float]
-):  # type: ignore[no-untyped-def]
+):
     """What an application load balancer publishes for a minute (RequestCount, 5xx only when not 0, times)."""
     dims = [
         {"Name": "LoadBalancer", "Value": "app/alb-webapp-dev/50dc6c495c0c9188"},
