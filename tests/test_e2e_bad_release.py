@@ -13,13 +13,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TEST_ENV, ServerSite, succeeded, wait_until
+from conftest import TEST_ENV, TEST_TIME_SCALE, ServerSite, succeeded, wait_until
 
 from deploy.aws.metrics import read_figures
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
 
 REQUESTS = 40
+MINUTE_S = 60 * float(TEST_TIME_SCALE)  # the embedded cloud's minute at the session's time scale: 0.3 s
 
 
 def status(url: str) -> int:
@@ -50,7 +51,8 @@ def test_a_bad_release_fails_real_requests_and_cloudwatch_measures_it(moto_serve
 
     def measured() -> bool:
         end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)
-        found.update(read_figures(site.client("cloudwatch"), balancer["LoadBalancerArn"], [arn], start, end))
+        cloudwatch = site.client("cloudwatch")
+        found.update(read_figures(cloudwatch, balancer["LoadBalancerArn"], [arn], start, end, minute_s=MINUTE_S))
         return found[arn].requests >= REQUESTS + 1
 
     assert wait_until(measured, 10, 0.2), found  # once the modelled minute is over (0.3 s at this scale)

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from conftest import REGION
 
-from deploy.aws.metrics import alarm_states, figures_of, read_figures, window_period
+from deploy.aws.metrics import alarm_states, figures_of, minute_window, read_figures, window_period
 from deploy.plans.traffic import (
     NO_FIGURES,
     Figures,
@@ -179,6 +179,21 @@ def test_a_window_with_nothing_published_has_no_figures(cloud: None) -> None:
     cloudwatch, _ = counted("cloudwatch")
     start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=3)
     assert read_figures(cloudwatch, LB, [NEW], start, start + datetime.timedelta(seconds=6)) == {NEW: NO_FIGURES}
+
+
+def test_a_window_is_widened_to_whole_minutes_of_the_cloud() -> None:
+    start = datetime.datetime(2026, 12, 5, 10, 0, 30, 500000, tzinfo=datetime.UTC)
+    assert minute_window(start, start + datetime.timedelta(seconds=100)) == (
+        datetime.datetime(2026, 12, 5, 10, 0, 0, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 12, 5, 10, 3, 0, tzinfo=datetime.UTC),
+    )
+    # An emulator's minute at LOCAL_TIME_SCALE 0.05: 3 s.
+    assert minute_window(start, start + datetime.timedelta(seconds=6), 3.0) == (
+        datetime.datetime(2026, 12, 5, 10, 0, 30, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 12, 5, 10, 0, 39, tzinfo=datetime.UTC),
+    )
+    aligned = datetime.datetime(2026, 12, 5, 10, 1, tzinfo=datetime.UTC)
+    assert minute_window(aligned, aligned) == (aligned, aligned + datetime.timedelta(minutes=1))
 
 
 def test_one_period_covers_the_window() -> None:

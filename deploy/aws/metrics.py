@@ -5,11 +5,12 @@ TargetGroup): RequestCount (Sum), HTTPCode_Target_5XX_Count (Sum) and TargetResp
 group asked for, in ONE GetMetricData request; the alarms of ALARM_NAMES in ONE DescribeAlarms request. At most
 two requests a step.
 
-The window is read with one period covering it (a multiple of 60 s, CloudWatch's period of these metrics): each
-query has one datapoint, or two when AWS rounds the start down to its minute. Counts of several datapoints add
-up; their p99 is the largest of theirs (a bound from above: the p99 of the whole window is never larger). A
-missing datapoint is 0 requests or 0 errors: AWS publishes a count only when it is not 0. On AWS a minute's
-figures arrive about a minute after it: read a window once it is over (on an emulator, its scaled minute).
+The window is widened to whole minutes of the cloud (a datapoint carries its minute's start; an emulator's minute
+is scaled) and read with one period covering it (a multiple of 60 s, CloudWatch's period of these metrics): each
+query has one datapoint, or two where AWS's rounding splits the window. Counts of several datapoints add up; their
+p99 is the largest of theirs (a bound from above: the p99 of the whole window is never larger). A missing
+datapoint is 0 requests or 0 errors: AWS publishes a count only when it is not 0. On AWS a minute's figures
+arrive about a minute after it: read a window once it is over (on an emulator, its scaled minute).
 
 Permissions: cloudwatch:GetMetricData, cloudwatch:DescribeAlarms (both act on `*`).
 """
@@ -37,6 +38,15 @@ QUERIES = (  # (id prefix, metric, statistic)
 def dimension(arn: str) -> str:
     """The metric dimension of a load balancer or target group ARN: `app/NAME/ID`, `targetgroup/NAME/ID`."""
     return arn.split(":", 5)[-1].removeprefix("loadbalancer/")
+
+
+def minute_window(start: datetime, end: datetime, minute_s: float = PERIOD_UNIT_S) -> tuple[datetime, datetime]:
+    """The window whose datapoints hold the requests of START..END: START down to the start of its minute (the
+    timestamp of the datapoint its requests are in), END up to the end of its minute. MINUTE_S: the minute as the
+    cloud measures it (60 s; an emulator's scaled minute). On AWS this is what CloudWatch does with a start anyway."""
+    first = math.floor(start.timestamp() / minute_s) * minute_s
+    last = math.ceil(end.timestamp() / minute_s) * minute_s
+    return datetime.fromtimestamp(first, start.tzinfo), datetime.fromtimestamp(max(last, first + minute_s), end.tzinfo)
 
 
 def window_period(start: datetime, end: datetime) -> int:
@@ -77,9 +87,16 @@ def figures_of(values: dict[str, list[float]], count: int) -> list[Figures]:
 
 
 def read_figures(
-    cloudwatch: Any, load_balancer_arn: str, target_group_arns: Sequence[str], start: datetime, end: datetime
+    cloudwatch: Any,
+    load_balancer_arn: str,
+    target_group_arns: Sequence[str],
+    start: datetime,
+    end: datetime,
+    minute_s: float = PERIOD_UNIT_S,
 ) -> dict[str, Figures]:
-    """{target group ARN: its figures over START..END} (aware datetimes), in one GetMetricData request."""
+    """{target group ARN: its figures over START..END} (aware datetimes, widened to whole minutes of MINUTE_S: the
+    cloud's, scaled on an emulator), in one GetMetricData request."""
+    start, end = minute_window(start, end, minute_s)
     queries = figure_queries(load_balancer_arn, target_group_arns, window_period(start, end))
     values: dict[str, list[float]] = {}
     params: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
