@@ -250,18 +250,14 @@ def _attached_sync(
     attached: Callable[[FakeAutoScalingGroup], list[str]],
     sync: Callable[[AutoScalingBackend, FakeAutoScalingGroup, str], None],
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """A replacement of moto's update of the load balancers (or target groups) attached to a group: SYNC each of
-    ATTACHED(group) in turn, as AWS does (deploy/localcloud/fixes.py `_sync_classic`, `_sync_target_group`)."""
+    """moto's update of what is attached to a group, replaced: SYNC each of ATTACHED(group) in turn, as AWS does."""
 
-    def replacement(_: Callable[..., None]) -> Callable[..., None]:
-        def update_attached(self: AutoScalingBackend, group_name: str) -> None:
-            group = self.autoscaling_groups[group_name]
-            for name in list(attached(group)):
-                sync(self, group, name)
+    def update_attached(self: AutoScalingBackend, group_name: str) -> None:
+        group = self.autoscaling_groups[group_name]
+        for name in list(attached(group)):
+            sync(self, group, name)
 
-        return update_attached
-
-    return replacement
+    return lambda _: update_attached
 
 
 _classic_sync = _attached_sync(lambda group: group.load_balancer_names, _sync_classic)
