@@ -15,6 +15,7 @@ from typing import Any
 from deploy.aws.clients import collect, or_none
 from deploy.aws.context import AwsContext
 from deploy.naming import MANAGED_BY, tags_of
+from deploy.plans.model import OrphanSnapshot
 
 PACKER_PREFIX = "packer_"  # Packer's temporary key pair and security group names
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
@@ -109,7 +110,7 @@ def tag_snapshots(environment: AwsContext, image_id: str) -> None:
         )
 
 
-def orphan_snapshots(environment: AwsContext) -> list[dict[str, Any]]:
+def orphan_snapshots(environment: AwsContext) -> list[OrphanSnapshot]:
     """This environment's snapshots (tagged by the tool with their image) whose image no longer exists."""
     snapshots = collect(
         environment.aws.ec2,
@@ -130,7 +131,7 @@ def orphan_snapshots(environment: AwsContext) -> list[dict[str, Any]]:
         )
         existing = {image["ImageId"] for image in images}
     return [
-        {"id": s["SnapshotId"], "image": tags_of(s)["Image"]}
+        OrphanSnapshot(s["SnapshotId"], tags_of(s)["Image"])
         for s in snapshots
         if tags_of(s).get("Image") and tags_of(s)["Image"] not in existing
     ]

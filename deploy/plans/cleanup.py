@@ -10,7 +10,7 @@ from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
 from deploy.plans.leftovers import plan_leftovers
-from deploy.plans.model import DELETING, DEPLOYED_TAG, SOURCE_TAG, Group, Image, LaunchConfiguration
+from deploy.plans.model import DELETING, DEPLOYED_TAG, SOURCE_TAG, Group, Image, LaunchConfiguration, OrphanSnapshot
 
 RETIRE_DETAIL = "detach, drain, delete with its instances"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
@@ -36,7 +36,7 @@ class CleanupFacts:
     primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
     primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
     packer_leftovers: list[dict[str, Any]] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
-    orphan_snapshots: list[dict[str, Any]] = field(default_factory=list)  # snapshots whose image is gone
+    orphan_snapshots: list[OrphanSnapshot] = field(default_factory=list)  # snapshots whose image is gone
 
 
 def images_to_delete(images: list[Image], in_use: set[str], protected: set[str], retain: int = 0) -> list[Image]:

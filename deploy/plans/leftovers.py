@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.plans.actions import Action
+from deploy.plans.model import OrphanSnapshot
 
 
-def plan_leftovers(packer: list[dict[str, Any]], snapshots: list[dict[str, Any]]) -> list[Action]:
+def plan_leftovers(packer: list[dict[str, Any]], snapshots: list[OrphanSnapshot]) -> list[Action]:
     actions: list[Action] = []
     for instance in packer:
         if instance["state"] != "terminated":
@@ -20,5 +21,5 @@ def plan_leftovers(packer: list[dict[str, Any]], snapshots: list[dict[str, Any]]
         for group in instance["security_groups"]:
             actions.append(Action("delete-security-group", group["name"], group["id"], (("id", group["id"]),)))
     for snapshot in snapshots:
-        actions.append(Action("delete-snapshot", snapshot["id"], f"its image {snapshot['image']} is gone"))
+        actions.append(Action("delete-snapshot", snapshot.id, f"its image {snapshot.image} is gone"))
     return actions

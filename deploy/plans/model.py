@@ -108,6 +108,33 @@ class LaunchConfiguration:
         return cls(name=raw["LaunchConfigurationName"], image_id=raw.get("ImageId"))
 
 
+@dataclass(frozen=True)
+class Record:
+    """A DNS record set at the host: its name, type and ALIAS target. RAW: the whole record set as Route 53
+    described it, for its deletion (Route 53 deletes only an exact match)."""
+
+    name: str
+    type: str
+    alias: str = ""  # the ALIAS target's DNS name ("" when not an alias)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Record:
+        alias = str((raw.get("AliasTarget") or {}).get("DNSName") or "")
+        return cls(name=raw["Name"], type=raw["Type"], alias=alias, raw=raw)
+
+
+@dataclass(frozen=True)
+class OrphanSnapshot:
+    """A snapshot the tool tagged with its image, whose image is gone (a deregistration cut short)."""
+
+    id: str
+    image: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.id, "image": self.image}
+
+
 def snapshot_ids(image: dict[str, Any]) -> list[str]:
     """The snapshots behind an image (its block device mappings)."""
     return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]

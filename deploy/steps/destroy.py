@@ -28,7 +28,7 @@ from deploy.naming import tags_of
 from deploy.plans.actions import numbered
 from deploy.plans.destroy import plan_destroy, refusal
 from deploy.plans.hand import protected
-from deploy.plans.model import snapshot_ids
+from deploy.plans.model import Record, snapshot_ids
 from deploy.views.status import load_balancer_summary
 
 
@@ -47,7 +47,8 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
         zone_id: str | None = find_hosted_zone(environment)
     except DeployError:
         zone_id = None  # no zone: no record to delete
-    record = a_record(host_records(environment, zone_id)) if zone_id else None
+    raw_record = a_record(host_records(environment, zone_id)) if zone_id else None
+    record = Record.from_aws(raw_record) if raw_record else None
     images = [
         {"id": image["ImageId"], "name": image.get("Name"), "tags": tags_of(image), "snapshots": snapshot_ids(image)}
         for image in environment_images(environment)

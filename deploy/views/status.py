@@ -210,7 +210,10 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "images": images,
         "lock": read_lock(environment),
         # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
-        "leftovers": {"packer": packer_leftovers(environment), "orphan_snapshots": orphan_snapshots(environment)},
+        "leftovers": {
+            "packer": packer_leftovers(environment),
+            "orphan_snapshots": [snapshot.as_json() for snapshot in orphan_snapshots(environment)],
+        },
     }
 
 
