@@ -15,7 +15,7 @@ from typing import Any
 from deploy.aws.clients import collect, or_none
 from deploy.aws.context import AwsContext
 from deploy.naming import MANAGED_BY, tags_of
-from deploy.plans.model import OrphanSnapshot
+from deploy.plans.model import OrphanSnapshot, PackerLeftover
 
 PACKER_PREFIX = "packer_"  # Packer's temporary key pair and security group names
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
@@ -30,10 +30,9 @@ def _environment_filters(environment: AwsContext) -> list[dict[str, Any]]:
     ]
 
 
-def packer_leftovers(environment: AwsContext) -> list[dict[str, Any]]:
+def packer_leftovers(environment: AwsContext) -> list[PackerLeftover]:
     """Packer's instances of this environment (tag Name=packer-*), with the key pair and security groups they
-    name: [{"id", "state", "key_pair", "security_groups": [{"id", "name"}]}], terminated ones only when they
-    still name something to delete."""
+    name that still exist; terminated ones only when they still name something to delete."""
     reservations = collect(
         environment.aws.ec2,
         "describe_instances",
@@ -48,18 +47,18 @@ def packer_leftovers(environment: AwsContext) -> list[dict[str, Any]]:
     for reservation in reservations:
         for instance in reservation["Instances"]:
             key = instance.get("KeyName") or ""
-            groups = [
-                {"id": g["GroupId"], "name": g["GroupName"]}
+            groups = tuple(
+                (g["GroupId"], g["GroupName"])
                 for g in instance.get("SecurityGroups", [])
-                if g.get("GroupName", "").startswith(PACKER_PREFIX)
-            ]
-            item = {
-                "id": instance["InstanceId"],
-                "state": instance["State"]["Name"],
-                "key_pair": key if key.startswith(PACKER_PREFIX) and key_pair_exists(environment, key) else None,
-                "security_groups": [g for g in groups if security_group_exists(environment, g["id"])],
-            }
-            if item["state"] != "terminated" or item["key_pair"] or item["security_groups"]:
+                if g.get("GroupName", "").startswith(PACKER_PREFIX) and security_group_exists(environment, g["GroupId"])
+            )
+            item = PackerLeftover(
+                id=instance["InstanceId"],
+                state=instance["State"]["Name"],
+                key_pair=key if key.startswith(PACKER_PREFIX) and key_pair_exists(environment, key) else None,
+                security_groups=groups,
+            )
+            if item.state != "terminated" or item.key_pair or item.security_groups:
                 found.append(item)
     return found
 

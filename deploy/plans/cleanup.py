@@ -4,13 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
 from deploy.plans.leftovers import plan_leftovers
-from deploy.plans.model import DELETING, DEPLOYED_TAG, SOURCE_TAG, Group, Image, LaunchConfiguration, OrphanSnapshot
+from deploy.plans.model import (
+    DELETING,
+    DEPLOYED_TAG,
+    SOURCE_TAG,
+    Group,
+    Image,
+    LaunchConfiguration,
+    OrphanSnapshot,
+    PackerLeftover,
+)
 
 RETIRE_DETAIL = "detach, drain, delete with its instances"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
@@ -35,7 +43,7 @@ class CleanupFacts:
     primals: list[Image] = field(default_factory=list)  # the environment's primal images (none read: kept)
     primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
     primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
-    packer_leftovers: list[dict[str, Any]] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
+    packer_leftovers: list[PackerLeftover] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
     orphan_snapshots: list[OrphanSnapshot] = field(default_factory=list)  # snapshots whose image is gone
 
 

@@ -125,6 +125,20 @@ class Record:
 
 
 @dataclass(frozen=True)
+class PackerLeftover:
+    """Packer's instance left by an interrupted bake, and the temporary key pair and security groups it names."""
+
+    id: str
+    state: str
+    key_pair: str | None = None
+    security_groups: tuple[tuple[str, str], ...] = ()  # (id, name)
+
+    def as_json(self) -> dict[str, Any]:
+        groups = [{"id": group_id, "name": name} for group_id, name in self.security_groups]
+        return {"id": self.id, "state": self.state, "key_pair": self.key_pair, "security_groups": groups}
+
+
+@dataclass(frozen=True)
 class OrphanSnapshot:
     """A snapshot the tool tagged with its image, whose image is gone (a deregistration cut short)."""
 

@@ -211,7 +211,7 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "lock": read_lock(environment),
         # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
         "leftovers": {
-            "packer": packer_leftovers(environment),
+            "packer": [leftover.as_json() for leftover in packer_leftovers(environment)],
             "orphan_snapshots": [snapshot.as_json() for snapshot in orphan_snapshots(environment)],
         },
     }
