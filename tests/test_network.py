@@ -13,14 +13,15 @@ from operator_env import create_zone, make_environment
 from deploy.aws.network import find_security_group, rules_of
 from deploy.config import ROOT
 from deploy.errors import DeployError
+from deploy.plans.model import Subnet
 from deploy.plans.network import bake_subnet, network_refusal, offered_subnets
 from deploy.steps.baking import packer_network
 from deploy.steps.networking import checked_network, checked_subnets
 from deploy.steps.setup import run_setup
 
-A = {"SubnetId": "subnet-a", "AvailabilityZone": "us-east-1a", "MapPublicIpOnLaunch": False}
-B = {"SubnetId": "subnet-b", "AvailabilityZone": "us-east-1b", "MapPublicIpOnLaunch": True}
-E = {"SubnetId": "subnet-e", "AvailabilityZone": "us-east-1e", "MapPublicIpOnLaunch": True}
+A = Subnet("subnet-a", "us-east-1a", public_ip=False)
+B = Subnet("subnet-b", "us-east-1b", public_ip=True)
+E = Subnet("subnet-e", "us-east-1e", public_ip=True)
 
 
 def test_an_application_load_balancer_needs_two_zones() -> None:
@@ -85,7 +86,7 @@ def test_the_group_subnets_leave_out_zones_without_the_instance_type(cloud, tmp_
     )["InstanceTypeOfferings"]
     zones = {o["Location"] for o in offered}
     assert set(network.group_subnet_ids) < set(network.subnet_ids)  # us-east-1e has no t3 (moto, as AWS)
-    assert {s["AvailabilityZone"] for s in network.subnets if s["SubnetId"] in network.group_subnet_ids} == zones
+    assert {s.zone for s in network.subnets if s.id in network.group_subnet_ids} == zones
 
 
 # --- Packer's aws builder ------------------------------------------------------------------------------

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from deploy.plans.model import Subnet
 
 
-def zones_of(subnets: list[dict[str, Any]]) -> list[str]:
+def zones_of(subnets: list[Subnet]) -> list[str]:
     """The distinct availability zones of SUBNETS, sorted."""
-    return sorted({subnet["AvailabilityZone"] for subnet in subnets})
+    return sorted({subnet.zone for subnet in subnets})
 
 
-def offered_subnets(subnets: list[dict[str, Any]], offered_zones: set[str]) -> list[str]:
+def offered_subnets(subnets: list[Subnet], offered_zones: set[str]) -> list[str]:
     """The subnets (ids, in order) in a zone where INSTANCE_TYPE is offered: a group given a subnet of a zone
     without the type fails CreateAutoScalingGroup."""
-    return [subnet["SubnetId"] for subnet in subnets if subnet["AvailabilityZone"] in offered_zones]
+    return [subnet.id for subnet in subnets if subnet.zone in offered_zones]
 
 
 def network_refusal(
-    subnets: list[dict[str, Any]],
+    subnets: list[Subnet],
     offered_zones: set[str],
     instance_type: str,
     kind: str,
@@ -41,19 +41,19 @@ def network_refusal(
     return None
 
 
-def zone_refusal(subnets: list[dict[str, Any]], kind: str, min_zones: int, where: str) -> str | None:
+def zone_refusal(subnets: list[Subnet], kind: str, min_zones: int, where: str) -> str | None:
     """Why the load balancer of KIND cannot use SUBNETS (they span fewer than MIN_ZONES zones), or None."""
     if len(zones_of(subnets)) >= min_zones:
         return None
-    listed = ", ".join(f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in subnets) or "none"
+    listed = ", ".join(f"{s.id} ({s.zone})" for s in subnets) or "none"
     return (
         f"An {kind} load balancer needs subnets in at least {min_zones} availability zones; the subnets are"
         f" {listed}. Add a subnet of another zone to SUBNET_IDS in {where}, or use LOAD_BALANCER=classic."
     )
 
 
-def bake_subnet(subnets: list[dict[str, Any]], offered_zones: set[str]) -> tuple[str, bool]:
+def bake_subnet(subnets: list[Subnet], offered_zones: set[str]) -> tuple[str, bool]:
     """(the subnet a Packer build instance starts in, whether it needs a public IP of its own): the first subnet
     offering the instance type; a public IP unless the subnet gives one (MapPublicIpOnLaunch)."""
-    [first, *_] = [subnet for subnet in subnets if subnet["AvailabilityZone"] in offered_zones]
-    return first["SubnetId"], not first.get("MapPublicIpOnLaunch", False)
+    [first, *_] = [subnet for subnet in subnets if subnet.zone in offered_zones]
+    return first.id, not first.public_ip

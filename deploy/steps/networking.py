@@ -7,13 +7,13 @@ Each is read once per run (deploy/facts.py), so `inv setup deploy` reads the sub
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from deploy import facts
 from deploy.aws.instances import zones_offering
 from deploy.aws.network import read_subnets
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.plans.model import Subnet
 from deploy.plans.network import bake_subnet, network_refusal, offered_subnets, zone_refusal
 
 
@@ -22,12 +22,12 @@ class Subnets:
     """The VPC and subnets of the environment: all a load balancer needs."""
 
     vpc_id: str
-    subnets: list[dict[str, Any]]
+    subnets: list[Subnet]
 
     @property
     def subnet_ids(self) -> list[str]:
         """Every subnet: the load balancer's."""
-        return [subnet["SubnetId"] for subnet in self.subnets]
+        return [subnet.id for subnet in self.subnets]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Network(Subnets):
 def checked_subnets(environment: Environment) -> Subnets:
     """Read and check the subnets for the load balancer (setup, which launches no instance); DeployError saying
     what to set when it could not use them (no default VPC, subnets of another VPC, too few zones)."""
-    vpc_id, subnets = read_subnets(environment)
+    vpc_id, raw = read_subnets(environment)
+    subnets = [Subnet.from_aws(subnet) for subnet in raw]
     balancer = environment.load_balancer
     refused = zone_refusal(subnets, balancer.kind, balancer.min_zones, environment.config.source_of("SUBNET_IDS"))
     if refused:
@@ -60,7 +61,8 @@ def checked_network(environment: Environment) -> Network:
     """Read and check the network for instances (launch-asg, the bakes); DeployError saying what to set when the
     load balancer or the instances could not use it (no default VPC, too few zones, the instance type offered in
     none of them)."""
-    vpc_id, subnets = read_subnets(environment)
+    vpc_id, raw = read_subnets(environment)
+    subnets = [Subnet.from_aws(subnet) for subnet in raw]
     offered = environment.facts.once(facts.OFFERED_ZONES, lambda: zones_offering(environment))
     config = environment.config
     refused = network_refusal(
