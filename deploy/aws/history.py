@@ -103,11 +103,6 @@ def read_history(environment: AwsContext) -> list[dict[str, Any]]:
     return entries
 
 
-def promoted_by_hand(entries: list[dict[str, Any]]) -> set[str]:
-    """Pure: the images any entry marks as promoted by hand (given with --image-id): never deleted."""
-    return {str(e["image"]) for e in entries if e.get("by_hand") and e.get("outcome") == PROMOTED and e.get("image")}
-
-
 def promoted_images(entries: list[dict[str, Any]]) -> list[str]:
     """Pure: the images promoted, newest first, each once."""
     seen: list[str] = []

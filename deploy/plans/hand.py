@@ -7,6 +7,8 @@ Pure: tags in, answers out. deploy/aws writes and reads the tags; the steps ask 
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploy.naming import made_by_tool
 
 HAND_TAG = "GivenByHand"  # on an image given with --image-id: the environments it was given to; never deleted
@@ -45,6 +47,12 @@ def protection_tags(image_tags: dict[str, str], env: str) -> dict[str, str]:
 def protected(image_tags: dict[str, str]) -> bool:
     """Never to delete: given by hand (--image-id) to some environment, as its tag says."""
     return bool(image_tags.get(HAND_TAG))
+
+
+def promoted_by_hand(entries: list[dict[str, Any]]) -> set[str]:
+    """The images the account's history marks as promoted by hand (given with --image-id): never deleted, even
+    where their tag could not be written (an image another account shares)."""
+    return {str(e["image"]) for e in entries if e.get("by_hand") and e.get("outcome") == "promoted" and e.get("image")}
 
 
 def counts_as_by_hand(image_tags: dict[str, str] | None, app: str, env: str) -> bool:

@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 
 from deploy.aws.dns import a_record, find_hosted_zone, host_records
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates
-from deploy.aws.history import promoted_by_hand, read_history
+from deploy.aws.history import read_history
 from deploy.aws.images import environment_images, images_used_elsewhere
 from deploy.aws.keys import describe_key_pair, key_path
 from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
@@ -27,7 +27,7 @@ from deploy.execute import carry_out
 from deploy.naming import tags_of
 from deploy.plans.actions import numbered
 from deploy.plans.destroy import plan_destroy, refusal
-from deploy.plans.hand import protected
+from deploy.plans.hand import promoted_by_hand, protected
 from deploy.plans.model import Record, snapshot_ids
 from deploy.views.status import load_balancer_summary
 
