@@ -62,3 +62,12 @@ def test_the_configuration_is_loaded_once_per_command_line(monkeypatch) -> None:
     with invocation("deploy"):  # the next command line loads it again (the file may have changed)
         deploy.config.command_config("local")
     assert loads == ["local", "local"]
+
+
+def test_the_deploy_chain_is_the_pipelines_stages_in_order() -> None:
+    from deploy.pipeline import STAGES
+
+    collection = Collection.from_module(tasks)
+    assert all(collection[stage.task].name == stage.task for stage in STAGES)  # each stage runs alone as a task
+    chain = [name for name, _ in _chain("deploy", env="local")]
+    assert chain == [stage.task for stage in STAGES]  # the one definition orders the chain
