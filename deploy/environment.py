@@ -79,7 +79,8 @@ class Environment:
 def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None = None) -> Environment:
     """Load and validate the configuration, then make the cloud reachable: nothing touches AWS before.
 
-    DRY_RUN: the AWS clients refuse every write. Otherwise the credentials' account is checked first (AWS_ACCOUNT_ID). The embedded cloud is started here but seeded only by the step
+    DRY_RUN: the AWS clients refuse every write; otherwise the credentials' account is checked first
+    (AWS_ACCOUNT_ID). The embedded cloud is started here but seeded only by the step
     that needs what it seeds (deploy/localcloud/seed.py): setup the hosted zone, bake-primal the base image.
     OUT: where progress lines go (stderr when stdout carries JSON or a command).
     """

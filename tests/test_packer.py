@@ -109,7 +109,8 @@ def _context(**overrides: object) -> dict[str, object]:
         "vpc_id": "vpc-0abc1234",
         "subnet_id": "subnet-0abc1234",
         "associate_public_ip": "true",
-        "ssh_source_cidr": "203.0.113.7/32",
+        "security_group_id": "sg-0abc1234",
+        "key_pair_name": "packer_test_20260101000000",
     }
     context.update(overrides)
     return context
@@ -322,7 +323,8 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     script = str(PACKER_DIR / "scripts" / "no-user-script.sh")
     common |= {"primal_packages": "", "primal_script": script, "carnivore_script": script}
     common |= {"start_command": "python3 server.py", "app_port": "80"}
-    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false", "ssh_source_cidr": "127.0.0.1/32"}
+    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false"}
+    common |= {"security_group_id": "", "key_pair_name": f"packer_exapp-test_{suffix}"}
 
     primal_name = f"exapp-test-primal-{suffix}"
     primal_vars = render_var_file(

@@ -322,4 +322,3 @@ def permissions_table(document: dict[str, Any]) -> str:
         effect = " (**Deny**)" if statement["Effect"] == "Deny" else ""
         rows.append(f"| {statement['Sid']}{effect} | {actions} | {resources}{condition} |")
     return "\n".join(rows) + "\n"
-
