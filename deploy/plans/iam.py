@@ -41,18 +41,22 @@ def _tagged(prefix: str, names: Names, key: str = "ResourceTag") -> dict[str, di
     return {"StringEquals": {f"{prefix}:{key}/App": names.app, f"{prefix}:{key}/Env": names.env}}
 
 
-def policy_document(config: Config, names: Names) -> dict[str, Any]:
-    """The policy document ENV needs: tool and Packer statements, resources scoped to NAMES (APP_NAME-ENV)."""
+def policy_document(config: Config, names: Names, account: str | None = None) -> dict[str, Any]:
+    """The policy document ENV needs: tool and Packer statements, resources scoped to NAMES (APP_NAME-ENV), in
+    ACCOUNT (default: AWS_ACCOUNT_ID, else `*`)."""
     region, stack, part = config.region, names.stack, partition(config.region)
-    account = config.aws_account_id or "*"
+    account = account or config.aws_account_id or "*"
     ec2 = f"arn:{part}:ec2:{region}:{account}"
     images = [f"arn:{part}:ec2:{region}::image/*"]  # an image's ARN names no account
-    snapshots = [f"arn:{part}:ec2:{region}::snapshot/*", f"{ec2}:snapshot/*"]
+    snapshots = [f"arn:{part}:ec2:{region}::snapshot/*"]  # nor a snapshot's
     elb = f"arn:{part}:elasticloadbalancing:{region}:{account}"
     asg = f"arn:{part}:autoscaling:{region}:{account}"
     ssm = f"arn:{part}:ssm:{region}:{account}:parameter/immutable-deploy/{stack}"
     zone = f"arn:{part}:route53:::hostedzone/{config.hosted_zone_id or '*'}"
     groups = f"{asg}:autoScalingGroup:*:autoScalingGroupName/{names.group_prefix}*"
+    instances = [f"{ec2}:instance/*"]
+    # China and GovCloud: Packer 1.6.6 launches its instance untagged there and tags it after (its IsRestricted).
+    restricted = part != "aws"
     statements = [
         # The deploy lock and a dead holder's takeover markers (deploy/aws/lock.py), and the deploy history, the
         # versions of one parameter (deploy/aws/history.py). The slash after the stack keeps other stacks out.
@@ -81,24 +85,40 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
             },
         ),
         _statement("ReadEc2", ["ec2:Describe*"], ["*"]),  # Describe* have no resource-level permissions
-        # The tool's security groups (NAME-lb, NAME-web), created tagged, changed only while tagged so.
+        # What the tool and Packer create is created tagged as this environment's: the tool's security groups
+        # (NAME-lb, NAME-web, NAME-bake), its launch templates, Packer's build instance (run_tags) and the groups'
+        # (a group made from a launch template asks for the caller's right to run its instances, tagged by it).
         _statement(
-            "CreateSecurityGroups",
-            ["ec2:CreateSecurityGroup"],
-            [f"{ec2}:security-group/*"],
+            "CreateTagged",
+            ["ec2:CreateSecurityGroup", "ec2:CreateLaunchTemplate", "ec2:RunInstances"],
+            [f"{ec2}:security-group/*", f"{ec2}:launch-template/*", *([] if restricted else instances)],
             Condition=_tagged("aws", names, "RequestTag"),
         ),
+        # ... and changed only while tagged so: security group rules and deletion; launch templates' deletion;
+        # instances stopped (Packer, before imaging), imaged and terminated (Packer; cleanup after a killed bake);
+        # tags on them, images and snapshots (Packer's image inputs, cleanup's snapshot tags).
         _statement(
-            "SecurityGroupsInVpc",
-            ["ec2:CreateSecurityGroup"],
-            [f"{ec2}:vpc/{config.vpc_id or '*'}"],
-        ),
-        _statement(
-            "SecurityGroupRules",
-            ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"],
-            [f"{ec2}:security-group/*"],
+            "OwnTagged",
+            [
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup",
+                "ec2:DeleteLaunchTemplate",
+                "ec2:StopInstances",
+                "ec2:TerminateInstances",
+                "ec2:CreateImage",
+                "ec2:CreateTags",
+            ],
+            [
+                f"{ec2}:security-group/*",
+                f"{ec2}:launch-template/*",
+                f"{ec2}:instance/*",
+                *images,
+                *snapshots,
+            ],
             Condition=_tagged("aws", names),
         ),
+        _statement("SecurityGroupsInVpc", ["ec2:CreateSecurityGroup"], [f"{ec2}:vpc/{config.vpc_id or '*'}"]),
         # The environment's key pair, and Packer's temporary ones (packer_NAME_STAMP: the underscore after the
         # stack keeps other stacks out; Packer 1.6.6 tags no key pair).
         _statement(
@@ -106,31 +126,12 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
             ["ec2:CreateKeyPair", "ec2:ImportKeyPair", "ec2:DeleteKeyPair"],
             [f"{ec2}:key-pair/{names.key_pair}", f"{ec2}:key-pair/packer_{stack}_*"],
         ),
-        _statement(
-            "CreateLaunchTemplates",
-            ["ec2:CreateLaunchTemplate"],
-            [f"{ec2}:launch-template/*"],
-            Condition=_tagged("aws", names, "RequestTag"),
-        ),
-        _statement(
-            "DeleteLaunchTemplates",
-            ["ec2:DeleteLaunchTemplate"],
-            [f"{ec2}:launch-template/*"],
-            Condition=_tagged("aws", names),
-        ),
-        # Packer's build instance (run_tags) and the groups' (a group made from a launch template asks for the
-        # caller's right to run its instances, tagged by the template): instances only tagged as this environment.
-        _statement(
-            "RunTaggedInstances",
-            ["ec2:RunInstances"],
-            [f"{ec2}:instance/*"],
-            Condition=_tagged("aws", names, "RequestTag"),
-        ),
         # What an instance is launched with (no tags of its own in the request, or not this tool's to tag).
         _statement(
             "RunInstancesWith",
             ["ec2:RunInstances"],
             [
+                *(instances if restricted else []),
                 f"{ec2}:volume/*",
                 f"{ec2}:network-interface/*",
                 f"{ec2}:subnet/*",
@@ -140,20 +141,6 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
                 *images,
             ],
         ),
-        # Packer stops its instance before imaging it and terminates it after; cleanup terminates a killed
-        # bake's: only instances tagged as this environment's.
-        _statement(
-            "StopAndTerminateInstances",
-            ["ec2:StopInstances", "ec2:TerminateInstances"],
-            [f"{ec2}:instance/*"],
-            Condition=_tagged("aws", names),
-        ),
-        _statement(
-            "ImageOwnInstances",
-            ["ec2:CreateImage"],
-            [f"{ec2}:instance/*"],
-            Condition=_tagged("aws", names),
-        ),
         # Packer's images: the image of its instance, its encrypted copy (encrypt_boot), the unencrypted one
         # deregistered with its snapshots; cleanup and destroy deregister images and delete their snapshots.
         # Packer's intermediate image is untagged when it deletes it: image and snapshot ids, not tags.
@@ -162,9 +149,9 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
             ["ec2:CreateImage", "ec2:CopyImage", "ec2:DeregisterImage", "ec2:DeleteSnapshot"],
             [*images, *snapshots],
         ),
-        # Tags: written at creation (TagSpecifications) of this environment's resources; onto a new, untagged image
-        # and its snapshots (Packer tags its image after copying it); onto this environment's images and snapshots;
-        # and the promotion tags onto any image (an image given by hand may be another environment's).
+        # Tags written at creation (TagSpecifications) of this environment's resources; onto a new, untagged image
+        # and its snapshots (Packer tags its image after copying it); and the promotion tags onto any image (an
+        # image given by hand may be another environment's). OwnTagged allows the rest.
         _statement(
             "TagsAtCreation",
             ["ec2:CreateTags"],
@@ -180,13 +167,12 @@ def policy_document(config: Config, names: Names) -> dict[str, Any]:
         _statement(
             "TagNewImages",
             ["ec2:CreateTags"],
-            [*images, *snapshots],
+            [*(instances if restricted else []), *images, *snapshots],
             Condition={
                 "Null": {"aws:ResourceTag/Env": "true"},
                 "StringEquals": {"aws:RequestTag/App": names.app, "aws:RequestTag/Env": names.env},
             },
         ),
-        _statement("TagOwnImages", ["ec2:CreateTags"], [*images, *snapshots], Condition=_tagged("aws", names)),
         _statement(
             "PromotionTags",
             ["ec2:CreateTags"],
@@ -310,6 +296,85 @@ def _load_balancer_statement(config: Config, names: Names, elb: str) -> dict[str
             f"{elb}:listener/app/{alb}/*",
         ],
     )
+
+
+# GitHub Actions' OpenID Connect provider (docs.github.com: "Configuring OpenID Connect in Amazon Web Services").
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+# The certificate thumbprints GitHub documents for its provider (AWS no longer checks them for this provider, but
+# an OIDC provider resource still takes a list).
+GITHUB_THUMBPRINTS = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+ACCOUNT_PLACEHOLDER = "${AWS::AccountId}"
+
+
+def ci_role_template(
+    config: Config, names: Names, github_repo: str, github_environment: str | None = None
+) -> dict[str, Any]:
+    """A CloudFormation template: a role GitHub Actions may assume through OIDC for GITHUB_REPO (OWNER/NAME)
+    and, if given, only from its GITHUB_ENVIRONMENT, holding ENV's policy (in the stack's own account); the OIDC
+    provider itself as an optional resource (one per account: create it once)."""
+    document = policy_document(config, names, account=config.aws_account_id or ACCOUNT_PLACEHOLDER)
+    for statement in document["Statement"]:
+        statement["Resource"] = [
+            {"Fn::Sub": resource} if ACCOUNT_PLACEHOLDER in resource else resource for resource in statement["Resource"]
+        ]
+    subject = f"repo:{github_repo}:" + (f"environment:{github_environment}" if github_environment else "*")
+    match = "StringEquals" if github_environment else "StringLike"
+    provider = {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:oidc-provider/{GITHUB_OIDC_HOST}"}
+    where = f"{github_repo}" + (f", environment {github_environment}" if github_environment else "")
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"immutable-deploy: the role GitHub Actions ({where}) assumes to deploy {names.stack}.",
+        "Parameters": {
+            "CreateGitHubOidcProvider": {
+                "Type": "String",
+                "AllowedValues": ["true", "false"],
+                "Default": "false",
+                "Description": f"true: also create the account's OIDC provider for {GITHUB_OIDC_HOST} (once per"
+                " account; false when it exists already).",
+            }
+        },
+        "Conditions": {"CreateProvider": {"Fn::Equals": [{"Ref": "CreateGitHubOidcProvider"}, "true"]}},
+        "Resources": {
+            "GitHubOidcProvider": {
+                "Type": "AWS::IAM::OIDCProvider",
+                "Condition": "CreateProvider",
+                "Properties": {
+                    "Url": f"https://{GITHUB_OIDC_HOST}",
+                    "ClientIdList": ["sts.amazonaws.com"],
+                    "ThumbprintList": GITHUB_THUMBPRINTS,
+                },
+            },
+            "DeployRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "Description": f"Deploys {names.stack} with immutable-deploy from GitHub Actions ({where}).",
+                    "MaxSessionDuration": 3600,
+                    "AssumeRolePolicyDocument": {
+                        "Version": VERSION,
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Federated": provider},
+                                "Action": "sts:AssumeRoleWithWebIdentity",
+                                "Condition": {
+                                    "StringEquals": {f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com"},
+                                    match: {f"{GITHUB_OIDC_HOST}:sub": subject},
+                                },
+                            }
+                        ],
+                    },
+                    "Policies": [{"PolicyName": f"immutable-deploy-{names.stack}", "PolicyDocument": document}],
+                    "Tags": [{"Key": key, "Value": value} for key, value in names.tags().items()],
+                },
+            },
+        },
+        "Outputs": {
+            "RoleArn": {
+                "Description": "role-to-assume of aws-actions/configure-aws-credentials",
+                "Value": {"Fn::GetAtt": ["DeployRole", "Arn"]},
+            }
+        },
+    }
 
 
 def permissions_table(document: dict[str, Any]) -> str:
