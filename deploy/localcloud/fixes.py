@@ -26,7 +26,7 @@ from moto.ec2.models.instances import Instance
 from moto.elb.models import ELBBackend
 from moto.elbv2.exceptions import TargetGroupNotFoundError
 from moto.elbv2.models import ELBv2Backend
-from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
 
 FIXED = "_localcloud_fix"  # set on every installed replacement: what makes patch_moto idempotent
 REGISTRATIONS = "_localcloud_registrations"  # on a group: {load balancer key: instance ids it registered there}
@@ -347,6 +347,35 @@ def _unknown_resource(original: Callable[..., bool]) -> Callable[..., bool]:
     return check_element_matches
 
 
+def _unknown_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    # AWS: an Allow statement whose condition does not hold does not apply (the request may still be allowed by
+    # another); a Deny applies only to the resources it names and when its conditions hold. moto returned DENIED
+    # for any statement whose condition it could not verify, and it knows no condition key of an EC2, Auto
+    # Scaling or load balancer request (no tags, no ec2:CreateAction) nor, for them, the resource (see above):
+    # every tag-conditioned Allow of a least-privilege policy denied the action outright, and a Deny scoped to
+    # another environment's names denied this environment's calls too. Where moto knows neither, it checks the
+    # action only, as for the resource: an Allow by its actions, a scoped or conditioned Deny not at all.
+    # tests/test_iam_policy.py evaluates the policy's resources and conditions on the document.
+    def is_action_permitted(
+        self: IAMPolicyStatement,
+        action: str,
+        resource: str = "*",
+        principal: str | None = None,
+        incoming_condition_values: dict[str, str] | None = None,
+    ) -> Any:
+        statement = self._statement
+        if resource == "*" and not incoming_condition_values:
+            scoped = statement.get("Resource") not in (None, "*", ["*"]) or "Condition" in statement
+            if statement.get("Effect") == "Deny" and scoped:
+                return PermissionResult.NEUTRAL
+            if statement.get("Effect") == "Allow" and "Condition" in statement:
+                actions_only = IAMPolicyStatement({k: v for k, v in statement.items() if k != "Condition"})
+                return original(actions_only, action, resource, principal, incoming_condition_values)
+        return original(self, action, resource, principal, incoming_condition_values)
+
+    return is_action_permitted
+
+
 DENIALS = {"json": "AccessDeniedException", "rest-json": "AccessDeniedException", "ec2": "UnauthorizedOperation"}
 
 
@@ -391,4 +420,5 @@ def patch_moto() -> None:
     _install(AutoScalingBackend, "notify_terminate_instances", _register_replacements)
     _install(IAMRequestBase, "_create_aws_request", _sign_the_body)
     _install(IAMPolicyStatement, "_check_element_matches", _unknown_resource)
+    _install(IAMPolicyStatement, "is_action_permitted", _unknown_request)
     _install(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", _refusals_in_the_services_shape)

@@ -23,6 +23,35 @@ PROMOTION_TAG_KEYS = ["Deployed", "GivenByHand"]
 CREATE_ACTIONS = ["CreateLaunchTemplate", "CreateSecurityGroup", "ImportKeyPair", "RunInstances"]
 
 
+# Packer 1.6.6's amazon-ebs calls as packer/*.json use it (the tool's security group and a named key pair given,
+# encrypt_boot): proven by the enforced runs (tests/test_iam_policy.py), where Packer's local builder bakes as the
+# policy's user. Not called: GetPasswordData (Windows), Create/Attach/Detach/DeleteVolume, RegisterImage and
+# CreateSnapshot (the chroot and ebssurrogate builders), ModifyImageAttribute and ModifySnapshotAttribute (ami_users,
+# snapshot_users: sharing), ModifyInstanceAttribute (ena_support, sriov_support), CreateSecurityGroup,
+# AuthorizeSecurityGroupIngress and DeleteSecurityGroup (the group is given).
+PACKER_CALLS = (
+    "ec2:DescribeRegions",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceStatus",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeSnapshots",
+    "ec2:CreateKeyPair",
+    "ec2:DeleteKeyPair",
+    "ec2:RunInstances",
+    "ec2:CreateTags",
+    "ec2:StopInstances",
+    "ec2:CreateImage",
+    "ec2:CopyImage",
+    "ec2:DeregisterImage",
+    "ec2:DeleteSnapshot",
+    "ec2:TerminateInstances",
+)
+
+
 def partition(region: str) -> str:
     """The ARN partition of REGION: China and GovCloud regions are partitions of their own."""
     if region.startswith("cn-"):
@@ -55,6 +84,9 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
     zone = f"arn:{part}:route53:::hostedzone/{config.hosted_zone_id or '*'}"
     groups = f"{asg}:autoScalingGroup:*:autoScalingGroupName/{names.group_prefix}*"
     instances = [f"{ec2}:instance/*"]
+    # A group leaves its load balancer (classic) or target group (application) before it is deleted.
+    kind_detach = "DetachLoadBalancers" if config.load_balancer == "classic" else "DetachLoadBalancerTargetGroups"
+    detach = f"autoscaling:{kind_detach}"
     # China and GovCloud: Packer 1.6.6 launches its instance untagged there and tags it after (its IsRestricted).
     restricted = part != "aws"
     statements = [
@@ -191,8 +223,7 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
             [
                 "autoscaling:DeleteAutoScalingGroup",
                 "autoscaling:CreateOrUpdateTags",
-                "autoscaling:DetachLoadBalancers",
-                "autoscaling:DetachLoadBalancerTargetGroups",
+                detach,
             ],
             [groups],
             Condition={
@@ -202,11 +233,7 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
         # The original scripts' groups carry no Env tag, only Name=NAME: retired (detach, delete) by name and tag.
         _statement(
             "OriginalScriptsGroups",
-            [
-                "autoscaling:DeleteAutoScalingGroup",
-                "autoscaling:DetachLoadBalancers",
-                "autoscaling:DetachLoadBalancerTargetGroups",
-            ],
+            ["autoscaling:DeleteAutoScalingGroup", detach],
             [groups],
             Condition={
                 "Null": {"autoscaling:ResourceTag/Env": "true"},
