@@ -24,10 +24,10 @@ CREATE_ACTIONS = ["CreateLaunchTemplate", "CreateSecurityGroup", "ImportKeyPair"
 
 
 # Packer 1.6.6's amazon-ebs calls as packer/*.json use it (the tool's security group and a named key pair given,
-# encrypt_boot): proven by the enforced runs (tests/test_iam_policy.py), where Packer's local builder bakes as the
-# policy's user. Not called: GetPasswordData (Windows), Create/Attach/Detach/DeleteVolume, RegisterImage and
-# CreateSnapshot (the chroot and ebssurrogate builders), ModifyImageAttribute and ModifySnapshotAttribute (ami_users,
-# snapshot_users: sharing), ModifyInstanceAttribute (ena_support, sriov_support), CreateSecurityGroup,
+# encrypt_boot, ami_description): proven by the enforced runs (tests/test_iam_policy.py), where Packer's local
+# builder bakes as the policy's user. Not called: GetPasswordData (Windows), Create/Attach/Detach/DeleteVolume,
+# RegisterImage and CreateSnapshot (the chroot and ebssurrogate builders), ModifySnapshotAttribute
+# (snapshot_users: sharing), ModifyInstanceAttribute (ena_support, sriov_support), CreateSecurityGroup,
 # AuthorizeSecurityGroupIngress and DeleteSecurityGroup (the group is given).
 PACKER_CALLS = (
     "ec2:DescribeRegions",
@@ -46,6 +46,7 @@ PACKER_CALLS = (
     "ec2:StopInstances",
     "ec2:CreateImage",
     "ec2:CopyImage",
+    "ec2:ModifyImageAttribute",
     "ec2:DeregisterImage",
     "ec2:DeleteSnapshot",
     "ec2:TerminateInstances",
@@ -173,12 +174,19 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
                 *images,
             ],
         ),
-        # Packer's images: the image of its instance, its encrypted copy (encrypt_boot), the unencrypted one
-        # deregistered with its snapshots; cleanup and destroy deregister images and delete their snapshots.
+        # Packer's images: the image of its instance, its encrypted copy (encrypt_boot) given its description
+        # (ami_description: ModifyImageAttribute, before Packer tags it), the unencrypted one deregistered with its
+        # snapshots; cleanup and destroy deregister images and delete their snapshots.
         # Packer's intermediate image is untagged when it deletes it: image and snapshot ids, not tags.
         _statement(
             "Images",
-            ["ec2:CreateImage", "ec2:CopyImage", "ec2:DeregisterImage", "ec2:DeleteSnapshot"],
+            [
+                "ec2:CreateImage",
+                "ec2:CopyImage",
+                "ec2:ModifyImageAttribute",
+                "ec2:DeregisterImage",
+                "ec2:DeleteSnapshot",
+            ],
             [*images, *snapshots],
         ),
         # Tags written at creation (TagSpecifications) of this environment's resources; onto a new, untagged image
