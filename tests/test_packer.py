@@ -432,3 +432,33 @@ def test_packer_dies_with_the_tool_even_on_kill_9(tmp_path: Path) -> None:
     finally:
         tool.kill()
         tool.wait(timeout=10)
+
+
+def test_a_refused_permission_stops_a_packer_whose_cleanup_never_ends(tmp_path: Path) -> None:
+    """Packer retries a cleanup the same policy refuses for ever: once AWS refused it a permission, it gets the
+    denied grace, then an interrupt (which it ignores while cleaning up), then is killed; one line names it."""
+    fake = tmp_path / "stuck-packer"
+    fake.write_text(
+        "#!/bin/bash\n"
+        "trap '' INT\n"
+        "echo '1,,ui,error,==> local: * Error Copying AMI: UnauthorizedOperation: User: arn:aws:iam::1:user/d"
+        " is not authorized to perform: ec2:CopyImage'\n"
+        "echo '1,,ui,say,==> local: Deregistering the AMI and deleting unencrypted temporary AMIs and snapshots'\n"
+        "while :; do sleep 0.05; done\n"
+    )
+    fake.chmod(0o755)
+    (tmp_path / "vars.json").write_text("{}")
+    with pytest.raises(PackerError) as failure:
+        run_packer(
+            PACKER_DIR / "primal.json",
+            tmp_path / "vars.json",
+            "local",
+            tmp_path / "build.log",
+            on_progress=lambda _: None,
+            timeout_s=60,
+            packer_bin=str(fake),
+            denied_grace_s=0.2,
+        )
+    message = str(failure.value)
+    assert "\n" not in message
+    assert "AWS refused it: User: arn:aws:iam::1:user/d is not authorized to perform: ec2:CopyImage" in message

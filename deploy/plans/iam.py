@@ -353,7 +353,13 @@ def ci_role_template(
             {"Fn::Sub": resource} if ACCOUNT_PLACEHOLDER in resource else resource for resource in statement["Resource"]
         ]
     subject = f"repo:{github_repo}:" + (f"environment:{github_environment}" if github_environment else "*")
-    match = "StringEquals" if github_environment else "StringLike"
+    audience = {f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com"}
+    # One job environment: an exact subject; any workflow of the repository: a pattern.
+    trust_conditions: dict[str, dict[str, str]] = (
+        {"StringEquals": {**audience, f"{GITHUB_OIDC_HOST}:sub": subject}}
+        if github_environment
+        else {"StringEquals": audience, "StringLike": {f"{GITHUB_OIDC_HOST}:sub": subject}}
+    )
     provider = {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:oidc-provider/{GITHUB_OIDC_HOST}"}
     where = f"{github_repo}" + (f", environment {github_environment}" if github_environment else "")
     return {
@@ -391,10 +397,7 @@ def ci_role_template(
                                 "Effect": "Allow",
                                 "Principal": {"Federated": provider},
                                 "Action": "sts:AssumeRoleWithWebIdentity",
-                                "Condition": {
-                                    "StringEquals": {f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com"},
-                                    match: {f"{GITHUB_OIDC_HOST}:sub": subject},
-                                },
+                                "Condition": trust_conditions,
                             }
                         ],
                     },

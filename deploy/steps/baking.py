@@ -15,10 +15,11 @@ from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import stamp
-from deploy.packer import render_var_file, run_packer
+from deploy.packer import CLEANUP_GRACE_S, render_var_file, run_packer
 from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"
+DENIED_CLEANUP_MIN_S = 5.0  # on an emulator, whose AWS durations are scaled down
 
 
 def template_digest(role: str) -> str:
@@ -116,6 +117,8 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
         on_progress=lambda line: environment.say(f"    {line}"),
         timeout_s=config.packer_timeout,
         env=packer_credentials(environment),
+        # After a refused permission: Packer's cleanup as long as AWS takes to terminate its instance.
+        denied_grace_s=max(DENIED_CLEANUP_MIN_S, environment.aws_seconds(CLEANUP_GRACE_S)),
     )
     forget_images(environment)  # a new image of this environment: the run's listing of them is read again
     # The inputs as tags: any machine (a fresh clone, a CI runner) finds this image for the same inputs.
