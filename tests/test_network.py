@@ -4,10 +4,11 @@ INSTANCE_TYPE is offered (DescribeInstanceTypeOfferings); the subnet and public 
 from __future__ import annotations
 
 import json
+import shutil
 
 import boto3
 import pytest
-from conftest import REGION
+from conftest import REGION, ServerSite, succeeded
 from operator_env import create_zone, make_environment
 
 from deploy.aws.network import Rule, find_security_group, rules_of
@@ -239,3 +240,39 @@ def test_both_security_groups_are_read_at_once_and_what_setup_made_of_them_is_re
     ]
     assert web is not None and web["GroupId"] == actual["GroupId"]
     assert rules_of(web["IpPermissions"]) == rules_of(actual["IpPermissions"])
+
+
+# --- end to end: private instances behind a public load balancer --------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
+@pytest.mark.timeout(300)
+def test_instances_in_private_subnets_behind_a_public_load_balancer_deploy_and_serve(moto_server, tmp_path):
+    site = ServerSite.create(moto_server, "private", tmp_path, LOAD_BALANCER="application", HEALTH_TIMEOUT="30")
+    ec2 = site.client("ec2")
+    public = {
+        s["AvailabilityZone"]: s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    }
+    vpc = ec2.describe_subnets(SubnetIds=[public["us-east-1a"]])["Subnets"][0]["VpcId"]
+    private = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for cidr, zone in (("172.31.96.0/20", "us-east-1a"), ("172.31.112.0/20", "us-east-1b"))
+    ]
+    lb_subnets = [public["us-east-1a"], public["us-east-1b"]]
+    env_file = site.env_dir / "private.env"
+    env_file.write_text(
+        env_file.read_text(encoding="utf-8")
+        + f"SUBNET_IDS={','.join(private)}\nLB_SUBNET_IDS={','.join(lb_subnets)}\n",
+        encoding="utf-8",
+    )
+    succeeded(site.inv("setup"))
+    succeeded(site.inv("deploy"))
+    [group] = site.groups().values()
+    assert sorted(group["VPCZoneIdentifier"].split(",")) == sorted(private)
+    reservations = ec2.describe_instances(InstanceIds=[i["InstanceId"] for i in group["Instances"]])["Reservations"]
+    assert {i["SubnetId"] for r in reservations for i in r["Instances"]} <= set(private)
+    [balancer] = site.client("elbv2").describe_load_balancers(Names=["alb-webapp-private"])["LoadBalancers"]
+    assert sorted(zone["SubnetId"] for zone in balancer["AvailabilityZones"]) == sorted(lb_subnets)
+    served = json.loads(succeeded(site.inv("traffic", "--seconds", "2", "--rate", "5", "--json")))
+    assert served["failed"] == 0 and served["ok"] >= 5, served

@@ -12,7 +12,8 @@ from typing import Any
 from deploy.config import load_config
 from deploy.errors import DeployError
 from deploy.naming import names_for
-from deploy.plans.iam import ci_role_template, policy_document
+from deploy.plans.ci_role import ci_role_template
+from deploy.plans.iam import policy_document
 
 # GitHub's rules: an owner of letters, digits and inner hyphens; a repository of letters, digits, . _ -.
 GITHUB_REPO = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
