@@ -70,9 +70,11 @@ def packer_network(environment: Environment, when: str) -> dict[str, str]:
     network = checked_network(environment)
     subnet_id, public_ip = network.bake_subnet()
     name = environment.names.bake_security_group
-    group_id, _ = ensure_security_group(
+    group_id, changes = ensure_security_group(
         environment, network.vpc_id, name, f"Packer build instances of {environment.names.stack}", rules
     )
+    for change in changes:
+        environment.say(f"  {change}")
     return {
         "vpc_id": network.vpc_id,
         "subnet_id": subnet_id,
