@@ -180,6 +180,7 @@ def ours(kind: str, env: str = "dev01", app: str = "webapp") -> list[Request]:
                 "elasticloadbalancing:ModifyListener", f"{elb}:listener/app/alb-{stack}/0a1b/2c3d", label="LoadBalancer"
             ),
             Request("acm:DescribeCertificate", CERTIFICATE, label="Certificate"),
+            Request("cloudwatch:GetMetricData", "*", label="TrafficMetrics"),
         ]
     return requests
 
@@ -188,7 +189,8 @@ CERTIFICATE = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0f1e2d3c-4b5a-6978-8a
 
 
 def dev01_policy(tmp_path: Path, kind: str, env: str = "dev01") -> dict[str, Any]:
-    extra = f"AWS_ACCOUNT_ID={ACCOUNT}\n" + (f"CERTIFICATE_ARN={CERTIFICATE}\n" if kind == "application" else "")
+    application = f"CERTIFICATE_ARN={CERTIFICATE}\nTRAFFIC_STEPS=10,50,100\n"
+    extra = f"AWS_ACCOUNT_ID={ACCOUNT}\n" + (application if kind == "application" else "")
     return policy_of(tmp_path, kind, env=env, extra=extra)
 
 
@@ -211,7 +213,7 @@ def theirs(kind: str) -> list[Request]:
     # Not environment-specific: the service-linked roles; an image's promotion tag (any environment's image
     # given by hand); what an instance is launched with; Packer's images by id (docs/permissions.md).
     shared = {"ServiceLinkedRoles", "PromotionTags", "RunInstancesWith", "Images", "SecurityGroupsInVpc"}
-    return [r for r in requests if r.label not in shared and r.action != "acm:DescribeCertificate"]
+    return [r for r in requests if r.label not in shared | {"Certificate", "TrafficMetrics"}]
 
 
 @pytest.mark.parametrize("kind", ["application", "classic"])
@@ -344,11 +346,16 @@ IAM_PREFIX = {
     "ssm": "ssm",
     "sts": "sts",
     "acm": "acm",
+    "cloudwatch": "cloudwatch",
 }
 # A load balancer kind's own code: its operations are checked against that kind's policy only.
 KIND_FILES = {
     "classic": ["deploy/aws/loadbalancers/classic.py"],
-    "application": ["deploy/aws/loadbalancers/application.py", "deploy/aws/loadbalancers/certificates.py"],
+    "application": [
+        "deploy/aws/loadbalancers/application.py",
+        "deploy/aws/loadbalancers/certificates.py",
+        "deploy/aws/metrics.py",  # traffic steps: an application load balancer's only
+    ],
 }
 # Operations that need no permission (AWS: GetCallerIdentity works even under an explicit deny).
 NO_PERMISSION = {"sts:GetCallerIdentity"}

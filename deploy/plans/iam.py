@@ -286,6 +286,11 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
     ]
     if config.certificate_arn:
         statements.append(_statement("Certificate", ["acm:DescribeCertificate"], [str(config.certificate_arn)]))
+    if config.traffic_steps != (100,):
+        # A traffic step's figures and alarm states (deploy/aws/metrics.py): no resource-level permissions.
+        statements.append(
+            _statement("TrafficMetrics", ["cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms"], ["*"])
+        )
     return {"Version": VERSION, "Statement": statements}
 
 

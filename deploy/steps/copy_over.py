@@ -14,6 +14,9 @@ from deploy.steps.staging import hold_app_folder, release_app_folder, remove_old
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
+# The example app's faults (a bad release on purpose), staged only when set: without them app.env, and so the
+# image a bake would reuse, is what it was.
+FAULT_SETTINGS = ("FAIL_RATE", "DELAY_MS")
 
 
 def glob_base(pattern: str) -> Path:
@@ -70,7 +73,9 @@ def copy_over(environment: Environment) -> Path:
             shutil.copy2(path, destination)
     finally:
         release_app_folder(environment, source)
-    settings = [f"ENV={environment.env}"] + [f"{key}={environment.config.value(key)}" for key in APP_SETTINGS]
+    config = environment.config
+    settings = [f"ENV={environment.env}"] + [f"{key}={config.value(key)}" for key in APP_SETTINGS]
+    settings += [f"{key}={value}" for key in FAULT_SETTINGS if (value := config.value(key)) is not None]
     (target / "app.env").write_text("\n".join(settings) + "\n", encoding="utf-8")
     digest = tree_digest(target)
     environment.state.put(STAGED, {"dir": str(target), "digest": digest})
