@@ -125,19 +125,6 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Subnet:
-    """A subnet the environment may use: its zone, and whether it gives its instances a public IP."""
-
-    id: str
-    zone: str
-    public_ip: bool = False  # MapPublicIpOnLaunch
-
-    @classmethod
-    def from_aws(cls, raw: dict[str, Any]) -> Subnet:
-        return cls(raw["SubnetId"], raw["AvailabilityZone"], bool(raw.get("MapPublicIpOnLaunch", False)))
-
-
-@dataclass(frozen=True)
 class PackerLeftover:
     """Packer's instance left by an interrupted bake, and the temporary key pair and security groups it names."""
 

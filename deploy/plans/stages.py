@@ -58,6 +58,7 @@ class Made:
     # A dry run's: the image an earlier run baked from the same primal image, which the run launches instead of
     # baking if the app is unchanged (a dry run builds nothing, so it cannot know; its plan says both).
     reusable: str | None = None
+    bake_group: bool = False  # a dry run's: the bake security group exists, or an earlier bake of this run makes it
     summary: Mapping[str, object] | None = field(default=None, compare=False)  # the deploy's, at its end
 
     def with_(self, **changes: object) -> Made:
@@ -101,6 +102,7 @@ class PrimalBake:
     builder: str  # Packer's -only
     seed: tuple[str, ...] = ()  # on the embedded cloud: the base image it would create first (a dry run only)
     source_name: str = ""  # SOURCE_AMI when the source image does not exist yet (it is seeded first)
+    creates_group: str = ""  # a dry run's: the bake security group this bake creates first (NAME-bake)
 
     def lines(self) -> list[str]:
         image, source = self.bake.image, self.bake.source or self.source_name
@@ -108,7 +110,11 @@ class PrimalBake:
             return [f"bake-primal: skip, primal image {image} is given"]
         if self.bake.action == REUSE:
             return [f"bake-primal: skip, primal image {image} was baked from {source} by an earlier run"]
-        return [*self.seed, f"bake-primal: would bake a primal image with Packer (-only={self.builder}) from {source}"]
+        return [
+            *self.seed,
+            *bake_group_lines("bake-primal", self.creates_group),
+            f"bake-primal: would bake a primal image with Packer (-only={self.builder}) from {source}",
+        ]
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class CarnivoreBake:
     staged: Staged | None
     app_known: bool = True
     reusable: str | None = None  # a dry run's: the newest image baked from the same primal image
+    creates_group: str = ""  # a dry run's: the bake security group this bake creates first (NAME-bake)
 
     def lines(self) -> list[str]:
         if self.bake.action == GIVEN:
@@ -129,7 +136,10 @@ class CarnivoreBake:
             return [f"bake-carnivore: skip, image {self.bake.image} was baked from the same primal image and app"]
         source = self.bake.source or "the new primal image"
         unless = f"; skipped if the app is unchanged since {self.reusable} was baked" if self.reusable else ""
-        return [f"bake-carnivore: would bake the deployment image from {source} plus the staged app{unless}"]
+        return [
+            *bake_group_lines("bake-carnivore", self.creates_group),
+            f"bake-carnivore: would bake the deployment image from {source} plus the staged app{unless}",
+        ]
 
     def __post_init__(self) -> None:
         assert self.reusable is None or not self.app_known, "only a dry run's decision is conditional"
@@ -204,6 +214,10 @@ class Retirement:
             *(f"cleanup: {unchanged}, would not {action.line()}" for action in self.spared),
             *(f"cleanup: {unchanged}, would {action.line()} too" for action in self.extra),
         ]
+
+
+def bake_group_lines(stage: str, group: str) -> list[str]:
+    return [f"{stage}: would create security group {group} (Packer's build instances)"] if group else []
 
 
 def plan_lines(actions: list[Action]) -> list[str]:

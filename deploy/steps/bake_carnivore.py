@@ -10,7 +10,7 @@ from deploy.errors import DeployError
 from deploy.plans.bake import BAKE, GIVEN, BakeDecision, decide_bake
 from deploy.plans.hand import given_image
 from deploy.plans.stages import CarnivoreBake, Made, Request, Staged
-from deploy.steps.baking import bake, recorded_image, template_digest
+from deploy.steps.baking import bake, bake_group_to_create, recorded_image, template_digest
 from deploy.steps.copy_over import tree_digest
 
 
@@ -34,7 +34,10 @@ def decide_carnivore(environment: Environment, request: Request, made: Made) -> 
         reusable = (
             image_from_inputs(environment, CARNIVORE, carnivore_inputs(environment, primal, None)) if primal else None
         )
-        return CarnivoreBake(BakeDecision(BAKE, None, primal or ""), None, app_known=False, reusable=reusable)
+        group = bake_group_to_create(environment, made)
+        return CarnivoreBake(
+            BakeDecision(BAKE, None, primal or ""), None, app_known=False, reusable=reusable, creates_group=group
+        )
     staged = made.staged
     if staged is None or not staged.folder.is_dir():
         raise DeployError(f"Nothing is staged for {environment.env}: run `inv copy-over --env {environment.env}`.")

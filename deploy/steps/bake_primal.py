@@ -10,7 +10,7 @@ from deploy.errors import DeployError
 from deploy.localcloud.seed import seed_base_image
 from deploy.plans.bake import GIVEN, decide_bake
 from deploy.plans.stages import Made, PrimalBake, Request
-from deploy.steps.baking import bake, packer_builder, recorded_image, template_digest
+from deploy.steps.baking import bake, bake_group_to_create, packer_builder, recorded_image, template_digest
 
 
 def primal_inputs(environment: Environment, source: str) -> dict[str, str]:
@@ -52,9 +52,15 @@ def decide_primal(environment: Environment, request: Request, made: Made) -> Pri
         seed = seed_base_image(config, environment.aws.ec2, dry_run=True)[1] if config.local_cloud else []
         if not seed:
             raise
-        return PrimalBake(decide_bake(None, None), builder, seed=tuple(seed), source_name=str(config.source_ami))
+        group = bake_group_to_create(environment, made)
+        return PrimalBake(
+            decide_bake(None, None), builder, seed=tuple(seed), source_name=str(config.source_ami), creates_group=group
+        )
     recorded = recorded_image(environment, PRIMAL, primal_inputs(environment, source))
-    return PrimalBake(decide_bake(None, recorded, source), builder)
+    bake = decide_bake(None, recorded, source)
+    return PrimalBake(
+        bake, builder, creates_group=bake_group_to_create(environment, made) if bake.image is None else ""
+    )
 
 
 def act_primal(environment: Environment, decision: PrimalBake, made: Made) -> Made:

@@ -111,7 +111,7 @@ def decide_launch(environment: Environment, request: Request, made: Made) -> Lau
         else:
             network = checked_network(environment)
             vpc_id, subnets = network.vpc_id, tuple(network.group_subnet_ids)  # zones that offer INSTANCE_TYPE
-            skipped = sorted(set(network.subnet_ids) - set(subnets))
+            skipped = sorted(set(network.instance_subnet_ids) - set(subnets))
             if skipped:
                 environment.say(
                     f"  not using {', '.join(skipped)}: {config.instance_type} is not offered in their zones"
