@@ -84,7 +84,6 @@ def _would_primal(decision: PrimalBake, made: Made) -> Made:
 
 def _would_carnivore(decision: CarnivoreBake, made: Made) -> Made:
     return made.with_(image=decision.bake.image, by_hand=decision.bake.action == GIVEN, reusable=decision.reusable)
-    # (the last stage that bakes: whether it made the bake security group matters to no later stage)
 
 
 def _would_launch(decision: Launch, made: Made) -> Made:
