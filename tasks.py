@@ -291,3 +291,16 @@ def iam_policy(
     except DeployError as error:
         raise Exit(f"error: iam-policy: {error}", code=1) from None
     print(text)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "run": "The run whose report to give: its log folder's name (deploy/log/ENV/…) or its start (20261205T10).",
+    }
+)
+def report(c: Context, env: str | None = None, run: str | None = None) -> None:
+    """Print the path of a deploy's report.html (the newest run's by default): its stages and traffic steps."""
+    from deploy.views.run_report import report_path
+
+    print(report_path(env, run))

@@ -48,10 +48,11 @@ from deploy.steps.bake_primal import act_primal, decide_primal
 from deploy.steps.build_app import act_build, decide_build
 from deploy.steps.copy_over import act_staging, decide_staging
 from deploy.steps.deploy import act_retirement, decide_retirement
-from deploy.steps.launch_asg import act_launch, decide_launch
+from deploy.steps.launch_asg import act_launch, decide_launch, refuse_port_change
 from deploy.steps.rollback import choose_target
 from deploy.steps.wait_health import act_health, decide_health
 from deploy.views.plan import show
+from deploy.views.run_report import RunReport
 
 
 class Decision(Protocol):
@@ -161,6 +162,8 @@ def plan(environment: Environment, request: Request, start: str = BUILD_APP.name
     An image given up front: the stages that bake are one line, skipped."""
     request = resolved(environment, request)
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
+    if environment.load_balancer.exists():
+        refuse_port_change(environment)  # as the run does before its first bake
     made = Made(planned=True, image=request.image_id, by_hand=request.by_hand and request.image_id is not None)
     lines: list[str] = []
     stages = _from(start)
@@ -176,12 +179,45 @@ def plan(environment: Environment, request: Request, start: str = BUILD_APP.name
 
 
 def run_stage(environment: Environment, name: str, request: Request, made: Made) -> Made:
-    """One stage: decide on what the run read and what the earlier stages made, carry it out; what it made."""
+    """One stage: decide on what the run read and what the earlier stages made, carry it out; what it made.
+    The run's report.html shows it (running, then its outcome)."""
     each = stage(name)
-    if each.needs_setup:
-        environment.load_balancer.require()
-    decision = each.decide(environment, resolved(environment, request), made)
-    return each.act(environment, decision, made)
+    report = run_report(environment)
+    report.begin(each.name, request.action)
+    try:
+        if each.needs_setup:
+            environment.load_balancer.require()
+            refuse_port_change(environment)  # refused before anything is baked, not after a failed health wait
+        decision = each.decide(environment, resolved(environment, request), made)
+        made = each.act(environment, decision, made)
+    except BaseException as error:
+        report.end(error=str(error).splitlines()[0] if str(error) else type(error).__name__)
+        raise
+    report.end(detail=made_text(each.name, made))
+    return made
+
+
+def run_report(environment: Environment) -> RunReport:
+    """This run's report (one per invocation and environment, as its log folder)."""
+    with current_invocation() as opened:
+        return opened.open(
+            ("report", environment.env),
+            lambda: RunReport(environment.env, environment.log.dir.name, environment.log.dir),
+            lambda _: None,
+        )
+
+
+def made_text(name: str, made: Made) -> str:
+    """What the report says a stage made."""
+    if name == FINISH.name and made.summary:
+        return f"deployed {made.summary.get('image')} as {made.summary.get('group')}"
+    if name == WAIT_HEALTH.name:
+        return f"{made.promoted} healthy" if made.promoted else ""
+    if name == LAUNCH_ASG.name:
+        return made.group or ""
+    if name == BAKE_PRIMAL.name:
+        return made.primal or ""
+    return made.image or "" if name == BAKE_CARNIVORE.name else ""
 
 
 def rollback(

@@ -35,6 +35,7 @@ from deploy.errors import DeployError
 from deploy.logs import RunLog
 from deploy.plans.groups import serving_group
 from deploy.plans.pending import Pending
+from deploy.plans.ports import PortCheck, port_refusal
 from deploy.plans.stages import Staged
 from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.bake_primal import bake_primal
@@ -312,6 +313,38 @@ def test_launch_group_refuses_clearly_when_setup_never_ran(cloud, tmp_path):
     assert groups_named("asg-") == []
     assert templates_named("lt-") == []
     assert leftover_launch(environment) is None
+
+
+@pytest.mark.parametrize("kind", ["classic", "application"])
+def test_an_app_port_change_is_refused_before_anything_is_launched(cloud, tmp_path, kind):
+    """The port the load balancer sends requests to is shared by both groups (a classic listener's instance port,
+    the target group's port): a new APP_PORT would fail the health wait after HEALTH_TIMEOUT; refused up front."""
+    set_up(tmp_path / "before", LOAD_BALANCER=kind)
+    moved = make_environment(tmp_path / "after", LOAD_BALANCER=kind, APP_PORT="8080")
+    image_id = deployment_image("webapp-dev-carnivore-1")
+
+    with pytest.raises(DeployError) as caught:
+        launch_group(moved, image_id=image_id)
+
+    message = str(caught.value)
+    carrier = "elb-webapp-dev" if kind == "classic" else "tg-webapp-dev"
+    assert "APP_PORT=8080 (env/dev.env" in message
+    assert f"{carrier} sends requests to port 80 of the instances" in message
+    assert "Nothing was launched. Keep APP_PORT=80 for dev" in message
+    if kind == "classic":
+        assert "one instance port per listener, shared by both groups" in message
+        assert "`inv setup --env dev` moves the listener to port 8080" in message
+    assert groups_named("asg-") == []
+    assert templates_named("lt-") == []
+    # The same port: launched as before.
+    assert launch_group(make_environment(tmp_path / "same", LOAD_BALANCER=kind), image_id=image_id)
+
+
+def test_the_port_decision_is_pure_and_silent_when_the_port_is_unknown_or_the_same():
+    check = PortCheck("classic", "elb-x", None, 8080, "env/x.env, line 3", "x")
+    assert port_refusal(check) is None
+    assert port_refusal(dataclasses.replace(check, serving_port=8080)) is None
+    assert "port 80 of the instances" in (port_refusal(dataclasses.replace(check, serving_port=80)) or "")
 
 
 # --- wait-health ---------------------------------------------------------------------------------

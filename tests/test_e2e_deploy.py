@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from conftest import (
     succeeded,
     watching,
 )
+from headless import open_page
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
 
@@ -52,6 +54,17 @@ def snapshots(image: dict[str, Any]) -> list[str]:
     found = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if m.get("Ebs", {}).get("SnapshotId")]
     assert found, f"{image['ImageId']} has no snapshot"
     return found
+
+
+def report_shown(site: Site) -> tuple[str, dict[str, str]]:
+    """`inv report` of the latest run: the page's text as headless Chromium shows it, and each stage's outcome."""
+    path = Path(succeeded(site.inv("report")).strip())
+    assert path == site.latest_run() / "report.html", path
+    with open_page(path.as_uri()) as page:
+        text = str(page.evaluate("document.body.innerText"))
+        rows = page.evaluate("[...document.querySelectorAll('table.stages tr[data-stage]')].map(r => r.innerText)")
+    outcomes = {cells[0]: cells[3] for cells in (str(row).split("\t") for row in rows)}
+    return text, outcomes
 
 
 def assert_serves_alone(site: Site, group: dict[str, Any]) -> None:
@@ -103,6 +116,10 @@ def test_a_second_deploy_replaces_the_group_with_no_moment_out_of_service(site):
     assert site.image(old_image["ImageId"]) is None
     assert not any(site.snapshot_exists(s) for s in old_snapshots)
     assert f"retiring {before['AutoScalingGroupName']}" in output
+    text, outcomes = report_shown(site)
+    assert "promoted" in text and f"deployed {new_image} as {after['AutoScalingGroupName']}" in text
+    stages = ["build-app", "copy-over", "bake-primal", "bake-carnivore", "launch-asg", "wait-health", "finish"]
+    assert outcomes == dict.fromkeys(stages, "ok")
 
     assert len(in_service_counts) >= 20, f"the watcher saw too little ({len(in_service_counts)} polls; {errors[:3]})"
     assert min(in_service_counts) > 0, f"InService dropped to 0 during the deploy: {in_service_counts}"
@@ -126,6 +143,9 @@ def test_a_new_group_that_never_gets_healthy_is_removed_and_the_old_one_keeps_se
     assert "It was removed" in stderr
     assert "the previous group keeps serving" in stderr
     assert "Logs: " in stderr
+    text, outcomes = report_shown(site)
+    assert outcomes["launch-asg"] == "ok" and outcomes["wait-health"] == "failed" and "finish" not in outcomes
+    assert f"wait-health: The new group {found['name']} was not healthy within {HEALTH_TIMEOUT}s" in text
 
     assert found["name"] not in site.groups()
     assert found["template"] not in site.templates()

@@ -6,10 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from headless import open_page
 
+from deploy.errors import DeployError
 from deploy.plans.traffic import Figures, Thresholds, judge_step
 from deploy.views.report import Stage, StepReport, Timeline, render_report, write_report
+from deploy.views.run_report import find_report
 
 T0 = datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
 OLD, NEW = "asg-webapp-local-20261205095000", "asg-webapp-local-20261205100000"
@@ -111,3 +114,19 @@ def test_control_characters_and_markup_in_values_never_reach_the_page() -> None:
     hostile = Timeline("local", "x\x1b[31m", "deploy", "aborted", T0, at(1), (Stage("<b>bold</b>", T0, at(1)),))
     page = render_report(hostile)
     assert "\x1b" not in page and "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_inv_report_finds_the_newest_run_with_a_report_or_the_run_asked(tmp_path: Path) -> None:
+    runs = tmp_path / "local"
+    for name in ("20261205T100000.1Z", "20261205T110000.1Z", "20261205T120000.1Z"):
+        (runs / name).mkdir(parents=True)
+    write_report(good_release(), runs / "20261205T100000.1Z")
+    write_report(bad_release(), runs / "20261205T110000.1Z")  # the newest folder (a status run) has none
+    (runs / "latest").symlink_to("20261205T120000.1Z")
+
+    assert find_report(tmp_path, "local") == runs / "20261205T110000.1Z" / "report.html"
+    assert find_report(tmp_path, "local", "20261205T10") == runs / "20261205T100000.1Z" / "report.html"
+    with pytest.raises(DeployError, match=r"No report\.html of run 20261205T12 of local"):
+        find_report(tmp_path, "local", "20261205T12")
+    with pytest.raises(DeployError, match=r"No report\.html of any run of staging"):
+        find_report(tmp_path, "staging")

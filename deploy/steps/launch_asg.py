@@ -26,6 +26,7 @@ from deploy.plans.groups import next_stamp
 from deploy.plans.hand import given_image
 from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.plans.pending import Pending, pending_launch
+from deploy.plans.ports import PortCheck, port_refusal
 from deploy.plans.stages import Launch, Made, Request
 from deploy.steps.networking import checked_network
 
@@ -36,6 +37,17 @@ def instance_security_group(environment: Environment, vpc_id: str) -> str:
     if group is None:
         raise DeployError(f"Security group {name} does not exist: run `inv setup --env {environment.env}` first.")
     return str(group["GroupId"])
+
+
+def refuse_port_change(environment: Environment) -> None:
+    """DeployError when APP_PORT is not the port the load balancer, as set up, sends requests to (its description
+    is read already: no request)."""
+    balancer, config = environment.load_balancer, environment.config
+    port, carrier = balancer.instance_port() or (None, balancer.name)
+    check = PortCheck(balancer.kind, carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
+    refused = port_refusal(check)
+    if refused:
+        raise DeployError(refused)
 
 
 def launch_template_data(environment: Environment, image: dict[str, Any], security_group_id: str) -> dict[str, Any]:
@@ -101,6 +113,7 @@ def decide_launch(environment: Environment, request: Request, made: Made) -> Lau
             f" run `inv setup --env {environment.env}` first."
         )
     balancer.require()
+    refuse_port_change(environment)
     plan = read_launch_plan(environment, image)
     subnets: tuple[str, ...] = ()
     security_group = ""

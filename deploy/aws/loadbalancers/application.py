@@ -288,6 +288,10 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             return found
         return self.known.get(facts.LOAD_BALANCER) or {"LoadBalancerName": self.name, "LoadBalancerArn": arns[0]}
 
+    def instance_port(self) -> tuple[int, str] | None:
+        port = (self.describe_target_group() or {}).get("Port")
+        return (int(port), self.target_group_name) if port else None
+
     def dns_target(self) -> tuple[str, str]:
         found = super().require()  # the whole description: its DNS name and zone
         self.target_group_arn()

@@ -131,6 +131,12 @@ class LoadBalancer(Protocol):
         """(DNS name, hosted zone id) for the Route 53 ALIAS record."""
         ...
 
+    def instance_port(self) -> tuple[int, str] | None:
+        """The port it sends requests to on the instances and what carries it (a classic listener's instance port:
+        the load balancer; the target group's port: the target group), from what `require` read: no request of its
+        own. None: not known (not set up)."""
+        ...
+
     def group_attachment(self) -> dict[str, Any]:
         """The CreateAutoScalingGroup parameters that put a group behind the load balancer."""
         ...

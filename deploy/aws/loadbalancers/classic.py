@@ -55,6 +55,11 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def preflight(self, vpc_id: str) -> None:
         self.guard_kind()
 
+    def instance_port(self) -> tuple[int, str] | None:
+        found = self.describe() or {}
+        ports = [d["Listener"].get("InstancePort") for d in found.get("ListenerDescriptions", [])]
+        return next(((int(port), self.name) for port in ports if port), None)
+
     def ingress_ports(self) -> list[int]:
         return [80]
 
