@@ -48,7 +48,7 @@ from deploy.steps.bake_primal import act_primal, decide_primal
 from deploy.steps.build_app import act_build, decide_build
 from deploy.steps.copy_over import act_staging, decide_staging
 from deploy.steps.deploy import act_retirement, decide_retirement
-from deploy.steps.launch_asg import act_launch, decide_launch, refuse_port_change
+from deploy.steps.launch_asg import act_launch, decide_launch, refuse_before_launch
 from deploy.steps.rollback import choose_target
 from deploy.steps.wait_health import act_health, decide_health
 from deploy.views.plan import show
@@ -163,7 +163,7 @@ def plan(environment: Environment, request: Request, start: str = BUILD_APP.name
     request = resolved(environment, request)
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     if environment.load_balancer.exists():
-        refuse_port_change(environment)  # as the run does before its first bake
+        refuse_before_launch(environment)  # as the run does before its first bake
     made = Made(planned=True, image=request.image_id, by_hand=request.by_hand and request.image_id is not None)
     lines: list[str] = []
     stages = _from(start)
@@ -187,7 +187,7 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
     try:
         if each.needs_setup:
             environment.load_balancer.require()
-            refuse_port_change(environment)  # refused before anything is baked, not after a failed health wait
+            refuse_before_launch(environment)  # refused before anything is baked, not after a failed health wait
         decision = each.decide(environment, resolved(environment, request), made)
         made = each.act(environment, decision, made)
     except BaseException as error:

@@ -340,6 +340,21 @@ def test_an_app_port_change_is_refused_before_anything_is_launched(cloud, tmp_pa
     assert launch_group(make_environment(tmp_path / "same", LOAD_BALANCER=kind), image_id=image_id)
 
 
+def test_traffic_in_steps_is_refused_before_anything_is_launched_while_the_stage_is_not_built(cloud, tmp_path):
+    """Steps asked for and silently not done would send a bad release all the traffic at once: refused."""
+    set_up(tmp_path / "before", LOAD_BALANCER="application")
+    steps = make_environment(tmp_path / "steps", LOAD_BALANCER="application", TRAFFIC_STEPS="10,50,100")
+
+    with pytest.raises(DeployError) as caught:
+        launch_group(steps, image_id=deployment_image("webapp-dev-carnivore-1"))
+
+    message = str(caught.value)
+    assert "TRAFFIC_STEPS=10,50,100 (env/dev.env" in message and "Nothing was launched" in message
+    assert "Set TRAFFIC_STEPS=100 for dev" in message
+    assert groups_named("asg-") == []
+    assert templates_named("lt-") == []
+
+
 def test_the_port_decision_is_pure_and_silent_when_the_port_is_unknown_or_the_same():
     check = PortCheck("classic", "elb-x", None, 8080, "env/x.env, line 3", "x")
     assert port_refusal(check) is None

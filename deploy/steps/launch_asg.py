@@ -28,6 +28,7 @@ from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.ports import PortCheck, port_refusal
 from deploy.plans.stages import Launch, Made, Request
+from deploy.plans.traffic import unbuilt_steps_refusal
 from deploy.steps.networking import checked_network
 
 
@@ -39,13 +40,16 @@ def instance_security_group(environment: Environment, vpc_id: str) -> str:
     return str(group["GroupId"])
 
 
-def refuse_port_change(environment: Environment) -> None:
-    """DeployError when APP_PORT is not the port the load balancer, as set up, sends requests to (its description
-    is read already: no request)."""
+def refuse_before_launch(environment: Environment) -> None:
+    """DeployError, before anything is baked or launched, when the deploy could not be done as configured: APP_PORT
+    is not the port the load balancer, as set up, sends requests to (its description is read already: no request),
+    or TRAFFIC_STEPS asks for steps, which this version does not take yet."""
     balancer, config = environment.load_balancer, environment.config
     port, carrier = balancer.instance_port() or (None, balancer.name)
     check = PortCheck(balancer.kind, carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
-    refused = port_refusal(check)
+    refused = port_refusal(check) or unbuilt_steps_refusal(
+        config.traffic_steps, config.source_of("TRAFFIC_STEPS"), environment.env
+    )
     if refused:
         raise DeployError(refused)
 
@@ -113,7 +117,7 @@ def decide_launch(environment: Environment, request: Request, made: Made) -> Lau
             f" run `inv setup --env {environment.env}` first."
         )
     balancer.require()
-    refuse_port_change(environment)
+    refuse_before_launch(environment)
     plan = read_launch_plan(environment, image)
     subnets: tuple[str, ...] = ()
     security_group = ""
