@@ -268,5 +268,7 @@ def abort_new_group(environment: Environment, pending: Pending | None, reason: s
     if actions:
         environment.say(f"  removing the new group {pending.group} ({reason}); the previous group keeps serving")
         carry_out(environment, actions)
+        for line in environment.load_balancer.release(None, [pending.group]):
+            environment.say(f"  {line}")
         seconds = environment.log.elapsed()
         record(environment, entry(action, ABORTED, pending.image_id, pending.group, seconds, False, reason))

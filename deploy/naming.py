@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -43,6 +44,21 @@ class Names:
     @property
     def target_group(self) -> str:
         return f"tg-{self.stack}"
+
+    @property
+    def group_target_group_prefix(self) -> str:
+        """What every group's own target group's name starts with: `tg`, ten hex digits of the stack's SHA-256 and a
+        hyphen (tg-NAME-STAMP would exceed AWS's 32 characters). No other environment's names start so: another
+        stack has other digits, and the shared target group of the earlier layout starts `tg-` (a hex digit is never
+        a hyphen)."""
+        return f"tg{hashlib.sha256(self.stack.encode()).hexdigest()[:10]}-"
+
+    def group_target_group(self, group: str) -> str:
+        """The target group of GROUP (asg-NAME-STAMP → tgHHHHHHHHHH-STAMP, at most 32 characters)."""
+        suffix = group[len(self.group_prefix) :] if group.startswith(self.group_prefix) else group
+        if len(suffix) > 19 or not re.fullmatch(r"[0-9A-Za-z]+", suffix):
+            suffix = hashlib.sha256(group.encode()).hexdigest()[:19]
+        return f"{self.group_target_group_prefix}{suffix}"
 
     @property
     def key_pair(self) -> str:

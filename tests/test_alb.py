@@ -413,8 +413,12 @@ def test_names_of_the_longest_stack_fit_the_32_character_limit():
 # --- groups behind the target group --------------------------------------------------------------
 
 
-def make_group(environment: Environment, name: str, size: int = 2) -> list[str]:
-    """A group attached as launch-asg attaches it (the load balancer's group_attachment); its instance ids."""
+OLD, NEW = "asg-webapp-staging-20261205090000", "asg-webapp-staging-20261205100000"
+
+
+def make_group(environment: Environment, name: str, size: int = 2, shared: bool = False) -> list[str]:
+    """A group attached as launch-asg attaches it (the load balancer's group_attachment: its own target group), or
+    SHARED: to tg-NAME, as the earlier layout attached every group; its instance ids."""
     ec2, autoscaling = client("ec2"), client("autoscaling")
     if not ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": ["lt-test"]}])[
         "LaunchTemplates"
@@ -423,6 +427,12 @@ def make_group(environment: Environment, name: str, size: int = 2) -> list[str]:
             LaunchTemplateName="lt-test", LaunchTemplateData={"ImageId": "ami-12345678", "InstanceType": "t3.micro"}
         )
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]]
+    balancer = environment.load_balancer
+    attachment = (
+        {"TargetGroupARNs": [balancer.target_group_arn()]}  # type: ignore[attr-defined]
+        if shared
+        else balancer.group_attachment(name)
+    )
     autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateName": "lt-test"},
@@ -430,43 +440,88 @@ def make_group(environment: Environment, name: str, size: int = 2) -> list[str]:
         MaxSize=4,
         DesiredCapacity=size,
         VPCZoneIdentifier=",".join(subnets),
-        **environment.load_balancer.group_attachment(),
+        **attachment,
     )
     group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     return sorted(i["InstanceId"] for i in group["Instances"])
 
 
-def test_two_groups_serve_side_by_side_and_a_detached_one_drains_out(cloud, tmp_path):
+def forward_weights(environment: Environment) -> dict[str, int]:
+    """{target group name: weight} of the HTTP listener, as AWS describes it."""
+    [alb] = albs()
+    action = listeners(alb)[80]["DefaultActions"][0]
+    groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or [{"TargetGroupArn": action["TargetGroupArn"]}]
+    return {g["TargetGroupArn"].split("/")[1]: int(g.get("Weight", 1)) for g in groups}
+
+
+def test_each_group_gets_its_own_target_group_and_an_earlier_shared_one_is_moved_from(cloud, tmp_path):
+    """The earlier layout's group serves through tg-NAME; the new group's own target group (APP_PORT, tagged) joins
+    the listener at weight 0, takes every request once served, and the shared one leaves once its group retired."""
     environment, _ = setup(tmp_path, "setup")
     balancer = environment.load_balancer
-    old = make_group(environment, "asg-old")
-    new = make_group(environment, "asg-new")
+    names = environment.names
+    old = make_group(environment, OLD, shared=True)
+    new = make_group(environment, NEW)
+    own = names.group_target_group(NEW)
 
-    assert balancer.group_attachment() == {"TargetGroupARNs": [target_groups()[0]["TargetGroupArn"]]}
-    assert balancer.serving_states() == dict.fromkeys(old + new, IN_SERVICE)  # both groups serve
-    assert balancer.serving_states(new) == dict.fromkeys(new, IN_SERVICE)
-    assert not balancer.group_detached("asg-old")
+    assert own.startswith("tg") and own.endswith("-20261205100000") and len(own) <= 32
+    [created] = [group for group in target_groups() if group["TargetGroupName"] == own]
+    assert created["Port"] == 80 and created["HealthCheckPath"] == "/api/status/health"
+    tags = client("elbv2").describe_tags(ResourceArns=[created["TargetGroupArn"]])["TagDescriptions"][0]["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags} | {"ManagedBy": ""} == {
+        "App": "webapp",
+        "Env": "staging",
+        "Group": NEW,
+        "ManagedBy": "",
+    }
+    assert forward_weights(environment) == {"tg-webapp-staging": 1, own: 0}  # joined at weight 0
+    assert balancer.serving_states(old, OLD) == dict.fromkeys(old, IN_SERVICE)
+    assert balancer.serving_states(new, NEW) == dict.fromkeys(new, IN_SERVICE)  # checked at weight 0
+    assert balancer.serving_states() == dict.fromkeys(old + new, IN_SERVICE)
 
-    balancer.detach_group("asg-old")
-    balancer.detach_group("asg-old")  # already detached: nothing happens
+    balancer.serve(NEW)
+    assert forward_weights(environment) == {"tg-webapp-staging": 0, own: 100}
+    assert not balancer.group_detached(OLD)
+    balancer.detach_group(OLD)
+    balancer.detach_group(OLD)  # already detached: nothing happens
+    assert balancer.group_detached(OLD)
+    assert balancer.serving_states(old, OLD) == dict.fromkeys(old, "unused")
 
-    assert balancer.group_detached("asg-old")
-    assert balancer.serving_states(old) == dict.fromkeys(old, "unused")
-    assert balancer.serving_states() == dict.fromkeys(new, IN_SERVICE)
-    assert not balancer.group_detached("asg-new")
+    assert balancer.release(NEW, [OLD]) == ["deleted target group tg-webapp-staging"]
+    assert forward_weights(environment) == {own: 100}
+    assert [group["TargetGroupName"] for group in target_groups()] == [own]
+    assert not balancer.group_detached(NEW)
+
+    # A setup run afterwards keeps the groups' weights and makes no shared target group again.
+    assert run_setup(make_environment(tmp_path / "again")) == []
+    assert forward_weights(environment) == {own: 100}
+    assert [group["TargetGroupName"] for group in target_groups()] == [own]
+
+
+def test_an_aborted_group_leaves_the_listener_and_its_target_group_is_deleted(cloud, tmp_path):
+    environment, _ = setup(tmp_path, "setup")
+    balancer = environment.load_balancer
+    make_group(environment, OLD)
+    balancer.serve(OLD)
+    make_group(environment, NEW)
+    own = environment.names.group_target_group(NEW)
+
+    assert balancer.release(None, [NEW]) == [f"deleted target group {own}"]
+    # The shared tg-NAME (setup's first target, before any group) stays at 0 until a deploy's end releases it.
+    assert forward_weights(environment) == {"tg-webapp-staging": 0, environment.names.group_target_group(OLD): 100}
 
 
 def test_a_stopped_instance_is_not_in_service(cloud, tmp_path):
     environment, _ = setup(tmp_path, "setup")
-    ids = make_group(environment, "asg-new")
+    ids = make_group(environment, NEW)
     client("ec2").stop_instances(InstanceIds=ids[:1])
-    assert environment.load_balancer.serving_states(ids) == {ids[0]: "unused", ids[1]: IN_SERVICE}
+    assert environment.load_balancer.serving_states(ids, NEW) == {ids[0]: "unused", ids[1]: IN_SERVICE}
 
 
 def test_a_classic_load_balancer_attaches_groups_by_name(cloud, tmp_path):
     environment, _ = setup(tmp_path, "setup", "LOAD_BALANCER=classic\n")
     assert isinstance(environment.load_balancer, ClassicLoadBalancer)
-    assert environment.load_balancer.group_attachment() == {"LoadBalancerNames": ["elb-webapp-staging"]}
+    assert environment.load_balancer.group_attachment(NEW) == {"LoadBalancerNames": ["elb-webapp-staging"]}
 
 
 # --- status and destroy --------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from deploy.steps.cleanup import cleanup as retire_outdated
 from deploy.steps.copy_over import copy_over, tree_digest
 from deploy.steps.launch_asg import launch_group, leftover_launch
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import wait_for_new_group
+from deploy.steps.wait_health import promote, wait_for_new_group
 
 SOURCE_OF_INSTANCES = "ami-12345678"  # moto launches any id; only the images the tests make matter
 POLL = 5
@@ -315,29 +315,53 @@ def test_launch_group_refuses_clearly_when_setup_never_ran(cloud, tmp_path):
     assert leftover_launch(environment) is None
 
 
-@pytest.mark.parametrize("kind", ["classic", "application"])
-def test_an_app_port_change_is_refused_before_anything_is_launched(cloud, tmp_path, kind):
-    """The port the load balancer sends requests to is shared by both groups (a classic listener's instance port,
-    the target group's port): a new APP_PORT would fail the health wait after HEALTH_TIMEOUT; refused up front."""
-    set_up(tmp_path / "before", LOAD_BALANCER=kind)
-    moved = make_environment(tmp_path / "after", LOAD_BALANCER=kind, APP_PORT="8080")
+def test_an_app_port_change_on_the_classic_kind_is_refused_before_anything_is_launched(cloud, tmp_path):
+    """A classic listener's instance port is shared by both groups: a new APP_PORT would fail the health wait after
+    HEALTH_TIMEOUT (and moving the listener would cut off the serving group); refused up front."""
+    set_up(tmp_path / "before")
+    moved = make_environment(tmp_path / "after", APP_PORT="8080")
     image_id = deployment_image("webapp-dev-carnivore-1")
 
     with pytest.raises(DeployError) as caught:
         launch_group(moved, image_id=image_id)
 
     message = str(caught.value)
-    carrier = "elb-webapp-dev" if kind == "classic" else "tg-webapp-dev"
     assert "APP_PORT=8080 (env/dev.env" in message
-    assert f"{carrier} sends requests to port 80 of the instances" in message
+    assert "elb-webapp-dev sends requests to port 80 of the instances" in message
+    assert "one instance port per listener, shared by both groups" in message
     assert "Nothing was launched. Keep APP_PORT=80 for dev" in message
-    if kind == "classic":
-        assert "one instance port per listener, shared by both groups" in message
-        assert "`inv setup --env dev` moves the listener to port 8080" in message
+    assert "`inv setup --env dev` moves the listener to port 8080" in message
     assert groups_named("asg-") == []
     assert templates_named("lt-") == []
-    # The same port: launched as before.
-    assert launch_group(make_environment(tmp_path / "same", LOAD_BALANCER=kind), image_id=image_id)
+    assert launch_group(make_environment(tmp_path / "same"), image_id=image_id)  # the same port: launched
+
+
+def test_an_app_port_change_on_the_application_kind_needs_setup_first_which_keeps_the_serving_port(cloud, tmp_path):
+    """Each group's target group has its own port; the instances' security group must let the load balancer reach
+    the new one: refused, naming setup, which opens it and keeps the serving group's port open."""
+    environment = set_up(tmp_path / "before", LOAD_BALANCER="application")
+    first = deployment_image("webapp-dev-carnivore-1")
+    serving = launch_group(environment, image_id=first)
+    environment.load_balancer.serve(serving)
+    moved = make_environment(tmp_path / "after", LOAD_BALANCER="application", APP_PORT="8080")
+    image_id = deployment_image("webapp-dev-carnivore-2")  # a new release (the same one would reuse the group)
+
+    with pytest.raises(DeployError) as caught:
+        launch_group(moved, image_id=image_id)
+
+    message = str(caught.value)
+    assert "does not let the load balancer reach port 8080 (APP_PORT, env/dev.env" in message
+    assert "run `inv setup --env dev` first" in message and "Nothing was launched" in message
+    assert groups_named("asg-") == [serving]
+    promote(environment, serving, first)  # not a leftover of an unfinished run: the launch below keeps it
+
+    run_setup(make_environment(tmp_path / "setup", LOAD_BALANCER="application", APP_PORT="8080"))
+    web = client("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": ["webapp-dev-web"]}])
+    assert sorted(p["FromPort"] for p in web["SecurityGroups"][0]["IpPermissions"]) == [80, 8080]
+    new = launch_group(make_environment(tmp_path / "launch", LOAD_BALANCER="application", APP_PORT="8080"), image_id)
+    ports = {g["TargetGroupName"]: g["Port"] for g in client("elbv2").describe_target_groups()["TargetGroups"]}
+    names = environment.names
+    assert ports[names.group_target_group(serving)] == 80 and ports[names.group_target_group(new)] == 8080
 
 
 def test_traffic_in_steps_is_refused_before_anything_is_launched_while_the_stage_is_not_built(cloud, tmp_path):
@@ -356,7 +380,7 @@ def test_traffic_in_steps_is_refused_before_anything_is_launched_while_the_stage
 
 
 def test_the_port_decision_is_pure_and_silent_when_the_port_is_unknown_or_the_same():
-    check = PortCheck("classic", "elb-x", None, 8080, "env/x.env, line 3", "x")
+    check = PortCheck("elb-x", None, 8080, "env/x.env, line 3", "x")
     assert port_refusal(check) is None
     assert port_refusal(dataclasses.replace(check, serving_port=8080)) is None
     assert "port 80 of the instances" in (port_refusal(dataclasses.replace(check, serving_port=80)) or "")

@@ -40,6 +40,7 @@ from conftest import (
     succeeded,
 )
 
+from deploy.naming import Names
 from deploy.views.traffic import Result, Traffic
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
@@ -76,10 +77,21 @@ class Site(ServerView):
         """Instances the load balancer reports in service (classic: InService; application: healthy)."""
         if self.kind == "classic":
             return frozenset(i for i, state in self.lb_states().items() if state == "InService")
+        # Application: healthy in a target group the listener forwards to with a weight above 0 (each group has its
+        # own target group; one at weight 0 is health checked but takes no request).
         elbv2 = self.client("elbv2")
-        [group] = elbv2.describe_target_groups(Names=[f"tg-{STACK}"])["TargetGroups"]
-        found = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
-        return frozenset(d["Target"]["Id"] for d in found if d["TargetHealth"]["State"] == "healthy")
+        [alb] = elbv2.describe_load_balancers(Names=[f"alb-{STACK}"])["LoadBalancers"]
+        [listener] = elbv2.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+        action = listener["DefaultActions"][0]
+        weighted = (action.get("ForwardConfig") or {}).get("TargetGroups") or [
+            {"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}
+        ]
+        serving: set[str] = set()
+        for group in weighted:
+            if group.get("Weight", 1):
+                found = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
+                serving.update(d["Target"]["Id"] for d in found if d["TargetHealth"]["State"] == "healthy")
+        return frozenset(serving)
 
     def lb_url(self) -> str:
         status = json.loads(succeeded(run_inv("status", "--env", TEST_ENV, "--json")))
@@ -183,9 +195,10 @@ def check_switch(site: Site, traffic: Traffic, phase: Phase, old: str) -> str:
     [new] = new_versions
     assert_new_version_only_once_healthy(site, results, phase, new)
     first_new = min(r.ended for r in in_phase if r.version == new)
-    assert any(r.version == old and r.started > first_new for r in in_phase), (
-        f"{phase.name}: the old version was not served side by side with the new one"
-    )
+    if site.kind == "classic":  # both groups registered during the overlap; an ALB switches by weight, at once
+        assert any(r.version == old and r.started > first_new for r in in_phase), (
+            f"{phase.name}: the old version was not served side by side with the new one"
+        )
     return new
 
 
@@ -269,9 +282,14 @@ def test_traffic_flows_through_deploys_rollback_an_aborted_deploy_and_cleanup(ki
         wait = run_phase(site, "wait-health", "wait-health")
         assert_no_failures(list(traffic.results), launch.started)
         both = wait_for_requests_after(traffic, wait.ended, count=20)
-        v3 = ({str(r.version) for r in both if r.ok} - {v1}).pop()
-        assert {r.version for r in both if r.ok} == {v1, v3}, "both groups serve until cleanup"
+        if kind == "classic":
+            v3 = ({str(r.version) for r in both if r.ok} - {v1}).pop()
+            assert {r.version for r in both if r.ok} == {v1, v3}, "both groups serve until cleanup"
+        else:  # healthy at weight 0: the serving group takes every request until cleanup moves them
+            assert {r.version for r in both if r.ok} == {v1}
         cleanup = run_phase(site, "cleanup", "cleanup")
+        if kind == "application":
+            v3 = ({str(r.version) for r in wait_for_requests_after(traffic, cleanup.ended) if r.ok} - {v1}).pop()
         assert_no_failures(list(traffic.results), launch.started)
         assert_only(traffic, cleanup, v3)
         assert len(site.groups()) == 1
@@ -298,8 +316,8 @@ def test_another_app_on_another_port_and_inv_traffic(env_dir, fresh_cloud, tmp_p
     )
     site = Site(fresh_cloud, TEST_ENV, kind="application")
     succeeded(run_inv("setup", "--env", TEST_ENV, timeout=RUN_TIMEOUT_S))
-    [group] = site.client("elbv2").describe_target_groups(Names=[f"tg-{STACK}"])["TargetGroups"]
-    assert (group["Port"], group["HealthCheckPath"]) == (8080, "/health.txt")
+    [shared] = site.client("elbv2").describe_target_groups(Names=[f"tg-{STACK}"])["TargetGroups"]
+    assert (shared["Port"], shared["HealthCheckPath"]) == (8080, "/health.txt")
     web = site.client("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{STACK}-web"]}])
     assert [p["FromPort"] for p in web["SecurityGroups"][0]["IpPermissions"]] == [8080]
 
@@ -319,3 +337,30 @@ def test_another_app_on_another_port_and_inv_traffic(env_dir, fresh_cloud, tmp_p
     [serving] = status["groups"]
     assert serving["instances"][0]["app"].startswith("pid ")
     assert image_of(site.serving()) == serving["image"]
+
+    # The first deploy moved from setup's shared tg-NAME to the group's own target group, on APP_PORT.
+    elbv2 = site.client("elbv2")
+    first = site.serving()["AutoScalingGroupName"]
+    assert [
+        (g["TargetGroupName"].startswith("tg"), g["Port"]) for g in elbv2.describe_target_groups()["TargetGroups"]
+    ] == [(True, 8080)]
+
+    # APP_PORT 8080 → 8081 on the application kind: refused until setup opens the port (nothing launched), then
+    # deployed under traffic with 0 failed requests, the new group's target group on 8081.
+    moved = {"APP_PORT": "8081"}
+    refused = run_inv("deploy", "--env", TEST_ENV, "--image-id", image_of(site.serving()), env=moved)
+    assert refused.returncode != 0 and "run `inv setup --env test` first" in refused.stderr, refused.stderr
+    assert list(site.groups()) == [first]
+    succeeded(run_inv("setup", "--env", TEST_ENV, env=moved, timeout=RUN_TIMEOUT_S))
+    web = site.client("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{STACK}-web"]}])
+    assert sorted(p["FromPort"] for p in web["SecurityGroups"][0]["IpPermissions"]) == [8080, 8081]
+    with traffic_and_health(site, url) as traffic:
+        wait_for_requests_after(traffic, time.monotonic(), count=10)
+        change = run_phase(site, "port change", "deploy", env=moved)
+        after = wait_for_requests_after(traffic, change.ended, count=10)
+    assert_no_failures(list(traffic.results), 0.0)
+    assert len(traffic.results) >= 20 and all(r.ok for r in after)
+    [(name, port)] = [(g["TargetGroupName"], g["Port"]) for g in elbv2.describe_target_groups()["TargetGroups"]]
+    assert port == 8081 and name == Names(app="webapp", env=TEST_ENV, domain="").group_target_group(
+        site.serving()["AutoScalingGroupName"]
+    )

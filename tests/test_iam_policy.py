@@ -33,7 +33,7 @@ from conftest import (
 from iam_evaluator import Request, action_allowed, allowed, without
 
 from deploy.config import load_config
-from deploy.naming import names_for
+from deploy.naming import Names, names_for
 from deploy.plans.iam import PACKER_CALLS, permissions_table, policy_document
 
 ADMIN_CALLS = 8  # the calls of `prepare_account`, made before enforcement starts
@@ -326,6 +326,16 @@ def test_named_resources_are_scoped_to_the_environment(tmp_path, kind):
         delete = "elasticloadbalancing:DeleteLoadBalancer"
         assert allowed(document, Request(delete, elb + "loadbalancer/app/alb-webapp-dev01/50dc6c495c0c9188"))
         assert not allowed(document, Request(delete, elb + "loadbalancer/app/alb-webapp-dev01-eu/50dc6c495c0c9188"))
+        # Each group's own target group, and no other environment's (its shared tg-NAME, or its groups' own).
+        names = Names(app="webapp", env="dev01", domain="example.com")
+        others = [Names(app="webapp", env=env, domain="example.com") for env in ("dev0", "dev01-eu", "dev02")]
+        drop = "elasticloadbalancing:DeleteTargetGroup"
+        own = names.group_target_group("asg-webapp-dev01-20261205100000")
+        assert allowed(document, Request(drop, f"{elb}targetgroup/{own}/50dc6c495c0c9188"))
+        for other in others:
+            theirs = other.group_target_group(f"{other.group_prefix}20261205100000")
+            assert not allowed(document, Request(drop, f"{elb}targetgroup/{theirs}/50dc6c495c0c9188"))
+            assert not allowed(document, Request(drop, f"{elb}targetgroup/{other.target_group}/50dc6c495c0c9188"))
 
 
 def test_the_documented_permissions_section_is_the_policy(tmp_path):

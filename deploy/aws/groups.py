@@ -125,8 +125,10 @@ def create_group(
     """Create the group behind the load balancer, ELB health checks, sized as the env file says.
     TEMPLATE: the launch template's (id, name). BY_HAND: its image was given by hand (--image-id): the group's tag
     says so, and its promotion marks the image as never to be deleted."""
+    # Its place behind the load balancer first (an ALB: its own target group, in the listeners at weight 0).
+    attachment = environment.load_balancer.group_attachment(name)
     # The launch template was created a moment ago: Auto Scaling may not find it yet (retried, bounded).
-    create = partial(_create_group, environment, name, template, subnet_ids, image_id, by_hand)
+    create = partial(_create_group, environment, name, template, subnet_ids, image_id, by_hand, attachment)
     after_create(create, environment.sleep)
 
 
@@ -137,6 +139,7 @@ def _create_group(
     subnet_ids: list[str],
     image_id: str,
     by_hand: bool,
+    attachment: dict[str, Any],
 ) -> None:
     template_id, template_name = template
     config = environment.config
@@ -146,7 +149,6 @@ def _create_group(
         {"Key": key, "Value": value, "PropagateAtLaunch": key not in ("Image", GROUP_HAND_TAG)}
         for key, value in names.tags(Name=names.stack, Role="web", Image=image_id, **hand).items()
     ]
-    attachment = environment.load_balancer.group_attachment()
     environment.aws.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Latest"},

@@ -39,7 +39,7 @@ class HealthPoll:
         balancer = self.environment.load_balancer
         group = self.group or Group.from_aws(require_group(self.environment, self.group_name))
         members = in_service_members(group)
-        states = balancer.serving_states(members) if members else {}
+        states = balancer.serving_states(members, self.group_name) if members else {}
         health = assess(group, states)
         # Every desired instance InService at the group: next time the load balancer alone, while it knows them all.
         known_there = all(states.get(member) not in (None, *UNKNOWN_THERE) for member in members)
@@ -54,4 +54,4 @@ def has_served(environment: AwsContext, group: Group | None) -> bool:
     if group is None or not environment.load_balancer.exists():
         return False
     instance_ids = list(group.instance_ids)
-    return IN_SERVICE in environment.load_balancer.serving_states(instance_ids).values()
+    return IN_SERVICE in environment.load_balancer.serving_states(instance_ids, group.name).values()

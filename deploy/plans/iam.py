@@ -333,6 +333,9 @@ def _load_balancer_statement(config: Config, names: Names, elb: str) -> dict[str
             # The slash after the name keeps longer names (alb-webapp-dev01-eu) out.
             f"{elb}:loadbalancer/app/{alb}/*",
             f"{elb}:targetgroup/{group}/*",
+            # Each group's own: tg + ten hex digits of NAME's SHA-256 + "-" (a digit is never "-", so neither the
+            # shared tg-OTHER of another environment nor another NAME's digits match).
+            f"{elb}:targetgroup/{names.group_target_group_prefix}*/*",
             f"{elb}:listener/app/{alb}/*",
         ],
     )

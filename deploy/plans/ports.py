@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PortCheck:
-    kind: str  # the load balancer's kind: classic or application
-    balancer: str  # its name, or the target group's (what carries the port)
+    balancer: str  # the load balancer's name (what carries the port)
     serving_port: int | None  # the port it sends requests to on the instances (None: not known yet)
     app_port: int  # APP_PORT, as configured
     source: str  # where APP_PORT was set, for the message
@@ -27,14 +26,12 @@ def port_refusal(check: PortCheck) -> str | None:
         f"APP_PORT={new} ({check.source}), but {check.balancer} sends requests to port {old} of the instances, and"
         f" the serving group listens there: the new group would fail its health wait."
     )
-    if check.kind == "classic":
-        return (
-            f"{start} A classic load balancer has one instance port per listener, shared by both groups, so the port"
-            f" cannot change under traffic. Nothing was launched. Keep APP_PORT={old} for {env}; or accept an outage:"
-            f" `inv setup --env {env}` moves the listener to port {new} (the serving group then stops serving), then"
-            f" `inv deploy --env {env}`; or rebuild the environment with LOAD_BALANCER=application."
-        )
+    # Only the classic kind has such a shared port: an application load balancer's groups each have their own target
+    # group, with its own port (LoadBalancer.instance_port is None there).
     return (
-        f"{start} A target group's port cannot change. Nothing was launched. Keep APP_PORT={old} for {env}; a target"
-        " group per group (each with its own port) is not built yet: see docs/progressive-delivery.md."
+        f"{start} A classic load balancer has one instance port per listener, shared by both groups, so the port"
+        f" cannot change under traffic. Nothing was launched. Keep APP_PORT={old} for {env}; or accept an outage:"
+        f" `inv setup --env {env}` moves the listener to port {new} (the serving group then stops serving), then"
+        f" `inv deploy --env {env}`; or rebuild the environment with LOAD_BALANCER=application, where each group's"
+        " target group carries its own port."
     )

@@ -140,22 +140,32 @@ def cleanup(
     """Plan the cleanup; print it (DRY_RUN) or carry it out. Return the names of the groups it retires.
     PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the serving one. SWEEP: look
     for what crashed runs left too (`inv cleanup`; see read_cleanup_facts)."""
-    actions = cleanup_plan(environment, keep_images, pinned, sweep)
+    facts = read_cleanup_facts(environment, keep_images, pinned=pinned, sweep=sweep)
+    environment.say(f"  serving: {facts.serving.name if facts.serving else 'no group'}")
+    actions = plan_cleanup(facts)
     if dry_run:
         show(environment, plan_lines(actions))
         return [action.target for action in actions if action.op == "retire-group"]
-    return carry_out_cleanup(environment, actions)
+    return carry_out_cleanup(environment, actions, facts.serving.name if facts.serving else None)
 
 
-def carry_out_cleanup(environment: Environment, actions: list[Action]) -> list[str]:
+def carry_out_cleanup(environment: Environment, actions: list[Action], serving: str | None = None) -> list[str]:
     """Carry out a cleanup's plan (refused before anything is done while the serving group is not healthy); the
-    names of the groups it retired."""
+    names of the groups it retired. SERVING (healthy: nothing is refused) takes every request first, and what only
+    the retired groups used at the load balancer goes after them (an ALB: their target groups)."""
     retired = [action.target for action in actions if action.op == "retire-group"]
+    refused = any(action.op == "refuse" for action in actions)
     if retired:
         environment.say(f"  outdated: {', '.join(retired)}")
-    elif not any(action.op == "refuse" for action in actions):
+    elif not refused:
         environment.say("  no outdated groups")
+    balancer = environment.load_balancer
+    if serving is not None and retired and not refused:
+        balancer.serve(serving)  # before they retire (with nothing to retire, releasing what is left says it)
     carry_out(environment, actions)  # refuses before doing anything while the serving group is not healthy
+    if not refused:
+        for line in balancer.release(serving, retired):
+            environment.say(f"  {line}")
     for action in actions:
         if action.op == "keep":
             environment.say(f"  {action.done()}" + (f" ({action.detail})" if action.detail else ""))

@@ -76,7 +76,7 @@ def carry_out_retirement(environment: Environment, decision: Retirement) -> dict
     """Retire what the decision names (the group just promoted never: it is pinned), then sum the deploy up."""
     group = decision.serving
     environment.say(f"  serving: {group}")
-    retired = carry_out_cleanup(environment, list(decision.actions))
+    retired = carry_out_cleanup(environment, list(decision.actions), group)
     health = last_health(environment, group)  # as wait-health's last poll found it (measured now if this run did not)
     summary = {
         "image": decision.image,

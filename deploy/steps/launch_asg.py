@@ -33,11 +33,33 @@ from deploy.steps.networking import checked_network
 
 
 def instance_security_group(environment: Environment, vpc_id: str) -> str:
-    name = environment.names.instance_security_group
+    """The instances' security group (NAME-web); refused unless it lets the load balancer reach APP_PORT (an
+    APP_PORT change: setup opens the new port, and keeps the serving groups' ports open while they serve)."""
+    names = environment.names
+    name = names.instance_security_group
     group = find_security_group(environment, vpc_id, name)
     if group is None:
         raise DeployError(f"Security group {name} does not exist: run `inv setup --env {environment.env}` first.")
+    balancer_group = find_security_group(environment, vpc_id, names.lb_security_group)
+    source = str((balancer_group or {}).get("GroupId", ""))
+    port = environment.config.app_port
+    if not opens(group, port, source):
+        raise DeployError(
+            f"Security group {name} does not let the load balancer reach port {port} (APP_PORT,"
+            f" {environment.config.source_of('APP_PORT')}): run `inv setup --env {environment.env}` first (it opens"
+            f" port {port} and keeps the serving group's port open), then deploy. Nothing was launched."
+        )
     return str(group["GroupId"])
+
+
+def opens(group: dict[str, Any], port: int, source_group: str) -> bool:
+    """Whether the security group's inbound rules let SOURCE_GROUP reach TCP PORT."""
+    return any(
+        permission.get("IpProtocol") in ("tcp", "-1")
+        and int(permission.get("FromPort", 0)) <= port <= int(permission.get("ToPort", 65535))
+        and any(pair.get("GroupId") == source_group for pair in permission.get("UserIdGroupPairs", []))
+        for permission in group.get("IpPermissions", [])
+    )
 
 
 def refuse_before_launch(environment: Environment) -> None:
@@ -46,7 +68,7 @@ def refuse_before_launch(environment: Environment) -> None:
     or TRAFFIC_STEPS asks for steps, which this version does not take yet."""
     balancer, config = environment.load_balancer, environment.config
     port, carrier = balancer.instance_port() or (None, balancer.name)
-    check = PortCheck(balancer.kind, carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
+    check = PortCheck(carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
     refused = port_refusal(check) or unbuilt_steps_refusal(
         config.traffic_steps, config.source_of("TRAFFIC_STEPS"), environment.env
     )
@@ -171,6 +193,9 @@ def carry_out_launch(environment: Environment, decision: Launch) -> str:
             "  removing the leftover of an earlier run that did not finish; the serving group keeps serving"
         )
         carry_out(environment, list(plan.remove_first))
+        leftovers = [action.target for action in plan.remove_first if action.op == "delete-group"]
+        for line in environment.load_balancer.release(None, leftovers):
+            environment.say(f"  {line}")
     image = require_image(environment, image_id, "Image")
     group_name, template_name = plan.group, plan.launch_template
     data = launch_template_data(environment, image, decision.security_group_id)

@@ -68,7 +68,10 @@ def run_setup(environment: Environment, dry_run: bool = False, take_over_dns: bo
     lb_group_id, changes = ensure_security_group(
         environment, vpc_id, names.lb_security_group, f"load balancer of {names.stack}", lb_rules, dry_run
     )
-    instance_rules = {Rule(environment.config.app_port, group_id=lb_group_id)}  # APP_PORT, from the LB only
+    # APP_PORT, from the load balancer only; and the ports of the target groups that serve now (an APP_PORT change
+    # on the application kind: the serving group keeps its port reachable until a deploy replaced it).
+    ports = {environment.config.app_port, *balancer.serving_ports()}
+    instance_rules = {Rule(port, group_id=lb_group_id) for port in ports}
     if environment.config.ssh_cidr:
         instance_rules.add(Rule(22, cidr=str(environment.config.ssh_cidr)))
     _, instance_changes = ensure_security_group(

@@ -64,7 +64,7 @@ def serving_instances(environment: Environment) -> tuple[str, list[dict[str, Any
     ids = [i["InstanceId"] for i in members]
     described = describe_instances(environment, ids)
     try:
-        lb_states = environment.load_balancer.serving_states(ids)
+        lb_states = environment.load_balancer.serving_states(ids, serving.name)
     except DeployError:
         lb_states = {}
     instances = [

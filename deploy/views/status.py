@@ -117,9 +117,11 @@ def group_status(
     serving: str | None,
     now: datetime,
     apps: dict[str, str] | None = None,
+    weight: int | None = None,
 ) -> dict[str, Any]:
     """Pure: one group's entry of the status, from its description and the load balancer's instance states
-    (APPS: what runs on each instance, where an emulator says so)."""
+    (APPS: what runs on each instance, where an emulator says so; WEIGHT: the share of requests the listeners send
+    its target group, None where groups have no weights: the classic kind)."""
     apps = apps or {}
     tags = tags_of(raw)
     template = raw.get("LaunchTemplate") or {}
@@ -151,6 +153,7 @@ def group_status(
         "health": _counts([str(i["health"]) for i in instances]),
         "load_balancer": _counts([i["load_balancer"] for i in instances]),
         "instances": instances,
+        "weight": weight,
     }
 
 
@@ -170,7 +173,15 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
     serving = serving_group(groups)
     raws = [group.raw for group in groups]
     apps = instance_apps(environment, [i["InstanceId"] for raw in raws for i in raw.get("Instances", [])])
-    group_entries = [group_status(raw, lb_states, serving.name if serving else None, now, apps) for raw in raws]
+    try:
+        weights = [environment.load_balancer.group_weight(raw) for raw in raws] if balancer["exists"] else []
+    except DeployError:
+        weights = []
+    weights += [None] * (len(raws) - len(weights))
+    group_entries = [
+        group_status(raw, lb_states, serving.name if serving else None, now, apps, weight)
+        for raw, weight in zip(raws, weights, strict=True)
+    ]
     in_use = {g["image"] for g in group_entries if g["image"]}
     templates = []
     for name in launch_templates(environment):
@@ -290,7 +301,7 @@ def render_table(status: dict[str, Any]) -> str:
     lines.append("")
     if status["groups"]:
         lines.append("groups")
-        rows = [["NAME", "IMAGE", "AGE", "DESIRED", "LIFECYCLE", "LOAD BALANCER", ""]]
+        rows = [["NAME", "IMAGE", "AGE", "DESIRED", "LIFECYCLE", "LOAD BALANCER", "WEIGHT", ""]]
         for group in status["groups"]:
             mark = "serving" if group["serving"] else (group.get("status") or "")
             if group["instances"] and all(str(i.get("app") or "").startswith("none") for i in group["instances"]):
@@ -303,6 +314,7 @@ def render_table(status: dict[str, Any]) -> str:
                     f"{group['desired']} ({group['min']}-{group['max']})",
                     _counts_text(group["lifecycle"]),
                     _counts_text(group["load_balancer"]),
+                    "-" if group.get("weight") is None else f"{group['weight']} %",
                     mark,
                 ]
             )

@@ -65,6 +65,7 @@ def settings_for(config: Config) -> LoadBalancerSettings:
         region=config.region,
         poll_seconds=config.poll_seconds,
         certificate_arn=config.certificate_arn,
+        health=HealthCheck(path=config.health_check_path, port=config.app_port),
         kind_source=config.source_of("LOAD_BALANCER"),
         certificate_source=config.source_of("CERTIFICATE_ARN"),
     )

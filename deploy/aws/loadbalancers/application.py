@@ -20,10 +20,17 @@ from deploy.aws.loadbalancers.summaries import application_summary
 from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
 from deploy.plans.model import IN_SERVICE
+from deploy.plans.traffic import current_weights, forward_action
 
+GROUP_TARGET_GROUP = "target-group:"  # + a group's own target group's name: its description, in the memo
 TARGET_GROUP_ATTRIBUTES = "target-group-attributes"  # in the load balancer's memo (`known`), as its keys
 LISTENERS = "listeners"
 DELAY = "deregistration_delay.timeout_seconds"  # the target group attribute of draining
+
+
+def target_group_name(arn: str) -> str:
+    """A target group's name, from its ARN (…:targetgroup/NAME/ID)."""
+    return arn.split(":targetgroup/", 1)[-1].split("/", 1)[0]
 
 
 class ApplicationLoadBalancer(LoadBalancerBase):
@@ -90,6 +97,117 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         """A listener as CreateListener or ModifyListener answered: the memo says so (no read after the write)."""
         [listener] = answer["Listeners"]
         self.amend(LISTENERS, {int(listener["Port"]): listener})
+
+    # --- a target group per group ---------------------------------------------------------------
+
+    def owns_target_group(self, arn: str) -> bool:
+        """Whether ARN is this environment's target group: the shared one of the earlier layout, or a group's own."""
+        name = target_group_name(arn)
+        return name == self.target_group_name or name.startswith(self.names.group_target_group_prefix)
+
+    def describe_group_target_group(self, group_name: str) -> dict[str, Any] | None:
+        """GROUP's own target group (None: it has none: a group of the earlier layout), read once per run."""
+        name = self.names.group_target_group(group_name)
+
+        def read() -> dict[str, Any] | None:
+            found = or_none(lambda: self.elbv2.describe_target_groups(Names=[name])["TargetGroups"])
+            return found[0] if found else None
+
+        return self.known.once(GROUP_TARGET_GROUP + name, read)
+
+    def environment_target_groups(self) -> list[dict[str, Any]]:
+        """Every target group of this environment (the shared one, each group's own), by name."""
+        found = collect(self.elbv2, "describe_target_groups", "TargetGroups")
+        return sorted(
+            (group for group in found if self.owns_target_group(str(group["TargetGroupArn"]))),
+            key=lambda group: str(group["TargetGroupName"]),
+        )
+
+    def group_arn(self, group_name: str | None) -> str:
+        """The target group GROUP_NAME is served through: its own, else the shared tg-NAME of the earlier layout."""
+        own = self.describe_group_target_group(group_name) if group_name else None
+        return str(own["TargetGroupArn"]) if own else self.target_group_arn()
+
+    def forwarding(self) -> dict[int, dict[str, Any]]:
+        """The listeners that forward (HTTP 80, or HTTPS 443 with a certificate: 80 then redirects), by port."""
+        found = self.require()
+        listeners = self.listeners(found["LoadBalancerArn"])
+        return {port: listener for port, listener in listeners.items() if current_weights(listener["DefaultActions"])}
+
+    def weights(self) -> dict[str, int]:
+        """{target group ARN: weight} the listeners forward with (the first forwarding listener's; all say the same)."""
+        listeners = self.forwarding()
+        return current_weights(listeners[min(listeners)]["DefaultActions"]) if listeners else {}
+
+    def set_weights(self, weights: dict[str, int]) -> None:
+        """Forward with WEIGHTS on every forwarding listener that does not already: one ModifyListener each."""
+        wanted = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
+        for listener in self.forwarding().values():
+            if current_weights(listener["DefaultActions"]) != weights:
+                answer = self.elbv2.modify_listener(
+                    ListenerArn=listener["ListenerArn"], DefaultActions=forward_action(wanted)
+                )
+                self._remember_listener(answer)
+
+    def group_attachment(self, group_name: str) -> dict[str, Any]:
+        """GROUP's own target group (created: HTTP on APP_PORT, the health check, tagged App, Env and Group), in the
+        listeners' forward action at weight 0 before the group exists: AWS health checks only a target group a
+        listener references, and weight 0 sends it no request."""
+        arn = self._ensure_group_target_group(group_name)
+        current = self.weights()
+        if arn not in current:
+            self.set_weights({**current, arn: 0})
+        return {"TargetGroupARNs": [arn]}
+
+    def _ensure_group_target_group(self, group_name: str) -> str:
+        found = self.describe_group_target_group(group_name)
+        if found is not None:  # an earlier attempt made it
+            return str(found["TargetGroupArn"])
+        health = self.settings.health
+        name = self.names.group_target_group(group_name)
+        created = self.elbv2.create_target_group(
+            Name=name,
+            Protocol="HTTP",
+            Port=health.port,
+            VpcId=self.require_description()["VpcId"],
+            TargetType="instance",
+            Tags=tag_list(self.names.tags(Group=group_name)),
+            **health.as_target_group(),
+        )["TargetGroups"][0]
+        self.known.put(GROUP_TARGET_GROUP + name, created)  # AWS's default deregistration delay is 300 s
+        self.say(f"  created target group {name} for {group_name} (HTTP:{health.port}, health check {health.path})")
+        return str(created["TargetGroupArn"])
+
+    def serve(self, group_name: str) -> None:
+        """All requests to GROUP's target group, every other one of the action kept at weight 0 (its targets drain
+        as their groups retire; health checks go on, ready to take requests back)."""
+        arn = self.group_arn(group_name)
+        self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
+
+    def release(self, serving: str | None, groups: list[str]) -> list[str]:
+        """Take the target groups of GROUPS (retired, or an aborted launch) out of the listeners, then delete them;
+        the shared tg-NAME of the earlier layout too, once SERVING (which keeps its weight) no longer uses it.
+        What was deleted, one line each."""
+        doomed = {self.group_arn(group): group for group in groups if self.describe_group_target_group(group)}
+        # The shared tg-NAME, known by its name in the listeners' action (no read): it goes once SERVING has its own.
+        shared = next((arn for arn in self.weights() if target_group_name(arn) == self.target_group_name), None)
+        if shared is not None and serving is not None and self.group_arn(serving) != shared:
+            doomed[shared] = self.target_group_name
+        serving_arn = self.group_arn(serving) if serving else None
+        kept = {
+            arn: 100 if arn == serving_arn else weight for arn, weight in self.weights().items() if arn not in doomed
+        }
+        if kept and sum(kept.values()):
+            self.set_weights(kept)
+        elif doomed.keys() & self.weights().keys():
+            return []  # nothing else would serve: the listener keeps them (never a listener forwarding nowhere)
+        deleted = []
+        for arn in doomed:
+            self.elbv2.delete_target_group(TargetGroupArn=arn)
+            name = target_group_name(arn)
+            self.known.forget(GROUP_TARGET_GROUP + name, facts.TARGET_GROUP)
+            deleted.append(f"deleted target group {name}")
+        return deleted
 
     def target_group_arn(self) -> str:
         found = self.describe_target_group()
@@ -173,9 +291,25 @@ class ApplicationLoadBalancer(LoadBalancerBase):
                         )["SecurityGroupIds"],
                     ),
                 )
-        target_group_arn = self._ensure_target_group(changes, vpc_id, health)
-        self._ensure_listeners(changes, load_balancer_arn, target_group_arn)
+        kept = self._groups_forwarded(load_balancer_arn)
+        if kept:  # the groups' own target groups serve: the shared one of the earlier layout is no longer needed
+            self._ensure_listeners(changes, load_balancer_arn, None, kept)
+        else:
+            target_group_arn = self._ensure_target_group(changes, vpc_id, health)
+            self._ensure_listeners(changes, load_balancer_arn, target_group_arn)
         return list(changes)
+
+    def _groups_forwarded(self, load_balancer_arn: str | None) -> dict[str, int]:
+        """The weights the listeners forward with when they name the groups' own target groups (setup keeps them:
+        the deploys set them); {} otherwise (a new environment, or the earlier layout's shared tg-NAME)."""
+        if not load_balancer_arn:
+            return {}
+        prefix = f":targetgroup/{self.names.group_target_group_prefix}"
+        for listener in self.listeners(load_balancer_arn).values():
+            weights = current_weights(listener["DefaultActions"])
+            if any(prefix in arn for arn in weights):
+                return weights
+        return {}
 
     def _ensure_target_group(self, changes: Changes, vpc_id: str, health: HealthCheck) -> str | None:
         desired = health.as_target_group()
@@ -235,7 +369,13 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             )
         return arn
 
-    def _ensure_listeners(self, changes: Changes, load_balancer_arn: str | None, target_group_arn: str | None) -> None:
+    def _ensure_listeners(
+        self,
+        changes: Changes,
+        load_balancer_arn: str | None,
+        target_group_arn: str | None,
+        kept: dict[str, int] | None = None,
+    ) -> None:
         """The listeners wanted_listeners says, then no HTTPS listener without a certificate.
 
         The order never sends traffic nowhere: 443 exists before 80 redirects to it, and 80 forwards
@@ -244,6 +384,10 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         current = self.listeners(load_balancer_arn) if load_balancer_arn else {}
         forward_to = target_group_arn or f"(new {self.target_group_name})"
         for port, desired, what in wanted_listeners(forward_to, self.target_group_name, self.certificate_arn):
+            if kept and desired["DefaultActions"][0]["Type"] == "forward":
+                weights = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in kept.items()]
+                desired = {**desired, "DefaultActions": forward_action(weights)}
+                what = what.replace(f"→ {self.target_group_name}", "→ the groups' target groups")
             self._converge_listener(changes, load_balancer_arn, current.get(port), desired, what)
         if not self.certificate_arn and 443 in current:
             changes.make(
@@ -277,34 +421,45 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             )
 
     def require(self) -> dict[str, Any]:
-        """What a deploy needs: the target group, and a load balancer in front of it. The target group answers
-        both (its LoadBalancerArns), so a deploy reads only it; the load balancer's own description only when the
-        target group has none (then: why, as `LoadBalancerBase.require` says)."""
-        group = self.describe_target_group()
-        arns = (group or {}).get("LoadBalancerArns") or []
-        if group is None or not arns:
-            found = super().require()
-            self.target_group_arn()  # and its target group
-            return found
-        return self.known.get(facts.LOAD_BALANCER) or {"LoadBalancerName": self.name, "LoadBalancerArn": arns[0]}
+        """What a deploy needs: the load balancer (each group brings its own target group)."""
+        return super().require()
+
+    def require_description(self) -> dict[str, Any]:
+        return super().require()
+
+    def group_weight(self, raw_group: dict[str, Any]) -> int | None:
+        weights = self.weights()
+        return max((weights.get(arn, 0) for arn in raw_group.get("TargetGroupARNs", [])), default=0)
+
+    def serving_ports(self) -> set[int]:
+        if not self.exists():
+            return set()
+        arns = [
+            arn for arn, weight in self.weights().items() if weight and target_group_name(arn) != self.target_group_name
+        ]
+        if not arns:
+            return set()  # the shared tg-NAME (setup converges its port): nothing more to keep open
+        found = self.elbv2.describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
+        return {int(group["Port"]) for group in found}
 
     def instance_port(self) -> tuple[int, str] | None:
-        port = (self.describe_target_group() or {}).get("Port")
-        return (int(port), self.target_group_name) if port else None
+        return None  # each group's own target group carries its own port (APP_PORT at its launch)
 
     def dns_target(self) -> tuple[str, str]:
         found = super().require()  # the whole description: its DNS name and zone
-        self.target_group_arn()
         return found["DNSName"], found["CanonicalHostedZoneId"]
 
     # --- deploy -------------------------------------------------------------------------------
 
-    def group_attachment(self) -> dict[str, Any]:
-        return {"TargetGroupARNs": [self.target_group_arn()]}
+    def target_states(self, instance_ids: list[str] | None = None, group_name: str | None = None) -> dict[str, str]:
+        """Target health state (healthy, unhealthy, initial, draining, unused, ...) of the given or all targets of
+        GROUP_NAME's target group; with neither, of every target group the listeners forward to."""
+        if instance_ids is None and group_name is None and self.exists() and self.weights():
+            return {i: state for arn in self.weights() for i, state in self._target_states(arn, None).items()}
+        return self._target_states(self.group_arn(group_name), instance_ids)
 
-    def target_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
-        """Target health state (healthy, unhealthy, initial, draining, unused, ...) of the given or all targets."""
-        params: dict[str, Any] = {"TargetGroupArn": self.target_group_arn()}
+    def _target_states(self, arn: str, instance_ids: list[str] | None) -> dict[str, str]:
+        params: dict[str, Any] = {"TargetGroupArn": arn}
         if instance_ids is not None:
             if not instance_ids:
                 return {}
@@ -313,7 +468,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         if found is None and instance_ids and len(instance_ids) > 1:
             # One of them no longer exists, and AWS answers for none: ask for each, so that an instance still
             # draining is never taken for a gone one.
-            return {i: state for single in instance_ids for i, state in self.target_states([single]).items()}
+            return {i: state for single in instance_ids for i, state in self._target_states(arn, [single]).items()}
         if found is None:  # the one instance no longer exists
             return {i: "unused" for i in instance_ids or []}
         return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in found["TargetHealthDescriptions"]}
@@ -322,13 +477,14 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         found = self.require()
         return described_tags(self.elbv2.describe_tags(ResourceArns=[found["LoadBalancerArn"]])["TagDescriptions"])
 
-    def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
+    def serving_states(self, instance_ids: list[str] | None = None, group_name: str | None = None) -> dict[str, str]:
         """As target_states, with `healthy` reported as IN_SERVICE (the steps count serving instances by it)."""
-        return {i: IN_SERVICE if state == "healthy" else state for i, state in self.target_states(instance_ids).items()}
+        states = self.target_states(instance_ids, group_name)
+        return {i: IN_SERVICE if state == "healthy" else state for i, state in states.items()}
 
     def _attachment_states(self, group_name: str) -> list[str]:
         found = self.aws.autoscaling.describe_load_balancer_target_groups(AutoScalingGroupName=group_name)
-        arn = self.target_group_arn()
+        arn = self.group_arn(group_name)
         return [g.get("State", "") for g in found["LoadBalancerTargetGroups"] if g["LoadBalancerTargetGroupARN"] == arn]
 
     def _group_instances(self, group_name: str) -> list[str]:
@@ -336,7 +492,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         return [i["InstanceId"] for g in found["AutoScalingGroups"] for i in g.get("Instances", [])]
 
     def attached_to(self, raw_group: dict[str, Any]) -> bool:
-        return self.target_group_arn() in raw_group.get("TargetGroupARNs", [])
+        return any(self.owns_target_group(arn) for arn in raw_group.get("TargetGroupARNs", []))
 
     def detach_group(self, group_name: str, attached: bool = False) -> None:
         """Detach the group from the target group: AWS deregisters its instances, which drain (300 s at most).
@@ -346,17 +502,17 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         ):
             return  # not attached, or already being detached: nothing to do
         self.aws.autoscaling.detach_load_balancer_target_groups(
-            AutoScalingGroupName=group_name, TargetGroupARNs=[self.target_group_arn()]
+            AutoScalingGroupName=group_name, TargetGroupARNs=[self.group_arn(group_name)]
         )
 
     def group_detached(self, group_name: str, instance_ids: list[str] | None = None) -> bool:
         if instance_ids:
             # Its instances known: detached once none is still a target (draining ends with `unused`).
-            return all(state == "unused" for state in self.target_states(instance_ids).values())
+            return all(state == "unused" for state in self.target_states(instance_ids, group_name).values())
         if any(state != "Removed" for state in self._attachment_states(group_name)):
             return False
         instance_ids = self._group_instances(group_name)
-        return all(state == "unused" for state in self.target_states(instance_ids).values())
+        return all(state == "unused" for state in self.target_states(instance_ids, group_name).values())
 
     # --- status and destroy -------------------------------------------------------------------
 
@@ -369,14 +525,14 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         changes: list[str] = []
         found = self.describe()
         listeners = sorted(self.listeners(found["LoadBalancerArn"]).items()) if found is not None else []
-        group = self.describe_target_group()
+        groups = self.environment_target_groups()
         self.forget()  # what follows deletes it all: nothing read so far holds any more, even if a deletion fails
         for port, listener in listeners:
             self.elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
             changes.append(f"deleted listener {listener['Protocol']} {port} of {self.name}")
-        if group is not None:
+        for group in groups:
             self.elbv2.delete_target_group(TargetGroupArn=group["TargetGroupArn"])
-            changes.append(f"deleted target group {self.target_group_name}")
+            changes.append(f"deleted target group {group['TargetGroupName']}")
         if found is not None:
             # The caller polls `gone` until AWS has deleted it, on the run's clock (deploy/execute.py).
             self.elbv2.delete_load_balancer(LoadBalancerArn=found["LoadBalancerArn"])

@@ -69,6 +69,7 @@ class LoadBalancerSettings:
     region: str  # AWS_REGION, for messages
     poll_seconds: int  # POLL_SECONDS: between two polls of a bounded wait
     certificate_arn: str | None = None  # CERTIFICATE_ARN: HTTPS on an application load balancer
+    health: HealthCheck = HealthCheck(path="/")  # HEALTH_CHECK_PATH on APP_PORT: a group's own target group's
     kind_source: str = "its env file"  # where LOAD_BALANCER was set ("env/prod.env"), for messages
     certificate_source: str = "its env file"  # where CERTIFICATE_ARN was set, for messages
 
@@ -131,18 +132,40 @@ class LoadBalancer(Protocol):
         """(DNS name, hosted zone id) for the Route 53 ALIAS record."""
         ...
 
+    def group_weight(self, raw_group: dict[str, Any]) -> int | None:
+        """The weight the listeners give the group's target group (its description names it; no request beyond the
+        listeners, read once). None where groups have no weights (classic: every attached group serves)."""
+        ...
+
+    def serving_ports(self) -> set[int]:
+        """The instance ports of the groups that serve now beside APP_PORT (an ALB: its target groups' ports, one
+        request; classic: none, its listener has one instance port)."""
+        ...
+
     def instance_port(self) -> tuple[int, str] | None:
         """The port it sends requests to on the instances and what carries it (a classic listener's instance port:
         the load balancer; the target group's port: the target group), from what `require` read: no request of its
         own. None: not known (not set up)."""
         ...
 
-    def group_attachment(self) -> dict[str, Any]:
-        """The CreateAutoScalingGroup parameters that put a group behind the load balancer."""
+    def group_attachment(self, group_name: str) -> dict[str, Any]:
+        """The CreateAutoScalingGroup parameters that put GROUP_NAME behind the load balancer (an ALB: its own target
+        group, created and put into the listeners at weight 0)."""
         ...
 
-    def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
-        """State at the load balancer of the given (or all registered) instances; IN_SERVICE when serving."""
+    def serving_states(self, instance_ids: list[str] | None = None, group_name: str | None = None) -> dict[str, str]:
+        """State at the load balancer of the given (or all registered) instances of GROUP_NAME (an ALB: in its
+        target group); IN_SERVICE when serving."""
+        ...
+
+    def serve(self, group_name: str) -> None:
+        """Send every request to GROUP_NAME (an ALB: weight 100 to its target group, 0 to the others; classic: every
+        attached group serves, nothing to do)."""
+        ...
+
+    def release(self, serving: str | None, groups: list[str]) -> list[str]:
+        """After GROUPS left (retired, or an aborted launch): what only served them is removed (an ALB: their target
+        groups, and the shared one once SERVING does not use it); what was deleted."""
         ...
 
     def attached_to(self, raw_group: dict[str, Any]) -> bool:

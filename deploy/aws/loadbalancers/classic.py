@@ -55,6 +55,18 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def preflight(self, vpc_id: str) -> None:
         self.guard_kind()
 
+    def serve(self, group_name: str) -> None:
+        return None  # every attached group serves
+
+    def release(self, serving: str | None, groups: list[str]) -> list[str]:
+        return []  # groups attach to the load balancer itself
+
+    def group_weight(self, raw_group: dict[str, Any]) -> int | None:
+        return None
+
+    def serving_ports(self) -> set[int]:
+        return set()
+
     def instance_port(self) -> tuple[int, str] | None:
         found = self.describe() or {}
         ports = [d["Listener"].get("InstancePort") for d in found.get("ListenerDescriptions", [])]
@@ -157,10 +169,10 @@ class ClassicLoadBalancer(LoadBalancerBase):
         found = self.require()
         return found["DNSName"], found["CanonicalHostedZoneNameID"]
 
-    def group_attachment(self) -> dict[str, Any]:
+    def group_attachment(self, group_name: str) -> dict[str, Any]:
         return {"LoadBalancerNames": [self.name]}
 
-    def serving_states(self, instance_ids: list[str] | None = None) -> dict[str, str]:
+    def serving_states(self, instance_ids: list[str] | None = None, group_name: str | None = None) -> dict[str, str]:
         """State at the load balancer (InService, OutOfService, ...) of the given or all registered instances."""
         params: dict[str, Any] = {"LoadBalancerName": self.name}
         if instance_ids is not None:

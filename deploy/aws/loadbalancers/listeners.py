@@ -6,6 +6,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+from deploy.plans.traffic import current_weights
+
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.3 and 1.2 only: AWS's current recommendation
 REDIRECT_TO_HTTPS = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
 
@@ -54,7 +56,10 @@ def actions_match(current: list[dict[str, Any]], desired: list[dict[str, Any]]) 
     for have, want in zip(current, desired, strict=True):
         if have.get("Type") != want["Type"]:
             return False
-        if want["Type"] == "forward" and _action_target(have) != want["TargetGroupArn"]:
+        if want["Type"] == "forward" and "TargetGroupArn" not in want:
+            if current_weights([have]) != current_weights([want]):  # weighted across the groups' target groups
+                return False
+        elif want["Type"] == "forward" and _action_target(have) != want["TargetGroupArn"]:
             return False
         if want["Type"] == "redirect":
             config = have.get("RedirectConfig") or {}
