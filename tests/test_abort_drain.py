@@ -108,7 +108,7 @@ def test_keep_on_failure_keeps_a_group_that_served(cloud, tmp_path):
     environment, clock, new = deployed(tmp_path)
     calls = autoscaling_calls(environment, clock)
     # Healthy at the load balancer but never steadily so: the health wait times out.
-    environment.load_balancer.serving_states = lambda ids=None: {i: "OutOfService" for i in ids or []}  # type: ignore[method-assign]
+    environment.load_balancer.serving_states = lambda ids=None, group=None: {i: "OutOfService" for i in ids or []}  # type: ignore[method-assign]
 
     with pytest.raises(DeployError, match="kept for debugging"):
         wait_for_new_group(environment, timeout_s=5, keep_on_failure=True)

@@ -139,6 +139,9 @@ def test_production_needs_both_the_name_and_yes(env_flag, env, yes, dry_run, ref
     assert (refusal(env_flag, env, yes, dry_run) is not None) is refused
 
 
+STAGING_GROUP_TARGET_GROUPS: list[str] = []  # each group's own target group (application kind), as launched
+
+
 def own(key: str, item) -> bool:
     """Whether an item of described_cloud() is one of staging's own (those destroy must delete)."""
     if key == "images":
@@ -149,7 +152,7 @@ def own(key: str, item) -> bool:
         "launch_templates": name.startswith("lt-webapp-staging-"),
         "classic": name == "elb-webapp-staging",
         "application": name == "alb-webapp-staging",
-        "target_groups": name == "tg-webapp-staging",
+        "target_groups": name in ("tg-webapp-staging", *STAGING_GROUP_TARGET_GROUPS),
         "records": name == "staging.example.com.",
         "security_groups": name in ("webapp-staging-lb", "webapp-staging-web"),
         "key_pairs": name == "webapp-staging",
@@ -171,6 +174,9 @@ def test_destroy_leaves_only_other_environments_resources(cloud, tmp_path, work_
     client("ec2").create_security_group(GroupName="webapp-staging-lb-old", Description="by hand")
     client("ec2").create_key_pair(KeyName="webapp-staging-admin")
     before = described_cloud()
+    prefix = environment.names.group_target_group_prefix
+    STAGING_GROUP_TARGET_GROUPS[:] = [name for name in before["target_groups"] if name.startswith(prefix)]
+    assert len(STAGING_GROUP_TARGET_GROUPS) == (2 if kind == "application" else 0)
 
     done = run_destroy(make_environment(tmp_path / "destroy", kind=kind), yes=True)
 

@@ -52,7 +52,9 @@ GROUP_KEYS = {
     "health",
     "load_balancer",
     "instances",
+    "weight",
 }
+WEIGHTS_BEFORE_THE_END = (0, 0)
 IMAGE_KEYS = {"id", "name", "role", "state", "created", "age_seconds", "deployed", "in_use"}
 
 
@@ -117,6 +119,10 @@ def test_status_of_a_deployed_environment(cloud, tmp_path, kind):
     assert new["lifecycle"] == {"InService": 2}
     assert new["health"] == {"Healthy": 2}
     assert new["load_balancer"] == {"InService": 2}
+    # Application: each group's own target group in the listener; the serving one gets the requests once a deploy's
+    # end (or cleanup) moved them; the classic kind has no weights.
+    weights = (new["weight"], groups[old_group]["weight"])
+    assert weights == ((None, None) if kind == "classic" else WEIGHTS_BEFORE_THE_END), weights
     assert new["launch_template"] == new_group.replace("asg-", "lt-", 1)
     assert 0 <= new["age_seconds"] < 600
     assert {t["name"]: t["image"] for t in status["launch_templates"]} == {
@@ -132,7 +138,9 @@ def test_status_of_a_deployed_environment(cloud, tmp_path, kind):
 
     table = render_table(status)
     [row] = [line for line in table.splitlines() if line.strip().startswith(new_group)]
-    assert re.search(rf"{new_group}\s+{new_image}\s+\S+\s+2 \(1-4\)\s+InService 2\s+InService 2\s+serving$", row), row
+    weight = "-" if kind == "classic" else f"{WEIGHTS_BEFORE_THE_END[0]} %"
+    pattern = rf"{new_group}\s+{new_image}\s+\S+\s+2 \(1-4\)\s+InService 2\s+InService 2\s+{weight}\s+serving$"
+    assert re.search(pattern, row), row
     assert f"deploy lock    held by {status['lock']['user']}@" in table
     assert "at step deploy" in table
     json.dumps(status)  # JSON-serialisable as it is

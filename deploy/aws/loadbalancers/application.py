@@ -15,25 +15,20 @@ from deploy.aws.loadbalancers.base import (
     described_tags,
 )
 from deploy.aws.loadbalancers.certificates import check_certificate
+from deploy.aws.loadbalancers.group_targets import GroupTargetGroups
 from deploy.aws.loadbalancers.listeners import listener_matches, wanted_listeners
 from deploy.aws.loadbalancers.summaries import application_summary
 from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
 from deploy.plans.model import IN_SERVICE
-from deploy.plans.traffic import current_weights, forward_action
+from deploy.plans.traffic import forward_action
 
-GROUP_TARGET_GROUP = "target-group:"  # + a group's own target group's name: its description, in the memo
 TARGET_GROUP_ATTRIBUTES = "target-group-attributes"  # in the load balancer's memo (`known`), as its keys
 LISTENERS = "listeners"
 DELAY = "deregistration_delay.timeout_seconds"  # the target group attribute of draining
 
 
-def target_group_name(arn: str) -> str:
-    """A target group's name, from its ARN (…:targetgroup/NAME/ID)."""
-    return arn.split(":targetgroup/", 1)[-1].split("/", 1)[0]
-
-
-class ApplicationLoadBalancer(LoadBalancerBase):
+class ApplicationLoadBalancer(LoadBalancerBase, GroupTargetGroups):
     """An Application Load Balancer `alb-NAME` and its target group `tg-NAME`.
 
     HTTP 80 forwards to the target group (or redirects to HTTPS 443 when CERTIFICATE_ARN is set);
@@ -97,117 +92,6 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         """A listener as CreateListener or ModifyListener answered: the memo says so (no read after the write)."""
         [listener] = answer["Listeners"]
         self.amend(LISTENERS, {int(listener["Port"]): listener})
-
-    # --- a target group per group ---------------------------------------------------------------
-
-    def owns_target_group(self, arn: str) -> bool:
-        """Whether ARN is this environment's target group: the shared one of the earlier layout, or a group's own."""
-        name = target_group_name(arn)
-        return name == self.target_group_name or name.startswith(self.names.group_target_group_prefix)
-
-    def describe_group_target_group(self, group_name: str) -> dict[str, Any] | None:
-        """GROUP's own target group (None: it has none: a group of the earlier layout), read once per run."""
-        name = self.names.group_target_group(group_name)
-
-        def read() -> dict[str, Any] | None:
-            found = or_none(lambda: self.elbv2.describe_target_groups(Names=[name])["TargetGroups"])
-            return found[0] if found else None
-
-        return self.known.once(GROUP_TARGET_GROUP + name, read)
-
-    def environment_target_groups(self) -> list[dict[str, Any]]:
-        """Every target group of this environment (the shared one, each group's own), by name."""
-        found = collect(self.elbv2, "describe_target_groups", "TargetGroups")
-        return sorted(
-            (group for group in found if self.owns_target_group(str(group["TargetGroupArn"]))),
-            key=lambda group: str(group["TargetGroupName"]),
-        )
-
-    def group_arn(self, group_name: str | None) -> str:
-        """The target group GROUP_NAME is served through: its own, else the shared tg-NAME of the earlier layout."""
-        own = self.describe_group_target_group(group_name) if group_name else None
-        return str(own["TargetGroupArn"]) if own else self.target_group_arn()
-
-    def forwarding(self) -> dict[int, dict[str, Any]]:
-        """The listeners that forward (HTTP 80, or HTTPS 443 with a certificate: 80 then redirects), by port."""
-        found = self.require()
-        listeners = self.listeners(found["LoadBalancerArn"])
-        return {port: listener for port, listener in listeners.items() if current_weights(listener["DefaultActions"])}
-
-    def weights(self) -> dict[str, int]:
-        """{target group ARN: weight} the listeners forward with (the first forwarding listener's; all say the same)."""
-        listeners = self.forwarding()
-        return current_weights(listeners[min(listeners)]["DefaultActions"]) if listeners else {}
-
-    def set_weights(self, weights: dict[str, int]) -> None:
-        """Forward with WEIGHTS on every forwarding listener that does not already: one ModifyListener each."""
-        wanted = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
-        for listener in self.forwarding().values():
-            if current_weights(listener["DefaultActions"]) != weights:
-                answer = self.elbv2.modify_listener(
-                    ListenerArn=listener["ListenerArn"], DefaultActions=forward_action(wanted)
-                )
-                self._remember_listener(answer)
-
-    def group_attachment(self, group_name: str) -> dict[str, Any]:
-        """GROUP's own target group (created: HTTP on APP_PORT, the health check, tagged App, Env and Group), in the
-        listeners' forward action at weight 0 before the group exists: AWS health checks only a target group a
-        listener references, and weight 0 sends it no request."""
-        arn = self._ensure_group_target_group(group_name)
-        current = self.weights()
-        if arn not in current:
-            self.set_weights({**current, arn: 0})
-        return {"TargetGroupARNs": [arn]}
-
-    def _ensure_group_target_group(self, group_name: str) -> str:
-        found = self.describe_group_target_group(group_name)
-        if found is not None:  # an earlier attempt made it
-            return str(found["TargetGroupArn"])
-        health = self.settings.health
-        name = self.names.group_target_group(group_name)
-        created = self.elbv2.create_target_group(
-            Name=name,
-            Protocol="HTTP",
-            Port=health.port,
-            VpcId=self.require_description()["VpcId"],
-            TargetType="instance",
-            Tags=tag_list(self.names.tags(Group=group_name)),
-            **health.as_target_group(),
-        )["TargetGroups"][0]
-        self.known.put(GROUP_TARGET_GROUP + name, created)  # AWS's default deregistration delay is 300 s
-        self.say(f"  created target group {name} for {group_name} (HTTP:{health.port}, health check {health.path})")
-        return str(created["TargetGroupArn"])
-
-    def serve(self, group_name: str) -> None:
-        """All requests to GROUP's target group, every other one of the action kept at weight 0 (its targets drain
-        as their groups retire; health checks go on, ready to take requests back)."""
-        arn = self.group_arn(group_name)
-        self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
-
-    def release(self, serving: str | None, groups: list[str]) -> list[str]:
-        """Take the target groups of GROUPS (retired, or an aborted launch) out of the listeners, then delete them;
-        the shared tg-NAME of the earlier layout too, once SERVING (which keeps its weight) no longer uses it.
-        What was deleted, one line each."""
-        doomed = {self.group_arn(group): group for group in groups if self.describe_group_target_group(group)}
-        # The shared tg-NAME, known by its name in the listeners' action (no read): it goes once SERVING has its own.
-        shared = next((arn for arn in self.weights() if target_group_name(arn) == self.target_group_name), None)
-        if shared is not None and serving is not None and self.group_arn(serving) != shared:
-            doomed[shared] = self.target_group_name
-        serving_arn = self.group_arn(serving) if serving else None
-        kept = {
-            arn: 100 if arn == serving_arn else weight for arn, weight in self.weights().items() if arn not in doomed
-        }
-        if kept and sum(kept.values()):
-            self.set_weights(kept)
-        elif doomed.keys() & self.weights().keys():
-            return []  # nothing else would serve: the listener keeps them (never a listener forwarding nowhere)
-        deleted = []
-        for arn in doomed:
-            self.elbv2.delete_target_group(TargetGroupArn=arn)
-            name = target_group_name(arn)
-            self.known.forget(GROUP_TARGET_GROUP + name, facts.TARGET_GROUP)
-            deleted.append(f"deleted target group {name}")
-        return deleted
 
     def target_group_arn(self) -> str:
         found = self.describe_target_group()
@@ -298,18 +182,6 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             target_group_arn = self._ensure_target_group(changes, vpc_id, health)
             self._ensure_listeners(changes, load_balancer_arn, target_group_arn)
         return list(changes)
-
-    def _groups_forwarded(self, load_balancer_arn: str | None) -> dict[str, int]:
-        """The weights the listeners forward with when they name the groups' own target groups (setup keeps them:
-        the deploys set them); {} otherwise (a new environment, or the earlier layout's shared tg-NAME)."""
-        if not load_balancer_arn:
-            return {}
-        prefix = f":targetgroup/{self.names.group_target_group_prefix}"
-        for listener in self.listeners(load_balancer_arn).values():
-            weights = current_weights(listener["DefaultActions"])
-            if any(prefix in arn for arn in weights):
-                return weights
-        return {}
 
     def _ensure_target_group(self, changes: Changes, vpc_id: str, health: HealthCheck) -> str | None:
         desired = health.as_target_group()
@@ -419,28 +291,6 @@ class ApplicationLoadBalancer(LoadBalancerBase):
                     self.elbv2.modify_listener(ListenerArn=current["ListenerArn"], **desired)
                 ),
             )
-
-    def require(self) -> dict[str, Any]:
-        """What a deploy needs: the load balancer (each group brings its own target group)."""
-        return super().require()
-
-    def require_description(self) -> dict[str, Any]:
-        return super().require()
-
-    def group_weight(self, raw_group: dict[str, Any]) -> int | None:
-        weights = self.weights()
-        return max((weights.get(arn, 0) for arn in raw_group.get("TargetGroupARNs", [])), default=0)
-
-    def serving_ports(self) -> set[int]:
-        if not self.exists():
-            return set()
-        arns = [
-            arn for arn, weight in self.weights().items() if weight and target_group_name(arn) != self.target_group_name
-        ]
-        if not arns:
-            return set()  # the shared tg-NAME (setup converges its port): nothing more to keep open
-        found = self.elbv2.describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
-        return {int(group["Port"]) for group in found}
 
     def instance_port(self) -> tuple[int, str] | None:
         return None  # each group's own target group carries its own port (APP_PORT at its launch)
