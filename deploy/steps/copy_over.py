@@ -6,7 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from deploy.config import app_folder
+from deploy.config import app_folder, control_character
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.state import STAGED
@@ -49,10 +49,23 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def app_env_text(settings: list[tuple[str, str]]) -> str:
+    """app.env: one KEY=value line per setting. A value holding a line break or any other control character is
+    refused (the configuration refuses them at load; this is the writer's own guarantee): no value can ever start a
+    line of its own."""
+    for key, value in settings:
+        found = control_character(value)
+        if found:
+            raise DeployError(f"{key} holds {found}: refused, it would add a line to app.env.")
+    return "".join(f"{key}={value}\n" for key, value in settings)
+
+
 def copy_over(environment: Environment) -> Path:
     """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into this run's own folder,
     tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied."""
     source = app_folder(environment.config)
+    settings = [("ENV", environment.env)] + [(key, str(environment.config.value(key))) for key in APP_SETTINGS]
+    app_env = app_env_text(settings)  # refused before anything is staged
     patterns: tuple[str, ...] = environment.config.app_files
     hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
     try:
@@ -70,8 +83,7 @@ def copy_over(environment: Environment) -> Path:
             shutil.copy2(path, destination)
     finally:
         release_app_folder(environment, source)
-    settings = [f"ENV={environment.env}"] + [f"{key}={environment.config.value(key)}" for key in APP_SETTINGS]
-    (target / "app.env").write_text("\n".join(settings) + "\n", encoding="utf-8")
+    (target / "app.env").write_text(app_env, encoding="utf-8")
     digest = tree_digest(target)
     environment.state.put(STAGED, {"dir": str(target), "digest": digest})
     environment.say(f"  staged {len(files)} files and app.env into {target} (digest {digest[:12]})")
