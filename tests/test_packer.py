@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import server_client
+from conftest import AwsProxy, server_client, wait_until
 
 from deploy.packer import (
     PLUGIN_INSTALL,
@@ -540,3 +540,61 @@ def test_packer_dies_with_the_tool_even_on_kill_9(tmp_path: Path) -> None:
     finally:
         tool.kill()
         tool.wait(timeout=10)
+
+
+def subprocess_environ() -> dict[str, str]:
+    import os
+
+    return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group PGID."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+@needs_packer
+@pytest.mark.timeout(90)
+def test_packer_held_in_a_silent_wait_dies_with_a_killed_tool(moto_endpoint: str, tmp_path: Path) -> None:
+    """kill -9 of the tool while real Packer waits for an answer that never comes (a proxy holds every
+    DescribeInstances): the watchdog ends Packer's whole process group, its plugin processes included."""
+    source = _source_image(server_client(moto_endpoint, "ec2"))
+    held = lambda action, agent: "hold" if action == "DescribeInstances" and "aws-sdk-go" in agent else "pass"  # noqa: E731
+    with AwsProxy(moto_endpoint, held) as proxy:
+        var_file = render_var_file(
+            "packer-primal.vars.json.j2", _context(endpoint=proxy.url, source_ami=source), tmp_path / "vars.json"
+        )
+        tool = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from deploy.packer import run_packer;"
+                " run_packer(sys.argv[1], sys.argv[2], 'local', sys.argv[3], cleanup_grace_s=3)",
+                str(PACKER_DIR / "primal.json"),
+                str(var_file),
+                str(tmp_path / "build.log"),
+            ],
+            cwd=ROOT,
+            env={**subprocess_environ(), **AWS_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            assert wait_until(lambda: any(what == "hold" for _, _, what in proxy.seen), 60), proxy.seen
+            children = Path(f"/proc/{tool.pid}/task/{tool.pid}/children").read_text().split()
+            [packer] = [int(pid) for pid in children if b"packer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            assert len(_group_members(packer)) >= 2  # packer and its builder's plugin process
+            tool.kill()
+            tool.wait(timeout=10)
+            assert wait_until(lambda: not _group_members(packer), 30), f"left running: {_group_members(packer)}"
+        finally:
+            tool.kill()
+            tool.wait(timeout=10)
