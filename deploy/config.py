@@ -142,7 +142,7 @@ def _read_env_file(path: Path, warnings: list[str] | None = None) -> dict[str, s
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: cannot be read ({error}).") from None
     seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -181,8 +181,10 @@ def control_character(value: str) -> str | None:
     for char in value:
         if char in LINE_BREAKS:
             return LINE_BREAKS[char]
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+        if unicodedata.category(char) == "Cc":
             return f"the control character U+{ord(char):04X}"
+        if unicodedata.category(char) in ("Zl", "Zp"):
+            return f"the line separator U+{ord(char):04X}"
     return None
 
 
@@ -198,7 +200,7 @@ def _check_characters(raw: Mapping[str, str], sources: Mapping[str, str], defaul
 def _line_of(path: Path, key: str) -> int | None:
     """The last line of PATH that sets KEY (the one that wins)."""
     found = None
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if re.match(rf"^\s*(export\s+)?{re.escape(key)}\s*=", line):
             found = number
     return found

@@ -294,6 +294,7 @@ def test_packer_failing(site, unchanged, fresh_work, tmp_path):
     packer = folder / "packer"
     packer.write_text(
         "#!/bin/sh\n"
+        '[ "$1" = version ] && echo "Packer v1.6.6" && exit 0\n'
         "echo \"$(date +%s),,ui,error,Build 'local' errored after 1 second: UnauthorizedOperation: not allowed\"\n"
         "exit 1\n",
         encoding="utf-8",

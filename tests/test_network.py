@@ -105,14 +105,16 @@ def test_the_aws_builder_uses_the_environments_vpc_and_a_subnet_offering_the_typ
     extra = f"VPC_ID={vpc}\nBAKE_SSH_CIDR=203.0.113.7/32\nSSH_CIDR=198.51.100.0/24\n"
 
     first = make_environment(tmp_path, extra=extra + f"SUBNET_IDS={private['SubnetId']},{public['SubnetId']}\n")
-    assert packer_network(first) == {
-        "vpc_id": vpc,
-        "subnet_id": private["SubnetId"],
-        "associate_public_ip": "true",  # the subnet gives none: the build instance must be reachable
-        "ssh_source_cidr": "203.0.113.7/32",  # BAKE_SSH_CIDR before SSH_CIDR
-    }
+    assert packer_network(first) == (
+        {
+            "vpc_id": vpc,
+            "subnet_id": private["SubnetId"],
+            "ssh_source_cidr": "203.0.113.7/32",  # BAKE_SSH_CIDR before SSH_CIDR
+        },
+        True,  # the subnet gives no public IP: the build instance asks for one, or it cannot be reached
+    )
     second = make_environment(tmp_path, extra=extra + f"SUBNET_IDS={public['SubnetId']},{private['SubnetId']}\n")
-    assert packer_network(second)["associate_public_ip"] == "false"
+    assert packer_network(second)[1] is False  # the subnet's own public IP: the template leaves it unset
 
 
 @pytest.mark.parametrize("role", ["primal", "carnivore"])
@@ -121,7 +123,7 @@ def test_the_aws_builder_opens_ssh_to_the_bake_machine_only_and_removes_packers_
     [aws] = [b for b in template["builders"] if b["name"] == "aws"]
     assert aws["temporary_security_group_source_cidrs"] == ["{{user `ssh_source_cidr`}}"]
     assert (aws["vpc_id"], aws["subnet_id"]) == ("{{user `vpc_id`}}", "{{user `subnet_id`}}")
-    assert aws["associate_public_ip_address"] == "{{user `associate_public_ip`}}"
+    assert "associate_public_ip_address" not in aws  # set (to true) by render_template only where needed
     last = template["provisioners"][-1]
     assert last["only"] == ["aws"] and "/.ssh/authorized_keys" in " ".join(last["inline"])
     assert "rm -f" in last["inline"][0]

@@ -120,9 +120,8 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
     check_user_script(config, role, say=environment.say)
     network, public_ip = packer_network(environment)  # refused before Packer creates anything
     builder = packer_builder(environment)
-    template = render_template(
-        PACKER_DIR / f"{role}.json", environment.log.file_for(f"packer-{role}-template", ".json"), public_ip
-    )
+    # The template as this bake runs it, under its own name in the run's log folder.
+    template = render_template(PACKER_DIR / f"{role}.json", environment.log.dir / "packer" / f"{role}.json", public_ip)
     log_path = environment.log.file_for(f"packer-{role}")
     for attempt in range(1, BAKE_ATTEMPTS + 1):
         image_name = environment.names.image(role, stamp())  # a new name: a failed attempt's may still be taken
