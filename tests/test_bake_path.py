@@ -74,7 +74,8 @@ def site(moto_server: str, tmp_path: Path) -> Iterator[ServerSite]:
 
 
 def _carnivore(site: ServerSite) -> dict[str, Any]:
-    images = site.client("ec2").describe_images(Owners=["self"], Filters=[{"Name": "tag:Role", "Values": ["carnivore"]}])
+    role = [{"Name": "tag:Role", "Values": ["carnivore"]}]
+    images = site.client("ec2").describe_images(Owners=["self"], Filters=role)
     [image] = images["Images"]
     return image
 

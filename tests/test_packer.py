@@ -116,7 +116,7 @@ def _context(**overrides: object) -> dict[str, object]:
         "carnivore_script": str(PACKER_DIR / "scripts" / "no-user-script.sh"),
         "vpc_id": "vpc-0abc1234",
         "subnet_id": "subnet-0abc1234",
-            "ssh_source_cidr": "203.0.113.7/32",
+        "ssh_source_cidr": "203.0.113.7/32",
     }
     context.update(overrides)
     return context
@@ -151,7 +151,7 @@ def test_start_command_reaches_packer_only_encoded(tmp_path: Path) -> None:
     rendered = json.loads(dest.read_text())
     assert "{{" not in dest.read_text()
     assert base64.b64decode(rendered["start_command_b64"]).decode() == EVALUATED
-    assert 'base64 -d' in (PACKER_DIR / "scripts" / "carnivore.sh").read_text()
+    assert "base64 -d" in (PACKER_DIR / "scripts" / "carnivore.sh").read_text()
 
 
 @pytest.mark.parametrize("name", ["app_dir", "carnivore_script", "endpoint"])
@@ -288,7 +288,7 @@ def test_current_packer_without_the_amazon_plugin_is_refused_with_the_install_co
     assert "`packer plugins install github.com/hashicorp/amazon`" in str(refused.value)
     plugin = "/root/.config/packer/plugins/github.com/hashicorp/amazon/packer-plugin-amazon_v1.3.3_x5.0_linux_amd64"
     check_packer(str(_stand_in(tmp_path, "1.11.2", plugins=plugin)))  # with the plugin: accepted
-    with pytest.raises(PackerError, match="is Packer 1.5.0; this tool supports Packer 1.6.6"):
+    with pytest.raises(PackerError, match=r"is Packer 1\.5\.0; this tool supports Packer 1\.6\.6"):
         check_packer(str(_stand_in(tmp_path, "1.5.0")))
 
 
@@ -302,11 +302,11 @@ def test_throttling_and_5xx_answers_are_told_from_other_failures() -> None:
 
 def test_a_throttled_build_fails_as_transient(tmp_path: Path) -> None:
     fake = tmp_path / "fake-packer"
-    fake.write_text("#!/bin/sh\necho \"1,,ui,error,Error querying AMI: RequestLimitExceeded: slow down\"\nexit 1\n")
+    fake.write_text('#!/bin/sh\necho "1,,ui,error,Error querying AMI: RequestLimitExceeded: slow down"\nexit 1\n')
     fake.chmod(0o755)
     (tmp_path / "vars.json").write_text("{}")
     with pytest.raises(PackerTransientError) as failed:
-        run_packer(PACKER_DIR / "primal.json", tmp_path / "vars.json", "local", tmp_path / "b.log", packer_bin=str(fake))
+        run_packer(PACKER_DIR / "primal.json", tmp_path / "vars.json", "local", tmp_path / "b", packer_bin=str(fake))
     assert failed.value.cause == "RequestLimitExceeded"
 
 

@@ -85,14 +85,17 @@ def start(
     """
     endpoint = Endpoint.parse(url)
     state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
-    state_dir.mkdir(parents=True, exist_ok=True)
     # Two starts at once: the second waits for the first's server to answer, then finds it (one server, one pid file).
-    with _start_lock(state_dir / f"moto-{endpoint.port}.lock"):
+    with starting(endpoint.url, state_dir):
         return _start(endpoint, state_dir, say, time_scale)
 
 
 @contextlib.contextmanager
-def _start_lock(path: Path) -> Iterator[None]:
+def starting(url: str, state_dir: Path | None = None) -> Iterator[None]:
+    """Hold the lock of the embedded cloud at URL that its starts (and `inv local-cloud`'s seeding) take in turn."""
+    state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / f"moto-{Endpoint.parse(url).port}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S + STOP_TIMEOUT_S
