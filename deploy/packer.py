@@ -6,7 +6,6 @@ Works with Debian's packer 1.6.6 and current packer with the amazon plugin (JSON
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import json
@@ -15,19 +14,16 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import jinja2
-
 from deploy.errors import DeployError
+from deploy.watchdog import GroupWatchdog
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
 LOG_TAIL_LINES = 15
 # After an interrupt packer terminates its instance and deletes its key pair and security group;
 # on AWS that takes a minute or two. Only then is it killed.
@@ -39,7 +35,6 @@ INSTALL_HINT = (
     " github.com/hashicorp/amazon` for packer 1.10 and later), or put it on PATH."
 )
 PACKER_COMMA = "%!(PACKER_COMMA)"
-TEMPLATE_MARK = "{{"  # what starts a Go template action in any Packer string
 
 
 class PackerError(DeployError):
@@ -120,143 +115,14 @@ def _log_tail(lines: list[str], count: int = LOG_TAIL_LINES) -> str:
     return quote_tail("\n".join("    " + part for part in readable[-count:]))
 
 
-def _json_default(value: Any) -> Any:
-    # tojson would otherwise report a missing variable as "StrictUndefined is not JSON serializable".
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _b64(value: object) -> str:
-    return base64.b64encode(str(value).encode("utf-8")).decode("ascii")
-
-
-def render_var_file(template_name: str, context: Mapping[str, Any], dest_path: str | Path) -> Path:
-    """Render templates/TEMPLATE_NAME with CONTEXT into the Packer variable file DEST_PATH.
-
-    Packer evaluates `{{` in a variable's value (1.6.6 once when it reads the value and again where it is used),
-    so free text (START_COMMAND) goes through the `b64` filter and its script decodes it; any other value holding
-    `{{` is refused, naming it: nothing a user configures is ever evaluated by Packer.
-    """
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
-    environment.filters["b64"] = _b64
-    try:
-        text = environment.get_template(template_name).render(**context)
-    except jinja2.TemplateNotFound as error:
-        raise PackerError(f"Packer variable template {TEMPLATES_DIR / str(error)} does not exist.") from None
-    except jinja2.UndefinedError as error:
-        raise PackerError(f"Cannot render {template_name}: {error}.") from None
-    # Packer 1.6.6 only takes strings in a var file; a None or number is a bug in the caller.
-    for name, value in json.loads(text).items():
-        if not isinstance(value, str):
-            raise PackerError(f"Cannot render {template_name}: {name} must be a string, got {value!r}.")
-        if TEMPLATE_MARK in value:
-            raise PackerError(
-                f"The Packer variable {name} ({value!r}) holds {TEMPLATE_MARK!r}, which Packer would evaluate as a"
-                " template: rename or move what it names."
-            )
-    dest = Path(dest_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text, encoding="utf-8")
-    return dest
-
-
-def render_template(source: str | Path, dest: str | Path, public_ip: bool) -> Path:
-    """Write packer/ROLE.json as this bake runs it into DEST: its `aws` builder asks for a public IP (and ssh goes
-    to it) only when PUBLIC_IP, since the subnet gives none; otherwise `associate_public_ip_address` stays unset.
-    (Packer 1.6.6 read an explicit false as "the subnet's default", the current amazon plugin as "no public IP".)"""
-    template = json.loads(Path(source).read_text(encoding="utf-8"))
-    for builder in template["builders"]:
-        if builder.get("name") == "aws" and public_ip:
-            builder.update(associate_public_ip_address=True, ssh_interface="public_ip")
-    target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")
-    return target
-
-
-# Packer versions this tool runs: Debian's 1.6.6 up to 1.9 (the amazon builder built in), and 1.10 or later 1.x
-# with the amazon plugin installed (Packer 1.10 stopped bundling it).
-OLDEST_PACKER = (1, 6, 6)
-UNBUNDLED_FROM = (1, 10, 0)
-AMAZON_PLUGIN = "github.com/hashicorp/amazon"
-PLUGIN_INSTALL = f"packer plugins install {AMAZON_PLUGIN}"
-SUPPORTED_PACKER = f"Packer 1.6.6 to 1.9 or 1.10 and later 1.x with the amazon plugin (`{PLUGIN_INSTALL}`)"
-
-
-def parse_packer_version(output: str) -> tuple[int, int, int] | None:
-    """(major, minor, patch) of `packer version` output ("Packer v1.6.6"), or None."""
-    found = re.search(r"Packer v?(\d+)\.(\d+)\.(\d+)", output)
-    return (int(found[1]), int(found[2]), int(found[3])) if found else None
-
-
-def packer_refusal(exe: str, version: tuple[int, int, int] | None, plugins: str | None) -> str | None:
-    """Why this Packer cannot bake (one message with the install command), or None. PLUGINS: the output of
-    `packer plugins installed` (asked only of 1.10 and later)."""
-    if version is None or not OLDEST_PACKER <= version < (2, 0, 0):
-        shown = "an unknown version" if version is None else "Packer " + ".".join(map(str, version))
-        return f"{exe} is {shown}; this tool supports {SUPPORTED_PACKER}. {INSTALL_HINT}"
-    if version >= UNBUNDLED_FROM and AMAZON_PLUGIN not in (plugins or ""):
-        return (
-            f"{exe} is Packer {'.'.join(map(str, version))}, which has no amazon plugin (Packer 1.10 and later ship"
-            f" none): install it with `{PLUGIN_INSTALL}`, then run again."
-        )
-    return None
-
-
-def _ask(exe: str, *args: str) -> str:
-    try:
-        result = subprocess.run(
-            [exe, *args],
-            cwd=ROOT,
-            env=_packer_env(None),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=VALIDATE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise PackerError(f"`{exe} {' '.join(args)}` did not answer within {VALIDATE_TIMEOUT_S:g}s.") from None
-    except OSError as error:
-        raise PackerError(
-            f"{exe} could not be run ({error.strerror or error}): is it the Packer program? {INSTALL_HINT}"
-        ) from None
-    return result.stdout + result.stderr if result.returncode == 0 else ""
-
-
-_checked: set[str] = set()
-
-
-def check_packer(packer_bin: str = "packer") -> None:
-    """Read `packer version` (and, for 1.10 and later, its installed plugins) once per run, before the first
-    bake: an unsupported Packer is refused before anything is created."""
-    exe = _find_packer(packer_bin)
-    if exe in _checked:
-        return
-    version = parse_packer_version(_ask(exe, "version"))
-    plugins = _ask(exe, "plugins", "installed") if version is not None and version >= UNBUNDLED_FROM else None
-    refusal = packer_refusal(exe, version, plugins)
-    if refusal:
-        raise PackerError(refusal)
-    _checked.add(exe)
-
-
-def _find_packer(packer_bin: str) -> str:
+def find_packer(packer_bin: str) -> str:
     found = shutil.which(packer_bin)
     if found is None:
         raise PackerError(f"Packer ({packer_bin}) was not found on PATH. {INSTALL_HINT}")
     return found
 
 
-def _packer_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+def packer_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     # No version check against checkpoint-api.hashicorp.com: builds must not depend on the internet.
     return {**os.environ, "CHECKPOINT_DISABLE": "1", **(extra or {})}
 
@@ -276,66 +142,6 @@ def _die_with_tool(tool_pid: int) -> Callable[[], None]:
             os._exit(1)
 
     return set_up
-
-
-# The watchdog: a process of its own session that learns Packer's process group through a pipe. When the pipe
-# closes without "done" (the tool died, however: kill -9 included), it interrupts the whole group as Ctrl-C would
-# (Packer deletes what it made), and kills what is left of it after the grace. A parent-death signal alone reaches
-# only `packer`, not its plugin processes, and Packer held in a silent wait may never act on it.
-WATCHDOG = r"""
-import os, signal, sys, time
-pgid, grace = None, float(sys.argv[1])
-for line in sys.stdin:
-    command, _, value = line.strip().partition(" ")
-    pgid = int(value) if command == "watch" else None
-def members():
-    found = 0
-    for entry in os.listdir("/proc"):
-        try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        found += fields[0] != "Z" and int(fields[2]) == pgid
-    return found
-if pgid is not None:
-    deadline = time.monotonic() + grace
-    for sig in (signal.SIGINT, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except OSError:
-            break
-        while members() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not members():
-            break
-"""
-
-
-class _Watchdog:
-    def __init__(self, grace_s: float) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", WATCHDOG, str(grace_s)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C or signal to the tool's group must not end it first
-            text=True,
-        )
-
-    def tell(self, line: str) -> None:
-        assert self.process.stdin is not None
-        with contextlib.suppress(OSError):
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
-
-    def close(self) -> None:
-        """Packer has ended: the watchdog ends without acting."""
-        self.tell("done")
-        with contextlib.suppress(OSError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
 
 
 class _Stopper:
@@ -412,7 +218,7 @@ def run_packer(
 
     ENV adds variables (e.g. credentials) to this process's environment for packer.
     """
-    exe = _find_packer(packer_bin)
+    exe = find_packer(packer_bin)
     # Absolute, because packer runs in the repository root, not in the caller's directory.
     template_path, var_file = Path(template_path).resolve(), Path(var_file).resolve()
     for path, what in ((template_path, "Packer template"), (var_file, "Packer variable file")):
@@ -424,12 +230,12 @@ def run_packer(
     what = f"packer build of {template_path.name} (builder {only_builder})"
     lines: list[str] = []
     with log_path.open("a", encoding="utf-8") as log:  # a retried build's attempts follow each other
-        watchdog = _Watchdog(cleanup_grace_s)
+        watchdog = GroupWatchdog(cleanup_grace_s)
         try:
             process = _start(
                 command,
                 cwd=ROOT,
-                env=_packer_env(env),
+                env=packer_env(env),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -512,7 +318,7 @@ def validate_template(
     `-syntax-only` does not catch unknown builder keys, so a full validate runs, with VAR_FILE or,
     without one, with placeholder values for the template's required variables.
     """
-    exe = _find_packer(packer_bin)
+    exe = find_packer(packer_bin)
     template_path = Path(template_path).resolve()
     if var_file is not None:
         var_file = Path(var_file).resolve()
@@ -530,7 +336,7 @@ def validate_template(
             result = subprocess.run(
                 command,
                 cwd=ROOT,
-                env=_packer_env(None),
+                env=packer_env(None),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,

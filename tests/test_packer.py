@@ -19,20 +19,16 @@ import pytest
 from conftest import AwsProxy, server_client, wait_until
 
 from deploy.packer import (
-    PLUGIN_INSTALL,
     PackerError,
     PackerTransientError,
-    check_packer,
-    packer_refusal,
     parse_artifact_id,
-    parse_packer_version,
     progress_message,
-    render_template,
-    render_var_file,
     run_packer,
     transient_cause,
     validate_template,
 )
+from deploy.packer_inputs import render_template, render_var_file
+from deploy.packer_version import PLUGIN_INSTALL, check_packer, packer_refusal, parse_packer_version
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKER_DIR = ROOT / "packer"

@@ -85,6 +85,8 @@ def start(
     """
     endpoint = Endpoint.parse(url)
     state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
+    if is_listening(endpoint) and not _outdated(endpoint, state_dir) and _answers_like_aws(endpoint):
+        return endpoint  # running already: nothing to start, nothing written
     # Two starts at once: the second waits for the first's server to answer, then finds it (one server, one pid file).
     with starting(endpoint.url, state_dir):
         return _start(endpoint, state_dir, say, time_scale)

@@ -16,14 +16,9 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
 from deploy.naming import stamp
-from deploy.packer import (
-    CLEANUP_GRACE_S,
-    PackerTransientError,
-    check_packer,
-    render_template,
-    render_var_file,
-    run_packer,
-)
+from deploy.packer import CLEANUP_GRACE_S, PackerTransientError, run_packer
+from deploy.packer_inputs import render_template, render_var_file
+from deploy.packer_version import check_packer
 from deploy.plans.leftovers import plan_leftovers
 from deploy.steps.networking import checked_network
 
