@@ -193,6 +193,26 @@ def _stream(
             on_progress(message)
 
 
+def ask_packer(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """A short Packer command (validate, version), bounded; its output captured."""
+    try:
+        return subprocess.run(
+            command,
+            cwd=ROOT,
+            env=packer_env(None),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=VALIDATE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise PackerError(f"`{' '.join(command)}` did not finish within {VALIDATE_TIMEOUT_S:g}s.") from None
+    except OSError as error:
+        raise PackerError(
+            f"{command[0]} could not be run ({error.strerror or error}): is it the Packer program? {INSTALL_HINT}"
+        ) from None
+
+
 def _start(command: list[str], **options: Any) -> subprocess.Popen[str]:
     """Popen, with a program that cannot be run (not executable, not a program at all) said in one message."""
     try:
@@ -331,21 +351,7 @@ def validate_template(
             dummies = {name: _dummy_value(name, Path(scratch)) for name, value in variables.items() if value is None}
             var_file = Path(scratch) / "validate.vars.json"
             var_file.write_text(json.dumps(dummies), encoding="utf-8")
-        command = [exe, "validate", f"-var-file={var_file}", str(template_path)]
-        try:
-            result = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=packer_env(None),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=VALIDATE_TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
-            raise PackerError(
-                f"packer validate {template_path} did not finish within {VALIDATE_TIMEOUT_S:g}s."
-            ) from None
+        result = ask_packer([exe, "validate", f"-var-file={var_file}", str(template_path)])
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise PackerError(f"Packer template {template_path} is invalid:\n{output}")

@@ -4,9 +4,8 @@ before the first bake; an unsupported one is refused with the command that fixes
 from __future__ import annotations
 
 import re
-import subprocess
 
-from deploy.packer import INSTALL_HINT, ROOT, VALIDATE_TIMEOUT_S, PackerError, find_packer, packer_env
+from deploy.packer import INSTALL_HINT, PackerError, ask_packer, find_packer
 
 # Packer versions this tool runs: Debian's 1.6.6 up to 1.9 (the amazon builder built in), and 1.10 or later 1.x
 # with the amazon plugin installed (Packer 1.10 stopped bundling it).
@@ -38,22 +37,7 @@ def packer_refusal(exe: str, version: tuple[int, int, int] | None, plugins: str 
 
 
 def _ask(exe: str, *args: str) -> str:
-    try:
-        result = subprocess.run(
-            [exe, *args],
-            cwd=ROOT,
-            env=packer_env(None),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=VALIDATE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise PackerError(f"`{exe} {' '.join(args)}` did not answer within {VALIDATE_TIMEOUT_S:g}s.") from None
-    except OSError as error:
-        raise PackerError(
-            f"{exe} could not be run ({error.strerror or error}): is it the Packer program? {INSTALL_HINT}"
-        ) from None
+    result = ask_packer([exe, *args])
     return result.stdout + result.stderr if result.returncode == 0 else ""
 
 
