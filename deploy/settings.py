@@ -186,6 +186,8 @@ def _script(value: str) -> str:
         raise ValueError(f"names a file the system refuses ({error.strerror})") from None
     if not path.is_file():
         raise ValueError(f"must name a shell script relative to the repository root; {path} is not a file")
+    if "{{" in str(path):  # Packer would evaluate it as a template (deploy/packer_inputs.py)
+        raise ValueError("must not hold '{{' (Packer would evaluate it): rename the script or its folder")
     return value
 
 

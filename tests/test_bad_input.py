@@ -336,6 +336,13 @@ def test_a_line_break_in_a_value(site, unchanged, fresh_work):
     assert not (Path(fresh_work["DEPLOY_WORK_DIR"]) / "tmp").exists()  # nothing staged, no app.env
 
 
+def test_a_work_folder_packer_would_evaluate(site, unchanged, fresh_work, tmp_path):
+    folder = tmp_path / "{{ 7*7 }}" / "work"
+    folder.mkdir(parents=True)
+    result = site.run("deploy", "--env", ENV, env={**fresh_work, "DEPLOY_WORK_DIR": str(folder)})
+    refused(result, "error: copy-over: The staging folder", "holds '{{', which Packer would evaluate")
+
+
 def test_an_unterminated_quote(site, unchanged):
     site.add_env("quote", (site.env_dir / f"{ENV}.env").read_text() + 'DOMAIN="evil.test\n')
     line = len((site.env_dir / f"{ENV}.env").read_text().splitlines()) + 1

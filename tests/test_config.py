@@ -416,3 +416,13 @@ def test_a_script_name_the_system_refuses_is_named(tmp_path):
 def test_a_health_check_path_systemd_or_packer_would_interpret_is_refused(tmp_path, path):
     message = config_error(tmp_path, GOOD + f"HEALTH_CHECK_PATH='{path}'\n")
     assert "HEALTH_CHECK_PATH" in message and "letters, digits and . _ ~ / - only" in message
+
+
+def test_a_script_packer_would_evaluate_is_refused(tmp_path):
+    import os
+
+    script = tmp_path / "{{ 7*7 }}" / "user.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    message = config_error(tmp_path, GOOD + f"CARNIVORE_SCRIPT={os.path.relpath(script, REPO)}\n")
+    assert "CARNIVORE_SCRIPT" in message and "must not hold '{{' (Packer would evaluate it)" in message

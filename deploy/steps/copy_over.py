@@ -74,8 +74,13 @@ def copy_over(environment: Environment) -> Path:
             raise DeployError(
                 f"APP_FILES ({', '.join(patterns)}) matched nothing in {source}: did the build run and write them?"
             )
-        remove_older_stagings(environment)
         target = staging_dir(environment)
+        if "{{" in str(target):  # handed to Packer, which would evaluate it as a template (deploy/packer_inputs.py)
+            raise DeployError(
+                f"The staging folder {target} holds '{{{{', which Packer would evaluate: set DEPLOY_WORK_DIR (or move"
+                " the checkout) to a path without it."
+            )
+        remove_older_stagings(environment)
         shutil.rmtree(target, ignore_errors=True)
         for relative, path in files.items():
             destination = target / relative
