@@ -87,6 +87,15 @@ class Config:
     retain_images: int
     bake_ssh_cidr: str | None
     primal_retain: int
+    traffic_steps: tuple[int, ...]
+    step_seconds: int
+    max_error_rate: float
+    max_latency_ms: int | None
+    min_requests: int
+    alarm_names: tuple[str, ...] | None
+    keep_previous_seconds: int
+    fail_rate: float | None
+    delay_ms: int | None
     # Where each key's value came from ("env/dev01.env", "the environment variable"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -334,6 +343,13 @@ def _check_relations(config: Config) -> None:
         raise ConfigError(
             f"{where('CERTIFICATE_ARN')}: the certificate is in {certificate.split(':')[3]}, but a load balancer"
             f" can only use an ACM certificate of its own region, AWS_REGION={config.region}."
+        )
+    if config.traffic_steps != (100,) and config.load_balancer != "application":
+        steps = ",".join(str(step) for step in config.traffic_steps)
+        raise ConfigError(
+            f"{where('TRAFFIC_STEPS')}: TRAFFIC_STEPS={steps} needs LOAD_BALANCER=application (weighted target"
+            f" groups); a {config.load_balancer} load balancer has no weights. Set TRAFFIC_STEPS=100, or use the"
+            " application kind."
         )
     if config.local_cloud and not config.endpoint_url:
         raise ConfigError(f"{where('LOCAL_CLOUD')}: LOCAL_CLOUD is true but AWS_ENDPOINT_URL is empty.")

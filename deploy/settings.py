@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.traffic_values import TRAFFIC_HELP, alarm_names, number_between, traffic_steps
+
 # Letters, digits and hyphens: what load balancer, target group and DNS label names accept.
 NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 ROOT = Path(__file__).resolve().parent.parent  # scripts are named relative to the repository root
@@ -358,4 +360,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Newest primal images cleanup keeps (besides any a deployment image or a running bake uses).",
     ),
 )
+# Progressive delivery (docs/progressive-delivery.md): how a new group takes traffic, and what judges each step.
+A_DAY = " seconds (a day)"
+TRAFFIC_SETTINGS: tuple[Setting, ...] = (
+    Setting("TRAFFIC_STEPS", traffic_steps, TRAFFIC_HELP["TRAFFIC_STEPS"]),
+    Setting("STEP_SECONDS", _bounded(1, MAX_DURATION_S, A_DAY), TRAFFIC_HELP["STEP_SECONDS"]),
+    Setting("MAX_ERROR_RATE", number_between(0, 100, "1 or 0.5"), TRAFFIC_HELP["MAX_ERROR_RATE"]),
+    Setting("MAX_LATENCY_MS", _bounded(1, MAX_DURATION_S * 1000, " ms (a day)"), TRAFFIC_HELP["MAX_LATENCY_MS"], False),
+    Setting("MIN_REQUESTS", _bounded(0, 1_000_000_000), TRAFFIC_HELP["MIN_REQUESTS"]),
+    Setting("ALARM_NAMES", alarm_names, TRAFFIC_HELP["ALARM_NAMES"], required=False),
+    Setting("KEEP_PREVIOUS_SECONDS", _bounded(0, MAX_DURATION_S, A_DAY), TRAFFIC_HELP["KEEP_PREVIOUS_SECONDS"]),
+    # The example app's faults (example-app/server.py), staged into app.env when set: a bad release, shown locally.
+    Setting("FAIL_RATE", number_between(0, 1, "0.5"), TRAFFIC_HELP["FAIL_RATE"], required=False),
+    Setting("DELAY_MS", _bounded(0, 600_000, " ms (10 minutes)"), TRAFFIC_HELP["DELAY_MS"], required=False),
+)
+SETTINGS = SETTINGS + TRAFFIC_SETTINGS
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -1,4 +1,5 @@
-"""The embedded cloud's fixes of moto (deploy/localcloud/fixes.py), one test per fix, in-process on mock_aws.
+"""The embedded cloud's fixes of moto (deploy/localcloud/fixes.py, traffic_fixes.py), one test per fix, in-process
+on mock_aws.
 
 Each test asserts what AWS does; conftest applied `patch_moto()`, so moto in this process behaves as the embedded
 cloud's server does. Without its fix, each test fails on moto 5.2.5 (checked by undoing the fix: every fixed
@@ -7,6 +8,7 @@ method keeps moto's own as `__wrapped__`).
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import boto3
@@ -17,6 +19,7 @@ from moto.autoscaling.models import AutoScalingBackend
 from moto.elb.models import ELBBackend
 
 from deploy.localcloud.fixes import FIXED, patch_moto
+from deploy.localcloud.traffic_fixes import percentile
 
 ANY_IMAGE = "ami-12345678"  # moto launches any image id
 
@@ -38,16 +41,27 @@ def classic_load_balancer(name: str = "elb-web", region: str = REGION) -> str:
     return name
 
 
-def target_group() -> str:
+def target_group(name: str = "tg-web", listener: bool = True) -> str:
+    """A target group of the load balancer alb-web (created once), which its listener forwards to (LISTENER): on
+    AWS only a target group a listener rule references is health checked."""
     elbv2 = client("elbv2")
     subnets = default_subnets()
     vpc_id = client("ec2").describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["VpcId"]
-    elbv2.create_load_balancer(Name="alb-web", Subnets=subnets[:2], Type="application")
-    return str(
-        elbv2.create_target_group(Name="tg-web", Protocol="HTTP", Port=80, VpcId=vpc_id, TargetType="instance")[
+    found = elbv2.describe_load_balancers()["LoadBalancers"]
+    balancer = (
+        found[0] if found else elbv2.create_load_balancer(Name="alb-web", Subnets=subnets[:2])["LoadBalancers"][0]
+    )
+    arn = str(
+        elbv2.create_target_group(Name=name, Protocol="HTTP", Port=80, VpcId=vpc_id, TargetType="instance")[
             "TargetGroups"
         ][0]["TargetGroupArn"]
     )
+    if listener:
+        forward = [{"Type": "forward", "TargetGroupArn": arn}]
+        elbv2.create_listener(
+            LoadBalancerArn=balancer["LoadBalancerArn"], Protocol="HTTP", Port=80, DefaultActions=forward
+        )
+    return arn
 
 
 def group(name: str, size: int = 2, **attachment: Any) -> list[str]:
@@ -292,6 +306,124 @@ def test_the_replacement_of_an_instance_terminated_through_ec2_serves_and_detach
     assert {i: state for i, state in targets(arn).items() if state == "healthy"} == dict.fromkeys(now, "healthy")
     client("autoscaling").detach_load_balancer_target_groups(AutoScalingGroupName="asg-web", TargetGroupARNs=[arn])
     assert not any(state == "healthy" for state in targets(arn).values())
+
+
+def test_a_target_group_no_listener_forwards_to_is_not_checked_its_targets_are_unused(cloud):
+    """moto reported the targets of a target group no listener references `healthy`."""
+    serving = target_group()
+    waiting = target_group("tg-new", listener=False)
+    old = group("asg-old", TargetGroupARNs=[serving])
+    new = group("asg-new", TargetGroupARNs=[waiting])
+
+    health = client("elbv2").describe_target_health(TargetGroupArn=waiting)["TargetHealthDescriptions"]
+    assert {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in health} == dict.fromkeys(new, "unused")
+    assert {d["TargetHealth"]["Reason"] for d in health} == {"Target.NotInUse"}
+    assert targets(serving) == dict.fromkeys(old, "healthy")
+
+
+def test_a_target_group_at_weight_0_in_the_forward_action_is_checked(cloud):
+    serving = target_group()
+    waiting = target_group("tg-new", listener=False)
+    new = group("asg-new", TargetGroupARNs=[waiting])
+    elbv2 = client("elbv2")
+    [listener] = elbv2.describe_listeners(
+        LoadBalancerArn=elbv2.describe_load_balancers()["LoadBalancers"][0]["LoadBalancerArn"]
+    )["Listeners"]
+
+    weights = [{"TargetGroupArn": serving, "Weight": 100}, {"TargetGroupArn": waiting, "Weight": 0}]
+    elbv2.modify_listener(
+        ListenerArn=listener["ListenerArn"],
+        DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": weights}}],
+    )
+
+    assert targets(waiting) == dict.fromkeys(new, "healthy")
+
+
+# --- CloudWatch: percentiles --------------------------------------------------------------------------
+
+
+def response_times(values: list[float], **extra: Any) -> tuple[Any, datetime.datetime]:
+    """CloudWatch with VALUES published as one request each (as an application load balancer does)."""
+    cloudwatch = client("cloudwatch")
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    datum = {"MetricName": "TargetResponseTime", "Dimensions": LB_DIMENSION, "Timestamp": now, "Unit": "Seconds"}
+    cloudwatch.put_metric_data(
+        Namespace="AWS/ApplicationELB", MetricData=[{**datum, "Values": values, "Counts": [1.0] * len(values), **extra}]
+    )
+    return cloudwatch, now
+
+
+LB_DIMENSION = [{"Name": "LoadBalancer", "Value": "app/alb-web/0123456789abcdef"}]
+
+
+def test_get_metric_data_answers_a_percentile(cloud):
+    """moto failed with a server error on Stat p99 (it computes no percentile)."""
+    cloudwatch, now = response_times([i / 1000 for i in range(1, 201)])  # 1 ms ... 200 ms
+    metric = {"Namespace": "AWS/ApplicationELB", "MetricName": "TargetResponseTime", "Dimensions": LB_DIMENSION}
+    queries = [
+        {"Id": name.replace(".", "_"), "MetricStat": {"Metric": metric, "Period": 60, "Stat": name}}
+        for name in ("p99", "p50", "p99.9", "p100", "Average")
+    ]
+
+    answer = cloudwatch.get_metric_data(
+        MetricDataQueries=queries,
+        StartTime=now - datetime.timedelta(seconds=30),
+        EndTime=now + datetime.timedelta(seconds=30),
+    )
+
+    found = {result["Id"]: result["Values"] for result in answer["MetricDataResults"]}
+    assert found == {"p99": [0.198], "p50": [0.1], "p99_9": [0.2], "p100": [0.2], "Average": [pytest.approx(0.1005)]}
+
+
+def test_get_metric_statistics_answers_extended_statistics(cloud):
+    """moto ignored ExtendedStatistics."""
+    cloudwatch, now = response_times([0.01] * 99 + [2.0])
+
+    [point] = cloudwatch.get_metric_statistics(
+        Namespace="AWS/ApplicationELB",
+        MetricName="TargetResponseTime",
+        Dimensions=LB_DIMENSION,
+        StartTime=now - datetime.timedelta(seconds=30),
+        EndTime=now + datetime.timedelta(seconds=30),
+        Period=60,
+        Statistics=["SampleCount"],
+        ExtendedStatistics=["p99", "p100"],
+    )["Datapoints"]
+
+    assert (point["SampleCount"], point["ExtendedStatistics"]) == (100.0, {"p99": 0.01, "p100": 2.0})
+
+
+def test_a_percentile_of_statistic_sets_is_answered_only_where_aws_can(cloud):
+    """AWS computes percentiles from raw values: a statistic set counts only when its values are all one value."""
+    cloudwatch = client("cloudwatch")
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    metric = {"Namespace": "Custom", "MetricName": "Latency", "Dimensions": LB_DIMENSION}
+
+    def p99(name: str) -> list[float]:
+        query = {"Id": "p", "MetricStat": {"Metric": {**metric, "MetricName": name}, "Period": 60, "Stat": "p99"}}
+        window = {"StartTime": now - datetime.timedelta(seconds=30), "EndTime": now + datetime.timedelta(seconds=30)}
+        return list(cloudwatch.get_metric_data(MetricDataQueries=[query], **window)["MetricDataResults"][0]["Values"])
+
+    same = {"SampleCount": 10, "Sum": 5.0, "Minimum": 0.5, "Maximum": 0.5}
+    spread = {"SampleCount": 10, "Sum": 5.0, "Minimum": 0.1, "Maximum": 0.9}
+    for name, stats in (("Same", same), ("Spread", spread)):
+        datum = {"MetricName": name, "Dimensions": LB_DIMENSION, "Timestamp": now, "StatisticValues": stats}
+        cloudwatch.put_metric_data(Namespace="Custom", MetricData=[datum])
+
+    assert (p99("Same"), p99("Spread")) == ([0.5], [])
+
+
+def test_nearest_rank_percentiles():
+    assert [percentile([3.0, 1.0, 2.0, 4.0], rank) for rank in (0, 25, 50, 75, 99, 100)] == [
+        1.0,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        4.0,
+    ]
+    assert percentile([], 99) is None
+    assert percentile([1.0, -1.0], 50) is None  # AWS gives no percentile of negative values
 
 
 def test_an_application_load_balancer_has_its_regions_hosted_zone(cloud):

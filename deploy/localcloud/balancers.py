@@ -6,11 +6,17 @@
   listens.
 - Routing: each request goes, round robin, to a registered instance that passes its health checks (a classic
   load balancer's instances, an ALB's target group behind its port 80 listener), read live from moto at every
-  request, so registrations count whichever path made them. No healthy target: 503 (a classic load balancer first
-  holds the request in its surge queue for up to a second). Not modelled: an ALB's "fail open" (AWS routes to all
-  targets of a target group whose targets are all unhealthy); here they get nothing.
-- Health checks (health_checks.py): every registered instance of an app image is probed, here, by a thread of its
-  own. DescribeInstanceHealth and DescribeTargetHealth answer from these probes (hooks.py).
+  request, so registrations count whichever path made them. An ALB's forward action with several target groups
+  (ForwardConfig.TargetGroups with Weight) is honoured request by request: each request picks a target group by
+  smooth weighted round robin (over any run of requests as long as the weights' sum, each group gets exactly its
+  weight; weight 0 gets none). No healthy target: 503 (a classic load balancer first holds the request in its
+  surge queue for up to a second). Not modelled: an ALB's "fail open" (AWS routes to all targets of a target
+  group whose targets are all unhealthy); here they get nothing.
+- Health checks (health_checks.py): every registered instance of an app image in a target group some listener
+  rule forwards to (at any weight, 0 included), or of a classic load balancer, is probed, here, by a thread of
+  its own. DescribeInstanceHealth and DescribeTargetHealth answer from these probes (hooks.py); the targets of a
+  target group no listener references are `unused`, as on AWS (fixes.py).
+- Metrics (metrics.py): what an ALB forwarded is published to CloudWatch as AWS/ApplicationELB metrics.
 - Draining: a deregistered or detached instance gets no new request; those in flight finish, up to the draining
   time (classic: connection draining; ALB: the deregistration delay, during which the target reports `draining`).
   Requests still in flight then are cut (502), and the instance's process is stopped only after its in-flight
@@ -42,9 +48,37 @@ from deploy.localcloud.health_checks import (
     probe,
     target_group_check,
 )
+from deploy.localcloud.metrics import PERIOD_S, Metrics, Source
 from deploy.localcloud.proxy import Site, serve
 
 URL_TAG = "LocalCloudURL"
+
+
+def forward_weights(data: dict[str, Any]) -> list[tuple[str, int]]:
+    """(target group ARN, weight) of a forward action as moto stores it: ForwardConfig's weighted target groups
+    (weight 1 when not given, as on AWS), else its one TargetGroupArn."""
+    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+    if groups:
+        return [(str(group["TargetGroupArn"]), int(group.get("Weight", 1))) for group in groups]
+    if data.get("TargetGroupArn"):
+        return [(str(data["TargetGroupArn"]), 1)]
+    return []
+
+
+def weighted_pick(current: dict[str, int], weights: list[tuple[str, int]]) -> str | None:
+    """Smooth weighted round robin: the next of WEIGHTS' target groups, CURRENT being the running credit (kept by
+    the caller between requests). None when every weight is 0."""
+    live = [(arn, weight) for arn, weight in weights if weight > 0]
+    total = sum(weight for _, weight in live)
+    if not total:
+        return None
+    for arn in [arn for arn in current if arn not in dict(live)]:
+        del current[arn]  # a group left the action, or went to 0: its credit goes with it
+    for arn, weight in live:
+        current[arn] = current.get(arn, 0) + weight
+    chosen = max(live, key=lambda item: current[item[0]])[0]
+    current[chosen] -= total
+    return chosen
 
 
 def _attribute(mapping: dict[str, Any], *keys: str) -> Any:
@@ -67,6 +101,8 @@ class Balancers:
         self.draining: dict[tuple[str, str], float] = {}  # (health key, instance id) → end of draining
         self.in_flight_by: Counter[str] = Counter()
         self.connections: dict[tuple[str, str], set[http.client.HTTPConnection]] = {}
+        self.credits: dict[str, dict[str, int]] = {}  # site key → weighted round robin credit per target group
+        self.metrics = Metrics(runtime.timing.seconds(PERIOD_S))
 
     # --- what the runtime and the moto hooks ask -------------------------------------------------
 
@@ -170,6 +206,7 @@ class Balancers:
         with self.lock:
             for health_key in [k for k in self.registered if k not in wanted]:
                 self.deregistered(health_key, sorted(self.registered.pop(health_key)), 0)
+            self.credits = {key: credit for key, credit in self.credits.items() if key in sites}
             expired = [k for k, end in self.draining.items() if now >= end]
             for drained in expired:
                 del self.draining[drained]
@@ -179,6 +216,7 @@ class Balancers:
                     # Draining is over: what is still in flight to it is cut, as AWS does.
                     with contextlib.suppress(OSError, AttributeError):
                         connection.sock.shutdown(socket.SHUT_RDWR)
+        self.metrics.flush()
 
     def _registrations(self, site: Site) -> list[tuple[str, set[str], float]]:
         """(health key, registered instance ids, draining seconds) of what the load balancer routes to."""
@@ -196,16 +234,13 @@ class Balancers:
         return found
 
     def _target_groups(self, site: Site) -> list[str]:
-        """The target groups an ALB's listeners forward to (port 80 first)."""
+        """The target groups an ALB's listener rules forward to, at any weight (port 80 first): those it checks."""
         model = site.model()
         arns: list[str] = []
         for listener in sorted(model.listeners.values(), key=lambda item: int(item.port) != 80):
-            for action in listener.default_actions:
-                data = getattr(action, "data", {}) or {}
-                if data.get("TargetGroupArn"):
-                    arns.append(data["TargetGroupArn"])
-                for group in (data.get("ForwardConfig") or {}).get("TargetGroups", []):
-                    arns.append(group["TargetGroupArn"])
+            for rule in list(listener.rules.values()):
+                for action in rule.actions:
+                    arns += [arn for arn, _ in forward_weights(getattr(action, "data", {}) or {})]
         return list(dict.fromkeys(arns))
 
     def draining_seconds(self, site: Site) -> float:
@@ -302,8 +337,9 @@ class Balancers:
             protocol = str(config.get("Protocol", "HTTPS")).lower()
             location = f"{protocol}://{getattr(model, 'dns_name', 'localhost')}:{config.get('Port', '443')}/"
             return int(str(config.get("StatusCode", "HTTP_301")).removeprefix("HTTP_")), {"Location": location}
-        arns = self._target_groups(site)
-        group = site.backend.target_groups.get(arns[0]) if arns else None
+        with self.lock:
+            arn = weighted_pick(self.credits.setdefault(site.key, {}), forward_weights(data))
+        group = site.backend.target_groups.get(arn) if arn else None
         if group is None:
             return 503, {}
         return self._pick(site, f"tg:{group.arn}", list(group.targets), int(group.port))
@@ -319,6 +355,13 @@ class Balancers:
             return 503, {}
         instance_id, address = candidates[next(site.counter) % len(candidates)]
         return health_key, instance_id, address
+
+    def served(self, site: Site, health_key: str, status: int | None, seconds: float | None) -> None:
+        """A request SITE forwarded to a target of HEALTH_KEY ended (STATUS None: no answer): its metrics."""
+        if site.kind != "application" or not health_key.startswith("tg:"):
+            return  # the classic kind's AWS/ELB metrics are not modelled
+        account_id, region = site.backend.account_id, site.backend.region_name
+        self.metrics.record(Source(account_id, region, site.ident, health_key.removeprefix("tg:")), status, seconds)
 
     def enter(self, health_key: str, instance_id: str, connection: http.client.HTTPConnection) -> None:
         with self.lock:
@@ -344,3 +387,4 @@ class Balancers:
             self.probers.clear()
         for key in keys:
             self._close_site(key)
+        self.metrics.flush(everything=True)

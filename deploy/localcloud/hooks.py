@@ -24,6 +24,7 @@ from deploy.localcloud.backends import instance_by_id
 from deploy.localcloud.balancers import Balancers
 from deploy.localcloud.proxy import Site
 from deploy.localcloud.runtime import active
+from deploy.localcloud.traffic_fixes import target_group_in_use
 
 HOOKED = "_embedded_cloud"  # set on every installed hook: what makes hook_moto idempotent
 
@@ -75,6 +76,8 @@ def _health_for(original: Any) -> Any:
         key, instance_id = f"tg:{self.arn}", target["Id"]
         registered = self.targets.get(instance_id)
         port = target.get("Port", self.port)
+        if registered is not None and not target_group_in_use(self):
+            return original(self, target, ec2_backend)  # not health checked: `unused` (fixes.py)
         if registered is None:
             if balancers.is_draining(key, instance_id):
                 return FakeHealthStatus(
@@ -181,7 +184,8 @@ def hook_moto() -> None:
     # CreateLoadBalancer (classic, ALB): its endpoint listens, and the URL tag is there, when the call returns.
     _hook(ELBBackend, "create_load_balancer", lambda original: _endpoint_at_creation(original, "classic"))
     _hook(ELBv2Backend, "create_load_balancer", lambda original: _endpoint_at_creation(original, "application"))
-    # DescribeTargetHealth: initial, healthy, unhealthy from the probes; draining while the delay runs.
+    # DescribeTargetHealth: initial, healthy, unhealthy from the probes; draining while the delay runs; `unused`
+    # in a target group no listener rule forwards to (not checked).
     _hook(FakeTargetGroup, "health_for", _health_for)
     # DeregisterTargets and the deregistration of terminated instances: the targets drain at once.
     _hook(FakeTargetGroup, "deregister", _target_deregister)

@@ -66,6 +66,9 @@ class Router(Protocol):
     def enter(self, health_key: str, instance_id: str, connection: http.client.HTTPConnection) -> None:
         """A request to INSTANCE_ID is in flight on CONNECTION."""
 
+    def served(self, site: Site, health_key: str, status: int | None, seconds: float | None) -> None:
+        """A request forwarded to a target of HEALTH_KEY ended: its status (None: no answer) and response time."""
+
     def leave(self, health_key: str, instance_id: str, connection: http.client.HTTPConnection) -> None:
         """The request on CONNECTION is over."""
 
@@ -100,21 +103,28 @@ def serve(balancers: Router, site: Site) -> ThreadingHTTPServer:
             timeout = balancers.runtime.timing.seconds(UPSTREAM_TIMEOUT_S, MIN_UPSTREAM_TIMEOUT_S)
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
             balancers.enter(health_key, instance_id, connection)
+            answered: int | None = None  # the target's status (None: no answer)
+            seconds: float | None = None
             try:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 headers.update(
                     {"X-Forwarded-For": self.client_address[0], "X-Forwarded-Proto": "http", "X-Forwarded-Port": "80"}
                 )
+                sent = time.monotonic()
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
+                # AWS's TargetResponseTime: from the request sent to the target until its answer's headers.
+                answered, seconds = response.status, time.monotonic() - sent
                 data = response.read()
                 reply = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}]
             except (OSError, http.client.HTTPException):
+                answered = None  # cut or failed: no answer of the target counts (the load balancer's own 502)
                 self.answer(502, {}, b"502 Bad Gateway from the load balancer\n")
                 return
             finally:
                 connection.close()
                 balancers.leave(health_key, instance_id, connection)
+                balancers.served(site, health_key, answered, seconds if answered is not None else None)
             self.send_response_only(response.status, response.reason)
             for key, value in reply:
                 self.send_header(key, value)

@@ -14,6 +14,9 @@ from deploy.steps.staging import hold_app_folder, release_app_folder, remove_old
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
+# The example app's faults (a bad release on purpose), staged only when set: without them app.env, and so the
+# image a bake would reuse, is what it was.
+FAULT_SETTINGS = ("FAIL_RATE", "DELAY_MS")
 
 
 def glob_base(pattern: str) -> Path:
@@ -64,7 +67,9 @@ def copy_over(environment: Environment) -> Path:
     """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into this run's own folder,
     tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied."""
     source = app_folder(environment.config)
-    settings = [("ENV", environment.env)] + [(key, str(environment.config.value(key))) for key in APP_SETTINGS]
+    config = environment.config
+    settings = [("ENV", environment.env)] + [(key, str(config.value(key))) for key in APP_SETTINGS]
+    settings += [(key, str(value)) for key in FAULT_SETTINGS if (value := config.value(key)) is not None]
     app_env = app_env_text(settings)  # refused before anything is staged
     patterns: tuple[str, ...] = environment.config.app_files
     hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
