@@ -11,6 +11,7 @@ from deploy.appcontract import check_user_script, local_app_tags, packer_variabl
 from deploy.aws.images import forget_images, image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.leftovers import packer_leftovers, tag_snapshots
+from deploy.aws.network import Rule, ensure_security_group
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
@@ -23,6 +24,7 @@ from deploy.plans.leftovers import plan_leftovers
 from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"
+DENIED_CLEANUP_MIN_S = 5.0  # on an emulator, whose AWS durations are scaled down
 
 
 def template_digest(role: str) -> str:
@@ -76,23 +78,38 @@ def packer_credentials(environment: Environment, now: datetime | None = None) ->
     return values
 
 
-def packer_network(environment: Environment) -> tuple[dict[str, str], bool]:
-    """Where the `aws` builder's instance starts: the environment's VPC and a subnet of it offering INSTANCE_TYPE,
-    and ssh (Packer's temporary security group) only from BAKE_SSH_CIDR or SSH_CIDR, the machine running the bake;
-    with whether the instance needs a public IP (the subnet gives none). The `local` builder reaches no instance."""
-    if packer_builder(environment) != "aws":
-        return {"vpc_id": "", "subnet_id": "", "ssh_source_cidr": "127.0.0.1/32"}, False
+def packer_network(environment: Environment, when: str) -> tuple[dict[str, str], bool]:
+    """Where a build instance starts: the environment's VPC, a subnet of it offering INSTANCE_TYPE (BAKE_SUBNET_ID
+    on real AWS), the tool's security group NAME-bake (ssh only from BAKE_SSH_CIDR or SSH_CIDR, the machine running
+    the bake; no rule where no instance is reached: the `local` builder) and a temporary key pair named after the
+    environment: both scoped by the IAM policy. With whether the instance needs a public IP (the subnet gives
+    none): only then does the template ask for one (render_template)."""
     config = environment.config
-    source = config.bake_ssh_cidr or config.ssh_cidr
-    if not source:
-        raise DeployError(
-            "Packer reaches its build instance over ssh, opened only to the machine running the bake: set"
-            f" BAKE_SSH_CIDR (this machine's public address, such as 203.0.113.7/32) or SSH_CIDR in"
-            f" {config.source_of('BAKE_SSH_CIDR')}."
-        )
+    rules: set[Rule] = set()
+    if packer_builder(environment) == "aws":
+        source = config.bake_ssh_cidr or config.ssh_cidr
+        if not source:
+            raise DeployError(
+                "Packer reaches its build instance over ssh, opened only to the machine running the bake: set"
+                f" BAKE_SSH_CIDR (this machine's public address, such as 203.0.113.7/32) or SSH_CIDR in"
+                f" {config.source_of('BAKE_SSH_CIDR')}."
+            )
+        rules = {Rule(22, cidr=str(source))}
     network = checked_network(environment)
     subnet_id, public_ip = network.bake_subnet()
-    return {"vpc_id": network.vpc_id, "subnet_id": subnet_id, "ssh_source_cidr": str(source)}, public_ip
+    name = environment.names.bake_security_group
+    group_id, changes = ensure_security_group(
+        environment, network.vpc_id, name, f"Packer build instances of {environment.names.stack}", rules
+    )
+    for change in changes:
+        environment.say(f"  {change}")
+    values = {
+        "vpc_id": network.vpc_id,
+        "subnet_id": subnet_id,
+        "security_group_id": group_id,
+        "key_pair_name": environment.names.packer_key_pair(when),
+    }
+    return values, public_ip
 
 
 # A build that failed on throttling or a 5xx answer (which Packer's own retries do not cover everywhere: 1.6.6 does
@@ -113,13 +130,17 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
     check_packer()  # an unsupported Packer, or one without the amazon plugin, is refused before anything exists
     require_instance_type(environment)
     check_user_script(config, role, say=environment.say)
-    network, public_ip = packer_network(environment)  # refused before Packer creates anything
+    when = stamp()
+    network, public_ip = packer_network(environment, when)  # refused before Packer creates anything
     builder = packer_builder(environment)
     # The template as this bake runs it, under its own name in the run's log folder.
     template = render_template(PACKER_DIR / f"{role}.json", environment.log.dir / "packer" / f"{role}.json", public_ip)
     log_path = environment.log.file_for(f"packer-{role}")
     for attempt in range(1, BAKE_ATTEMPTS + 1):
-        image_name = environment.names.image(role, stamp())  # a new name: a failed attempt's may still be taken
+        if attempt > 1:  # new names: a failed attempt's image or key pair may still be taken
+            when = stamp()
+            network["key_pair_name"] = environment.names.packer_key_pair(when)
+        image_name = environment.names.image(role, when)
         context = {
             "region": config.region,
             "endpoint": config.endpoint_url or "",
@@ -146,6 +167,8 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
                 on_progress=lambda line: environment.say(f"    {line}"),
                 timeout_s=config.packer_timeout,
                 env=packer_credentials(environment),
+                # After a refused permission: Packer's cleanup as long as AWS takes to terminate its instance.
+                denied_grace_s=max(DENIED_CLEANUP_MIN_S, environment.aws_seconds(CLEANUP_GRACE_S)),
             )
             break
         except PackerTransientError as error:
