@@ -568,7 +568,9 @@ def test_packer_held_in_a_silent_wait_dies_with_a_killed_tool(moto_endpoint: str
     held = lambda action, agent: "hold" if action == "DescribeInstances" and "aws-sdk-go" in agent else "pass"  # noqa: E731
     with AwsProxy(moto_endpoint, held) as proxy:
         var_file = render_var_file(
-            "packer-primal.vars.json.j2", _context(endpoint=proxy.url, source_ami=source), tmp_path / "vars.json"
+            "packer-primal.vars.json.j2",
+            _context(endpoint=proxy.url, source_ami=source, vpc_id="", subnet_id="", security_group_id=""),
+            tmp_path / "vars.json",
         )
         tool = subprocess.Popen(
             [
