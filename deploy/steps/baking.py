@@ -11,8 +11,7 @@ from deploy.appcontract import check_user_script, local_app_tags, packer_variabl
 from deploy.aws.images import forget_images, image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.leftovers import packer_leftovers, tag_snapshots
-from deploy.aws.network import Rule, ensure_security_group
-from deploy.config import ROOT
+from deploy.aws.network import Rule, ensure_security_group, find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
@@ -21,6 +20,8 @@ from deploy.packer import CLEANUP_GRACE_S, PackerTransientError, run_packer
 from deploy.packer_inputs import render_template, render_var_file
 from deploy.packer_version import check_packer
 from deploy.plans.leftovers import plan_leftovers
+from deploy.plans.stages import Made
+from deploy.settings import ROOT
 from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"
@@ -122,6 +123,16 @@ def sweep_bake_leftovers(environment: Environment) -> None:
     """What a failed build left (its instance, key pair, security group), before it runs again."""
     for line in carry_out(environment, plan_leftovers(packer_leftovers(environment), [])):
         environment.say(f"  swept before the next attempt: {line}")
+
+
+def bake_group_to_create(environment: Environment, made: Made) -> str:
+    """A dry run's: the bake security group (NAME-bake) the first bake of this run creates, or "" (it exists, or an
+    earlier bake of the run creates it). Read with the environment's other security groups: no request of its own."""
+    if not made.planned or made.bake_group:
+        return ""
+    vpc_id, _ = resolve_network(environment)
+    name = environment.names.bake_security_group
+    return name if find_security_group(environment, vpc_id, name) is None else ""
 
 
 def bake(environment: Environment, role: str, variables: dict[str, str], inputs: dict[str, str]) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 from deploy.config import app_folder, control_character
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.state import STAGED
-from deploy.steps.staging import hold_app_folder, release_app_folder, remove_older_stagings, staging_dir
+from deploy.plans.stages import Made, Request, Staged, Staging
+from deploy.steps.staging import hold_app_folder, release_app_folder, remove_older_stagings, staging_dir, staging_root
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
@@ -63,15 +63,27 @@ def app_env_text(settings: list[tuple[str, str]]) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings)
 
 
-def copy_over(environment: Environment) -> Path:
+def decide_staging(environment: Environment, request: Request, made: Made) -> Staging:
+    """APP_FILES into this run's own folder, tmp/appserver/ENV/RUN (a dry run's plan names it RUN: the next run's
+    log folder name is not known yet)."""
+    folder = staging_root(environment.env) / "RUN" if made.planned else staging_dir(environment)
+    return Staging(files=tuple(environment.config.app_files), folder=folder)
+
+
+def act_staging(environment: Environment, decision: Staging, made: Made) -> Made:
+    return made.with_(staged=copy_over(environment, decision))
+
+
+def copy_over(environment: Environment, decision: Staging | None = None) -> Staged:
     """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into this run's own folder,
-    tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied."""
+    tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied; what it staged."""
+    decision = decision or decide_staging(environment, Request(), Made())
     source = app_folder(environment.config)
     config = environment.config
     settings = [("ENV", environment.env)] + [(key, str(config.value(key))) for key in APP_SETTINGS]
     settings += [(key, str(value)) for key in FAULT_SETTINGS if (value := config.value(key)) is not None]
     app_env = app_env_text(settings)  # refused before anything is staged
-    patterns: tuple[str, ...] = environment.config.app_files
+    patterns = decision.files
     hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
     try:
         files = matching_files(source, patterns)
@@ -79,7 +91,7 @@ def copy_over(environment: Environment) -> Path:
             raise DeployError(
                 f"APP_FILES ({', '.join(patterns)}) matched nothing in {source}: did the build run and write them?"
             )
-        target = staging_dir(environment)
+        target = decision.folder
         if "{{" in str(target):  # handed to Packer, which would evaluate it as a template (deploy/packer_inputs.py)
             raise DeployError(
                 f"The staging folder {target} holds '{{{{', which Packer would evaluate: set DEPLOY_WORK_DIR (or move"
@@ -95,6 +107,5 @@ def copy_over(environment: Environment) -> Path:
         release_app_folder(environment, source)
     (target / "app.env").write_text(app_env, encoding="utf-8")
     digest = tree_digest(target)
-    environment.state.put(STAGED, {"dir": str(target), "digest": digest})
     environment.say(f"  staged {len(files)} files and app.env into {target} (digest {digest[:12]})")
-    return target
+    return Staged(folder=target, digest=digest)
