@@ -471,6 +471,7 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
 
     first = deployment_image("scale-0")
     promote(environment, launch_group(environment, image_id=first), first)
+    retire_outdated(environment)  # the serving group takes the requests; setup's shared target group goes
     alone = deploy_requests("scale-1")
 
     other_app_groups(ec2, autoscaling, base, 300)

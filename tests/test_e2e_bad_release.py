@@ -16,6 +16,7 @@ import pytest
 from conftest import TEST_ENV, TEST_TIME_SCALE, ServerSite, succeeded, wait_until
 
 from deploy.aws.metrics import read_figures
+from deploy.naming import Names
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
 
@@ -45,7 +46,10 @@ def test_a_bad_release_fails_real_requests_and_cloudwatch_measures_it(moto_serve
 
     elbv2 = site.client("elbv2")
     [balancer] = elbv2.describe_load_balancers(Names=[f"alb-webapp-{TEST_ENV}"])["LoadBalancers"]
-    [group] = elbv2.describe_target_groups(LoadBalancerArn=balancer["LoadBalancerArn"])["TargetGroups"]
+    # The serving group's own target group (by name: moto lists a load balancer's target groups only from a listener's
+    # TargetGroupArn, not from a weighted ForwardConfig, as AWS does).
+    own = Names(app="webapp", env=TEST_ENV, domain="").group_target_group(site.serving()["AutoScalingGroupName"])
+    [group] = elbv2.describe_target_groups(Names=[own])["TargetGroups"]
     arn = group["TargetGroupArn"]
     found = {}
 
