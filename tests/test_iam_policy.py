@@ -363,6 +363,7 @@ KIND_FILES = {
     "classic": ["deploy/aws/loadbalancers/classic.py"],
     "application": [
         "deploy/aws/loadbalancers/application.py",
+        "deploy/aws/loadbalancers/group_targets.py",  # a target group per group
         "deploy/aws/loadbalancers/certificates.py",
         "deploy/aws/metrics.py",  # traffic steps: an application load balancer's only
     ],
