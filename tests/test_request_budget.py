@@ -98,7 +98,8 @@ SETUP_AGAIN = {
         "ec2.DescribeSecurityGroups": 1,
         "ec2.DescribeKeyPairs": 1,
         "elbv2.DescribeLoadBalancers": 1,
-        "elbv2.DescribeTargetGroups": 1,  # the shared tg-NAME: gone once the groups have their own
+        # the shared tg-NAME (gone once the groups have their own), then the serving target groups' ports (kept open)
+        "elbv2.DescribeTargetGroups": 2,
         "elbv2.DescribeListeners": 1,  # forwarding to the groups' target groups: kept as the deploys set them
     },
 }
