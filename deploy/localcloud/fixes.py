@@ -6,8 +6,7 @@ process, where tests use moto in-process through `mock_aws` (tests/conftest.py c
 Production modules never know about these fixes: they are written for AWS only.
 
 Each fix replaces or wraps a method of moto's own models, so it holds whichever API call reaches the model.
-The fixes progressive delivery needs (target groups no listener uses, CloudWatch percentiles) are in
-traffic_fixes.py, installed here with the others.
+Those of progressive delivery are in traffic_fixes.py, those of a retirement AWS runs in scaling_fixes.py.
 `patch_moto()` is idempotent: calling it twice installs each fix once.
 """
 
@@ -30,6 +29,7 @@ from moto.elbv2.exceptions import TargetGroupNotFoundError
 from moto.elbv2.models import ELBv2Backend
 from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
 
+from deploy.localcloud.scaling_fixes import install_scaling_fixes
 from deploy.localcloud.traffic_fixes import install_traffic_fixes
 
 FIXED = "_localcloud_fix"  # set on every installed replacement: what makes patch_moto idempotent
@@ -394,6 +394,7 @@ def patch_moto() -> None:
     _install(AutoScalingBackend, "delete_auto_scaling_group", _deregister_deleted_group)
     _install(AutoScalingBackend, "notify_terminate_instances", _register_replacements)
     install_traffic_fixes(_install)  # target groups no listener uses; CloudWatch percentiles
+    install_scaling_fixes(_install)  # scheduled actions; a scale-in drains before it terminates
     _install(IAMRequestBase, "_create_aws_request", _sign_the_body)
     _install(IAMPolicyStatement, "_check_element_matches", _unknown_resource)
     _install(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", _refusals_in_the_services_shape)
