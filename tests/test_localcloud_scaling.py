@@ -209,7 +209,7 @@ def test_a_scaled_in_instance_is_terminating_until_its_load_balancer_has_drained
 
 
 def test_a_terminating_instance_does_not_count_towards_the_desired_capacity(cloud, monkeypatch):
-    [old, other] = group("asg-old", size=2)
+    group("asg-old", size=2)
     monkeypatch.setattr(AutoScalingBackend, "deregistration_in_progress", lambda self, i: True, raising=False)
     client("autoscaling").set_desired_capacity(AutoScalingGroupName="asg-old", DesiredCapacity=1)
     client("autoscaling").set_desired_capacity(AutoScalingGroupName="asg-old", DesiredCapacity=2)  # one launched
