@@ -205,9 +205,10 @@ def _drain_before_terminating(original: Callable[..., None]) -> Callable[..., No
         active = self.active_instances()
         leaving = [s for s in active if not s.protected_from_scale_in][: max(len(active) - (target or 0), 0)]
         for state in leaving:
-            state.lifecycle_state = "Terminating"
-            _terminating(backend)[state.instance.id] = state
-        original(self, new_capacity)  # counts InService instances only: no change; re-syncs (deregisters) the rest
+            state.lifecycle_state = "Terminating"  # no longer InService: moto's count leaves them out
+        original(self, new_capacity)  # no further change; re-syncs the attachments: deregisters (drains) them
+        # Pending only once deregistered: the runtime's loop must not find one whose draining has not begun.
+        _terminating(backend).update({state.instance.id: state for state in leaving})
         if leaving:
             finish_scale_ins(backend)
 
