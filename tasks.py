@@ -248,8 +248,16 @@ def traffic(c, env=None, seconds=TRAFFIC_SECONDS, rate=TRAFFIC_RATE, json=False)
     run_step("traffic", env, action, dry_run=True, out=sys.stderr if json else None)  # only reads AWS
 
 
-@task(help={"env": ENV_HELP})
-def iam_policy(c, env=None):
+@task(
+    help={
+        "env": ENV_HELP,
+        "cloudformation": "Print a CloudFormation template instead: a role holding the policy, assumed by GitHub"
+        " Actions through OIDC (docs/ci.md).",
+        "github_repo": "With --cloudformation: OWNER/NAME, the repository whose workflows may assume the role.",
+        "github_environment": "With --cloudformation: only workflow jobs of this GitHub environment may assume it.",
+    }
+)
+def iam_policy(c, env=None, cloudformation=False, github_repo=None, github_environment=None):
     """Print the least-privilege IAM policy (JSON) this environment needs: the tool's and Packer's calls."""
     from invoke.exceptions import Exit
 
@@ -257,7 +265,7 @@ def iam_policy(c, env=None):
     from deploy.steps.iam_policy import iam_policy_text
 
     try:
-        text = iam_policy_text(env)
+        text = iam_policy_text(env, cloudformation, github_repo, github_environment)
     except DeployError as error:
         raise Exit(f"error: iam-policy: {error}", code=1) from None
     print(text)

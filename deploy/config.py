@@ -48,6 +48,7 @@ class Config:
 
     env: str
     app_name: str
+    aws_account_id: str | None
     domain: str
     hosted_zone_id: str | None
     aws_region: str
@@ -67,6 +68,8 @@ class Config:
     ssh_cidr: str | None
     vpc_id: str | None
     subnet_ids: tuple[str, ...] | None
+    lb_subnet_ids: tuple[str, ...] | None
+    bake_subnet_id: str | None
     app_dir: str
     build_command: str
     app_files: tuple[str, ...]

@@ -79,7 +79,8 @@ class Environment:
 def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None = None) -> Environment:
     """Load and validate the configuration, then make the cloud reachable: nothing touches AWS before.
 
-    DRY_RUN: the AWS clients refuse every write. The embedded cloud is started here but seeded only by the step
+    DRY_RUN: the AWS clients refuse every write; otherwise the credentials' account is checked first
+    (AWS_ACCOUNT_ID). The embedded cloud is started here but seeded only by the step
     that needs what it seeds (deploy/localcloud/seed.py): setup the hosted zone, bake-primal the base image.
     OUT: where progress lines go (stderr when stdout carries JSON or a command).
     """
@@ -91,6 +92,8 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     environment = Environment(config=config, log=log, aws=aws)
     if config.local_cloud:
         localcloud.start(str(config.endpoint_url), say=log.say, time_scale=config.local_time_scale)
+    if not dry_run:  # a task that writes: the account first (AWS_ACCOUNT_ID), before any other call
+        aws.check_account()
     return environment
 
 

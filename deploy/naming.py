@@ -57,6 +57,16 @@ class Names:
         return f"{self.stack}-web"
 
     @property
+    def bake_security_group(self) -> str:
+        """The security group of Packer's build instances: the tool's, tagged, so that Packer creates none
+        (Packer 1.6.6 tags no temporary group, which no policy could then scope)."""
+        return f"{self.stack}-bake"
+
+    def packer_key_pair(self, when: str) -> str:
+        """Packer's temporary key pair: the underscore after the stack keeps other stacks' out of a policy."""
+        return f"packer_{self.stack}_{when}"
+
+    @property
     def host(self) -> str:
         """ENV.DOMAIN; the apex DOMAIN for production."""
         # Lower case, as Route 53 returns names: an upper-case ENV must not redo the record every run.

@@ -177,14 +177,14 @@ class _Stopper:
         timer.start()
         self._timers.append(timer)
 
-    def stop_after(self, seconds: float, reason: str) -> None:
-        self._later(seconds, self.stop, reason)
+    def stop_after(self, seconds: float, reason: str, grace_s: float | None = None) -> None:
+        self._later(seconds, self.stop, reason, grace_s)
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, grace_s: float | None = None) -> None:
         if self.reason is None and self.process.poll() is None:
             self.reason = reason
             self._signal(signal.SIGINT)
-            self._later(self.grace_s, self._signal, signal.SIGKILL)
+            self._later(self.grace_s if grace_s is None else grace_s, self._signal, signal.SIGKILL)
 
     def close(self) -> None:
         for timer in self._timers:
@@ -194,13 +194,19 @@ class _Stopper:
 
 
 def _stream(
-    process: subprocess.Popen[str], log: TextIO, lines: list[str], on_progress: Callable[[str], Any] | None
+    process: subprocess.Popen[str],
+    log: TextIO,
+    lines: list[str],
+    on_progress: Callable[[str], Any] | None,
+    on_line: Callable[[str], Any] | None = None,
 ) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         log.write(line)
         log.flush()
         lines.append(line)
+        if on_line is not None:
+            on_line(line)
         if on_progress is not None and (message := progress_message(line)) is not None:
             on_progress(message)
 
@@ -225,10 +231,14 @@ def run_packer(
     packer_bin: str = "packer",
     env: Mapping[str, str] | None = None,
     cleanup_grace_s: float = CLEANUP_GRACE_S,
+    denied_grace_s: float = CLEANUP_GRACE_S,
 ) -> str:
     """Build BUILDER of the template and return the AMI id; the raw output goes to LOG_PATH.
 
-    ENV adds variables (e.g. credentials) to this process's environment for packer.
+    ENV adds variables (e.g. credentials) to this process's environment for packer. Once AWS refused Packer a
+    permission the build cannot succeed: Packer gets DENIED_GRACE_S for its cleanup (which retries for ever
+    when the same policy also refuses it the deletion), then is stopped as by Ctrl-C, and killed DENIED_GRACE_S
+    later (it may ignore the interrupt while cleaning up).
     """
     exe = _find_packer(packer_bin)
     # Absolute, because packer runs in the repository root, not in the caller's directory.
@@ -258,9 +268,17 @@ def run_packer(
         )
         stopper = _Stopper(process, cleanup_grace_s)
         stopper.stop_after(timeout_s, "timeout")
+
+        refused: list[str] = []
+
+        def watch(line: str) -> None:
+            if not refused and stopper.reason is None and _denial([line]):
+                refused.append(line)
+                stopper.stop_after(denied_grace_s, "denied", denied_grace_s)
+
         try:
             try:
-                _stream(process, log, lines, on_progress)
+                _stream(process, log, lines, on_progress, watch)
             except BaseException:
                 # Ctrl-C or a failing callback: let packer delete its instance, key pair and group first.
                 stopper.stop("interrupted")

@@ -213,6 +213,13 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("APP_NAME", _name_part, "Application name; resources are named after APP_NAME-ENV."),
+    Setting(
+        "AWS_ACCOUNT_ID",
+        _pattern(r"\d{12}", "must be a 12-digit AWS account id such as 123456789012"),
+        "The account the environment lives in: every task that writes refuses other credentials' account"
+        " (one sts:GetCallerIdentity first); empty: not checked. Also scopes `inv iam-policy` to it.",
+        required=False,
+    ),
     Setting("DOMAIN", _domain, "DNS domain; the host is ENV.DOMAIN, or DOMAIN itself for production."),
     Setting(
         "HOSTED_ZONE_ID",
@@ -281,7 +288,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SUBNET_IDS",
         _id_list("subnet"),
-        "Comma-separated subnets; empty: the default subnets of the VPC.",
+        "Comma-separated subnets of the instances (may be private); empty: LB_SUBNET_IDS, else the default"
+        " subnets of the VPC.",
+        required=False,
+    ),
+    Setting(
+        "LB_SUBNET_IDS",
+        _id_list("subnet"),
+        "Comma-separated subnets of the load balancer (public for an internet-facing one; an application load"
+        " balancer: two zones or more, one subnet per zone); empty: SUBNET_IDS.",
+        required=False,
+    ),
+    Setting(
+        "BAKE_SUBNET_ID",
+        _pattern(r"subnet-[0-9a-f]{8,17}", "must be a subnet id such as subnet-0abc1234"),
+        "Subnet where Packer's build instance starts on real AWS; empty: the first instance subnet offering"
+        " INSTANCE_TYPE, or the first LB_SUBNET_IDS one when the instances' subnets are not the load balancer's.",
         required=False,
     ),
     Setting("APP_DIR", _text, "Directory of the application, relative to the repository root."),

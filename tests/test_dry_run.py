@@ -121,6 +121,7 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
     steps = [line.split(":", 1)[0] for line in lines]
     assert steps == [
         "bake-primal",
+        "bake-primal",
         "build-app",
         "copy-over",
         "bake-carnivore",
@@ -129,8 +130,9 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
         "cleanup",
         "cleanup",
     ]
-    assert lines[0] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
-    launch = lines[4]
+    assert lines[0] == "bake-primal: would create security group webapp-staging-bake (Packer's build instances)"
+    assert lines[1] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
+    launch = lines[5]
     assert "would create launch template lt-webapp-staging-" in launch and "2 x t3.micro" in launch
     assert f"cleanup: would retire group {old_group} (detach, drain, delete with its instances)" in lines
     assert f"cleanup: would delete launch template {old_group.replace('asg-', 'lt-', 1)}" in lines

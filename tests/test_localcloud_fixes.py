@@ -453,3 +453,30 @@ def test_patch_moto_is_idempotent():
     for method in (ELBBackend.register_instances, AutoScalingBackend.update_attached_elbs):
         assert getattr(method, FIXED)
         assert not getattr(method.__wrapped__, FIXED, False)  # moto's own: wrapped once
+
+
+def test_iam_checks_unknown_requests_by_action_for_conditioned_allows_and_scoped_denies():
+    """AWS: an Allow whose condition does not hold does not apply, and a Deny applies only to the resources it
+    names. moto, knowing neither the resource nor the condition keys of an EC2 or Auto Scaling request, denied
+    every tag-conditioned Allow outright and applied a scoped Deny to everything: it now checks the action."""
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    tagged = {
+        "Effect": "Allow",
+        "Action": ["ec2:TerminateInstances"],
+        "Resource": ["arn:aws:ec2:us-east-1:*:instance/*"],
+        "Condition": {"StringEquals": {"aws:ResourceTag/Env": "dev01"}},
+    }
+    assert IAMPolicyStatement(tagged).is_action_permitted("ec2:TerminateInstances") == PermissionResult.PERMITTED
+    assert IAMPolicyStatement(tagged).is_action_permitted("ec2:StopInstances") == PermissionResult.NEUTRAL
+    scoped_deny = {
+        "Effect": "Deny",
+        "Action": ["autoscaling:*"],
+        "Resource": ["arn:aws:autoscaling:us-east-1:*:autoScalingGroup:*:autoScalingGroupName/asg-webapp-dev01-*-*"],
+    }
+    statement = IAMPolicyStatement(scoped_deny)
+    assert statement.is_action_permitted("autoscaling:DeleteAutoScalingGroup") == PermissionResult.NEUTRAL
+    everything = {**scoped_deny, "Resource": "*"}  # a Deny of every resource still denies
+    assert IAMPolicyStatement(everything).is_action_permitted("autoscaling:DeleteAutoScalingGroup") == (
+        PermissionResult.DENIED
+    )

@@ -109,7 +109,8 @@ def _context(**overrides: object) -> dict[str, object]:
         "vpc_id": "vpc-0abc1234",
         "subnet_id": "subnet-0abc1234",
         "associate_public_ip": "true",
-        "ssh_source_cidr": "203.0.113.7/32",
+        "security_group_id": "sg-0abc1234",
+        "key_pair_name": "packer_test_20260101000000",
     }
     context.update(overrides)
     return context
@@ -322,7 +323,8 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     script = str(PACKER_DIR / "scripts" / "no-user-script.sh")
     common |= {"primal_packages": "", "primal_script": script, "carnivore_script": script}
     common |= {"start_command": "python3 server.py", "app_port": "80"}
-    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false", "ssh_source_cidr": "127.0.0.1/32"}
+    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false"}
+    common |= {"security_group_id": "", "key_pair_name": f"packer_exapp-test_{suffix}"}
 
     primal_name = f"exapp-test-primal-{suffix}"
     primal_vars = render_var_file(
@@ -430,3 +432,33 @@ def test_packer_dies_with_the_tool_even_on_kill_9(tmp_path: Path) -> None:
     finally:
         tool.kill()
         tool.wait(timeout=10)
+
+
+def test_a_refused_permission_stops_a_packer_whose_cleanup_never_ends(tmp_path: Path) -> None:
+    """Packer retries a cleanup the same policy refuses for ever: once AWS refused it a permission, it gets the
+    denied grace, then an interrupt (which it ignores while cleaning up), then is killed; one line names it."""
+    fake = tmp_path / "stuck-packer"
+    fake.write_text(
+        "#!/bin/bash\n"
+        "trap '' INT\n"
+        "echo '1,,ui,error,==> local: * Error Copying AMI: UnauthorizedOperation: User: arn:aws:iam::1:user/d"
+        " is not authorized to perform: ec2:CopyImage'\n"
+        "echo '1,,ui,say,==> local: Deregistering the AMI and deleting unencrypted temporary AMIs and snapshots'\n"
+        "while :; do sleep 0.05; done\n"
+    )
+    fake.chmod(0o755)
+    (tmp_path / "vars.json").write_text("{}")
+    with pytest.raises(PackerError) as failure:
+        run_packer(
+            PACKER_DIR / "primal.json",
+            tmp_path / "vars.json",
+            "local",
+            tmp_path / "build.log",
+            on_progress=lambda _: None,
+            timeout_s=60,
+            packer_bin=str(fake),
+            denied_grace_s=0.2,
+        )
+    message = str(failure.value)
+    assert "\n" not in message
+    assert "AWS refused it: User: arn:aws:iam::1:user/d is not authorized to perform: ec2:CopyImage" in message

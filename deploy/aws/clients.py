@@ -51,6 +51,21 @@ class Aws:
                 "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or try the embedded local cloud with --env local."
             )
 
+    def check_account(self) -> None:
+        """AWS_ACCOUNT_ID, when set, is the credentials' account: one sts:GetCallerIdentity (which needs no
+        permission), before anything else, so that a wrong account's credentials never build a second stack."""
+        wanted = self.config.aws_account_id
+        if not wanted:
+            return
+        identity = self.client("sts").get_caller_identity()
+        actual = str(identity.get("Account", ""))
+        if actual != wanted:
+            raise DeployError(
+                f"the credentials are of account {actual} ({identity.get('Arn', '')}), but AWS_ACCOUNT_ID is"
+                f" {wanted} ({self.config.source_of('AWS_ACCOUNT_ID')}): refused before any change. Use credentials"
+                f" of account {wanted} (AWS_PROFILE), or fix AWS_ACCOUNT_ID."
+            )
+
     def client(self, service: str) -> Any:
         if service not in self._clients:
             client = self.session.client(service, endpoint_url=self.config.endpoint_url, config=RETRIES)

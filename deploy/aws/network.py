@@ -64,24 +64,45 @@ def resolve_network(environment: Environment) -> tuple[str, list[str]]:
     return vpc_id, [subnet["SubnetId"] for subnet in subnets]
 
 
+@dataclass(frozen=True)
+class SubnetsRead:
+    """The environment's VPC and its subnets as described (with AvailabilityZone and MapPublicIpOnLaunch)."""
+
+    vpc_id: str
+    instances: list[dict[str, Any]]  # SUBNET_IDS, else LB_SUBNET_IDS, else the VPC's default subnets
+    balancer: list[dict[str, Any]]  # LB_SUBNET_IDS, else the instances'
+    bake: dict[str, Any] | None  # BAKE_SUBNET_ID
+
+
 def read_subnets(environment: Environment) -> tuple[str, list[dict[str, Any]]]:
-    """The environment's VPC and its subnets (with AvailabilityZone and MapPublicIpOnLaunch): SUBNET_IDS in the
-    order given, else the VPC's default subnets sorted by id. Read once per run (facts.SUBNETS)."""
-    return environment.facts.once(facts.SUBNETS, lambda: _read_subnets(environment))
+    """The environment's VPC and the instances' subnets: SUBNET_IDS (else LB_SUBNET_IDS) in the order given,
+    else the VPC's default subnets sorted by id."""
+    found = read_network(environment)
+    return found.vpc_id, found.instances
 
 
-def _read_subnets(environment: Environment) -> tuple[str, list[dict[str, Any]]]:
+def read_network(environment: Environment) -> SubnetsRead:
+    """Every subnet the environment names, read at once, once per run (facts.SUBNETS)."""
+    return environment.facts.once(facts.SUBNETS, lambda: _read_network(environment))
+
+
+def _read_network(environment: Environment) -> SubnetsRead:
     ec2 = environment.aws.ec2
     config = environment.config
-    if config.subnet_ids:
-        subnet_ids = list(config.subnet_ids)
-        vpc_id = config.vpc_id or _default_vpc(environment)  # SUBNET_IDS alone: they must be in the default VPC
-        listed = collect(ec2, "describe_subnets", "Subnets", SubnetIds=subnet_ids)
-        wrong = [subnet["SubnetId"] for subnet in listed if subnet["VpcId"] != vpc_id]
-        if wrong:
-            raise DeployError(f"SUBNET_IDS {', '.join(wrong)} are not in VPC {vpc_id}.")
-        found = {subnet["SubnetId"]: subnet for subnet in listed}
-        return str(vpc_id), [found[subnet_id] for subnet_id in subnet_ids if subnet_id in found]
+    instance_ids = list(config.subnet_ids or config.lb_subnet_ids or ())
+    balancer_ids = list(config.lb_subnet_ids or config.subnet_ids or ())
+    bake_ids = [config.bake_subnet_id] if config.bake_subnet_id else []
+    if instance_ids:
+        vpc_id = config.vpc_id or _default_vpc(environment)  # subnets alone: they must be in the default VPC
+        wanted = list(dict.fromkeys(instance_ids + balancer_ids + bake_ids))
+        found = _subnets_in(environment, vpc_id, collect(ec2, "describe_subnets", "Subnets", SubnetIds=wanted))
+        instances = [found[i] for i in instance_ids if i in found]
+        return SubnetsRead(
+            vpc_id,
+            instances,
+            [found[i] for i in balancer_ids if i in found],
+            found.get(bake_ids[0]) if bake_ids else None,
+        )
     # Only a default VPC has default subnets: one read gives the subnets and their VPC (no DescribeVpcs).
     filters = [{"Name": "default-for-az", "Values": ["true"]}]
     if config.vpc_id:
@@ -95,7 +116,30 @@ def _read_subnets(environment: Environment) -> tuple[str, list[dict[str, Any]]]:
     vpcs = sorted({str(subnet["VpcId"]) for subnet in subnets})
     if len(vpcs) > 1:  # AWS has one default VPC per region: never seen, but never guessed either
         raise DeployError(f"The default subnets are in several VPCs ({', '.join(vpcs)}): set VPC_ID in the env file.")
-    return vpcs[0], subnets
+    bake = None
+    if bake_ids:  # BAKE_SUBNET_ID beside the default subnets: its own read
+        bake = _subnets_in(environment, vpcs[0], collect(ec2, "describe_subnets", "Subnets", SubnetIds=bake_ids))[
+            bake_ids[0]
+        ]
+    return SubnetsRead(vpcs[0], subnets, subnets, bake)
+
+
+def _subnets_in(environment: Environment, vpc_id: str, listed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """LISTED by id; DeployError naming the keys to fix when one is of another VPC than VPC_ID."""
+    wrong = [subnet["SubnetId"] for subnet in listed if subnet["VpcId"] != vpc_id]
+    if wrong:
+        config = environment.config
+        keys = [
+            key
+            for key, ids in (
+                ("SUBNET_IDS", config.subnet_ids),
+                ("LB_SUBNET_IDS", config.lb_subnet_ids),
+                ("BAKE_SUBNET_ID", (config.bake_subnet_id,)),
+            )
+            if set(wrong) & set(ids or ())
+        ]
+        raise DeployError(f"{' and '.join(keys)} {', '.join(wrong)} are not in VPC {vpc_id}.")
+    return {str(subnet["SubnetId"]): subnet for subnet in listed}
 
 
 def _default_vpc(environment: Environment) -> str:
@@ -110,10 +154,10 @@ def _default_vpc(environment: Environment) -> str:
 
 
 def security_groups(environment: Environment, vpc_id: str) -> dict[str, dict[str, Any]]:
-    """The environment's security groups (NAME-lb and NAME-web) in VPC_ID by name: one read for both, once per
+    """The environment's security groups (NAME-lb, NAME-web, NAME-bake) in VPC_ID by name: one read for both, once per
     run (facts.SECURITY_GROUPS); whoever changes one tells the memo (`remember_security_group`)."""
     names = environment.names
-    wanted = [names.lb_security_group, names.instance_security_group]
+    wanted = [names.lb_security_group, names.instance_security_group, names.bake_security_group]
 
     def read() -> tuple[str, dict[str, dict[str, Any]]]:
         filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": wanted}]
@@ -135,7 +179,8 @@ def remember_security_group(environment: Environment, vpc_id: str, group: dict[s
 
 
 def find_security_group(environment: Environment, vpc_id: str, name: str) -> dict[str, Any] | None:
-    if name in (environment.names.lb_security_group, environment.names.instance_security_group):
+    names = environment.names
+    if name in (names.lb_security_group, names.instance_security_group, names.bake_security_group):
         return security_groups(environment, vpc_id).get(name)
     filters = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [name]}]
     groups = environment.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]

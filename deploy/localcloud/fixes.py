@@ -6,7 +6,9 @@ process, where tests use moto in-process through `mock_aws` (tests/conftest.py c
 Production modules never know about these fixes: they are written for AWS only.
 
 Each fix replaces or wraps a method of moto's own models, so it holds whichever API call reaches the model.
-Those of progressive delivery are in traffic_fixes.py, those of a retirement AWS runs in scaling_fixes.py.
+The fixes progressive delivery needs (target groups no listener uses, CloudWatch percentiles) are in
+traffic_fixes.py, those of IAM enforcement in iam_enforcement.py, those of a retirement AWS runs (scheduled
+actions, a scale-in that drains) in scaling_fixes.py, installed here with the others.
 `patch_moto()` is idempotent: calling it twice installs each fix once.
 """
 
@@ -16,12 +18,8 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import xmltodict  # type: ignore[import-untyped]
 from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.exceptions import JsonRESTError
-from moto.core.exceptions import _RESTError as RESTError
-from moto.core.responses import BaseResponse, get_service_model
 from moto.ec2.models import amis
 from moto.ec2.models.instances import Instance
 from moto.elb.models import ELBBackend
@@ -29,6 +27,12 @@ from moto.elbv2.exceptions import TargetGroupNotFoundError
 from moto.elbv2.models import ELBv2Backend
 from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
 
+from deploy.localcloud.iam_enforcement import (
+    refusals_in_the_services_shape,
+    sign_the_body,
+    unknown_request,
+    unknown_resource,
+)
 from deploy.localcloud.scaling_fixes import install_scaling_fixes
 from deploy.localcloud.traffic_fixes import install_traffic_fixes
 
@@ -320,65 +324,6 @@ def _register_replacements(original: Callable[..., None]) -> Callable[..., None]
     return notify_terminate_instances
 
 
-# --- IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT) ---------------------------------------------------------
-
-
-def _sign_the_body(original: Callable[..., Any]) -> Callable[..., Any]:
-    # AWS: SigV4 signs the raw body, empty for a GET. moto signed its parsed parameters when the body was empty
-    # (right for a form POST), so a REST GET's query string or, lacking one, its headers (setup_class falls back
-    # to them): every Route 53 read (ListHostedZonesByName, GetHostedZone, ListResourceRecordSets) failed the
-    # signature check under enforcement, whatever the policy granted; POSTs (ChangeResourceRecordSets) passed.
-    def create_aws_request(self: IAMRequestBase) -> Any:
-        request = original(self)
-        if self._method in ("GET", "HEAD", "DELETE") and not self._body:
-            request.data = b""
-        return request
-
-    return create_aws_request
-
-
-def _unknown_resource(original: Callable[..., bool]) -> Callable[..., bool]:
-    # AWS: a statement applies when the request's resource ARN matches its Resource. moto knows the resource of
-    # a request for SQS, IAM and STS only and passes "*" for every other service, which then matched no scoped
-    # Resource (arn:aws:autoscaling:...:autoScalingGroupName/asg-NAME-*): a least-privilege policy was denied
-    # everything. Where moto does not know the resource it can check the action only, as it does for "*";
-    # tests/test_iam_policy.py checks the policy's resources against the names the tool makes.
-    def check_element_matches(self: IAMPolicyStatement, statement_element: Any, value: str) -> bool:
-        if statement_element == "Resource" and value == "*":
-            return True
-        return original(self, statement_element, value)
-
-    return check_element_matches
-
-
-DENIALS = {"json": "AccessDeniedException", "rest-json": "AccessDeniedException", "ec2": "UnauthorizedOperation"}
-
-
-def _refusals_in_the_services_shape(original: Callable[..., None]) -> Callable[..., None]:
-    # AWS answers a refusal in its protocol's shape: JSON {"__type": "AccessDeniedException"} (SSM), EC2's
-    # <Response><Errors><Error> (UnauthorizedOperation), <ErrorResponse><Error> (Route 53). moto sent the query
-    # protocol's <ErrorResponse><Errors><Error> to all: botocore read code "403" (SSM) or "" (Route 53), and
-    # Packer's Go SDK could not parse it (EC2): no run could say which permission was missing.
-    def authenticate_and_authorize_normal_action(self: BaseResponse, resource: str = "*") -> None:
-        try:
-            original(self, resource)
-        except RESTError as error:
-            protocol = get_service_model(self.boto3_service_name).protocol
-            code = DENIALS.get(protocol, error.error_type) if error.error_type == "AccessDenied" else error.error_type
-            if isinstance(error, JsonRESTError) or protocol not in (*DENIALS, "rest-xml"):
-                raise
-            if protocol in ("json", "rest-json"):
-                refusal = JsonRESTError(code, error.message)
-                refusal.code = error.code
-                raise refusal from None
-            detail: dict[str, Any] = {"Error": {"Code": code, "Message": error.message}}
-            shape = {"Errors": detail} if protocol == "ec2" else detail
-            error.description = xmltodict.unparse({"Response" if protocol == "ec2" else "ErrorResponse": shape})
-            raise
-
-    return authenticate_and_authorize_normal_action
-
-
 def patch_moto() -> None:
     """Install every fix (idempotent): in the embedded cloud's server process, and in tests using mock_aws."""
     _install(amis.Ami, "__init__", _ebs_backed_images)
@@ -395,6 +340,7 @@ def patch_moto() -> None:
     _install(AutoScalingBackend, "notify_terminate_instances", _register_replacements)
     install_traffic_fixes(_install)  # target groups no listener uses; CloudWatch percentiles
     install_scaling_fixes(_install)  # scheduled actions; a scale-in drains before it terminates
-    _install(IAMRequestBase, "_create_aws_request", _sign_the_body)
-    _install(IAMPolicyStatement, "_check_element_matches", _unknown_resource)
-    _install(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", _refusals_in_the_services_shape)
+    _install(IAMRequestBase, "_create_aws_request", sign_the_body)
+    _install(IAMPolicyStatement, "_check_element_matches", unknown_resource)
+    _install(IAMPolicyStatement, "is_action_permitted", unknown_request)
+    _install(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", refusals_in_the_services_shape)

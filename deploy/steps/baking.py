@@ -10,14 +10,16 @@ from deploy.appcontract import check_user_script, packer_variables
 from deploy.aws.images import forget_images, image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.leftovers import tag_snapshots
+from deploy.aws.network import Rule, ensure_security_group
 from deploy.config import ROOT
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import stamp
-from deploy.packer import render_var_file, run_packer
+from deploy.packer import CLEANUP_GRACE_S, render_var_file, run_packer
 from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"
+DENIED_CLEANUP_MIN_S = 5.0  # on an emulator, whose AWS durations are scaled down
 
 
 def template_digest(role: str) -> str:
@@ -49,27 +51,36 @@ def packer_credentials(environment: Environment) -> dict[str, str]:
     return values
 
 
-def packer_network(environment: Environment) -> dict[str, str]:
-    """Where the `aws` builder's instance starts: the environment's VPC and a subnet of it offering INSTANCE_TYPE,
-    a public IP where the subnet gives none, and ssh (Packer's temporary security group) only from
-    BAKE_SSH_CIDR or SSH_CIDR, the machine running the bake. The `local` builder reaches no instance."""
-    if packer_builder(environment) != "aws":
-        return {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false", "ssh_source_cidr": "127.0.0.1/32"}
+def packer_network(environment: Environment, when: str) -> dict[str, str]:
+    """Where a build instance starts: the environment's VPC, a subnet of it offering INSTANCE_TYPE (BAKE_SUBNET_ID
+    on real AWS), a public IP where the subnet gives none, the tool's security group NAME-bake (ssh only from
+    BAKE_SSH_CIDR or SSH_CIDR, the machine running the bake; no rule where no instance is reached: the `local`
+    builder) and a temporary key pair named after the environment: both scoped by the IAM policy."""
     config = environment.config
-    source = config.bake_ssh_cidr or config.ssh_cidr
-    if not source:
-        raise DeployError(
-            "Packer reaches its build instance over ssh, opened only to the machine running the bake: set"
-            f" BAKE_SSH_CIDR (this machine's public address, such as 203.0.113.7/32) or SSH_CIDR in"
-            f" {config.source_of('BAKE_SSH_CIDR')}."
-        )
+    rules: set[Rule] = set()
+    if packer_builder(environment) == "aws":
+        source = config.bake_ssh_cidr or config.ssh_cidr
+        if not source:
+            raise DeployError(
+                "Packer reaches its build instance over ssh, opened only to the machine running the bake: set"
+                f" BAKE_SSH_CIDR (this machine's public address, such as 203.0.113.7/32) or SSH_CIDR in"
+                f" {config.source_of('BAKE_SSH_CIDR')}."
+            )
+        rules = {Rule(22, cidr=str(source))}
     network = checked_network(environment)
     subnet_id, public_ip = network.bake_subnet()
+    name = environment.names.bake_security_group
+    group_id, changes = ensure_security_group(
+        environment, network.vpc_id, name, f"Packer build instances of {environment.names.stack}", rules
+    )
+    for change in changes:
+        environment.say(f"  {change}")
     return {
         "vpc_id": network.vpc_id,
         "subnet_id": subnet_id,
         "associate_public_ip": "true" if public_ip else "false",
-        "ssh_source_cidr": str(source),
+        "security_group_id": group_id,
+        "key_pair_name": environment.names.packer_key_pair(when),
     }
 
 
@@ -78,8 +89,9 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
     config = environment.config
     require_instance_type(environment)
     check_user_script(config, role, say=environment.say)
-    network = packer_network(environment)  # refused before Packer creates anything
-    image_name = environment.names.image(role, stamp())
+    when = stamp()
+    network = packer_network(environment, when)  # refused before Packer creates anything
+    image_name = environment.names.image(role, when)
     context = {
         "region": config.region,
         "endpoint": config.endpoint_url or "",
@@ -107,6 +119,8 @@ def bake(environment: Environment, role: str, variables: dict[str, str], inputs:
         on_progress=lambda line: environment.say(f"    {line}"),
         timeout_s=config.packer_timeout,
         env=packer_credentials(environment),
+        # After a refused permission: Packer's cleanup as long as AWS takes to terminate its instance.
+        denied_grace_s=max(DENIED_CLEANUP_MIN_S, environment.aws_seconds(CLEANUP_GRACE_S)),
     )
     forget_images(environment)  # a new image of this environment: the run's listing of them is read again
     # The inputs as tags: any machine (a fresh clone, a CI runner) finds this image for the same inputs.

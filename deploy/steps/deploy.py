@@ -12,7 +12,7 @@ from deploy.aws.groups import environment_groups
 from deploy.aws.health import last_health
 from deploy.aws.images import CARNIVORE, require_image
 from deploy.aws.instances import require_instance_type
-from deploy.aws.network import resolve_network
+from deploy.aws.network import find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.localcloud.seed import seed_base_image
@@ -126,6 +126,11 @@ def deploy_plan(
         )
     vpc_id, _ = resolve_network(environment)
     instance_security_group(environment, vpc_id)
+    bakes = [index for index, line in enumerate(lines) if ": would bake " in line]
+    bake_group = environment.names.bake_security_group
+    if bakes and find_security_group(environment, vpc_id, bake_group) is None:  # read with the others: no request
+        step = lines[bakes[0]].split(":", 1)[0]  # made by the first bake that runs
+        lines.insert(bakes[0], f"{step}: would create security group {bake_group} (Packer's build instances)")
     launch = read_launch_plan(environment, image)
     new_group = Group(name=launch.group, launch_template=launch.launch_template, image_id=image)
     if launch.reused:

@@ -47,7 +47,9 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
     # Any VPC: the environment's groups stay its own even if VPC_ID changed since setup.
     security_groups = [
         {"id": group["GroupId"], "name": group["GroupName"], "tags": tags_of(group)}
-        for group in security_groups_named(environment, [names.instance_security_group, names.lb_security_group])
+        for group in security_groups_named(
+            environment, [names.instance_security_group, names.lb_security_group, names.bake_security_group]
+        )
     ]
     pair = describe_key_pair(environment)
     key_file = key_path(environment.env)

@@ -101,7 +101,7 @@ def launch_group(environment: Environment, image_id: str | None = None) -> str:
         return plan.group
     network = checked_network(environment)
     vpc_id, subnet_ids = network.vpc_id, network.group_subnet_ids  # only zones that offer INSTANCE_TYPE
-    skipped = sorted(set(network.subnet_ids) - set(subnet_ids))
+    skipped = sorted(set(network.instance_subnet_ids) - set(subnet_ids))
     if skipped:
         environment.say(f"  not using {', '.join(skipped)}: {config.instance_type} is not offered in their zones")
     security_group_id = instance_security_group(environment, vpc_id)
