@@ -1,13 +1,15 @@
 """Invoke tasks: the steps of the original setup and deploy scripts. Thin by design.
 
-Each task parses its flags and calls its step, deploy/steps/TASK_NAME.py (views: deploy/views); pre-tasks
-chain the steps make-style (deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every
-flag. A task imports its step when it runs, so that listing tasks and reading help load no AWS library.
+Each task parses its flags and calls its step, deploy/steps/TASK_NAME.py (views: deploy/views); the deploy's
+stages are defined once, in deploy/pipeline.py, whose `needs` chain them make-style as pre-tasks
+(deploy/chain.py). `inv --list` shows them; `inv --help TASK` documents every flag. A task imports its step when
+it runs, so that listing tasks and reading help load no AWS library.
 """
 
 import sys
 
-from invoke import task
+from invoke.context import Context
+from invoke.tasks import task
 
 from deploy.flags import Count, Rate, Seconds
 
@@ -30,7 +32,7 @@ DRY_RUN_HELP = "Print what would be created, changed and deleted, in order, and 
         "take_over_dns": "Replace a record at the host that points elsewhere (refused otherwise: it may be live).",
     }
 )
-def setup(c, env=None, dry_run=False, take_over_dns=False):
+def setup(c: Context, env: str | None = None, dry_run: bool = False, take_over_dns: bool = False) -> None:
     """Create the load balancer, security groups, DNS alias and ssh key pair of an environment (idempotent)."""
     from deploy.cli import run_step
     from deploy.steps.setup import run_setup, setup_plan
@@ -40,59 +42,59 @@ def setup(c, env=None, dry_run=False, take_over_dns=False):
 
 
 @task(help={"env": ENV_HELP, "primal_id": PRIMAL_HELP})
-def bake_primal(c, env=None, primal_id=None):
+def bake_primal(c: Context, env: str | None = None, primal_id: str | None = None) -> None:
     """Bake the base ("primal") image from SOURCE_AMI with Packer, unless one is given or recorded."""
-    from deploy.cli import run_step
-    from deploy.steps.bake_primal import bake_primal as step
-    from deploy.steps.deploy import require_setup
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
 
-    run_step("bake-primal", env, lambda e: step(require_setup(e), primal_id=primal_id), locking=True)
+    run_task("bake-primal", env, Request(primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP})
-def build_app(c, env=None):
+def build_app(c: Context, env: str | None = None) -> None:
     """Build the application: run BUILD_COMMAND in APP_DIR."""
-    from deploy.cli import run_step
-    from deploy.steps.build_app import build_app as step
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
 
-    run_step("build-app", env, step, locking=True)
+    run_task("build-app", env, Request())
 
 
-@task(pre=[build_app], help={"env": ENV_HELP})
-def copy_over(c, env=None):
+@task(help={"env": ENV_HELP})
+def copy_over(c: Context, env: str | None = None) -> None:
     """Stage what the server needs (APP_FILES and the environment's settings) into tmp/appserver/ENV/RUN."""
-    from deploy.cli import run_step
-    from deploy.steps.copy_over import copy_over as step
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
 
-    run_step("copy-over", env, step, locking=True)
+    run_task("copy-over", env, Request())
 
 
-@task(pre=[copy_over, bake_primal], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
-def bake_carnivore(c, env=None, image_id=None, primal_id=None):
+@task(help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
+def bake_carnivore(
+    c: Context, env: str | None = None, image_id: str | None = None, primal_id: str | None = None
+) -> None:
     """Bake the deployment ("carnivore") image: the primal image plus the staged app."""
-    from deploy.cli import run_step
-    from deploy.steps.bake_carnivore import bake_carnivore as step
-    from deploy.steps.deploy import require_setup
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
 
-    run_step("bake-carnivore", env, lambda e: step(require_setup(e), image_id=image_id), locking=True)
+    run_task("bake-carnivore", env, Request(image_id=image_id, primal_id=primal_id))
 
 
-@task(pre=[bake_carnivore], help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
-def launch_asg(c, env=None, image_id=None, primal_id=None):
+@task(help={"env": ENV_HELP, "image_id": IMAGE_HELP, "primal_id": PRIMAL_HELP})
+def launch_asg(c: Context, env: str | None = None, image_id: str | None = None, primal_id: str | None = None) -> None:
     """Launch a new launch template and Auto Scaling group with the image, behind the load balancer."""
-    from deploy.cli import run_step
-    from deploy.steps.launch_asg import launch_group
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
 
-    run_step("launch-asg", env, lambda e: launch_group(e, image_id=image_id), locking=True)
+    run_task("launch-asg", env, Request(image_id=image_id, primal_id=primal_id))
 
 
 @task(help={"env": ENV_HELP, "timeout": TIMEOUT_HELP, "keep_on_failure": KEEP_HELP})
-def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
+def wait_health(c: Context, env: str | None = None, timeout: int = NO_TIMEOUT, keep_on_failure: bool = False) -> None:
     """Wait until every instance of the new group is healthy; remove it if it is not in time."""
-    from deploy.cli import run_step
-    from deploy.steps.wait_health import wait_for_new_group
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
 
-    run_step("wait-health", env, lambda e: wait_for_new_group(e, timeout or None, keep_on_failure), locking=True)
+    run_task("wait-health", env, Request(timeout_s=int(timeout) or None, keep_on_failure=keep_on_failure))
 
 
 @task(
@@ -102,7 +104,7 @@ def wait_health(c, env=None, timeout=NO_TIMEOUT, keep_on_failure=False):
         "dry_run": DRY_RUN_HELP,
     }
 )
-def cleanup(c, env=None, keep_images=False, dry_run=False):
+def cleanup(c: Context, env: str | None = None, keep_images: bool = False, dry_run: bool = False) -> None:
     """Retire outdated groups (detach, drain, delete with instances), their launch templates/configs, and images."""
     from deploy.cli import run_step
     from deploy.steps.cleanup import cleanup as step
@@ -112,7 +114,6 @@ def cleanup(c, env=None, keep_images=False, dry_run=False):
 
 
 @task(
-    pre=[launch_asg, wait_health],
     help={
         "env": ENV_HELP,
         "image_id": IMAGE_HELP,
@@ -124,23 +125,34 @@ def cleanup(c, env=None, keep_images=False, dry_run=False):
     },
 )
 def deploy(
-    c, env=None, image_id=None, primal_id=None, cleanup=True, timeout=NO_TIMEOUT, keep_on_failure=False, dry_run=False
-):
+    c: Context,
+    env: str | None = None,
+    image_id: str | None = None,
+    primal_id: str | None = None,
+    cleanup: bool = True,
+    timeout: int = NO_TIMEOUT,
+    keep_on_failure: bool = False,
+    dry_run: bool = False,
+) -> None:
     """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
-    from deploy.cli import run_step
-    from deploy.steps.deploy import deploy_plan, finish_deploy
-    from deploy.views.plan import show
+    from deploy.pipeline import plan_task, run_task
+    from deploy.plans.stages import Request
 
-    keep = None if cleanup else True
+    request = Request(
+        image_id=image_id,
+        primal_id=primal_id,
+        timeout_s=int(timeout) or None,
+        keep_on_failure=keep_on_failure,
+        keep_images=None if cleanup else True,
+    )
     if dry_run:
-        plan = lambda e: show(e, deploy_plan(e, image_id, primal_id, keep, timeout or None, keep_on_failure))  # noqa: E731
-        run_step("deploy", env, plan, dry_run=True)
+        plan_task(env, request)
         return
-    run_step("finish", env, lambda e: finish_deploy(e, keep_images=keep), locking=True)
+    run_task("finish", env, request)  # its stages ran before it, as its pre-tasks (deploy/pipeline.py)
 
 
 @task(help={"env": ENV_HELP + " Must have LOCAL_CLOUD=true (default: local).", "stop": "Stop it instead."})
-def local_cloud(c, env="local", stop=False):
+def local_cloud(c: Context, env: str | None = "local", stop: bool = False) -> None:
     """Start the embedded local cloud (a moto server on 127.0.0.1) and print its endpoint, or stop it."""
     from deploy.steps.local_cloud import manage_local_cloud
 
@@ -155,17 +167,19 @@ def local_cloud(c, env="local", stop=False):
         "dry_run": DRY_RUN_HELP,
     }
 )
-def rollback(c, env=None, to=None, timeout=NO_TIMEOUT, dry_run=False):
+def rollback(
+    c: Context, env: str | None = None, to: str | None = None, timeout: int = NO_TIMEOUT, dry_run: bool = False
+) -> None:
     """Put the previous good image back through the same zero-downtime path, with no build and no bake."""
     from deploy.cli import run_step
-    from deploy.steps.rollback import rollback as step
+    from deploy.pipeline import rollback as step
 
     action = lambda e: step(e, to=to, timeout_s=timeout or None, dry_run=dry_run)  # noqa: E731
     run_step("rollback", env, action, locking=not dry_run, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP})
-def unlock(c, env=None):
+def unlock(c: Context, env: str | None = None) -> None:
     """Remove a stale deploy lock left by a crashed run (warns with the holder's name)."""
     from deploy.cli import run_step
     from deploy.steps.unlock import unlock as step
@@ -173,8 +187,8 @@ def unlock(c, env=None):
     run_step("unlock", env, step)
 
 
-@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: README, `status --json`)."})
-def status(c, env=None, json=False):
+@task(help={"env": ENV_HELP, "json": "Print JSON for scripts instead of the table (shape: docs/operations.md)."})
+def status(c: Context, env: str | None = None, json: bool = False) -> None:
     """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
     from deploy.cli import run_step
     from deploy.views.status import show_status
@@ -185,11 +199,11 @@ def status(c, env=None, json=False):
 @task(
     help={
         "env": ENV_HELP,
-        "json": "Print JSON for scripts instead of the table (shape: README, `history --json`).",
+        "json": "Print JSON for scripts instead of the table (shape: README, the `history` task).",
         "limit": "How many of the most recent entries to show (default 20).",
     }
 )
-def history(c, env=None, json=False, limit=HISTORY_LIMIT):
+def history(c: Context, env: str | None = None, json: bool = False, limit: int = HISTORY_LIMIT) -> None:
     """Show the deploys, rollbacks and aborts of an environment, newest first, as the AWS account records them."""
     from deploy.cli import run_step
     from deploy.views.history import show_history
@@ -205,7 +219,7 @@ def history(c, env=None, json=False, limit=HISTORY_LIMIT):
         "dry_run": DRY_RUN_HELP,
     }
 )
-def destroy(c, env=None, yes=False, dry_run=False):
+def destroy(c: Context, env: str | None = None, yes: bool = False, dry_run: bool = False) -> None:
     """Delete everything the environment owns (DNS record, load balancer, groups, images, keys), after confirmation."""
     from deploy.cli import run_step
     from deploy.steps.destroy import refuse_unconfirmed, run_destroy
@@ -222,7 +236,7 @@ def destroy(c, env=None, yes=False, dry_run=False):
         "print": "Only print the ssh command (on the embedded cloud too), do not run it.",
     }
 )
-def ssh(c, env=None, instance=None, print_=False):
+def ssh(c: Context, env: str | None = None, instance: str | None = None, print_: bool = False) -> None:
     """Open a shell on an instance of the serving group with the environment's key from deploy/keys."""
     from deploy.cli import run_step
     from deploy.steps.ssh import run_ssh
@@ -239,7 +253,9 @@ def ssh(c, env=None, instance=None, print_=False):
         "json": "Print the summary as JSON on stdout (the lines a second go to stderr).",
     }
 )
-def traffic(c, env=None, seconds=TRAFFIC_SECONDS, rate=TRAFFIC_RATE, json=False):
+def traffic(
+    c: Context, env: str | None = None, seconds: float = TRAFFIC_SECONDS, rate: float = TRAFFIC_RATE, json: bool = False
+) -> None:
     """Send requests through the environment's URL, print ok/failed/versions each second; non-zero if any failed."""
     from deploy.cli import run_step
     from deploy.views.traffic import run_traffic
@@ -257,7 +273,13 @@ def traffic(c, env=None, seconds=TRAFFIC_SECONDS, rate=TRAFFIC_RATE, json=False)
         "github_environment": "With --cloudformation: only workflow jobs of this GitHub environment may assume it.",
     }
 )
-def iam_policy(c, env=None, cloudformation=False, github_repo=None, github_environment=None):
+def iam_policy(
+    c: Context,
+    env: str | None = None,
+    cloudformation: bool = False,
+    github_repo: str | None = None,
+    github_environment: str | None = None,
+) -> None:
     """Print the least-privilege IAM policy (JSON) this environment needs: the tool's and Packer's calls."""
     from invoke.exceptions import Exit
 

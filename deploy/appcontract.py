@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from deploy.config import ROOT, Config
+from deploy.config import Config
 from deploy.errors import DeployError
+from deploy.settings import ROOT
 
 NO_USER_SCRIPT = ROOT / "packer" / "scripts" / "no-user-script.sh"
 SHELLCHECK_TIMEOUT_S = 60
@@ -27,7 +29,7 @@ def user_script(config: Config, role: str) -> Path | None:
     return (ROOT / str(value)).resolve() if value else None
 
 
-def check_user_script(config: Config, role: str, say=print) -> None:
+def check_user_script(config: Config, role: str, say: Callable[[str], None] = print) -> None:
     """shellcheck the environment's script for ROLE before a bake: a finding is refused, naming the script."""
     script = user_script(config, role)
     if script is None:

@@ -1,9 +1,9 @@
-"""Pre-task chains that run make-style.
+"""Pre-task chains that run make-style, from the pipeline's one definition (deploy/pipeline.py).
 
-Invoke runs a task's pre-tasks with their own defaults. This executor hands each pre-task the flags
-of the task that pulled it in (only those it declares), so `inv deploy --env dev01 --image-id ami-x`
-builds nothing for the wrong environment; and a step whose output is already given does not pull in
-its own prerequisites (`--image-id` skips the app build and both bakes).
+A stage's task pulls in the stages it needs (`Stage.needs`) as pre-tasks. This executor hands each pre-task the
+flags of the task that pulled it in (only those it declares), so `inv deploy --env dev01 --image-id ami-x` builds
+nothing for the wrong environment; and a stage whose output is already given does not pull in its own
+prerequisites (`--image-id` skips the app build and both bakes).
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ import inspect
 import signal
 from typing import Any
 
-from invoke import Call, Executor, Task
+from invoke.executor import Executor
+from invoke.tasks import Call, Task
 
-from deploy.config import load_config
+from deploy import pipeline
+from deploy.config import command_config
 from deploy.errors import DeployError
 from deploy.invocation import invocation
+from deploy.plans.hand import given_image
 
 
-def _parameters(task: Task) -> set[str]:
+def _parameters(task: Task[Any]) -> set[str]:
     return set(inspect.signature(task.body).parameters) - {"c", "ctx", "context"}
 
 
@@ -31,23 +34,26 @@ def inherit(call: Call, flags: dict[str, Any]) -> Call:
     return Call(call.task, args=call.args, kwargs=kwargs, called_as=call.called_as)
 
 
-def output_given(call: Call) -> bool:
-    """Whether a step's output is given up front, so that its prerequisites need not run.
-
-    Only an image given by --image-id (or IMAGE_ID) qualifies: nothing needs building or baking then.
-    A dry run (--dry-run) prunes the whole chain: the task prints the plan of every step instead.
-    """
+def image_given(call: Call) -> bool:
+    """Whether an image is given by hand (--image-id, else IMAGE_ID): nothing needs building or baking then."""
     flags = call.kwargs
-    if flags.get("dry_run"):
-        return True
-    if call.task.name != "bake_carnivore":
-        return False
     if flags.get("image_id"):
         return True
     try:
-        return bool(load_config(flags.get("env")).image_id)
+        return given_image(None, command_config(flags.get("env")).image_id) is not None
     except DeployError:
         return False  # the task itself reports the configuration error
+
+
+def prerequisites(call: Call) -> list[str]:
+    """The tasks CALL pulls in first: the stages its stage needs (none when a given image makes them needless).
+    A dry run (--dry-run) pulls in none: the task prints the plan of every stage instead."""
+    if call.kwargs.get("dry_run"):
+        return []
+    stage = pipeline.stage_of_task(call.task.name)
+    if stage is None:
+        return []
+    return pipeline.prerequisites(call.task.name, image_given(call) if stage.makes_image else False)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -61,7 +67,7 @@ def command_name(tasks: tuple[Any, ...]) -> str:
 
 
 class ChainExecutor(Executor):
-    def execute(self, *tasks: Any) -> dict[Task, Any]:
+    def execute(self, *tasks: Any) -> dict[Task[Any], Any]:
         """Run the tasks as one invocation: whatever happens, the deploy locks its tasks took are released."""
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
@@ -77,8 +83,9 @@ class ChainExecutor(Executor):
                 call = Call(call)
             if flags is not None:
                 call = inherit(call, flags)
-            if call.pre and not output_given(call):
-                expanded.extend(self.expand_calls(call.pre, call.kwargs))
+            needed = [self.collection[name] for name in prerequisites(call)]
+            if needed:
+                expanded.extend(self.expand_calls(needed, call.kwargs))
             expanded.append(call)
             if call.post:
                 expanded.extend(self.expand_calls(call.post, call.kwargs))

@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 from invoke.exceptions import Exit
 
-from deploy.config import load_config
+from deploy.config import command_config
 from deploy.environment import Environment, open_environment, release_lock
 from deploy.errors import DeployError
 from deploy.invocation import current_invocation
@@ -53,7 +53,7 @@ def run_step(
     environment: Environment | None = None
     try:
         with current_invocation() as opened:
-            name = load_config(env).env
+            name = command_config(env).env
             environment = opened.open(
                 (name, dry_run), lambda: open_environment(env, dry_run=dry_run, out=out), release_lock
             )

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from deploy.errors import ConfigError
+from deploy.invocation import current_invocation
 from deploy.settings import NAME_PART, ROOT, SETTINGS, SETTINGS_BY_KEY
 
 DEFAULTS_FILE = "defaults.env"
@@ -175,6 +176,14 @@ def _line_of(path: Path, key: str) -> int | None:
         if re.match(rf"^\s*(export\s+)?{re.escape(key)}\s*=", line):
             found = number
     return found
+
+
+def command_config(env: str | None = None) -> Config:
+    """The configuration of ENV for this command line: loaded (and validated) once, however many of its tasks and
+    steps ask for it (the invocation keeps it: deploy/invocation.py)."""
+    name = env or default_env_name(os.environ)
+    with current_invocation() as opened:
+        return opened.open(("config", name), lambda: load_config(name), lambda _: None)
 
 
 def load_config(

@@ -17,12 +17,11 @@ from typing import TextIO
 from deploy.aws.clients import Aws
 from deploy.aws.loadbalancers import LoadBalancer, load_balancer_for
 from deploy.aws.lock import DeployLock
-from deploy.config import Config, load_config, print_warnings
+from deploy.config import Config, command_config, print_warnings
 from deploy.facts import Facts
 from deploy.localcloud import process as localcloud
 from deploy.logs import RunLog
 from deploy.naming import Names, names_for
-from deploy.state import State
 from deploy.waiting import Waiter
 
 
@@ -34,11 +33,6 @@ class Environment:
     # Every bounded wait of a run polls on this clock; tests move a fake one instead of sleeping.
     clock: Callable[[], float] = field(default=time.monotonic)
     sleep: Callable[[float], None] = field(default=time.sleep)
-    # The group this run promoted (set by wait-health): the deploy's cleanup never retires it. In memory only.
-    promoted: str | None = None
-    # The image given by hand (--image-id, IMAGE_ID) this run deploys, as bake-carnivore found it: launch-asg tags
-    # its group so, and its promotion marks it as never to be deleted (in the account, not here). In memory only.
-    given_image: str | None = None
     # What this run has read of the account, read once and passed on to every later step (deploy/facts.py).
     facts: Facts = field(default_factory=Facts)
 
@@ -53,10 +47,6 @@ class Environment:
     @cached_property
     def load_balancer(self) -> LoadBalancer:
         return load_balancer_for(self.aws, self.names, self.config, self.say)
-
-    @cached_property
-    def state(self) -> State:
-        return State.for_env(self.env)
 
     @cached_property
     def lock(self) -> DeployLock:
@@ -84,7 +74,7 @@ def open_environment(env: str | None, dry_run: bool = False, out: TextIO | None 
     that needs what it seeds (deploy/localcloud/seed.py): setup the hosted zone, bake-primal the base image.
     OUT: where progress lines go (stderr when stdout carries JSON or a command).
     """
-    config = load_config(env)
+    config = command_config(env)
     print_warnings(config, sys.stderr)
     log = RunLog(config.env, out=out, keep=config.log_runs, read_only=dry_run)
     aws = Aws(config, log, dry_run=dry_run)

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
 from deploy.aws import dns, groups, images, leftovers, network
 from deploy.aws.health import has_served
@@ -23,12 +22,15 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
 from deploy.plans.launch import plan_abort
+from deploy.plans.model import Group
+from deploy.plans.pending import Pending
 
 RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
 GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate within minutes
 SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
 MAX_PARALLEL_RETIREMENTS = 4
 INSTANCE_TERMINATE_TIMEOUT_S = 600  # a Packer instance left behind terminates within minutes
+LOAD_BALANCER_DELETE_TIMEOUT_S = 600  # an ALB is deleted within minutes
 SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
@@ -223,7 +225,16 @@ def _do(environment: Environment, action: Action, again: str) -> None:
     elif op == "delete-record":
         dns.delete_record(environment, action.get("zone_id"), action.get("record"))
     elif op == "delete-load-balancer":
-        environment.load_balancer.delete()
+        balancer = environment.load_balancer
+        balancer.delete()
+        # Bounded: its network interfaces are released within minutes (the security group waits on them).
+        _wait(
+            environment,
+            LOAD_BALANCER_DELETE_TIMEOUT_S,
+            lambda: (balancer.gone(), f"waiting: {target} is being deleted"),
+            f"Deleting load balancer {target}",
+            again=again,
+        )
     elif op == "delete-security-group":
         _delete_security_group(environment, action.get("id"), target)
     elif op == "delete-key-pair":
@@ -244,17 +255,18 @@ def _do(environment: Environment, action: Action, again: str) -> None:
         raise AssertionError(f"an action this executor does not know: {op}")
 
 
-def abort_new_group(environment: Environment, pending: dict[str, Any], reason: str, action: str = "deploy") -> None:
+def abort_new_group(environment: Environment, pending: Pending | None, reason: str, action: str = "deploy") -> None:
     """Remove a new group that never became healthy, and its launch template; the serving group stays untouched.
     A promoted one is never removed, and one that served drains first, for at most the load balancer's draining
     time (deploy/plans/launch.py `plan_abort`). The abort is recorded in the account's history (ACTION: the deploy
     or rollback it ends)."""
     if not pending:
         return
-    raw_group = groups.describe_group(environment, pending["group"])
-    actions = plan_abort(pending, raw_group, has_served(environment, raw_group))
+    raw_group = groups.describe_group(environment, pending.group)
+    group = Group.from_aws(raw_group) if raw_group is not None else None
+    actions = plan_abort(pending, group, has_served(environment, group))
     if actions:
-        environment.say(f"  removing the new group {pending['group']} ({reason}); the previous group keeps serving")
+        environment.say(f"  removing the new group {pending.group} ({reason}); the previous group keeps serving")
         carry_out(environment, actions)
         seconds = environment.log.elapsed()
-        record(environment, entry(action, ABORTED, pending.get("image_id"), pending["group"], seconds, False, reason))
+        record(environment, entry(action, ABORTED, pending.image_id, pending.group, seconds, False, reason))

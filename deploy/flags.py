@@ -42,11 +42,19 @@ class Count(int):
         return super().__new__(cls, number)
 
 
+# The most requests a second `inv traffic` sends (its pool of senders keeps up with this many): --rate accepts
+# exactly what it sends, never more.
+MAX_RATE = 200.0
+
+
 class Rate(float):
-    """The kind of --rate: requests a second, more than 0 and at most 1000, or a one-line parse error."""
+    """The kind of --rate: requests a second, more than 0 and at most MAX_RATE, or a one-line parse error."""
 
     def __new__(cls, value: object = 10.0) -> Rate:
         number = _parse(value, float, "error: --rate takes a number of requests a second")
-        if not 0 < number <= 1000:
-            raise ParseError(f"error: --rate takes more than 0 and at most 1000 requests a second, not {number}.")
+        if not 0 < number <= MAX_RATE:
+            raise ParseError(
+                f"error: --rate takes more than 0 and at most {MAX_RATE:g} requests a second (the most `inv traffic`"
+                f" sends), not {number:g}."
+            )
         return super().__new__(cls, number)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ class Invocation:
             made = make()
             self._opened[key] = made
             self._closers.append(lambda: close(made))
-        return self._opened[key]
+        return cast(T, self._opened[key])  # what MAKE made for this key
 
     def close(self) -> None:
         closers, self._closers = self._closers, []

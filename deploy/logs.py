@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,7 +145,7 @@ class RunLog:
         self._write(append)
 
     @contextmanager
-    def step_context(self, name: str):
+    def step_context(self, name: str) -> Iterator[None]:
         """Print a step's start and end with its elapsed time; files written meanwhile carry its name."""
         outer, self.step = self.step, name
         started = self.clock()

@@ -1,4 +1,4 @@
-"""Every key an env file may set: how its value is read and checked, and what it means (the README's reference)."""
+"""Every key an env file may set: how its value is read and checked, and what it means (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _non_negative(value: str) -> int:
 
 
 # Upper bounds, refused beyond before any AWS call (an absurd value would reach AWS, overflow a timer, or
-# wait for ever). Documented in the README's configuration table.
+# wait for ever). Documented in the configuration table (docs/configuration.md).
 MAX_CAPACITY_LIMIT = 1000  # instances in one group
 MAX_DURATION_S = 86400  # a day: every timeout
 MAX_POLL_S = 3600  # an hour between two polls
@@ -203,7 +203,7 @@ def _globs(value: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Setting:
-    """One key an env file may set: how to read it and what it means (the README's reference)."""
+    """One key an env file may set: how to read it and what it means (the reference: docs/configuration.md)."""
 
     key: str
     parse: Callable[[str], object]

@@ -153,7 +153,6 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
         image_id = deployment_image(environment, f"bench-old-{number}", app)
         group = launch_group(environment, image_id=image_id)
         promote(environment, group, image_id)
-        environment.state.put("pending", None)
         _real_sleep(1.0)  # distinct group stamps, as deploys minutes apart would have
     ec2 = environment.aws.ec2
     other_app_groups(ec2, environment.aws.autoscaling, local_base_image(ec2), unrelated)

@@ -483,6 +483,13 @@ class ServerView:
         states = self.client("elb").describe_instance_health(LoadBalancerName=f"elb-{self.stack}")["InstanceStates"]
         return {s["InstanceId"]: s["State"] for s in states}
 
+    def primal_image(self) -> str:
+        """The newest primal image baked for this environment, as the account records it (its tags)."""
+        filters = [{"Name": "tag:Env", "Values": [self.env]}, {"Name": "tag:Role", "Values": ["primal"]}]
+        found = self.client("ec2").describe_images(Owners=["self"], Filters=filters)["Images"]
+        assert found, f"no primal image of {self.env}"
+        return str(max(found, key=lambda image: image.get("CreationDate", ""))["ImageId"])
+
     def image(self, image_id: str) -> dict[str, Any] | None:
         try:
             found = self.client("ec2").describe_images(ImageIds=[image_id])["Images"]
@@ -548,6 +555,7 @@ class ServerSite(ServerView):
 
     @property
     def state_path(self) -> Path:
+        """Where earlier versions kept a note between the steps of a run: nothing writes it now."""
         return self.work_dir / "deploy" / "state" / f"{self.env}.json"
 
     def environ(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str | None]:

@@ -76,11 +76,12 @@ def bake_image(env: str, role: str = "carnivore", app: str = "webapp", managed: 
     return make_image(client("ec2"), f"{app}-{env}-{role}-image", tags, base=ANY_IMAGE)
 
 
-def deploy(environment: Environment, image_id: str | None = None) -> tuple[str, str]:
-    """Launch a group with a (new) image and promote it, as a successful deploy does; (group, image)."""
+def deploy(environment: Environment, image_id: str | None = None, by_hand: bool = False) -> tuple[str, str]:
+    """Launch a group with a (new) image and promote it, as a successful deploy does; (group, image). BY_HAND: the
+    image is given by hand (--image-id)."""
     image_id = image_id or bake_image(environment.env)
     new_run(environment)
-    group = launch_group(environment, image_id=image_id)
+    group = launch_group(environment, image_id=image_id, by_hand=by_hand)
     promote(environment, group, image_id)
     new_run(environment)  # what follows is another command: it reads the account afresh
     return group, image_id

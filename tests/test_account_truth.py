@@ -24,16 +24,12 @@ from deploy.aws.groups import environment_groups
 from deploy.aws.history import read_history
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.pipeline import rollback, run
 from deploy.plans.groups import serving_group
-from deploy.steps.bake_carnivore import bake_carnivore
-from deploy.steps.bake_primal import bake_primal
-from deploy.steps.build_app import build_app
+from deploy.plans.stages import Request
 from deploy.steps.cleanup import cleanup
-from deploy.steps.copy_over import copy_over
-from deploy.steps.deploy import finish_deploy
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
-from deploy.steps.rollback import rollback
 from deploy.steps.setup import run_setup
 from deploy.steps.wait_health import wait_for_new_group
 from deploy.views.history import show_history
@@ -52,15 +48,8 @@ def packer(monkeypatch: pytest.MonkeyPatch) -> FakePacker:
 
 
 def full_deploy(environment: Environment, image_id: str | None = None) -> None:
-    """`inv deploy` as its chain runs it (one invocation: one Environment)."""
-    if image_id is None:
-        build_app(environment)
-        copy_over(environment)
-        bake_primal(environment)
-    bake_carnivore(environment, image_id=image_id)
-    launch_group(environment, image_id=image_id)
-    wait_for_new_group(environment)
-    finish_deploy(environment)
+    """`inv deploy` as its chain runs it (one invocation: one Environment): the pipeline's stages in order."""
+    run(environment, Request(image_id=image_id))
 
 
 class Cycle:

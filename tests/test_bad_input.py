@@ -349,10 +349,13 @@ def test_a_deploy_with_an_unwritable_work_folder_is_refused_before_any_aws_call(
     refused(result, "Cannot write the run log under", "make the work folder writable")
 
 
-def test_a_state_path_that_is_a_folder(site, unchanged, fresh_work):
-    (Path(fresh_work["DEPLOY_WORK_DIR"]) / "deploy" / "state" / f"{ENV}.json").mkdir(parents=True)
+def test_a_staging_path_that_is_a_file(site, unchanged, fresh_work):
+    # (No state file any more to be a folder: the local fault of a run's own staging folder instead.)
+    staging = Path(fresh_work["DEPLOY_WORK_DIR"]) / "tmp" / "appserver" / ENV
+    staging.parent.mkdir(parents=True)
+    staging.write_text("", encoding="utf-8")
     result = site.run("deploy", "--env", ENV, env=fresh_work)
-    refused(result, f"state/{ENV}.json is a folder, not the state file: remove it")
+    refused(result, "error: copy-over: a local file could not be written or read")
     parameters = site.client("ssm").describe_parameters()["Parameters"]
     assert not [p["Name"] for p in parameters if p["Name"].endswith("/lock")]  # released
 

@@ -45,3 +45,29 @@ def test_a_given_image_skips_the_build_and_both_bakes() -> None:
 def test_a_single_step_pulls_in_only_its_prerequisites() -> None:
     assert [name for name, _ in _chain("copy-over", env="local")] == ["build_app", "copy_over"]
     assert [name for name, _ in _chain("wait-health", env="local")] == ["wait_health"]
+
+
+def test_the_configuration_is_loaded_once_per_command_line(monkeypatch) -> None:
+    import deploy.config
+    from deploy.invocation import invocation
+
+    loads: list[str | None] = []
+    real = deploy.config.load_config
+    monkeypatch.setattr(deploy.config, "load_config", lambda env=None, *a, **k: loads.append(env) or real(env, *a, **k))
+    with invocation("deploy"):
+        _chain("deploy", env="local")  # the chain asks whether IMAGE_ID is given
+        first = deploy.config.command_config("local")
+        assert deploy.config.command_config("local") is first  # every task and step after it
+    assert loads == ["local"]
+    with invocation("deploy"):  # the next command line loads it again (the file may have changed)
+        deploy.config.command_config("local")
+    assert loads == ["local", "local"]
+
+
+def test_the_deploy_chain_is_the_pipelines_stages_in_order() -> None:
+    from deploy.pipeline import STAGES
+
+    collection = Collection.from_module(tasks)
+    assert all(collection[stage.task].name == stage.task for stage in STAGES)  # each stage runs alone as a task
+    chain = [name for name, _ in _chain("deploy", env="local")]
+    assert chain == [stage.task for stage in STAGES]  # the one definition orders the chain

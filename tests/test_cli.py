@@ -99,7 +99,8 @@ def test_missing_credentials_say_so_and_suggest_the_local_cloud(tmp_path, aws_en
     ("args", "message"),
     [
         (("traffic", "--rate", "abc"), "error: --rate takes a number of requests a second, not 'abc'."),
-        (("traffic", "--rate", "0"), "error: --rate takes more than 0 and at most 1000 requests a second"),
+        (("traffic", "--rate", "0"), "error: --rate takes more than 0 and at most 200 requests a second"),
+        (("traffic", "--rate", "1000"), "error: --rate takes more than 0 and at most 200 requests a second"),
         (("traffic", "--seconds", "x"), "error: that flag takes a whole number of at least 1, not 'x'."),
         (("history", "--limit", "0"), "error: that flag takes a whole number of at least 1, not 0."),
     ],

@@ -277,12 +277,12 @@ def test_owns_does_not_confuse_dev_with_dev_eu_or_dev01():
     assert dev.owns(dev.launch_configuration_prefix + when, dev.launch_configuration_prefix)
 
 
-def test_every_setting_is_documented_in_the_readme() -> None:
+def test_every_setting_is_documented_in_the_configuration_reference() -> None:
     from pathlib import Path
 
     from deploy.settings import SETTINGS
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [setting.key for setting in SETTINGS if f"| `{setting.key}` |" not in readme]
     assert missing == []
 
@@ -307,7 +307,7 @@ def test_capacities_and_durations_have_documented_upper_bounds(tmp_path, key, va
     with pytest.raises(ConfigError) as refused:
         load(tmp_path, GOOD + f"{key}={value}\n")
     assert f"{key}='{value}' must be {bound}" in str(refused.value)
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     row = next(line for line in readme.splitlines() if line.startswith(f"| `{key}` |"))
     assert re.search(r"\b(1000|86400|3600)\)", row), row  # the bound is documented
 

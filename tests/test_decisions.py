@@ -11,7 +11,7 @@ from deploy.naming import Names
 from deploy.plans.cleanup import images_to_delete
 from deploy.plans.groups import next_stamp, outdated_groups, serving_group
 from deploy.plans.health import assess
-from deploy.plans.model import Group
+from deploy.plans.model import Group, Image
 from deploy.steps.copy_over import glob_base, matching_files, tree_digest
 from deploy.waiting import Waiter
 
@@ -68,20 +68,20 @@ def test_outdated_groups_keeps_the_serving_and_pending_ones() -> None:
     ]
 
 
-def _image(image_id: str, deployed: str = "") -> dict:
-    return {"ImageId": image_id, "Tags": [{"Key": "Deployed", "Value": deployed}] if deployed else []}
+def _image(image_id: str, deployed: str = "") -> Image:
+    return Image(image_id, tags={"Deployed": deployed} if deployed else {})
 
 
 def test_images_in_use_or_protected_are_never_deleted() -> None:
     images = [_image("ami-1", "2026-01-01"), _image("ami-2", "2026-01-02"), _image("ami-3", "2026-01-03")]
     doomed = images_to_delete(images, in_use={"ami-3"}, protected={"ami-1"})
-    assert [i["ImageId"] for i in doomed] == ["ami-2"]
+    assert [i.id for i in doomed] == ["ami-2"]
 
 
 def test_images_to_delete_retains_the_most_recently_deployed_for_rollback() -> None:
     images = [_image(f"ami-{n}", f"2026-01-0{n}") for n in range(1, 6)] + [_image("ami-failed")]
     doomed = images_to_delete(images, in_use={"ami-5"}, protected=set(), retain=2)
-    assert sorted(i["ImageId"] for i in doomed) == ["ami-1", "ami-2", "ami-failed"]
+    assert sorted(i.id for i in doomed) == ["ami-1", "ami-2", "ami-failed"]
 
 
 def test_rollback_target_is_the_latest_deployed_image_before_the_live_one() -> None:
@@ -92,11 +92,13 @@ def test_rollback_target_is_the_latest_deployed_image_before_the_live_one() -> N
     assert rollback_target([_image("ami-3", "2026-01-03"), _image("ami-x")], serving_image="ami-3") is None
 
 
-def _raw_group(states: list[tuple[str, str, str]], desired: int) -> dict:
-    return {
+def _raw_group(states: list[tuple[str, str, str]], desired: int) -> Group:
+    raw = {
+        "AutoScalingGroupName": "asg-webapp-dev-1",
         "DesiredCapacity": desired,
         "Instances": [{"InstanceId": i, "LifecycleState": s, "HealthStatus": h} for i, s, h in states],
     }
+    return Group.from_aws(raw)
 
 
 def test_assess_needs_group_and_load_balancer_health() -> None:
@@ -200,11 +202,12 @@ def test_next_stamp_ignores_suffixes_that_are_not_stamps() -> None:
 def test_the_launch_reuses_only_an_unpromoted_leftover_of_the_same_image() -> None:
     from deploy.naming import Names
     from deploy.plans.launch import plan_launch
+    from deploy.plans.pending import Pending
 
     names = Names(app="webapp", env="dev", domain="example.com")
-    leftover = {"group": "asg-webapp-dev-1", "launch_template": "lt-webapp-dev-1", "image_id": "ami-1"}
-    raw = {"AutoScalingGroupName": "asg-webapp-dev-1", "Tags": []}
-    promoted = {**raw, "Tags": [{"Key": "Promoted", "Value": "2026-01-01T00:00:00Z"}]}
+    leftover = Pending("asg-webapp-dev-1", "lt-webapp-dev-1", "ami-1")
+    raw = Group("asg-webapp-dev-1")
+    promoted = Group("asg-webapp-dev-1", tags={"Promoted": "2026-01-01T00:00:00Z"})
 
     same = plan_launch(names, "20260101000002", "ami-1", leftover, raw)
     assert (same.reused, same.group, same.remove_first) == (True, "asg-webapp-dev-1", ())

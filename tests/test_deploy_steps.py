@@ -34,7 +34,8 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.logs import RunLog
 from deploy.plans.groups import serving_group
-from deploy.state import State
+from deploy.plans.pending import Pending
+from deploy.plans.stages import Staged
 from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.bake_primal import bake_primal
 from deploy.steps.build_app import build_app
@@ -281,7 +282,7 @@ def test_launch_group_creates_a_hardened_template_and_an_elb_checked_group(cloud
     assert in_service("elb-webapp-dev", instances_of(name))
 
     # Found in the account (launched by this tool, not promoted), not in a local file.
-    assert leftover_launch(environment) == {"group": name, "launch_template": template_name, "image_id": image_id}
+    assert leftover_launch(environment) == Pending(name, template_name, image_id)
 
 
 def test_launch_group_refuses_an_image_that_does_not_exist_before_creating_anything(cloud, tmp_path):
@@ -546,8 +547,6 @@ def test_other_environments_and_applications_are_never_touched(cloud, tmp_path, 
     client("route53").create_hosted_zone(Name="shop.test", CallerReference="shop-zone")
     for env, app, domain in (("dev-eu", "webapp", "example.com"), ("dev", "shop", "shop.test")):
         environment = set_up(tmp_path / f"{app}-{env}", env=env, APP_NAME=app, DOMAIN=domain)
-        # One state folder per repository: another app's env of the same name keeps its own state.
-        environment.__dict__["state"] = State(tmp_path / f"{app}-{env}" / "state.json")
         stack = f"{app}-{env}"
         old = deploy_group(environment, deployment_image(f"{stack}-carnivore-1", env=env, app=app))
         serving = deploy_group(environment, deployment_image(f"{stack}-carnivore-2", env=env, app=app))
@@ -590,7 +589,7 @@ def test_an_app_outside_the_repository_is_built_and_staged(aws_environ, work_dir
     )
 
     build_app(environment)
-    staged = copy_over(environment)
+    staged = copy_over(environment).folder
 
     assert (app / "out" / "version").read_text().strip() == "built-dev"
     assert (staged / "version").read_text().strip() == "built-dev"
@@ -640,7 +639,6 @@ def test_bake_primal_skips_a_given_image(cloud, tmp_path, packer):
     assert bake_primal(environment, primal_id=given) == given
 
     assert packer.builds == []
-    assert environment.state.get("primal") == {"image_id": given, "given": True}
     assert f"skipped: primal image {given} given" in output(environment)
 
 
@@ -681,31 +679,29 @@ def test_bake_primal_skips_what_was_baked_from_the_same_inputs_and_rebakes_when_
 def test_bake_carnivore_skips_the_same_primal_and_app_and_rebakes_a_changed_app(cloud, tmp_path, packer):
     environment = make_environment(tmp_path)
     primal = make_image("webapp-dev-primal")
-    environment.state.put("primal", {"image_id": primal, "given": True})
     staged = tmp_path / "appserver"
     staged.mkdir()
     (staged / "server.py").write_text("version 1")
-    environment.state.put("staged", {"dir": str(staged), "digest": tree_digest(staged)})
+    copied = Staged(staged, tree_digest(staged))  # what copy-over hands on
 
-    first = bake_carnivore(environment)
-    assert bake_carnivore(environment) == first
+    first = bake_carnivore(environment, staged=copied, primal=primal)
+    assert bake_carnivore(environment, staged=copied, primal=primal) == first
     assert len(packer.builds) == 1
     assert packer.builds[0]["variables"]["primal_ami"] == primal
     assert packer.builds[0]["variables"]["app_dir"] == str(staged)
 
     (staged / "server.py").write_text("version 2")
-    environment.state.put("staged", {"dir": str(staged), "digest": tree_digest(staged)})
-    second = bake_carnivore(environment)
+    second = bake_carnivore(environment, staged=Staged(staged, tree_digest(staged)), primal=primal)
     assert second != first
     assert len(packer.builds) == 2
-    assert environment.state.get("carnivore")["image_id"] == second
+    assert packer.builds[1]["image_id"] == second
 
     # The shared staging folder changed after copy-over (another environment restaged it): refused.
     (staged / "server.py").write_text("version 3")
-    environment.state.put("staged", {"dir": str(staged), "digest": tree_digest(staged)})
+    copied = Staged(staged, tree_digest(staged))
     (staged / "server.py").write_text("someone else's app")
     with pytest.raises(DeployError, match="changed since copy-over"):
-        bake_carnivore(environment)
+        bake_carnivore(environment, staged=copied, primal=primal)
     assert len(packer.builds) == 2
 
 
@@ -716,9 +712,8 @@ def test_bake_carnivore_skips_a_given_image_and_its_promotion_protects_it(cloud,
     assert bake_carnivore(environment, image_id=given) == given
 
     assert packer.builds == []
-    assert environment.state.get("carnivore") == {"image_id": given, "given": True}
     assert "skipped: image" in output(environment)
-    name = launch_group(environment, image_id=given)
+    name = launch_group(environment, image_id=given, by_hand=True)  # bake-carnivore hands it on as given by hand
     assert {t["Key"]: t["Value"] for t in group(name)["Tags"]}[HAND_TAG] == "yes"  # launched with it given
     wait_for_new_group(environment)
     [image] = client("ec2").describe_images(ImageIds=[given])["Images"]
@@ -740,6 +735,7 @@ def test_given_images_that_do_not_exist_are_refused(cloud, tmp_path, packer):
             bake_primal(environment, primal_id=bad)
 
     assert packer.builds == []
-    assert "protected_images" not in State.for_env("dev").data
-    assert environment.state.get("carnivore") is None
-    assert environment.state.get("primal") is None
+    assert (
+        client("ec2").describe_images(Owners=["self"], Filters=[{"Name": "tag-key", "Values": [HAND_TAG]}])["Images"]
+        == []
+    )  # nothing was marked as given by hand

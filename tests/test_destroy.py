@@ -23,6 +23,7 @@ from deploy import execute
 from deploy.errors import DeployError
 from deploy.plans.actions import numbered as describe_plan
 from deploy.plans.destroy import plan_destroy, refusal
+from deploy.plans.model import Record
 from deploy.steps.destroy import run_destroy
 
 
@@ -34,7 +35,9 @@ def described(**overrides) -> dict:
         "env": "staging",
         "host": "staging.example.com",
         "zone_id": "Z1",
-        "record": {"Name": "staging.example.com.", "Type": "A", "AliasTarget": {"DNSName": "elb-webapp-staging-1.x."}},
+        "record": Record.from_aws(
+            {"Name": "staging.example.com.", "Type": "A", "AliasTarget": {"DNSName": "elb-webapp-staging-1.x."}}
+        ),
         "load_balancer": {
             "exists": True,
             "kind": "classic",
@@ -80,11 +83,9 @@ def test_the_plan_keeps_what_is_not_this_environments() -> None:
     other = {"App": "webapp", "Env": "staging2", "ManagedBy": "immutable-deploy"}
     actions = plan_destroy(
         described(
-            record={
-                "Name": "staging.example.com.",
-                "Type": "A",
-                "AliasTarget": {"DNSName": "somewhere-else.example.org."},
-            },
+            record=Record.from_aws(
+                {"Name": "staging.example.com.", "Type": "A", "AliasTarget": {"DNSName": "somewhere-else.example.org."}}
+            ),
             groups=[{"name": "asg-webapp-staging-20260101000000", "tags": {"Env": "prod"}, "instances": []}],
             images=[
                 {"id": "ami-unmanaged", "tags": {"App": "webapp", "Env": "staging"}, "snapshots": []},
@@ -115,13 +116,13 @@ def test_an_alias_is_ours_only_by_the_exact_dns_name_never_by_a_name_pattern() -
         "Type": "A",
         "AliasTarget": {"DNSName": "dualstack.elb-webapp-staging-9.us-east-1.elb.amazonaws.com."},
     }
-    actions = plan_destroy(described(load_balancer=gone, record=record))
+    actions = plan_destroy(described(load_balancer=gone, record=Record.from_aws(record)))
     assert actions[0].op == "keep" and actions[0].target == "DNS record staging.example.com"
     assert not [a for a in actions if a.op in ("delete-record", "delete-load-balancer")]
     same_name_other_number = {**described()["load_balancer"], "dns_name": "elb-webapp-staging-2.x"}
     assert plan_destroy(described(load_balancer=same_name_other_number))[0].op == "keep"
     exact = {**record, "AliasTarget": {"DNSName": "dualstack.elb-webapp-staging-1.x."}}
-    assert plan_destroy(described(record=exact))[0].op == "delete-record"
+    assert plan_destroy(described(record=Record.from_aws(exact)))[0].op == "delete-record"
 
 
 @pytest.mark.parametrize(

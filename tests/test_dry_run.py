@@ -33,11 +33,12 @@ import tasks
 from deploy.aws.clients import is_read_operation
 from deploy.chain import ChainExecutor
 from deploy.errors import DeployError
+from deploy.pipeline import plan
 from deploy.plans.actions import would
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
-from deploy.plans.model import Group
+from deploy.plans.model import Group, Image, LaunchConfiguration
+from deploy.plans.stages import Request
 from deploy.steps.cleanup import cleanup_plan
-from deploy.steps.deploy import deploy_plan
 from deploy.steps.destroy import run_destroy
 from deploy.steps.setup import setup_plan
 
@@ -114,24 +115,24 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
     planner = make_environment(tmp_path / "plan", dry_run=True, extra=f"SOURCE_AMI={source}\n")
     before = described_cloud()
 
-    lines = deploy_plan(planner)
+    lines = plan(planner, Request())
 
     assert described_cloud() == before
     assert_only_reads(planner)
     steps = [line.split(":", 1)[0] for line in lines]
-    assert steps == [
-        "bake-primal",
-        "bake-primal",
+    assert steps == [  # in the order the run takes them (the pipeline's)
         "build-app",
         "copy-over",
+        "bake-primal",
+        "bake-primal",
         "bake-carnivore",
         "launch-asg",
         "wait-health",
         "cleanup",
         "cleanup",
     ]
-    assert lines[0] == "bake-primal: would create security group webapp-staging-bake (Packer's build instances)"
-    assert lines[1] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
+    assert lines[2] == "bake-primal: would create security group webapp-staging-bake (Packer's build instances)"
+    assert lines[3] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
     launch = lines[5]
     assert "would create launch template lt-webapp-staging-" in launch and "2 x t3.micro" in launch
     assert f"cleanup: would retire group {old_group} (detach, drain, delete with its instances)" in lines
@@ -146,7 +147,7 @@ def test_deploy_plan_with_a_given_image_skips_every_build(cloud, tmp_path):
     image = bake_image("staging")
     planner = make_environment(tmp_path / "plan", dry_run=True)
 
-    lines = deploy_plan(planner, image_id=image)
+    lines = plan(planner, Request(image_id=image))
 
     assert lines[0] == f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {image} is given"
     assert f"({image}, IMDSv2 required, encrypted)" in lines[1]
@@ -158,7 +159,7 @@ def test_deploy_plan_before_setup_fails_like_the_deploy_would(cloud, tmp_path):
     create_zone()
     planner = make_environment(tmp_path, dry_run=True)
     with pytest.raises(DeployError, match="would fail at launch-asg: load balancer elb-webapp-staging does not exist"):
-        deploy_plan(planner, image_id=bake_image("staging"))
+        plan(planner, Request(image_id=bake_image("staging")))
     assert planner.aws.refused == []
 
 
@@ -199,14 +200,14 @@ def test_destroy_dry_run_deletes_nothing(cloud, tmp_path, work_dir):
 def test_the_cleanup_plan_keeps_what_the_serving_group_uses() -> None:
     serving = Group("asg-w-s-3", launch_template="lt-w-s-3", image_id="ami-3")
     groups = [Group("asg-w-s-1", launch_template="lt-w-s-1"), Group("asg-w-s-2", launch_configuration="lc-w-s-2")]
-    images = [{"ImageId": f"ami-{n}", "Tags": []} for n in (1, 2, 3, 4)]
+    images = [Image(f"ami-{n}") for n in (1, 2, 3, 4)]
     facts = CleanupFacts(
         groups=[*groups, serving],
         serving=serving,
         serving_health=None,
         templates=["lt-w-s-1", "lt-w-s-3"],
         template_images={"lt-w-s-3": "ami-3"},
-        configurations=[{"LaunchConfigurationName": "lc-w-s-2", "ImageId": "ami-2"}],
+        configurations=[LaunchConfiguration("lc-w-s-2", "ami-2")],
         images=images,
         protected={"ami-4"},
     )

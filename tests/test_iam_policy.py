@@ -1,5 +1,5 @@
-"""The least-privilege IAM policy, proven by running: `inv iam-policy` prints it; the README's permissions
-section is generated from it; an IAM user holding only that policy runs setup → deploy → deploy → rollback →
+"""The least-privilege IAM policy, proven by running: `inv iam-policy` prints it; the permissions section of
+docs/aws.md is generated from it; an IAM user holding only that policy runs setup → deploy → deploy → rollback →
 cleanup → destroy on a moto server with IAM enforcement on (INITIAL_NO_AUTH_ACTION_COUNT), and without one of
 its statements a run fails with one line naming the missing permission.
 
@@ -328,8 +328,8 @@ def test_named_resources_are_scoped_to_the_environment(tmp_path, kind):
         assert not allowed(document, Request(delete, elb + "loadbalancer/app/alb-webapp-dev01-eu/50dc6c495c0c9188"))
 
 
-def test_the_readmes_permissions_section_is_the_policy(tmp_path):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_documented_permissions_section_is_the_policy(tmp_path):
+    readme = (REPO / "docs" / "aws.md").read_text(encoding="utf-8")
     block = readme.split("<!-- iam-policy:start -->\n", 1)[1].split("<!-- iam-policy:end -->", 1)[0]
     assert block == permissions_table(staging_policy(tmp_path))
 

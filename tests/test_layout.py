@@ -1,4 +1,4 @@
-"""The layout holds what the README's code map promises: no import cycles, no import hidden in a function
+"""The layout holds what the code map (docs/architecture.md) promises: no import cycles, no import hidden in a function
 (save the documented lazy ones), modules of readable size, AWS errors inspected in one place, and every
 emulator fix inside the embedded cloud's package."""
 
@@ -36,9 +36,8 @@ def _imports(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
     return imported
 
 
-def test_no_import_cycles() -> None:
-    modules = _modules()
-    graph = {name: _imports(ast.parse(path.read_text()), modules) - {name} for name, path in modules.items()}
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of GRAPH (who imports whom), each as the path that closes it."""
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -46,7 +45,7 @@ def test_no_import_cycles() -> None:
     def visit(name: str) -> None:
         state[name] = 1
         stack.append(name)
-        for other in sorted(graph[name]):
+        for other in sorted(graph.get(name, set())):
             if state.get(other) == 1:
                 cycles.append([*stack[stack.index(other) :], other])
             elif other not in state:
@@ -57,7 +56,30 @@ def test_no_import_cycles() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name)
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    modules = _modules()
+    graph = {name: _imports(ast.parse(path.read_text()), modules) - {name} for name, path in modules.items()}
+    assert _cycles(graph) == []
+
+
+def _package(module: str) -> str:
+    """The package a module belongs to (deploy.aws, deploy.steps, ...); a module of deploy itself is its own."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and (DEPLOY / parts[1]).is_dir() else module
+
+
+def test_no_import_cycles_between_packages() -> None:
+    """deploy/aws, deploy/plans, deploy/steps, deploy/views, deploy/localcloud and each module of deploy itself
+    (deploy/environment.py, deploy/config.py, ...) import one another in one direction only."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported = {_package(other) for other in _imports(ast.parse(path.read_text()), modules)}
+        graph.setdefault(_package(name), set()).update(imported - {_package(name)})
+    assert _cycles(graph) == []
 
 
 def test_no_imports_inside_functions_but_the_documented_lazy_ones() -> None:
@@ -90,8 +112,8 @@ def test_emulator_fixes_live_in_the_embedded_cloud_package_only() -> None:
     assert outside == set()
 
 
-def test_the_readme_code_map_names_every_module() -> None:
-    readme = (DEPLOY.parent / "README.md").read_text(encoding="utf-8")
+def test_the_code_map_names_every_module() -> None:
+    readme = (DEPLOY.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     code_map = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
     missing = [
         str(path.relative_to(DEPLOY.parent))

@@ -24,8 +24,8 @@ def test_ruff_format_is_clean() -> None:
 
 
 def test_types_check() -> None:
-    """mypy (pinned in requirements.txt) over deploy/ and tasks.py, as pyproject.toml configures it."""
+    """mypy --strict (pinned in requirements.txt) over deploy/ and tasks.py, as pyproject.toml configures it."""
     result = subprocess.run(
-        [sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "mypy", "--strict"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,20 +12,21 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import legacy_group, new_run
+from conftest import image_of, legacy_group, new_run
 from operator_env import FakeClock, bake_image, client, create_zone, deploy, make_environment, set_up
+from test_deploy_steps import FakePacker
 
 from deploy.aws.converge import VERBS
 from deploy.environment import Environment
+from deploy.pipeline import LAUNCH_ASG, plan, rollback, run
 from deploy.plans.actions import Action
+from deploy.plans.stages import Request
+from deploy.steps import baking
 from deploy.steps.bake_carnivore import bake_carnivore
 from deploy.steps.cleanup import cleanup, cleanup_plan
-from deploy.steps.deploy import deploy_plan, finish_deploy
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
-from deploy.steps.rollback import rollback
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import wait_for_new_group
 
 
 @pytest.fixture
@@ -155,8 +156,8 @@ def test_a_pending_group_left_by_a_killed_deploy_is_retired(cloud, tmp_path):
 def test_an_image_given_with_image_id_is_never_deleted(cloud, tmp_path):
     environment = runner(tmp_path, RETAIN_IMAGES="0")
     given = bake_image("staging")
-    bake_carnivore(environment, image_id=given)  # records the promise
-    deploy(environment, given)
+    bake_carnivore(environment, image_id=given)  # checks it; hands it on as given by hand
+    deploy(environment, given, by_hand=True)
     deploy(environment)
     plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES="0")
     assert given not in announced(plan)["images"]
@@ -175,12 +176,10 @@ def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
     if state == "other environment":
         deploy(set_up(make_environment(tmp_path / "other", env="other")), first)
     image = bake_image("staging")
-    lines = deploy_plan(planner(tmp_path, RETAIN_IMAGES="0"), image_id=image)
+    lines = plan(planner(tmp_path, RETAIN_IMAGES="0"), Request(image_id=image))
     before = account()
 
-    launch_group(new_run(environment), image_id=image)
-    wait_for_new_group(environment)
-    finish_deploy(environment)
+    run(new_run(environment), Request(image_id=image), start=LAUNCH_ASG.name)
 
     new_group = next(line for line in lines if line.startswith("wait-health:")).split("promote ")[1].split(";")[0]
     gone = vanished(before, account())
@@ -257,3 +256,130 @@ def test_setup_does_what_its_dry_run_says(cloud, tmp_path, kind, state):
     done = run_setup(make_environment(tmp_path / "run", kind=kind, extra=extra))
     assert done, "nothing to compare"
     assert [planned(line) for line in plan] == [as_planned(line) for line in done]
+
+
+# --- creations too: every resource `inv deploy` creates or deletes, announced by its dry run ------------------
+
+STAMPED = re.compile(r"\d{14}")
+CREATED = re.compile(r"^launch-asg: would create launch template (\S+) \(.*\) and group (\S+):")
+REMOVED = re.compile(r"^launch-asg: would delete (group|launch template) (\S+)")
+WHAT = r"(retire group|delete launch template|delete launch configuration|deregister image) (\S+)"
+RETIRED = re.compile(rf"^cleanup: would {WHAT}")
+SPARED = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would not {WHAT}")
+EXTRA = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would {WHAT}.* too$")
+REMOVED_KIND = {"group": "groups", "launch template": "launch_templates"}
+RETIRED_KIND = {
+    "retire group": "groups",
+    "delete launch template": "launch_templates",
+    "delete launch configuration": "launch_configurations",
+    "deregister image": "images",
+}
+
+
+def unstamped(names: set[str]) -> set[str]:
+    """Names with their stamp elided: the run launches a second or so after its dry run planned."""
+    return {STAMPED.sub("STAMP", name) for name in names}
+
+
+def role_of(image_id: str) -> str:
+    [image] = client("ec2").describe_images(ImageIds=[image_id])["Images"]
+    return {t["Key"]: t["Value"] for t in image.get("Tags", [])}.get("Role", "")
+
+
+def announced_changes(
+    lines: list[str], unchanged_app: bool = False
+) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, int]]:
+    """What the plan's lines say the run creates (by kind, images by role as a count) and deletes (by kind).
+    UNCHANGED_APP: as they say it happens if the app is unchanged since an image was baked from it."""
+    created: dict[str, set[str]] = {kind: set() for kind in KIND.values()}
+    deleted: dict[str, set[str]] = {kind: set() for kind in KIND.values()}
+    spared: dict[str, set[str]] = {kind: set() for kind in KIND.values()}
+    bakes = {"primal": 0, "carnivore": 0}
+    for line in lines:
+        if line.startswith("bake-primal: would bake"):
+            bakes["primal"] += 1
+        elif line.startswith("bake-carnivore: would bake"):
+            bakes["carnivore"] += 0 if "skipped if the app is unchanged" in line and unchanged_app else 1
+        elif found := CREATED.match(line):
+            created["launch_templates"].add(found.group(1))
+            created["groups"].add(found.group(2))
+        elif found := REMOVED.match(line):
+            deleted[REMOVED_KIND[found.group(1)]].add(found.group(2))
+        elif found := RETIRED.match(line):
+            deleted[RETIRED_KIND[found.group(1)]].add(found.group(2))
+        elif (found := SPARED.match(line)) and unchanged_app:
+            spared[RETIRED_KIND[found.group(1)]].add(found.group(2))
+        elif (found := EXTRA.match(line)) and unchanged_app:
+            deleted[RETIRED_KIND[found.group(1)]].add(found.group(2))
+    return created, {kind: deleted[kind] - spared[kind] for kind in deleted}, bakes
+
+
+@pytest.fixture
+def packer(monkeypatch: pytest.MonkeyPatch) -> FakePacker:
+    fake = FakePacker()
+    monkeypatch.setattr(baking, "run_packer", fake)
+    return fake
+
+
+def deploying(tmp_path: Path, kind: str, dry_run: bool = False, name: str = "run") -> Environment:
+    """An environment that builds, stages and bakes from the source image SOURCE (Packer faked: it makes a real
+    image in moto)."""
+    app = tmp_path / "app"
+    if not app.is_dir():
+        app.mkdir()
+        (app / "server.py").write_text("print('hello')\n", encoding="utf-8")
+        (tmp_path / "source").write_text(bake_image("base", role="source", managed=False), encoding="utf-8")
+    extra = (
+        f"APP_DIR={app}\nBUILD_COMMAND=mkdir -p dist && cp server.py dist/\nAPP_FILES=dist/*\n"
+        f"SOURCE_AMI={(tmp_path / 'source').read_text(encoding='utf-8')}\nBAKE_SSH_CIDR=203.0.113.7/32\n"
+        "RETAIN_IMAGES=0\nPRIMAL_RETAIN=0\n"
+    )
+    environment = make_environment(tmp_path / name, kind=kind, dry_run=dry_run, extra=extra)
+    clock = FakeClock()
+    environment.clock, environment.sleep = clock, clock.sleep
+    return environment
+
+
+@pytest.mark.parametrize("kind", ["application", "classic"])
+@pytest.mark.parametrize("given", [False, True], ids=["baked", "image-id"])
+@pytest.mark.parametrize("state", ["set up only", "deployed", "deployed, app changed", "pending leftover"])
+def test_a_deploy_creates_and_deletes_exactly_what_its_dry_run_says(cloud, tmp_path, packer, kind, given, state):
+    set_up(deploying(tmp_path, kind, name="setup"))
+    if state != "set up only":
+        run(deploying(tmp_path, kind, name="earlier"), Request())  # baked: a primal and a deployment image
+    if state == "pending leftover":
+        launch_group(deploying(tmp_path, kind, name="killed"), image_id=bake_image("staging"))  # never promoted
+    image = bake_image("staging") if given else None
+    lines = plan(deploying(tmp_path, kind, dry_run=True, name="plan"), Request(image_id=image))
+    if state == "deployed, app changed":  # after the plan: a dry run builds nothing, so its plan says both cases
+        (tmp_path / "app" / "server.py").write_text("print('hello again')\n", encoding="utf-8")
+    created, deleted, bakes = announced_changes(lines, unchanged_app=state != "deployed, app changed")
+    builds = len(packer.builds)
+    before = account()
+
+    run(deploying(tmp_path, kind), Request(image_id=image))
+
+    after = account()
+    made = {kind: after[kind] - before[kind] for kind in before}
+    gone = vanished(before, after)
+    new_images = made.pop("images")
+    assert {role: sum(role_of(i) == role for i in new_images) for role in bakes} == bakes, lines
+    assert len(packer.builds) - builds == sum(bakes.values())
+    assert {kind: unstamped(names) for kind, names in made.items()} == {
+        kind: unstamped(names) for kind, names in created.items() if kind != "images"
+    }, lines
+    assert gone == deleted, lines
+    assert len(created["groups"]) == 1  # every run launches one group: the new one
+    if given:
+        assert lines[0] == f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {image} is given"
+        assert bakes == {"primal": 0, "carnivore": 0}
+    reuse = next((line for line in lines if "skipped if the app is unchanged since" in line), None)
+    assert (reuse is not None) == (state != "set up only" and not given)  # an earlier run baked from this app
+    if (
+        reuse is not None and state == "deployed"
+    ):  # the same app: the image an earlier run baked from it is launched, as announced
+        [new_group] = made["groups"]
+        [raw] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[new_group])[
+            "AutoScalingGroups"
+        ]
+        assert image_of(raw) == reuse.split("since ")[1].split()[0]

@@ -118,10 +118,12 @@ def test_faults_are_staged_into_app_env_only_when_set(aws_environ, work_dir, mon
     app.mkdir()
     (app / "server.py").write_text("")
     plain = copy_over(make_environment(tmp_path / "plain", APP_DIR=str(app), APP_FILES="server.py"))
-    assert not {"FAIL_RATE", "DELAY_MS"} & {line.split("=")[0] for line in (plain / "app.env").read_text().split()}
+    assert not {"FAIL_RATE", "DELAY_MS"} & {
+        line.split("=")[0] for line in (plain.folder / "app.env").read_text().split()
+    }
 
     faulty = make_environment(tmp_path / "bad", APP_DIR=str(app), APP_FILES="server.py", FAIL_RATE="0.5", DELAY_MS="20")
-    settings = (copy_over(faulty) / "app.env").read_text().splitlines()
+    settings = (copy_over(faulty).folder / "app.env").read_text().splitlines()
     assert "FAIL_RATE=0.5" in settings and "DELAY_MS=20" in settings
 
 

@@ -10,16 +10,16 @@ from jinja2 import FileSystemLoader, StrictUndefined
 
 from deploy import facts
 from deploy.aws.clients import or_none
+from deploy.aws.context import AwsContext
 from deploy.aws.converge import Changes
-from deploy.config import ROOT
-from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.settings import ROOT
 
 TEMPLATES = Jinja(loader=FileSystemLoader(ROOT / "templates"), undefined=StrictUndefined, autoescape=False)
 TEMPLATES.filters["tojson"] = json.dumps
 
 
-def find_hosted_zone(environment: Environment) -> str:
+def find_hosted_zone(environment: AwsContext) -> str:
     """HOSTED_ZONE_ID, or the public zone whose name is DOMAIN; DeployError saying what to do when there is none."""
     zone_id = hosted_zone(environment)
     if zone_id is None:
@@ -31,18 +31,18 @@ def find_hosted_zone(environment: Environment) -> str:
     return zone_id
 
 
-def hosted_zone(environment: Environment) -> str | None:
+def hosted_zone(environment: AwsContext) -> str | None:
     """HOSTED_ZONE_ID, or the public zone whose name is DOMAIN (None: there is none), read once per run
     (facts.HOSTED_ZONE). A HOSTED_ZONE_ID that does not exist, or cannot hold the host, is a DeployError."""
     return environment.facts.once(facts.HOSTED_ZONE, lambda: _read_hosted_zone(environment))
 
 
-def remember_hosted_zone(environment: Environment, zone_id: str) -> None:
+def remember_hosted_zone(environment: AwsContext, zone_id: str) -> None:
     """The zone this run just created (the embedded cloud's seed): later lookups of the run use it."""
     environment.facts.put(facts.HOSTED_ZONE, zone_id)
 
 
-def _read_hosted_zone(environment: Environment) -> str | None:
+def _read_hosted_zone(environment: AwsContext) -> str | None:
     config = environment.config
     route53 = environment.aws.route53
     domain = str(config.domain)
@@ -74,7 +74,8 @@ def render_alias_change(host: str, dns_name: str, zone_id: str) -> dict[str, Any
     text = TEMPLATES.get_template("route53-alias.json.j2").render(
         host=host, dns_name=dns_name, hosted_zone_id=zone_id, comment=f"immutable-deploy alias for {host}"
     )
-    return json.loads(text)
+    change: dict[str, Any] = json.loads(text)
+    return change
 
 
 def alias_matches(record: dict[str, Any] | None, host: str, dns_name: str, zone_id: str) -> bool:
@@ -88,7 +89,7 @@ def alias_matches(record: dict[str, Any] | None, host: str, dns_name: str, zone_
     )
 
 
-def host_records(environment: Environment, zone_id: str) -> list[dict[str, Any]]:
+def host_records(environment: AwsContext, zone_id: str) -> list[dict[str, Any]]:
     """Every record at the environment's host (A, AAAA, CNAME, ...): the one read of it per run."""
     host = environment.names.host.lower()
     found = environment.aws.route53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=host, MaxItems="5")[
@@ -102,7 +103,7 @@ def a_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def ensure_alias_record(
-    environment: Environment, zone_id: str | None, records: list[dict[str, Any]], dry_run: bool = False
+    environment: AwsContext, zone_id: str | None, records: list[dict[str, Any]], dry_run: bool = False
 ) -> list[str]:
     """Point the host at the load balancer (ALIAS A), unless RECORDS (read before) show it does already."""
     host = environment.names.host
@@ -122,14 +123,14 @@ def ensure_alias_record(
     return list(changes)
 
 
-def delete_record(environment: Environment, zone_id: str, record: dict[str, Any]) -> None:
+def delete_record(environment: AwsContext, zone_id: str, record: dict[str, Any]) -> None:
     """Delete exactly the record read before (Route 53 refuses if it changed since: InvalidChangeBatch)."""
     environment.aws.route53.change_resource_record_sets(
         HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]}
     )
 
 
-def foreign_record(environment: Environment, records: list[dict[str, Any]]) -> str | None:
+def foreign_record(environment: AwsContext, records: list[dict[str, Any]]) -> str | None:
     """A record at the host that is not this environment's alias: a live site must never be repointed silently.
 
     Ours is exactly an alias to this environment's load balancer in this region: its DNS name as AWS

@@ -11,18 +11,19 @@ from functools import partial
 from typing import Any
 
 from deploy.aws.clients import after_create, collect, or_none, refusal
+from deploy.aws.context import AwsContext
 from deploy.aws.images import tag_image
-from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.facts import GROUPS
 from deploy.naming import MANAGED_BY, tag_list
+from deploy.plans.hand import GROUP_HAND_TAG as GROUP_HAND_TAG  # the rule: deploy/plans/hand.py
+from deploy.plans.hand import group_tags
 from deploy.plans.model import DELETING, DEPLOYED_TAG, PROMOTED_TAG, Group
 
 GRACE_PERIOD_S = 300
-GROUP_HAND_TAG = "GivenByHand"  # on a group launched with an image given by hand (--image-id)
 
 
-def environment_groups(environment: Environment) -> list[Group]:
+def environment_groups(environment: AwsContext) -> list[Group]:
     """This environment's groups: filtered by AWS on the Name tag, then checked by name prefix and tags.
 
     Read once per run (deploy/facts.py); this run's own changes to them are remembered (`remember_group`,
@@ -32,7 +33,7 @@ def environment_groups(environment: Environment) -> list[Group]:
     return list(environment.facts.once(GROUPS, lambda: _read_environment_groups(environment)))
 
 
-def _read_environment_groups(environment: Environment) -> list[Group]:
+def _read_environment_groups(environment: AwsContext) -> list[Group]:
     names = environment.names
     raw = collect(
         environment.aws.autoscaling,
@@ -44,7 +45,7 @@ def _read_environment_groups(environment: Environment) -> list[Group]:
     return [group for group in groups if names.belongs(group.tags)]
 
 
-def describe_group(environment: Environment, name: str, include_deleting: bool = False) -> dict[str, Any] | None:
+def describe_group(environment: AwsContext, name: str, include_deleting: bool = False) -> dict[str, Any] | None:
     """The group as AWS describes it now, or None when it does not exist (or is being deleted, unless
     INCLUDE_DELETING). Always a fresh read (a poll); what it finds updates the run's memo of the groups."""
     found = environment.aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
@@ -56,7 +57,7 @@ def describe_group(environment: Environment, name: str, include_deleting: bool =
     return raw if raw is not None and (include_deleting or raw.get("Status") != DELETING) else None
 
 
-def remember_group(environment: Environment, raw: dict[str, Any]) -> None:
+def remember_group(environment: AwsContext, raw: dict[str, Any]) -> None:
     """This run knows the group as RAW now (it created, tagged or read it): the memo of the groups says so."""
     name = raw["AutoScalingGroupName"]
     if not environment.names.owns(name, environment.names.group_prefix):
@@ -66,12 +67,12 @@ def remember_group(environment: Environment, raw: dict[str, Any]) -> None:
         environment.facts.update(GROUPS, lambda known: [g for g in known if g.name != name] + [group])
 
 
-def forget_group(environment: Environment, name: str) -> None:
+def forget_group(environment: AwsContext, name: str) -> None:
     """The group is gone (or going): the memo of the groups no longer lists it."""
     environment.facts.update(GROUPS, lambda known: [g for g in known if g.name != name])
 
 
-def launch_templates(environment: Environment) -> list[str]:
+def launch_templates(environment: AwsContext) -> list[str]:
     """This environment's launch templates (lt-NAME-STAMP), filtered by AWS on the tool's tags."""
     names = environment.names
     filters = [
@@ -85,14 +86,14 @@ def launch_templates(environment: Environment) -> list[str]:
     )
 
 
-def launch_configurations(environment: Environment) -> list[dict[str, Any]]:
+def launch_configurations(environment: AwsContext) -> list[dict[str, Any]]:
     """The original scripts' lc-NAME-* configurations (AWS offers no server-side filter by name prefix)."""
     names = environment.names
     found = collect(environment.aws.autoscaling, "describe_launch_configurations", "LaunchConfigurations")
     return [lc for lc in found if names.owns(lc["LaunchConfigurationName"], names.launch_configuration_prefix)]
 
 
-def template_image(environment: Environment, name: str) -> str | None:
+def template_image(environment: AwsContext, name: str) -> str | None:
     """The image of a launch template's latest version."""
     versions = environment.aws.ec2.describe_launch_template_versions(LaunchTemplateName=name, Versions=["$Latest"])[
         "LaunchTemplateVersions"
@@ -100,7 +101,7 @@ def template_image(environment: Environment, name: str) -> str | None:
     return versions[0].get("LaunchTemplateData", {}).get("ImageId") if versions else None
 
 
-def create_launch_template(environment: Environment, name: str, data: dict[str, Any], image_id: str) -> str:
+def create_launch_template(environment: AwsContext, name: str, data: dict[str, Any], image_id: str) -> str:
     """Create the template; return its id."""
     template = environment.aws.ec2.create_launch_template(
         LaunchTemplateName=name,
@@ -114,7 +115,7 @@ def create_launch_template(environment: Environment, name: str, data: dict[str, 
 
 
 def create_group(
-    environment: Environment,
+    environment: AwsContext,
     name: str,
     template: tuple[str, str],
     subnet_ids: list[str],
@@ -130,7 +131,7 @@ def create_group(
 
 
 def _create_group(
-    environment: Environment,
+    environment: AwsContext,
     name: str,
     template: tuple[str, str],
     subnet_ids: list[str],
@@ -140,7 +141,7 @@ def _create_group(
     template_id, template_name = template
     config = environment.config
     names = environment.names
-    hand = {GROUP_HAND_TAG: "yes"} if by_hand else {}
+    hand = group_tags(by_hand)
     tags = [
         {"Key": key, "Value": value, "PropagateAtLaunch": key not in ("Image", GROUP_HAND_TAG)}
         for key, value in names.tags(Name=names.stack, Role="web", Image=image_id, **hand).items()
@@ -175,7 +176,7 @@ def _create_group(
 
 
 def tag_promoted(
-    environment: Environment, group_name: str, image_id: str, image_tags: dict[str, str] | None = None
+    environment: AwsContext, group_name: str, image_id: str, image_tags: dict[str, str] | None = None
 ) -> None:
     """Mark the group as the one that serves, and its image as deployed (for rollback), in AWS itself; IMAGE_TAGS
     go onto the image in the same request (an image given by hand: GivenByHand)."""
@@ -192,22 +193,22 @@ def tag_promoted(
     tag_image(environment, image_id, {**(image_tags or {}), DEPLOYED_TAG: now})
 
 
-def environment_groups_known(environment: Environment) -> list[Group]:
+def environment_groups_known(environment: AwsContext) -> list[Group]:
     """The groups as this run knows them, without reading (empty when it has not read them)."""
     return list(environment.facts.get(GROUPS) or [])
 
 
-def delete_launch_template(environment: Environment, name: str) -> bool:
+def delete_launch_template(environment: AwsContext, name: str) -> bool:
     """Delete the template; False when it was gone already."""
     return or_none(lambda: environment.aws.ec2.delete_launch_template(LaunchTemplateName=name)) is not None
 
 
-def delete_launch_configuration(environment: Environment, name: str) -> None:
+def delete_launch_configuration(environment: AwsContext, name: str) -> None:
     """Delete it; nothing to do when it is gone already."""
     or_none(lambda: environment.aws.autoscaling.delete_launch_configuration(LaunchConfigurationName=name))
 
 
-def request_group_deletion(environment: Environment, name: str, force: bool) -> str | None:
+def request_group_deletion(environment: AwsContext, name: str, force: bool) -> str | None:
     """Ask AWS to delete the group (FORCE: with its instances). None once asked (or gone); else why AWS
     refused for now: it refuses while the group's last scaling activity runs, so the caller retries."""
     return refusal(
@@ -217,11 +218,11 @@ def request_group_deletion(environment: Environment, name: str, force: bool) -> 
     )
 
 
-def group_gone(environment: Environment, name: str) -> bool:
+def group_gone(environment: AwsContext, name: str) -> bool:
     return describe_group(environment, name, include_deleting=True) is None
 
 
-def require_group(environment: Environment, name: str) -> dict[str, Any]:
+def require_group(environment: AwsContext, name: str) -> dict[str, Any]:
     raw = describe_group(environment, name)
     if raw is None:
         raise DeployError(f"Group {name} no longer exists.")

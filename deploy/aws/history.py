@@ -26,8 +26,8 @@ from typing import Any
 
 from deploy import __version__
 from deploy.aws.clients import collect, or_none
-from deploy.config import ROOT
-from deploy.environment import Environment
+from deploy.aws.context import AwsContext
+from deploy.settings import ROOT
 
 HISTORY_KEEP = 100  # entries kept per environment: the versions AWS keeps of one parameter (it drops older ones)
 MAX_VALUE = 4096  # bytes of a standard String parameter's value
@@ -67,7 +67,7 @@ def entry(
     }
 
 
-def record(environment: Environment, item: dict[str, Any]) -> None:
+def record(environment: AwsContext, item: dict[str, Any]) -> None:
     """Write one entry: a new version of the history parameter, one request whatever the history's length (AWS
     drops the oldest version beyond HISTORY_KEEP)."""
     ssm = environment.aws.client("ssm")
@@ -86,7 +86,7 @@ def _value(item: dict[str, Any]) -> str:
     return value
 
 
-def read_history(environment: Environment) -> list[dict[str, Any]]:
+def read_history(environment: AwsContext) -> list[dict[str, Any]]:
     """Every entry, newest first, each with its version as `name`; an unreadable value is skipped. At most
     HISTORY_KEEP / 50 = 2 requests; none written yet: []."""
     ssm = environment.aws.client("ssm")
@@ -101,11 +101,6 @@ def read_history(environment: Environment) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             entries.append({**value, "name": int(version["Version"])})
     return entries
-
-
-def promoted_by_hand(entries: list[dict[str, Any]]) -> set[str]:
-    """Pure: the images any entry marks as promoted by hand (given with --image-id): never deleted."""
-    return {str(e["image"]) for e in entries if e.get("by_hand") and e.get("outcome") == PROMOTED and e.get("image")}
 
 
 def promoted_images(entries: list[dict[str, Any]]) -> list[str]:

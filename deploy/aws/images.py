@@ -6,18 +6,18 @@ from functools import partial
 from typing import Any
 
 from deploy.aws.clients import collect, or_none
-from deploy.environment import Environment
+from deploy.aws.context import AwsContext
 from deploy.errors import DeployError
 from deploy.facts import IMAGES
 from deploy.naming import MANAGED_BY, Names, tags_of
+from deploy.plans.hand import HAND_TAG as HAND_TAG  # the rule: deploy/plans/hand.py
 from deploy.plans.model import INPUT_TAGS
 
 PRIMAL = "primal"
 CARNIVORE = "carnivore"
-HAND_TAG = "GivenByHand"  # on an image given with --image-id: the environments it was given to; never deleted
 
 
-def describe_image(environment: Environment, image_id: str) -> dict[str, Any] | None:
+def describe_image(environment: AwsContext, image_id: str) -> dict[str, Any] | None:
     """The image, or None when it does not exist or was deregistered (AWS answers both ways).
 
     One of this environment's own images comes from the run's one listing of them (`environment_images`, which
@@ -33,7 +33,7 @@ def describe_image(environment: Environment, image_id: str) -> dict[str, Any] | 
     return environment.facts.once(f"image:{image_id}", read)
 
 
-def require_image(environment: Environment, image_id: str, what: str) -> dict[str, Any]:
+def require_image(environment: AwsContext, image_id: str, what: str) -> dict[str, Any]:
     """The image, available: every id from a flag or a record is checked before it is used."""
     image = describe_image(environment, image_id)
     if image is None:
@@ -43,7 +43,7 @@ def require_image(environment: Environment, image_id: str, what: str) -> dict[st
     return image
 
 
-def resolve_source_image(environment: Environment) -> str:
+def resolve_source_image(environment: AwsContext) -> str:
     """SOURCE_AMI as an id, or the newest image of SOURCE_AMI_OWNER whose name matches it."""
     source = environment.config.source_ami
     if source.startswith("ami-"):
@@ -61,7 +61,7 @@ def resolve_source_image(environment: Environment) -> str:
     return str(max(found, key=lambda image: image.get("CreationDate", ""))["ImageId"])
 
 
-def environment_images(environment: Environment, role: str | None = None) -> list[dict[str, Any]]:
+def environment_images(environment: AwsContext, role: str | None = None) -> list[dict[str, Any]]:
     """The images this tool baked for this environment (of ROLE, or every role), filtered by AWS, owner self.
 
     One listing per run, every role at once (deploy/facts.py); a bake, a tag or a deletion of this run updates it."""
@@ -76,7 +76,7 @@ def environment_images(environment: Environment, role: str | None = None) -> lis
     return [image for image in every_role if role is None or tags_of(image).get("Role") == role]
 
 
-def _remember_image(environment: Environment, image_id: str, change: Any) -> None:
+def _remember_image(environment: AwsContext, image_id: str, change: Any) -> None:
     """This run changed the image: CHANGE(description) is what it is now (None: gone), in every memo of it."""
 
     def in_listing(known: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,16 +87,16 @@ def _remember_image(environment: Environment, image_id: str, change: Any) -> Non
     environment.facts.update(f"image:{image_id}", lambda image: change(image) if image is not None else None)
 
 
-def forget_images(environment: Environment) -> None:
+def forget_images(environment: AwsContext) -> None:
     """This run made an image (a bake): the listing is read again when next needed."""
     environment.facts.forget(IMAGES)
 
 
-def deployment_images(environment: Environment) -> list[dict[str, Any]]:
+def deployment_images(environment: AwsContext) -> list[dict[str, Any]]:
     return environment_images(environment, CARNIVORE)
 
 
-def tag_image(environment: Environment, image_id: str, tags: dict[str, str]) -> bool:
+def tag_image(environment: AwsContext, image_id: str, tags: dict[str, str]) -> bool:
     """Tag the image (and say whether it could be: only its owner may tag an image shared with this account)."""
     done = or_none(
         lambda: environment.aws.ec2.create_tags(
@@ -119,7 +119,7 @@ def input_tags(inputs: dict[str, str]) -> dict[str, str]:
     return {INPUT_TAGS[key]: value for key, value in inputs.items()}
 
 
-def image_from_inputs(environment: Environment, role: str, inputs: dict[str, str]) -> str | None:
+def image_from_inputs(environment: AwsContext, role: str, inputs: dict[str, str]) -> str | None:
     """The newest available image of ROLE this environment baked from INPUTS (found by its tags), or None."""
     filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in input_tags(inputs).items()]
     filters.append({"Name": "state", "Values": ["available"]})
@@ -141,7 +141,7 @@ def image_from_inputs(environment: Environment, role: str, inputs: dict[str, str
     return str(newest["ImageId"]) if newest else None
 
 
-def delete_image(environment: Environment, image_id: str, snapshots: list[str] | tuple[str, ...]) -> None:
+def delete_image(environment: AwsContext, image_id: str, snapshots: list[str] | tuple[str, ...]) -> None:
     """Deregister first: AWS refuses to delete the snapshot of a registered image. Either may be gone already."""
     ec2 = environment.aws.ec2
     or_none(lambda: ec2.deregister_image(ImageId=image_id))
@@ -155,7 +155,7 @@ def same_environment(tags: dict[str, str], names: Names) -> bool:
     return (tags.get("App"), tags.get("Env")) == (names.app, names.env)
 
 
-def _instances_of(environment: Environment, image_ids: list[str], states: list[str]) -> list[dict[str, Any]]:
+def _instances_of(environment: AwsContext, image_ids: list[str], states: list[str]) -> list[dict[str, Any]]:
     """The instances in STATES that run one of IMAGE_IDS (filtered by AWS)."""
     reservations = collect(
         environment.aws.ec2,
@@ -166,14 +166,14 @@ def _instances_of(environment: Environment, image_ids: list[str], states: list[s
     return [instance for reservation in reservations for instance in reservation["Instances"]]
 
 
-def images_run_by_instances(environment: Environment, image_ids: list[str]) -> set[str]:
+def images_run_by_instances(environment: AwsContext, image_ids: list[str]) -> set[str]:
     """Of IMAGE_IDS, those a pending or running instance runs (a bake under way: Packer's instance)."""
     if not image_ids:
         return set()
     return {instance["ImageId"] for instance in _instances_of(environment, image_ids, ["pending", "running"])}
 
 
-def images_used_elsewhere(environment: Environment, image_ids: list[str]) -> set[str]:
+def images_used_elsewhere(environment: AwsContext, image_ids: list[str]) -> set[str]:
     """Of IMAGE_IDS, those another environment uses: in its launch templates or by its instances."""
     if not image_ids:
         return set()

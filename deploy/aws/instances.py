@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.aws.clients import collect
-from deploy.environment import Environment
+from deploy.aws.context import AwsContext
 from deploy.errors import DeployError
 from deploy.facts import OFFERED_ZONES
 
 
-def require_instance_type(environment: Environment) -> str:
+def require_instance_type(environment: AwsContext) -> str:
     """INSTANCE_TYPE as AWS offers it in the region, checked before anything is baked or launched: offered in no
     zone of the region (an unknown type is offered nowhere). The same read tells launch-asg which zones to use."""
     instance_type = environment.config.instance_type
@@ -22,7 +22,7 @@ def require_instance_type(environment: Environment) -> str:
     return instance_type
 
 
-def zones_offering(environment: Environment) -> set[str]:
+def zones_offering(environment: AwsContext) -> set[str]:
     """The availability zones of the region where INSTANCE_TYPE is offered (DescribeInstanceTypeOfferings), read
     once per run."""
 
@@ -39,7 +39,7 @@ def zones_offering(environment: Environment) -> set[str]:
     return set(environment.facts.once(OFFERED_ZONES, read))
 
 
-def describe_instances(environment: Environment, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+def describe_instances(environment: AwsContext, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The instances by id (those AWS knows of)."""
     if not instance_ids:
         return {}

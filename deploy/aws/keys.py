@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.aws.clients import or_none
+from deploy.aws.context import AwsContext
 from deploy.aws.converge import Changes
 from deploy.config import work_dir
-from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_list
 
@@ -60,12 +60,12 @@ def public_key_of(path: Path) -> bytes:
     return derived.stdout
 
 
-def describe_key_pair(environment: Environment) -> dict[str, Any] | None:
+def describe_key_pair(environment: AwsContext) -> dict[str, Any] | None:
     found = or_none(lambda: environment.aws.ec2.describe_key_pairs(KeyNames=[environment.names.key_pair]))
     return found["KeyPairs"][0] if found and found["KeyPairs"] else None
 
 
-def ensure_key_pair(environment: Environment, dry_run: bool = False) -> list[str]:
+def ensure_key_pair(environment: AwsContext, dry_run: bool = False) -> list[str]:
     ec2 = environment.aws.ec2
     name = environment.names.key_pair
     path = key_path(environment.env)

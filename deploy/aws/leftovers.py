@@ -13,14 +13,15 @@ from functools import partial
 from typing import Any
 
 from deploy.aws.clients import collect, or_none
-from deploy.environment import Environment
+from deploy.aws.context import AwsContext
 from deploy.naming import MANAGED_BY, tags_of
+from deploy.plans.model import OrphanSnapshot, PackerLeftover
 
 PACKER_PREFIX = "packer_"  # Packer's temporary key pair and security group names
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
-def _environment_filters(environment: Environment) -> list[dict[str, Any]]:
+def _environment_filters(environment: AwsContext) -> list[dict[str, Any]]:
     names = environment.names
     return [
         {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
@@ -29,10 +30,9 @@ def _environment_filters(environment: Environment) -> list[dict[str, Any]]:
     ]
 
 
-def packer_leftovers(environment: Environment) -> list[dict[str, Any]]:
+def packer_leftovers(environment: AwsContext) -> list[PackerLeftover]:
     """Packer's instances of this environment (tag Name=packer-*), with the key pair and security groups they
-    name: [{"id", "state", "key_pair", "security_groups": [{"id", "name"}]}], terminated ones only when they
-    still name something to delete."""
+    name that still exist; terminated ones only when they still name something to delete."""
     reservations = collect(
         environment.aws.ec2,
         "describe_instances",
@@ -47,37 +47,37 @@ def packer_leftovers(environment: Environment) -> list[dict[str, Any]]:
     for reservation in reservations:
         for instance in reservation["Instances"]:
             key = instance.get("KeyName") or ""
-            groups = [
-                {"id": g["GroupId"], "name": g["GroupName"]}
+            groups = tuple(
+                (g["GroupId"], g["GroupName"])
                 for g in instance.get("SecurityGroups", [])
-                if g.get("GroupName", "").startswith(PACKER_PREFIX)
-            ]
-            item = {
-                "id": instance["InstanceId"],
-                "state": instance["State"]["Name"],
-                "key_pair": key if key.startswith(PACKER_PREFIX) and key_pair_exists(environment, key) else None,
-                "security_groups": [g for g in groups if security_group_exists(environment, g["id"])],
-            }
-            if item["state"] != "terminated" or item["key_pair"] or item["security_groups"]:
+                if g.get("GroupName", "").startswith(PACKER_PREFIX) and security_group_exists(environment, g["GroupId"])
+            )
+            item = PackerLeftover(
+                id=instance["InstanceId"],
+                state=instance["State"]["Name"],
+                key_pair=key if key.startswith(PACKER_PREFIX) and key_pair_exists(environment, key) else None,
+                security_groups=groups,
+            )
+            if item.state != "terminated" or item.key_pair or item.security_groups:
                 found.append(item)
     return found
 
 
-def key_pair_exists(environment: Environment, name: str) -> bool:
+def key_pair_exists(environment: AwsContext, name: str) -> bool:
     found = or_none(lambda: environment.aws.ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"])
     return bool(found)
 
 
-def security_group_exists(environment: Environment, group_id: str) -> bool:
+def security_group_exists(environment: AwsContext, group_id: str) -> bool:
     found = or_none(lambda: environment.aws.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"])
     return bool(found)
 
 
-def terminate_instance(environment: Environment, instance_id: str) -> None:
+def terminate_instance(environment: AwsContext, instance_id: str) -> None:
     or_none(lambda: environment.aws.ec2.terminate_instances(InstanceIds=[instance_id]))
 
 
-def instance_gone(environment: Environment, instance_id: str) -> bool:
+def instance_gone(environment: AwsContext, instance_id: str) -> bool:
     found = or_none(
         lambda: environment.aws.ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": [instance_id]}])[
             "Reservations"
@@ -87,11 +87,11 @@ def instance_gone(environment: Environment, instance_id: str) -> bool:
     return all(state == "terminated" for state in states)
 
 
-def delete_key_pair(environment: Environment, name: str) -> None:
+def delete_key_pair(environment: AwsContext, name: str) -> None:
     or_none(lambda: environment.aws.ec2.delete_key_pair(KeyName=name))
 
 
-def tag_snapshots(environment: Environment, image_id: str) -> None:
+def tag_snapshots(environment: AwsContext, image_id: str) -> None:
     """Tag the image's snapshots with its id and this environment's tags: an orphan is found later."""
     found = or_none(lambda: environment.aws.ec2.describe_images(ImageIds=[image_id])["Images"])
     snapshots = [
@@ -109,7 +109,7 @@ def tag_snapshots(environment: Environment, image_id: str) -> None:
         )
 
 
-def orphan_snapshots(environment: Environment) -> list[dict[str, Any]]:
+def orphan_snapshots(environment: AwsContext) -> list[OrphanSnapshot]:
     """This environment's snapshots (tagged by the tool with their image) whose image no longer exists."""
     snapshots = collect(
         environment.aws.ec2,
@@ -130,11 +130,11 @@ def orphan_snapshots(environment: Environment) -> list[dict[str, Any]]:
         )
         existing = {image["ImageId"] for image in images}
     return [
-        {"id": s["SnapshotId"], "image": tags_of(s)["Image"]}
+        OrphanSnapshot(s["SnapshotId"], tags_of(s)["Image"])
         for s in snapshots
         if tags_of(s).get("Image") and tags_of(s)["Image"] not in existing
     ]
 
 
-def delete_snapshot(environment: Environment, snapshot_id: str) -> None:
+def delete_snapshot(environment: AwsContext, snapshot_id: str) -> None:
     or_none(partial(environment.aws.ec2.delete_snapshot, SnapshotId=snapshot_id))

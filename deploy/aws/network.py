@@ -7,8 +7,8 @@ from typing import Any
 
 from deploy import facts
 from deploy.aws.clients import after_create, collect, refusal
+from deploy.aws.context import AwsContext
 from deploy.aws.converge import Changes
-from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_list
 
@@ -58,7 +58,7 @@ def _describe(rule: Rule) -> str:
     return f"tcp {rule.port} from {rule.cidr or rule.group_id}"
 
 
-def resolve_network(environment: Environment) -> tuple[str, list[str]]:
+def resolve_network(environment: AwsContext) -> tuple[str, list[str]]:
     """VPC_ID and SUBNET_IDS, or the default VPC and its default subnets."""
     vpc_id, subnets = read_subnets(environment)
     return vpc_id, [subnet["SubnetId"] for subnet in subnets]
@@ -74,19 +74,19 @@ class SubnetsRead:
     bake: dict[str, Any] | None  # BAKE_SUBNET_ID
 
 
-def read_subnets(environment: Environment) -> tuple[str, list[dict[str, Any]]]:
+def read_subnets(environment: AwsContext) -> tuple[str, list[dict[str, Any]]]:
     """The environment's VPC and the instances' subnets: SUBNET_IDS (else LB_SUBNET_IDS) in the order given,
     else the VPC's default subnets sorted by id."""
     found = read_network(environment)
     return found.vpc_id, found.instances
 
 
-def read_network(environment: Environment) -> SubnetsRead:
+def read_network(environment: AwsContext) -> SubnetsRead:
     """Every subnet the environment names, read at once, once per run (facts.SUBNETS)."""
     return environment.facts.once(facts.SUBNETS, lambda: _read_network(environment))
 
 
-def _read_network(environment: Environment) -> SubnetsRead:
+def _read_network(environment: AwsContext) -> SubnetsRead:
     ec2 = environment.aws.ec2
     config = environment.config
     instance_ids = list(config.subnet_ids or config.lb_subnet_ids or ())
@@ -124,7 +124,7 @@ def _read_network(environment: Environment) -> SubnetsRead:
     return SubnetsRead(vpcs[0], subnets, subnets, bake)
 
 
-def _subnets_in(environment: Environment, vpc_id: str, listed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _subnets_in(environment: AwsContext, vpc_id: str, listed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """LISTED by id; DeployError naming the keys to fix when one is of another VPC than VPC_ID."""
     wrong = [subnet["SubnetId"] for subnet in listed if subnet["VpcId"] != vpc_id]
     if wrong:
@@ -142,7 +142,7 @@ def _subnets_in(environment: Environment, vpc_id: str, listed: list[dict[str, An
     return {str(subnet["SubnetId"]): subnet for subnet in listed}
 
 
-def _default_vpc(environment: Environment) -> str:
+def _default_vpc(environment: AwsContext) -> str:
     config = environment.config
     vpcs = environment.aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
     if not vpcs:
@@ -153,7 +153,7 @@ def _default_vpc(environment: Environment) -> str:
     return str(vpcs[0]["VpcId"])
 
 
-def security_groups(environment: Environment, vpc_id: str) -> dict[str, dict[str, Any]]:
+def security_groups(environment: AwsContext, vpc_id: str) -> dict[str, dict[str, Any]]:
     """The environment's security groups (NAME-lb, NAME-web, NAME-bake) in VPC_ID by name: one read for both, once per
     run (facts.SECURITY_GROUPS); whoever changes one tells the memo (`remember_security_group`)."""
     names = environment.names
@@ -171,14 +171,14 @@ def security_groups(environment: Environment, vpc_id: str) -> dict[str, dict[str
     return groups
 
 
-def remember_security_group(environment: Environment, vpc_id: str, group: dict[str, Any]) -> None:
+def remember_security_group(environment: AwsContext, vpc_id: str, group: dict[str, Any]) -> None:
     """GROUP is now what this run made it (created, rules changed): later readers of the run use it."""
     known = environment.facts.get(facts.SECURITY_GROUPS)
     if known is not None and known[0] == vpc_id:
         environment.facts.put(facts.SECURITY_GROUPS, (vpc_id, {**known[1], group["GroupName"]: group}))
 
 
-def find_security_group(environment: Environment, vpc_id: str, name: str) -> dict[str, Any] | None:
+def find_security_group(environment: AwsContext, vpc_id: str, name: str) -> dict[str, Any] | None:
     names = environment.names
     if name in (names.lb_security_group, names.instance_security_group, names.bake_security_group):
         return security_groups(environment, vpc_id).get(name)
@@ -188,7 +188,7 @@ def find_security_group(environment: Environment, vpc_id: str, name: str) -> dic
 
 
 def ensure_security_group(
-    environment: Environment, vpc_id: str, name: str, description: str, desired: set[Rule], dry_run: bool = False
+    environment: AwsContext, vpc_id: str, name: str, description: str, desired: set[Rule], dry_run: bool = False
 ) -> tuple[str, list[str]]:
     """Create or converge the group; return its id and what changed. A dry run names a group it would create
     "(new NAME)"."""
@@ -237,12 +237,12 @@ def ensure_security_group(
     return group_id, list(changes)
 
 
-def delete_security_group(environment: Environment, group_id: str) -> str | None:
+def delete_security_group(environment: AwsContext, group_id: str) -> str | None:
     """Delete it; None once deleted (or gone), "DependencyViolation" while something still uses it."""
     return refusal(lambda: environment.aws.ec2.delete_security_group(GroupId=group_id), "DependencyViolation")
 
 
-def security_groups_named(environment: Environment, names: list[str]) -> list[dict[str, Any]]:
+def security_groups_named(environment: AwsContext, names: list[str]) -> list[dict[str, Any]]:
     """The security groups with these names, in any VPC."""
     found = collect(
         environment.aws.ec2,

@@ -249,22 +249,22 @@ def _release_target_group(backend: AutoScalingBackend, group: FakeAutoScalingGro
         backend.elbv2_backend.deregister_targets(arn, [{"Id": i} for i in registered])
 
 
-def _classic_sync(_: Callable[..., None]) -> Callable[..., None]:
-    def update_attached_elbs(self: AutoScalingBackend, group_name: str) -> None:
+def _attached_sync(
+    attached: Callable[[FakeAutoScalingGroup], list[str]],
+    sync: Callable[[AutoScalingBackend, FakeAutoScalingGroup, str], None],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """moto's update of what is attached to a group, replaced: SYNC each of ATTACHED(group) in turn, as AWS does."""
+
+    def update_attached(self: AutoScalingBackend, group_name: str) -> None:
         group = self.autoscaling_groups[group_name]
-        for name in list(group.load_balancer_names):
-            _sync_classic(self, group, name)
+        for name in list(attached(group)):
+            sync(self, group, name)
 
-    return update_attached_elbs
+    return lambda _: update_attached
 
 
-def _target_group_sync(_: Callable[..., None]) -> Callable[..., None]:
-    def update_attached_target_groups(self: AutoScalingBackend, group_name: str) -> None:
-        group = self.autoscaling_groups[group_name]
-        for arn in list(group.target_group_arns):
-            _sync_target_group(self, group, arn)
-
-    return update_attached_target_groups
+_classic_sync = _attached_sync(lambda group: group.load_balancer_names, _sync_classic)
+_target_group_sync = _attached_sync(lambda group: group.target_group_arns, _sync_target_group)
 
 
 def _detach_named_classic(_: Callable[..., None]) -> Callable[..., None]:

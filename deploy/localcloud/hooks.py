@@ -51,7 +51,7 @@ def _capture_images(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _describe_instance_health(original: Any) -> Any:
     def describe_instance_health(self: Any, lb_name: str, instances: list[dict[str, str]]) -> list[dict[str, Any]]:
-        found = original(self, lb_name, instances)
+        found: list[dict[str, Any]] = original(self, lb_name, instances)
         balancers = _runtime_balancers()
         if balancers is None:
             return found
@@ -94,30 +94,17 @@ def _health_for(original: Any) -> Any:
         if instance is None or balancers.runtime.app_of(instance) is None or instance.state == "stopped":
             return original(self, target, ec2_backend)
         health = balancers.state_of(key, instance_id)
+
+        def status(state: str, *reason: str) -> Any:
+            return FakeHealthStatus(instance_id, registered["Port"], self.health_check_port, state, *reason)
+
         if instance.state != "running":
-            return FakeHealthStatus(
-                instance_id, registered["Port"], self.health_check_port, "unhealthy", "Target.FailedHealthChecks",
-                "Health checks failed",
-            )  # fmt: skip
+            return status("unhealthy", "Target.FailedHealthChecks", "Health checks failed")
         if health.state == "initial":
-            return FakeHealthStatus(
-                instance_id,
-                registered["Port"],
-                self.health_check_port,
-                "initial",
-                "Elb.RegistrationInProgress",
-                "Target registration is in progress",
-            )
+            return status("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
         if health.state == "unhealthy":
-            return FakeHealthStatus(
-                instance_id,
-                registered["Port"],
-                self.health_check_port,
-                "unhealthy",
-                "Target.FailedHealthChecks",
-                health.reason,
-            )
-        return FakeHealthStatus(instance_id, registered["Port"], self.health_check_port, "healthy")
+            return status("unhealthy", "Target.FailedHealthChecks", health.reason)
+        return status("healthy")
 
     return health_for
 

@@ -9,7 +9,8 @@ from typing import Any
 import xmltodict  # type: ignore[import-untyped]
 from moto.core.exceptions import JsonRESTError
 from moto.core.exceptions import _RESTError as RESTError
-from moto.core.responses import BaseResponse, get_service_model
+from moto.core.responses import BaseResponse
+from moto.core.utils import get_service_model
 from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
 
 # --- IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT) ---------------------------------------------------------

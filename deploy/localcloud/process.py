@@ -21,8 +21,9 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config as BotoConfig
 
-from deploy.config import ROOT, work_dir
+from deploy.config import work_dir
 from deploy.errors import DeployError
+from deploy.settings import ROOT
 
 # Raised whenever deploy/localcloud/fixes.py changes what the server does: a server this tool started before
 # (it outlives tasks) runs the fixes it was started with, and is restarted rather than trusted.

@@ -42,7 +42,7 @@ class Site:
     backend: Any  # moto's elb or elbv2 backend
     ident: str  # the classic name, or the ALB's ARN
     server: ThreadingHTTPServer | None = None
-    counter: itertools.count = field(default_factory=itertools.count)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
     def url(self) -> str:
@@ -125,18 +125,16 @@ def serve(balancers: Router, site: Site) -> ThreadingHTTPServer:
                 connection.close()
                 balancers.leave(health_key, instance_id, connection)
                 balancers.served(site, health_key, answered, seconds if answered is not None else None)
-            self.send_response_only(response.status, response.reason)
-            for key, value in reply:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+            self.send_response_only(response.status, response.reason)  # the instance's own status line, as sent
+            self.send_rest(reply, data)
 
         def answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
-            for key, value in headers.items():
+            self.send_rest(list(headers.items()), body)
+
+        def send_rest(self, headers: list[tuple[str, str]], body: bytes) -> None:
+            """The headers, the body's length, and the body (not for HEAD); one request per connection."""
+            for key, value in headers:
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Connection", "close")

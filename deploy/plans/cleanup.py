@@ -4,14 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from deploy.naming import tag_value
 from deploy.plans.actions import Action
 from deploy.plans.groups import outdated_groups
 from deploy.plans.health import GroupHealth
 from deploy.plans.leftovers import plan_leftovers
-from deploy.plans.model import DELETING, DEPLOYED_TAG, SOURCE_TAG, Group, snapshot_ids
+from deploy.plans.model import (
+    DELETING,
+    DEPLOYED_TAG,
+    SOURCE_TAG,
+    Group,
+    Image,
+    LaunchConfiguration,
+    OrphanSnapshot,
+    PackerLeftover,
+)
 
 RETIRE_DETAIL = "detach, drain, delete with its instances"
 KEEP_EVERY_IMAGE = "every image (--no-cleanup / CLEANUP=no)"
@@ -26,36 +33,34 @@ class CleanupFacts:
     serving_health: GroupHealth | None  # None: not read (nothing outdated, or the group does not exist yet)
     templates: list[str]  # the environment's launch templates
     template_images: dict[str, str | None]  # image of each template the serving group uses
-    configurations: list[dict[str, Any]]  # the original scripts' launch configurations
-    images: list[dict[str, Any]]  # the environment's deployment images (none read when images are kept)
+    configurations: list[LaunchConfiguration]  # the original scripts' launch configurations
+    images: list[Image]  # the environment's deployment images (none read when images are kept)
     used_elsewhere: set[str] = field(default_factory=set)  # of those, images another environment runs
     protected: set[str] = field(default_factory=set)  # images given by hand (--image-id): never deleted
     retain: int = 0  # RETAIN_IMAGES: earlier deployed images kept for rollback
     keep_images: bool = False  # --no-cleanup / CLEANUP=no
     pinned: str | None = None  # the group this run just promoted: never retired, whatever the order says
-    primals: list[dict[str, Any]] = field(default_factory=list)  # the environment's primal images (none read: kept)
+    primals: list[Image] = field(default_factory=list)  # the environment's primal images (none read: kept)
     primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
     primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
-    packer_leftovers: list[dict[str, Any]] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
-    orphan_snapshots: list[dict[str, Any]] = field(default_factory=list)  # snapshots whose image is gone
+    packer_leftovers: list[PackerLeftover] = field(default_factory=list)  # an interrupted bake's (aws/leftovers)
+    orphan_snapshots: list[OrphanSnapshot] = field(default_factory=list)  # snapshots whose image is gone
 
 
-def images_to_delete(
-    images: list[dict[str, Any]], in_use: set[str], protected: set[str], retain: int = 0
-) -> list[dict[str, Any]]:
+def images_to_delete(images: list[Image], in_use: set[str], protected: set[str], retain: int = 0) -> list[Image]:
     """The deployment images that may go; never one in use or protected.
 
     The RETAIN most recently deployed of the others stay, so that a rollback can launch them again;
     an image that was never deployed (its deploy failed) is not worth retaining.
     """
-    candidates = [image for image in images if image["ImageId"] not in in_use | protected]
+    candidates = [image for image in images if image.id not in in_use | protected]
     deployed = sorted(
-        (image for image in candidates if tag_value(image, DEPLOYED_TAG)),
-        key=lambda image: tag_value(image, DEPLOYED_TAG),
+        (image for image in candidates if image.tag(DEPLOYED_TAG)),
+        key=lambda image: image.tag(DEPLOYED_TAG),
         reverse=True,
     )
-    kept = {image["ImageId"] for image in deployed[:retain]}
-    return [image for image in candidates if image["ImageId"] not in kept]
+    kept = {image.id for image in deployed[:retain]}
+    return [image for image in candidates if image.id not in kept]
 
 
 def plan_cleanup(facts: CleanupFacts) -> list[Action]:
@@ -77,10 +82,10 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
     in_use = {image for image in [facts.template_images.get(used_template or "")] if image}
     used_configuration = serving.launch_configuration if serving else None
     for configuration in facts.configurations:
-        if configuration["LaunchConfigurationName"] == used_configuration:
-            in_use.add(configuration["ImageId"])
+        if configuration.name == used_configuration:
+            in_use.add(configuration.image_id or "")
         else:
-            actions.append(Action("delete-launch-configuration", configuration["LaunchConfigurationName"]))
+            actions.append(Action("delete-launch-configuration", configuration.name))
 
     leftovers = plan_leftovers(facts.packer_leftovers, facts.orphan_snapshots)
     if facts.keep_images:
@@ -88,29 +93,27 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
     if serving is not None and serving.image_id:
         in_use.add(serving.image_id)
     for image in images_to_delete(facts.images, in_use, facts.protected, facts.retain):
-        if image["ImageId"] in facts.used_elsewhere:
-            actions.append(Action("keep", f"image {image['ImageId']}", "another environment still uses it"))
+        if image.id in facts.used_elsewhere:
+            actions.append(Action("keep", f"image {image.id}", "another environment still uses it"))
             continue
-        snapshots = tuple(snapshot_ids(image))
-        actions.append(Action("delete-image", image["ImageId"], data=(("snapshots", snapshots),)))
+        actions.append(Action("delete-image", image.id, data=(("snapshots", image.snapshots),)))
     deleted = {action.target for action in actions if action.op == "delete-image"}
-    remaining = [image for image in facts.images if image["ImageId"] not in deleted]
+    remaining = [image for image in facts.images if image.id not in deleted]
     primals = primals_to_delete(facts.primals, remaining, facts.primals_in_use, facts.primal_retain)
     return actions + primals + leftovers
 
 
 def primals_to_delete(
-    primals: list[dict[str, Any]], deployment_images: list[dict[str, Any]], in_use: set[str], retain: int
+    primals: list[Image], deployment_images: list[Image], in_use: set[str], retain: int
 ) -> list[Action]:
     """The primal images that go, with their snapshots: all but the RETAIN newest, those a remaining deployment
     image was baked from (its SourceImage tag), and those IN_USE (a bake running from it, another environment)."""
-    sources = {tag_value(image, SOURCE_TAG) for image in deployment_images}
-    newest = sorted(primals, key=lambda image: (image.get("CreationDate", ""), image.get("Name", "")), reverse=True)
+    sources = {image.tag(SOURCE_TAG) for image in deployment_images}
+    newest = sorted(primals, key=lambda image: (image.created, image.name), reverse=True)
     actions = []
     for image in newest[retain:]:
-        if image["ImageId"] in sources | in_use:
+        if image.id in sources | in_use:
             continue
-        snapshots = tuple(snapshot_ids(image))
         detail = f"primal image beyond the newest {retain}"
-        actions.append(Action("delete-image", image["ImageId"], detail, (("snapshots", snapshots),)))
+        actions.append(Action("delete-image", image.id, detail, (("snapshots", image.snapshots),)))
     return actions

@@ -14,6 +14,7 @@ from typing import Any
 from deploy.naming import belongs, made_by_tool
 from deploy.plans.actions import Action
 from deploy.plans.leftovers import plan_leftovers
+from deploy.plans.model import Record
 
 PROTECTED_ENV = "production"
 
@@ -39,16 +40,16 @@ def plan_destroy(described: dict[str, Any]) -> list[Action]:
     actions: list[Action] = []
     balancer = described["load_balancer"]
 
-    record = described.get("record")
+    record: Record | None = described.get("record")
     if record is not None:
-        alias = str((record.get("AliasTarget") or {}).get("DNSName") or "")
+        alias = record.alias
         if _alias_of_balancer(alias, balancer):
             actions.append(
                 Action(
                     "delete-record",
                     described["host"],
                     f"ALIAS A → {alias.rstrip('.')}",
-                    (("zone_id", described["zone_id"]), ("record", record)),
+                    (("zone_id", described["zone_id"]), ("record", record.raw)),
                 )
             )
         else:

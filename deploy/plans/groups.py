@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
 
-from deploy.naming import MANAGED_BY, Names, stamp, tag_value
-from deploy.plans.model import DEPLOYED_TAG, PROMOTED_TAG, Group
+from deploy.naming import MANAGED_BY, Names, stamp
+from deploy.plans.model import DEPLOYED_TAG, PROMOTED_TAG, Group, Image
 
 
 def next_stamp(now: datetime, taken: list[str], names: Names) -> str:
@@ -53,11 +52,9 @@ def outdated_groups(groups: list[Group], keep: set[str]) -> list[Group]:
     return sorted((group for group in groups if group.name not in keep), key=launch_order)
 
 
-def rollback_target(images: list[dict[str, Any]], serving_image: str | None) -> str | None:
+def rollback_target(images: list[Image], serving_image: str | None) -> str | None:
     """The most recently deployed image other than the one serving now."""
     deployed = [
-        (tag_value(image, DEPLOYED_TAG), image["ImageId"])
-        for image in images
-        if tag_value(image, DEPLOYED_TAG) and image["ImageId"] != serving_image
+        (image.tag(DEPLOYED_TAG), image.id) for image in images if image.tag(DEPLOYED_TAG) and image.id != serving_image
     ]
     return max(deployed)[1] if deployed else None

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from deploy.plans.model import IN_SERVICE
+from deploy.plans.model import IN_SERVICE, Group
 
 # All-healthy polls in a row before a new group is promoted. One: the load balancer counts an instance InService
 # only after HealthyThreshold consecutive passed checks; a second poll would re-read what AWS already measured.
@@ -37,20 +36,16 @@ class GroupHealth:
         )
 
 
-def in_service_members(raw_group: dict[str, Any]) -> list[str]:
+def in_service_members(group: Group) -> list[str]:
     """The instances the group itself counts as InService and Healthy."""
-    return [
-        i["InstanceId"]
-        for i in raw_group.get("Instances", [])
-        if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
-    ]
+    return [m.id for m in group.members if m.lifecycle == "InService" and m.health == "Healthy"]
 
 
-def assess(raw_group: dict[str, Any], lb_states: dict[str, str]) -> GroupHealth:
+def assess(group: Group, lb_states: dict[str, str]) -> GroupHealth:
     """How many of the group's instances are healthy at the group and at the load balancer."""
-    ids = in_service_members(raw_group)
+    ids = in_service_members(group)
     return GroupHealth(
-        desired=int(raw_group.get("DesiredCapacity", 0)),
+        desired=group.desired,
         healthy_in_group=len(ids),
         in_service_at_lb=sum(1 for i in ids if lb_states.get(i) == IN_SERVICE),
     )

@@ -4,11 +4,11 @@ leftover and create a new template and group named after a stamp later than ever
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from deploy.naming import Names
 from deploy.plans.actions import Action
 from deploy.plans.model import PROMOTED_TAG, Group
+from deploy.plans.pending import Pending
 
 
 @dataclass(frozen=True)
@@ -19,32 +19,32 @@ class LaunchPlan:
     remove_first: tuple[Action, ...] = ()  # the leftover of an earlier run, removed before anything is created
 
 
-def plan_abort(pending: dict[str, Any], raw_group: dict[str, Any] | None, served: bool = False) -> list[Action]:
+def plan_abort(pending: Pending, group: Group | None, served: bool = False) -> list[Action]:
     """Remove a new group that never became healthy, and its launch template. Never one that was promoted
     (a run killed right after promoting it lost that record): it serves, so nothing is removed. SERVED: some of
     its instances were InService at the load balancer (they took live requests), so it drains before deletion."""
-    if raw_group is not None and Group.from_aws(raw_group).tags.get(PROMOTED_TAG):
+    if group is not None and group.tags.get(PROMOTED_TAG):
         return []
     actions = []
-    if raw_group is not None:
+    if group is not None:
         detail = "never promoted; it served, so it drains first" if served else "never promoted"
-        actions.append(Action("delete-group", pending["group"], detail, (("drain", served),)))
-    return [*actions, Action("delete-launch-template", pending["launch_template"])]
+        actions.append(Action("delete-group", pending.group, detail, (("drain", served),)))
+    template = [Action("delete-launch-template", pending.launch_template)] if pending.launch_template else []
+    return [*actions, *template]
 
 
 def plan_launch(
     names: Names,
     stamp: str,
     image_id: str | None,
-    leftover: dict[str, Any] | None,
-    leftover_raw: dict[str, Any] | None,
+    leftover: Pending | None,
+    leftover_group: Group | None,
     leftover_served: bool = False,
 ) -> LaunchPlan:
-    """LEFTOVER: the pending launch an earlier run recorded (LEFTOVER_RAW: its group as AWS describes it, None
+    """LEFTOVER: the pending launch an earlier run recorded (LEFTOVER_GROUP: its group as AWS describes it, None
     when gone); STAMP: later than every group of the environment, the leftover included (names only increase)."""
-    if leftover and leftover_raw is not None and image_id and leftover.get("image_id") == image_id:
-        promoted = Group.from_aws(leftover_raw).tags.get(PROMOTED_TAG)
-        if not promoted:
-            return LaunchPlan(leftover["group"], leftover["launch_template"], reused=True)
-    remove = tuple(plan_abort(leftover, leftover_raw, leftover_served)) if leftover else ()
+    same = leftover is not None and image_id is not None and leftover.image_id == image_id
+    if leftover and same and leftover_group is not None and not leftover_group.tags.get(PROMOTED_TAG):
+        return LaunchPlan(leftover.group, leftover.launch_template or "", reused=True)
+    remove = tuple(plan_abort(leftover, leftover_group, leftover_served)) if leftover else ()
     return LaunchPlan(names.group(stamp), names.launch_template(stamp), reused=False, remove_first=remove)

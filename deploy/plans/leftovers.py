@@ -4,21 +4,20 @@ destroy, their dry runs and `inv status`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from deploy.plans.actions import Action
+from deploy.plans.model import OrphanSnapshot, PackerLeftover
 
 
-def plan_leftovers(packer: list[dict[str, Any]], snapshots: list[dict[str, Any]]) -> list[Action]:
+def plan_leftovers(packer: list[PackerLeftover], snapshots: list[OrphanSnapshot]) -> list[Action]:
     actions: list[Action] = []
     for instance in packer:
-        if instance["state"] != "terminated":
-            actions.append(Action("terminate-instance", instance["id"], "Packer's, left by an interrupted bake"))
+        if instance.state != "terminated":
+            actions.append(Action("terminate-instance", instance.id, "Packer's, left by an interrupted bake"))
     for instance in packer:
-        if instance["key_pair"]:
-            actions.append(Action("delete-key-pair", instance["key_pair"], "Packer's temporary key pair"))
-        for group in instance["security_groups"]:
-            actions.append(Action("delete-security-group", group["name"], group["id"], (("id", group["id"]),)))
+        if instance.key_pair:
+            actions.append(Action("delete-key-pair", instance.key_pair, "Packer's temporary key pair"))
+        for group_id, name in instance.security_groups:
+            actions.append(Action("delete-security-group", name, group_id, (("id", group_id),)))
     for snapshot in snapshots:
-        actions.append(Action("delete-snapshot", snapshot["id"], f"its image {snapshot['image']} is gone"))
+        actions.append(Action("delete-snapshot", snapshot.id, f"its image {snapshot.image} is gone"))
     return actions

@@ -26,6 +26,15 @@ INPUT_TAGS = {
 
 
 @dataclass(frozen=True)
+class Member:
+    """One instance of a group, as the group reports it."""
+
+    id: str
+    lifecycle: str = ""  # InService, Pending, Terminating, ...
+    health: str = ""  # Healthy or Unhealthy
+
+
+@dataclass(frozen=True)
 class Group:
     """What the decisions need to know of one Auto Scaling group."""
 
@@ -37,6 +46,7 @@ class Group:
     image_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     status: str | None = None  # DELETING while AWS deletes it
+    members: tuple[Member, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -54,8 +64,89 @@ class Group:
             image_id=tags.get("Image"),
             tags=tags,
             status=raw.get("Status"),
+            members=tuple(
+                Member(i["InstanceId"], i.get("LifecycleState", ""), i.get("HealthStatus", ""))
+                for i in raw.get("Instances", [])
+            ),
             raw=raw,
         )
+
+
+@dataclass(frozen=True)
+class Image:
+    """What the decisions need to know of one machine image."""
+
+    id: str
+    name: str = ""
+    created: str = ""  # CreationDate, ISO 8601: orders as text
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshots: tuple[str, ...] = ()  # behind its block device mappings
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Image:
+        return cls(
+            id=raw["ImageId"],
+            name=raw.get("Name") or "",
+            created=raw.get("CreationDate") or "",
+            tags=tags_of(raw),
+            snapshots=tuple(snapshot_ids(raw)),
+        )
+
+    def tag(self, key: str) -> str:
+        return self.tags.get(key, "")
+
+
+@dataclass(frozen=True)
+class LaunchConfiguration:
+    """One of the original scripts' launch configurations: its name, and its image (None: not known)."""
+
+    name: str
+    image_id: str | None = None
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> LaunchConfiguration:
+        return cls(name=raw["LaunchConfigurationName"], image_id=raw.get("ImageId"))
+
+
+@dataclass(frozen=True)
+class Record:
+    """A DNS record set at the host: its name, type and ALIAS target. RAW: the whole record set as Route 53
+    described it, for its deletion (Route 53 deletes only an exact match)."""
+
+    name: str
+    type: str
+    alias: str = ""  # the ALIAS target's DNS name ("" when not an alias)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Record:
+        alias = str((raw.get("AliasTarget") or {}).get("DNSName") or "")
+        return cls(name=raw["Name"], type=raw["Type"], alias=alias, raw=raw)
+
+
+@dataclass(frozen=True)
+class PackerLeftover:
+    """Packer's instance left by an interrupted bake, and the temporary key pair and security groups it names."""
+
+    id: str
+    state: str
+    key_pair: str | None = None
+    security_groups: tuple[tuple[str, str], ...] = ()  # (id, name)
+
+    def as_json(self) -> dict[str, Any]:
+        groups = [{"id": group_id, "name": name} for group_id, name in self.security_groups]
+        return {"id": self.id, "state": self.state, "key_pair": self.key_pair, "security_groups": groups}
+
+
+@dataclass(frozen=True)
+class OrphanSnapshot:
+    """A snapshot the tool tagged with its image, whose image is gone (a deregistration cut short)."""
+
+    id: str
+    image: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.id, "image": self.image}
 
 
 def snapshot_ids(image: dict[str, Any]) -> list[str]:

@@ -3,7 +3,7 @@ itself: wait-health, the next launch, cleanup and a dry run find it from any mac
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from deploy.naming import MANAGED_BY
 from deploy.plans.model import DELETING, PROMOTED_TAG, Group
@@ -19,10 +19,19 @@ def unpromoted(groups: list[Group]) -> list[Group]:
     return sorted(found, key=lambda group: group.name)
 
 
-def pending_launch(groups: list[Group]) -> dict[str, Any] | None:
-    """The newest unpromoted group as launch-asg described it: {group, launch_template, image_id}."""
+@dataclass(frozen=True)
+class Pending:
+    """A group launch-asg launched and nobody promoted yet, as its tags describe it."""
+
+    group: str
+    launch_template: str | None
+    image_id: str | None
+
+
+def pending_launch(groups: list[Group]) -> Pending | None:
+    """The newest unpromoted group as launch-asg described it."""
     waiting = unpromoted(groups)
     if not waiting:
         return None
     newest = waiting[-1]
-    return {"group": newest.name, "launch_template": newest.launch_template, "image_id": newest.image_id}
+    return Pending(newest.name, newest.launch_template, newest.image_id)

@@ -10,12 +10,13 @@ from deploy.appcontract import check_user_script, packer_variables
 from deploy.aws.images import forget_images, image_from_inputs, input_tags, tag_image
 from deploy.aws.instances import require_instance_type
 from deploy.aws.leftovers import tag_snapshots
-from deploy.aws.network import Rule, ensure_security_group
-from deploy.config import ROOT
+from deploy.aws.network import Rule, ensure_security_group, find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import stamp
 from deploy.packer import CLEANUP_GRACE_S, render_var_file, run_packer
+from deploy.plans.stages import Made
+from deploy.settings import ROOT
 from deploy.steps.networking import checked_network
 
 PACKER_DIR = ROOT / "packer"
@@ -82,6 +83,16 @@ def packer_network(environment: Environment, when: str) -> dict[str, str]:
         "security_group_id": group_id,
         "key_pair_name": environment.names.packer_key_pair(when),
     }
+
+
+def bake_group_to_create(environment: Environment, made: Made) -> str:
+    """A dry run's: the bake security group (NAME-bake) the first bake of this run creates, or "" (it exists, or an
+    earlier bake of the run creates it). Read with the environment's other security groups: no request of its own."""
+    if not made.planned or made.bake_group:
+        return ""
+    vpc_id, _ = resolve_network(environment)
+    name = environment.names.bake_security_group
+    return name if find_security_group(environment, vpc_id, name) is None else ""
 
 
 def bake(environment: Environment, role: str, variables: dict[str, str], inputs: dict[str, str]) -> str:

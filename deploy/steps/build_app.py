@@ -8,10 +8,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from deploy.config import ROOT, app_folder
+from deploy.config import app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.packer import MAX_QUOTE_CHARS, quote_tail
+from deploy.plans.stages import Build, Made, Request
+from deploy.settings import ROOT
 from deploy.steps.staging import hold_app_folder
 
 STOP_GRACE_S = 5  # an interrupted build gets this long to exit on SIGTERM
@@ -26,10 +28,21 @@ def tail(path: Path, count: int = LOG_TAIL_LINES) -> str:
     return quote_tail("\n".join(f"    {line}" for line in lines[-count:]))
 
 
-def build_app(environment: Environment) -> None:
-    """Run BUILD_COMMAND ({env} replaced by the environment name) in APP_DIR, its output in the run log."""
+def decide_build(environment: Environment, request: Request, made: Made) -> Build:
+    """BUILD_COMMAND ({env} replaced by the environment name), run in APP_DIR."""
     command = str(environment.config.build_command).replace("{env}", environment.env)
-    folder = app_folder(environment.config)
+    return Build(command=command, folder=app_folder(environment.config))
+
+
+def act_build(environment: Environment, decision: Build, made: Made) -> Made:
+    build_app(environment, decision)
+    return made
+
+
+def build_app(environment: Environment, decision: Build | None = None) -> None:
+    """Run the build DECISION names (default: as decided now), its output in the run log."""
+    decision = decision or decide_build(environment, Request(), Made())
+    command, folder = decision.command, decision.folder
     # Held until copy-over staged the build's files: another environment's build from this checkout waits.
     timeout = environment.config.build_timeout
     hold_app_folder(environment, folder, timeout)

@@ -9,12 +9,10 @@ The dry run prints exactly the plan (deploy/plans/cleanup.py) that the real run 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates, template_image
 from deploy.aws.health import last_health
 from deploy.aws.images import (
-    HAND_TAG,
     PRIMAL,
     deployment_images,
     environment_images,
@@ -25,18 +23,13 @@ from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
-from deploy.naming import tag_value
-from deploy.plans.actions import Action, would
+from deploy.plans.actions import Action
 from deploy.plans.cleanup import CleanupFacts, plan_cleanup
 from deploy.plans.groups import outdated_groups, serving_group
-from deploy.plans.model import Group
+from deploy.plans.hand import protected
+from deploy.plans.model import Group, Image, LaunchConfiguration
+from deploy.plans.stages import plan_lines
 from deploy.views.plan import show
-
-
-def sweeps_leftovers(given_image: str | None) -> bool:
-    """Whether a deploy's cleanup also looks for crashed runs' leftovers: when it bakes (no image given), as its
-    dry run and its end alike decide. A deploy of an image given by hand spends no request on them (issue 13)."""
-    return given_image is None
 
 
 def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
@@ -44,11 +37,11 @@ def keeps_images(environment: Environment, keep_images: bool | None) -> bool:
     return (not environment.config.cleanup) if keep_images is None else keep_images
 
 
-def given_by_hand(images: list[dict[str, Any]]) -> set[str]:
+def protected_images(images: list[Image]) -> set[str]:
     """The images never to delete, read from the account: those tagged as given by hand (--image-id) to any
     environment. (The tag is written when a group of such an image is promoted, in the request that marks it
     deployed, before the history entry that says "by hand": every such entry has its tagged image.)"""
-    return {image["ImageId"] for image in images if tag_value(image, HAND_TAG)}
+    return {image.id for image in images if protected(image.tags)}
 
 
 def read_cleanup_facts(
@@ -71,8 +64,8 @@ def read_cleanup_facts(
     if new_group is None and serving is not None and outdated_groups(groups, {serving.name}):
         health = last_health(environment, serving.name)
     used = serving.launch_template if serving else None
-    images = [] if keep else deployment_images(environment)
-    primals = [] if keep else environment_images(environment, PRIMAL)
+    images = [] if keep else [Image.from_aws(image) for image in deployment_images(environment)]
+    primals = [] if keep else [Image.from_aws(image) for image in environment_images(environment, PRIMAL)]
     templates = launch_templates(environment) if sweep else sorted({g.launch_template or "" for g in groups} - {""})
     facts = CleanupFacts(
         groups=[group for group in groups if new_group is None or group.name != new_group.name],
@@ -83,9 +76,11 @@ def read_cleanup_facts(
         template_images={used: template_image(environment, used)}
         if used and used in templates and serving is not None and not serving.image_id
         else {},
-        configurations=launch_configurations(environment) if sweep else _configurations_of(groups),
+        configurations=[LaunchConfiguration.from_aws(raw) for raw in launch_configurations(environment)]
+        if sweep
+        else _configurations_of(groups),
         images=images,
-        protected=given_by_hand(images),
+        protected=protected_images(images),
         retain=environment.config.retain_images,
         keep_images=keep,
         pinned=pinned,
@@ -97,10 +92,10 @@ def read_cleanup_facts(
     return _with_uses(environment, facts)
 
 
-def _configurations_of(groups: list[Group]) -> list[dict[str, Any]]:
+def _configurations_of(groups: list[Group]) -> list[LaunchConfiguration]:
     """The launch configurations the groups name (their images unknown: none of them serves after a deploy)."""
     names = sorted({group.launch_configuration for group in groups if group.launch_configuration})
-    return [{"LaunchConfigurationName": name, "ImageId": None} for name in names]
+    return [LaunchConfiguration(name) for name in names]
 
 
 def _with_uses(environment: Environment, facts: CleanupFacts) -> CleanupFacts:
@@ -109,8 +104,8 @@ def _with_uses(environment: Environment, facts: CleanupFacts) -> CleanupFacts:
     candidates = {action.target for action in plan_cleanup(facts) if action.op == "delete-image"}
     if not candidates:
         return facts
-    deployment = [image["ImageId"] for image in facts.images if image["ImageId"] in candidates]
-    primal = [image["ImageId"] for image in facts.primals if image["ImageId"] in candidates]
+    deployment = [image.id for image in facts.images if image.id in candidates]
+    primal = [image.id for image in facts.primals if image.id in candidates]
     return replace(
         facts,
         used_elsewhere=images_used_elsewhere(environment, deployment),
@@ -146,10 +141,16 @@ def cleanup(
     PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the serving one. SWEEP: look
     for what crashed runs left too (`inv cleanup`; see read_cleanup_facts)."""
     actions = cleanup_plan(environment, keep_images, pinned, sweep)
-    retired = [action.target for action in actions if action.op == "retire-group"]
     if dry_run:
         show(environment, plan_lines(actions))
-        return retired
+        return [action.target for action in actions if action.op == "retire-group"]
+    return carry_out_cleanup(environment, actions)
+
+
+def carry_out_cleanup(environment: Environment, actions: list[Action]) -> list[str]:
+    """Carry out a cleanup's plan (refused before anything is done while the serving group is not healthy); the
+    names of the groups it retired."""
+    retired = [action.target for action in actions if action.op == "retire-group"]
     if retired:
         environment.say(f"  outdated: {', '.join(retired)}")
     elif not any(action.op == "refuse" for action in actions):
@@ -159,7 +160,3 @@ def cleanup(
         if action.op == "keep":
             environment.say(f"  {action.done()}" + (f" ({action.detail})" if action.detail else ""))
     return retired
-
-
-def plan_lines(actions: list[Action]) -> list[str]:
-    return would(actions) or ["nothing to retire"]

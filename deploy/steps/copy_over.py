@@ -9,8 +9,8 @@ from pathlib import Path
 from deploy.config import app_folder
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.state import STAGED
-from deploy.steps.staging import hold_app_folder, release_app_folder, remove_older_stagings, staging_dir
+from deploy.plans.stages import Made, Request, Staged, Staging
+from deploy.steps.staging import hold_app_folder, release_app_folder, remove_older_stagings, staging_dir, staging_root
 
 # What the server reads at start: never secrets, only what the app needs to know about its environment.
 APP_SETTINGS = ("APP_NAME", "DOMAIN", "HEALTH_CHECK_PATH")
@@ -52,11 +52,23 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_over(environment: Environment) -> Path:
+def decide_staging(environment: Environment, request: Request, made: Made) -> Staging:
+    """APP_FILES into this run's own folder, tmp/appserver/ENV/RUN (a dry run's plan names it RUN: the next run's
+    log folder name is not known yet)."""
+    folder = staging_root(environment.env) / "RUN" if made.planned else staging_dir(environment)
+    return Staging(files=tuple(environment.config.app_files), folder=folder)
+
+
+def act_staging(environment: Environment, decision: Staging, made: Made) -> Made:
+    return made.with_(staged=copy_over(environment, decision))
+
+
+def copy_over(environment: Environment, decision: Staging | None = None) -> Staged:
     """Stage APP_FILES (relative to APP_DIR) plus the environment's settings into this run's own folder,
-    tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied."""
+    tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied; what it staged."""
+    decision = decision or decide_staging(environment, Request(), Made())
     source = app_folder(environment.config)
-    patterns: tuple[str, ...] = environment.config.app_files
+    patterns = decision.files
     hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
     try:
         files = matching_files(source, patterns)
@@ -65,7 +77,7 @@ def copy_over(environment: Environment) -> Path:
                 f"APP_FILES ({', '.join(patterns)}) matched nothing in {source}: did the build run and write them?"
             )
         remove_older_stagings(environment)
-        target = staging_dir(environment)
+        target = decision.folder
         shutil.rmtree(target, ignore_errors=True)
         for relative, path in files.items():
             destination = target / relative
@@ -78,6 +90,5 @@ def copy_over(environment: Environment) -> Path:
     settings += [f"{key}={value}" for key in FAULT_SETTINGS if (value := config.value(key)) is not None]
     (target / "app.env").write_text("\n".join(settings) + "\n", encoding="utf-8")
     digest = tree_digest(target)
-    environment.state.put(STAGED, {"dir": str(target), "digest": digest})
     environment.say(f"  staged {len(files)} files and app.env into {target} (digest {digest[:12]})")
-    return target
+    return Staged(folder=target, digest=digest)

@@ -8,26 +8,34 @@ carries the plan out, through the same code as cleanup and an aborted deploy. A 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from invoke.exceptions import Exit
 
 from deploy.aws.dns import a_record, find_hosted_zone, host_records
 from deploy.aws.groups import environment_groups, launch_configurations, launch_templates
-from deploy.aws.history import promoted_by_hand, read_history
-from deploy.aws.images import HAND_TAG, environment_images, images_used_elsewhere
+from deploy.aws.history import read_history
+from deploy.aws.images import environment_images, images_used_elsewhere
 from deploy.aws.keys import describe_key_pair, key_path
 from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.aws.network import security_groups_named
-from deploy.config import load_config
+from deploy.config import command_config, work_dir
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import carry_out
 from deploy.naming import tags_of
 from deploy.plans.actions import numbered
 from deploy.plans.destroy import plan_destroy, refusal
-from deploy.plans.model import snapshot_ids
+from deploy.plans.hand import promoted_by_hand, protected
+from deploy.plans.model import Record, snapshot_ids
 from deploy.views.status import load_balancer_summary
+
+
+def legacy_state_file(env: str) -> Path:
+    """The note file earlier versions kept between the steps of a run (deploy/state/ENV.json): removed with the
+    environment if an old checkout left one (nothing reads it: the account is the source of truth)."""
+    return work_dir() / "deploy" / "state" / f"{env}.json"
 
 
 def describe_for_destroy(environment: Environment) -> dict[str, Any]:
@@ -39,7 +47,8 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
         zone_id: str | None = find_hosted_zone(environment)
     except DeployError:
         zone_id = None  # no zone: no record to delete
-    record = a_record(host_records(environment, zone_id)) if zone_id else None
+    raw_record = a_record(host_records(environment, zone_id)) if zone_id else None
+    record = Record.from_aws(raw_record) if raw_record else None
     images = [
         {"id": image["ImageId"], "name": image.get("Name"), "tags": tags_of(image), "snapshots": snapshot_ids(image)}
         for image in environment_images(environment)
@@ -53,7 +62,7 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
     ]
     pair = describe_key_pair(environment)
     key_file = key_path(environment.env)
-    files = [key_file, key_file.with_suffix(".pub"), environment.state.path]
+    files = [key_file, key_file.with_suffix(".pub"), legacy_state_file(environment.env)]
     return {
         "app": names.app,
         "env": environment.env,
@@ -71,7 +80,7 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
         "images_used_elsewhere": sorted(images_used_elsewhere(environment, [i["id"] for i in images])),
         # Given by hand (--image-id), as the account records it: a tag on the image or the history.
         "images_given_by_hand": sorted(
-            promoted_by_hand(read_history(environment)) | {i["id"] for i in images if i["tags"].get(HAND_TAG)}
+            promoted_by_hand(read_history(environment)) | {i["id"] for i in images if protected(i["tags"])}
         ),
         "security_groups": security_groups,
         "packer_leftovers": packer_leftovers(environment),
@@ -110,7 +119,7 @@ def run_destroy(
 def refuse_unconfirmed(env: str | None, yes: bool, dry_run: bool) -> None:
     """An unconfirmed production is refused before anything is opened (no AWS call, no lock)."""
     try:
-        config = load_config(env)
+        config = command_config(env)
     except DeployError as error:
         raise Exit(f"error: {error}", code=1) from None
     why = refusal(env, config.env, yes, dry_run)

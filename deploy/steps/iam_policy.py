@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from deploy.config import load_config
+from deploy.config import command_config
 from deploy.errors import DeployError
 from deploy.naming import names_for
 from deploy.plans.ci_role import ci_role_template
@@ -21,7 +21,7 @@ GITHUB_ENVIRONMENT = re.compile(r"[^\x00-\x1f\x7f,:*\"'`;<>|\\/]{1,255}")
 
 
 def iam_policy(env: str | None) -> dict[str, Any]:
-    config = load_config(env)
+    config = command_config(env)
     return policy_document(config, names_for(config))
 
 
@@ -43,5 +43,5 @@ def iam_policy_text(
         )
     if github_environment is not None and not GITHUB_ENVIRONMENT.fullmatch(github_environment):
         raise DeployError(f"--github-environment {github_environment!r} is not a GitHub environment name.")
-    config = load_config(env)
+    config = command_config(env)
     return json.dumps(ci_role_template(config, names_for(config), github_repo, github_environment), indent=2)

@@ -15,17 +15,18 @@ from deploy.aws.groups import (
     environment_groups,
 )
 from deploy.aws.health import has_served
-from deploy.aws.images import CARNIVORE, require_image
+from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
-from deploy.aws.network import find_security_group
+from deploy.aws.network import find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import abort_new_group, carry_out
 from deploy.naming import tag_list
 from deploy.plans.groups import next_stamp
+from deploy.plans.hand import given_image
 from deploy.plans.launch import LaunchPlan, plan_launch
-from deploy.plans.pending import pending_launch
-from deploy.steps.bake_carnivore import given_image
+from deploy.plans.pending import Pending, pending_launch
+from deploy.plans.stages import Launch, Made, Request
 from deploy.steps.networking import checked_network
 
 
@@ -66,67 +67,114 @@ def launch_template_data(environment: Environment, image: dict[str, Any], securi
     }
 
 
-def pending_image(environment: Environment, image_id: str | None) -> str:
-    image = given_image(environment, image_id) or (environment.state.get(CARNIVORE) or {}).get("image_id")
-    if not image:
-        raise DeployError(f"No image to launch for {environment.env}: run `inv bake-carnivore` or pass --image-id.")
-    return str(image)
-
-
-def leftover_launch(environment: Environment) -> dict[str, Any] | None:
+def leftover_launch(environment: Environment) -> Pending | None:
     """The new group an earlier run launched and did not promote, found in the account (its tags)."""
     return pending_launch(environment_groups(environment))
 
 
 def read_launch_plan(environment: Environment, image_id: str | None) -> LaunchPlan:
-    """Read what launch-asg decides from, and decide (for the step and the deploy's dry run alike). The leftover
-    of an earlier run is found in the account: a group this tool launched and never promoted."""
+    """Read what launch-asg decides from, and decide. The leftover of an earlier run is found in the account: a
+    group this tool launched and never promoted."""
     groups = environment_groups(environment)
     leftover = pending_launch(groups)
-    leftover_raw = next((group.raw for group in groups if leftover and group.name == leftover["group"]), None)
+    leftover_group = next((group for group in groups if leftover and group.name == leftover.group), None)
     when = next_stamp(datetime.now(UTC), [group.name for group in groups], environment.names)
-    served = has_served(environment, leftover_raw)
-    return plan_launch(environment.names, when, image_id, leftover, leftover_raw, served)
+    served = has_served(environment, leftover_group)
+    return plan_launch(environment.names, when, image_id, leftover, leftover_group, served)
 
 
-def launch_group(environment: Environment, image_id: str | None = None) -> str:
-    """Create lt-NAME-STAMP and asg-NAME-STAMP with the image, attached to the load balancer; record it as pending."""
+def decide_launch(environment: Environment, request: Request, made: Made) -> Launch:
+    """The image bake-carnivore handed on (or the one given), checked; the leftover of an earlier run reused or
+    removed first; the template and group to create, in the subnets that offer INSTANCE_TYPE."""
     config = environment.config
-    image = require_image(environment, pending_image(environment, image_id), "Image")
+    image = made.image or given_image(request.image_id, config.image_id)
+    by_hand = made.by_hand if made.image else bool(image)
+    if image is None and not made.planned:
+        raise DeployError(f"No image to launch for {environment.env}: run `inv bake-carnivore` or pass --image-id.")
+    if image is not None:
+        require_image(environment, image, "Image")
     require_instance_type(environment)
-    environment.load_balancer.require()
-    plan = read_launch_plan(environment, image["ImageId"])
+    balancer = environment.load_balancer
+    if made.planned and not balancer.exists():
+        raise DeployError(
+            f"The deploy would fail at launch-asg: load balancer {balancer.name} does not exist;"
+            f" run `inv setup --env {environment.env}` first."
+        )
+    balancer.require()
+    plan = read_launch_plan(environment, image)
+    subnets: tuple[str, ...] = ()
+    security_group = ""
+    if not plan.reused:
+        if made.planned:
+            vpc_id, subnet_ids = resolve_network(environment)
+            subnets = tuple(subnet_ids)
+        else:
+            network = checked_network(environment)
+            vpc_id, subnets = network.vpc_id, tuple(network.group_subnet_ids)  # zones that offer INSTANCE_TYPE
+            skipped = sorted(set(network.instance_subnet_ids) - set(subnets))
+            if skipped:
+                environment.say(
+                    f"  not using {', '.join(skipped)}: {config.instance_type} is not offered in their zones"
+                )
+        security_group = instance_security_group(environment, vpc_id)
+    return Launch(
+        plan=plan,
+        image=image,
+        by_hand=by_hand,
+        capacity=config.desired_capacity,
+        instance_type=config.instance_type,
+        load_balancer=balancer.name,
+        subnet_ids=subnets,
+        security_group_id=security_group,
+    )
+
+
+def act_launch(environment: Environment, decision: Launch, made: Made) -> Made:
+    group = carry_out_launch(environment, decision)
+    removed = frozenset(action.target for action in decision.plan.remove_first)
+    return made.with_(
+        image=decision.image,
+        by_hand=decision.by_hand,
+        group=group,
+        launch_template=decision.plan.launch_template,
+        removed=removed,
+    )
+
+
+def carry_out_launch(environment: Environment, decision: Launch) -> str:
+    """Create the template and group the decision names, attached to the load balancer (the group is found by its
+    tags until it is promoted); remove an earlier run's leftover first."""
+    plan, image_id = decision.plan, decision.image
+    assert image_id is not None  # a run's decision always names its image
     if plan.reused:
-        environment.say(f"  skipped: {plan.group} with {image['ImageId']} was launched earlier; it is the new group")
+        environment.say(f"  skipped: {plan.group} with {image_id} was launched earlier; it is the new group")
         return plan.group
-    network = checked_network(environment)
-    vpc_id, subnet_ids = network.vpc_id, network.group_subnet_ids  # only zones that offer INSTANCE_TYPE
-    skipped = sorted(set(network.instance_subnet_ids) - set(subnet_ids))
-    if skipped:
-        environment.say(f"  not using {', '.join(skipped)}: {config.instance_type} is not offered in their zones")
-    security_group_id = instance_security_group(environment, vpc_id)
     if plan.remove_first:
         environment.say(
             "  removing the leftover of an earlier run that did not finish; the serving group keeps serving"
         )
         carry_out(environment, list(plan.remove_first))
+    image = require_image(environment, image_id, "Image")
     group_name, template_name = plan.group, plan.launch_template
-    template_id = create_launch_template(
-        environment, template_name, launch_template_data(environment, image, security_group_id), image["ImageId"]
-    )
-    environment.say(f"  created launch template {template_name} ({image['ImageId']}, IMDSv2 required, encrypted)")
+    data = launch_template_data(environment, image, decision.security_group_id)
+    template_id = create_launch_template(environment, template_name, data, image_id)
+    environment.say(f"  created launch template {decision.template_text()}")
     # An interrupted launch leaves at most this template (cleanup deletes templates no group uses) or this
     # group, tagged as launched by this tool and not promoted: the next run finds it in the account.
-    pending = {"group": group_name, "launch_template": template_name, "image_id": image["ImageId"]}
-    by_hand = environment.given_image == image["ImageId"]
+    pending = Pending(group_name, template_name, image_id)
     try:
-        create_group(environment, group_name, (template_id, template_name), subnet_ids, image["ImageId"], by_hand)
+        create_group(
+            environment, group_name, (template_id, template_name), list(decision.subnet_ids), image_id, decision.by_hand
+        )
     except BaseException:
         # The call may have created the group before failing (a read timeout, Ctrl-C mid-call).
         abort_new_group(environment, pending, reason="its creation failed")
         raise
-    environment.say(
-        f"  created group {group_name}: {config.desired_capacity} x {config.instance_type}"
-        f" behind {environment.load_balancer.name}, ELB health checks, grace {GRACE_PERIOD_S}s"
-    )
+    environment.say(f"  created group {decision.group_text()}, ELB health checks, grace {GRACE_PERIOD_S}s")
     return group_name
+
+
+def launch_group(environment: Environment, image_id: str | None = None, by_hand: bool = False) -> str:
+    """The stage alone, with IMAGE_ID (BY_HAND: given by hand): lt-NAME-STAMP and asg-NAME-STAMP; the group's name."""
+    made = Made(image=image_id, by_hand=by_hand)
+    return carry_out_launch(environment, decide_launch(environment, Request(), made))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke.exceptions import Exit
 
 from deploy.cli import run_step
-from deploy.config import load_config
+from deploy.config import command_config
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.localcloud import process as localcloud
@@ -22,7 +22,7 @@ def seeded(environment: Environment) -> Environment:
 def manage_local_cloud(env: str | None, stop: bool) -> None:
     """`inv local-cloud`: start (and seed) the embedded cloud of ENV and print its endpoint, or stop it."""
     try:
-        config = load_config(env)
+        config = command_config(env)
         if not config.local_cloud:
             raise DeployError(f"env/{config.env}.env does not use the embedded cloud (LOCAL_CLOUD is false).")
         if stop:

@@ -1,8 +1,7 @@
-"""`inv rollback`: put an earlier image back through the same zero-downtime path, with no build and no bake."""
+"""`inv rollback`: which image it puts back (the deploy's own stages then run from launch-asg with it:
+deploy/pipeline.py `rollback`)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from deploy.aws.groups import environment_groups
 from deploy.aws.history import promoted_images, read_history
@@ -10,10 +9,7 @@ from deploy.aws.images import deployment_images, describe_image, require_image
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.groups import rollback_target, serving_group
-from deploy.steps.deploy import deploy_plan, finish_deploy
-from deploy.steps.launch_asg import launch_group
-from deploy.steps.wait_health import wait_for_new_group
-from deploy.views.plan import show
+from deploy.plans.model import Image
 
 
 def from_history(environment: Environment, serving_image: str | None) -> str | None:
@@ -33,7 +29,7 @@ def choose_target(environment: Environment, to: str | None) -> tuple[str, str | 
     serving = serving_group(environment_groups(environment))
     serving_image = serving.image_id if serving else None
     target = to or from_history(environment, serving_image)
-    target = target or rollback_target(deployment_images(environment), serving_image)
+    target = target or rollback_target([Image.from_aws(i) for i in deployment_images(environment)], serving_image)
     if target is None:
         raise DeployError(
             f"Nothing to roll back to: no earlier deployed image of {environment.env} is retained"
@@ -44,15 +40,3 @@ def choose_target(environment: Environment, to: str | None) -> tuple[str, str | 
         raise DeployError(f"{target} is the image serving now; nothing to roll back.")
     require_image(environment, target, "Rollback image")
     return target, serving_image
-
-
-def rollback(
-    environment: Environment, to: str | None = None, timeout_s: int | None = None, dry_run: bool = False
-) -> dict[str, Any] | list[str]:
-    target, serving_image = choose_target(environment, to)
-    environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
-    if dry_run:
-        return show(environment, deploy_plan(environment, image_id=target, timeout_s=timeout_s))
-    launch_group(environment, image_id=target)
-    wait_for_new_group(environment, timeout_s, action="rollback")
-    return finish_deploy(environment, sweep=False)  # an image given (the target), as its dry run says

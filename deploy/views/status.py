@@ -1,7 +1,7 @@
 """`inv status`: what an environment has, read-only: a table for people, or JSON for scripts.
 
 `collect_status` reads the environment through the same helpers the steps use and returns a plain
-dict whose shape is documented in the README ("inv status --json") and versioned by its `version`
+dict whose shape is documented in docs/operations.md ("inv status --json") and versioned by its `version`
 key; `render_table` turns that dict into text without touching AWS.
 """
 
@@ -155,7 +155,7 @@ def group_status(
 
 
 def collect_status(environment: Environment, now: datetime | None = None) -> dict[str, Any]:
-    """Everything `inv status` shows, as a plain dict (shape: README, "inv status --json"). Reads only."""
+    """Everything `inv status` shows, as a plain dict (shape: docs/operations.md, "inv status --json"). Reads only."""
     now = now or datetime.now(UTC)
     config = environment.config
     names = environment.names
@@ -210,7 +210,10 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "images": images,
         "lock": read_lock(environment),
         # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
-        "leftovers": {"packer": packer_leftovers(environment), "orphan_snapshots": orphan_snapshots(environment)},
+        "leftovers": {
+            "packer": [leftover.as_json() for leftover in packer_leftovers(environment)],
+            "orphan_snapshots": [snapshot.as_json() for snapshot in orphan_snapshots(environment)],
+        },
     }
 
 

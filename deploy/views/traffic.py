@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from deploy.errors import DeployError
+from deploy.flags import MAX_RATE
 
 URL_TAG = "LocalCloudURL"  # set by an emulator on a load balancer it serves somewhere else than its DNS name
 VERSION_HEADER = "X-App-Version"
 REQUEST_TIMEOUT_S = 5.0
 MAX_WORKERS = 32
 MAX_SECONDS = 24 * 3600
-MAX_RATE = 200.0
 
 
 def service_url(environment: Any, summary: dict[str, Any] | None = None) -> str:
@@ -103,7 +103,7 @@ class Traffic:
     def run(self, on_second: Callable[[int, list[Result]], None] | None = None) -> list[Result]:
         """Send the requests; ON_SECOND(second, results of that second) is called once a second, and at the end."""
         seconds = min(max(self.seconds, 0.0), MAX_SECONDS)
-        rate = min(max(self.rate, 0.1), MAX_RATE)
+        rate = min(max(self.rate, 0.1), MAX_RATE)  # the flag accepts no more (deploy/flags.py)
         interval = 1.0 / rate
         start = self.clock()
         total = int(seconds * rate)
@@ -170,6 +170,8 @@ def run_traffic(
     """`inv traffic`: send the requests, print a line a second, the summary; DeployError if any request failed."""
     if seconds <= 0 or rate <= 0:
         raise DeployError("--seconds and --rate must be more than 0.")
+    if rate > MAX_RATE:
+        raise DeployError(f"--rate takes at most {MAX_RATE:g} requests a second (the most `inv traffic` sends).")
     summary = environment.load_balancer.describe_summary()
     if not summary.get("exists"):
         raise DeployError(

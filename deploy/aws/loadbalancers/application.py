@@ -360,7 +360,8 @@ class ApplicationLoadBalancer(LoadBalancerBase):
         return application_summary(self)
 
     def delete(self) -> list[str]:
-        """Listeners, then the target group (no longer referenced), then the load balancer; wait until it is gone."""
+        """Listeners, then the target group (no longer referenced), then the load balancer (the caller waits until it
+        is gone: `gone`)."""
         changes: list[str] = []
         found = self.describe()
         listeners = sorted(self.listeners(found["LoadBalancerArn"]).items()) if found is not None else []
@@ -373,12 +374,7 @@ class ApplicationLoadBalancer(LoadBalancerBase):
             self.elbv2.delete_target_group(TargetGroupArn=group["TargetGroupArn"])
             changes.append(f"deleted target group {self.target_group_name}")
         if found is not None:
+            # The caller polls `gone` until AWS has deleted it, on the run's clock (deploy/execute.py).
             self.elbv2.delete_load_balancer(LoadBalancerArn=found["LoadBalancerArn"])
-            poll = self.settings.poll_seconds
-            # Bounded: its network interfaces are released within minutes (the security group waits on them).
-            self.elbv2.get_waiter("load_balancers_deleted").wait(
-                LoadBalancerArns=[found["LoadBalancerArn"]],
-                WaiterConfig={"Delay": poll, "MaxAttempts": max(1, 600 // poll)},
-            )
             changes.append(f"deleted load balancer {self.name}")
         return changes

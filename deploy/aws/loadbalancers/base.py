@@ -118,6 +118,10 @@ class LoadBalancer(Protocol):
 
     def exists(self) -> bool: ...
 
+    def gone(self) -> bool:
+        """Whether AWS no longer has it, read now: deleting an ALB takes a while (its deletion is polled)."""
+        ...
+
     def require(self) -> dict[str, Any]:
         """DeployError when setup has not run (or the kind was switched); else at least the load balancer's name and
         ARN (the whole description where it was read: `describe`)."""
@@ -173,7 +177,7 @@ def kind_switch_refused(names: Names, settings: LoadBalancerSettings, found_kind
         f" left half one kind, half the other. Either keep LOAD_BALANCER={found_kind} for {env}, or rebuild the"
         f" environment with the new kind: with LOAD_BALANCER={found_kind}, run `inv destroy --env {env}`; then set"
         f" LOAD_BALANCER={wanted} and run `inv setup --env {env}` and `inv deploy --env {env}` (the site is"
-        ' down in between). See the README, section "Load balancer kinds".'
+        ' down in between). See docs/aws.md, "Load balancer kinds".'
     )
 
 
@@ -223,6 +227,11 @@ class LoadBalancerBase:
 
     def forget(self) -> None:
         self.known = Facts()
+
+    def gone(self) -> bool:
+        """Whether AWS no longer has the load balancer, read now (a poll of its deletion: deploy/execute.py)."""
+        self.known.forget(facts.LOAD_BALANCER)
+        return self.describe() is None
 
     def forget_after(self, call: Callable[..., Any], key: str, **params: Any) -> Any:
         """CALL(**PARAMS), a write of this object's that changes what is remembered as KEY: forgotten (read again

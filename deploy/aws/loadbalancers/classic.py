@@ -216,4 +216,8 @@ class ClassicLoadBalancer(LoadBalancerBase):
             return []
         self.forget()
         self.aws.elb.delete_load_balancer(LoadBalancerName=self.name)
+        self.known.put(facts.LOAD_BALANCER, None)  # AWS deletes a classic load balancer at once
         return [f"deleted load balancer {self.name}"]
+
+    def gone(self) -> bool:
+        return self.describe() is None  # deleted at once: what this run did or read holds

@@ -1,0 +1,224 @@
+"""What each stage of a deploy decided, as data: one frozen object per stage, made by the stage's decision
+(deploy/pipeline.py) from what the run read, and said by its `lines()`: a dry run prints exactly these lines, and
+the run then carries out exactly these objects. Also what a run asks for (Request) and what its stages made so
+far (Made), handed from each stage to the next. Pure: no AWS here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from deploy.plans.actions import Action, would
+from deploy.plans.bake import GIVEN, REUSE, BakeDecision
+from deploy.plans.launch import LaunchPlan
+
+# What every launch template of this tool sets, as both the plan and the run say it.
+TEMPLATE_SETTINGS = "IMDSv2 required, encrypted"
+DEPLOY = "deploy"
+ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line asks of a deploy (or a rollback): its flags, each None when not given."""
+
+    image_id: str | None = None  # the image given (--image-id, IMAGE_ID, a rollback's target): nothing is baked
+    by_hand: bool = True  # IMAGE_ID is given by hand (a rollback's target is not: it was deployed before)
+    primal_id: str | None = None
+    timeout_s: int | None = None
+    keep_on_failure: bool = False
+    keep_images: bool | None = None  # None: as CLEANUP says
+    action: str = DEPLOY  # what the history records: deploy or rollback
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The folder copy-over staged for this run, and the digest of its files."""
+
+    folder: Path
+    digest: str
+
+
+@dataclass(frozen=True)
+class Made:
+    """What the stages of this run made so far, handed to the next stage. A dry run carries what they would
+    make: an image still to be baked is None there (its id is unknown until Packer made it)."""
+
+    staged: Staged | None = None
+    primal: str | None = None
+    image: str | None = None
+    by_hand: bool = False  # the image was given by hand: its group is tagged so, its promotion protects it
+    group: str | None = None  # the group launch-asg launched (or reused)
+    launch_template: str | None = None
+    removed: frozenset[str] = frozenset()  # what launch-asg removed first (a leftover group and its template)
+    promoted: str | None = None  # the group wait-health promoted: the deploy's end never retires it
+    planned: bool = False  # a dry run's: what the stages would make
+    # A dry run's: the image an earlier run baked from the same primal image, which the run launches instead of
+    # baking if the app is unchanged (a dry run builds nothing, so it cannot know; its plan says both).
+    reusable: str | None = None
+    bake_group: bool = False  # a dry run's: the bake security group exists, or an earlier bake of this run makes it
+    summary: Mapping[str, object] | None = field(default=None, compare=False)  # the deploy's, at its end
+
+    def with_(self, **changes: object) -> Made:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Given:
+    """The stages an image given up front makes unnecessary: nothing is built or baked."""
+
+    stages: tuple[str, ...]
+    image: str
+
+    def lines(self) -> list[str]:
+        return [f"{', '.join(self.stages)}: skip, image {self.image} is given"]
+
+
+@dataclass(frozen=True)
+class Build:
+    command: str  # BUILD_COMMAND, {env} replaced
+    folder: Path  # APP_DIR
+
+    def lines(self) -> list[str]:
+        return [f"build-app: would run `{self.command}` in {self.folder}"]
+
+
+@dataclass(frozen=True)
+class Staging:
+    files: tuple[str, ...]  # APP_FILES
+    folder: Path  # this run's own staging folder
+
+    def lines(self) -> list[str]:
+        return [f"copy-over: would stage {', '.join(self.files)} and app.env into {self.folder}, this run's own"]
+
+
+@dataclass(frozen=True)
+class PrimalBake:
+    """bake-primal: the base image given, reused (baked from the same source and template earlier) or baked now."""
+
+    bake: BakeDecision
+    builder: str  # Packer's -only
+    seed: tuple[str, ...] = ()  # on the embedded cloud: the base image it would create first (a dry run only)
+    source_name: str = ""  # SOURCE_AMI when the source image does not exist yet (it is seeded first)
+    creates_group: str = ""  # a dry run's: the bake security group this bake creates first (NAME-bake)
+
+    def lines(self) -> list[str]:
+        image, source = self.bake.image, self.bake.source or self.source_name
+        if self.bake.action == GIVEN:
+            return [f"bake-primal: skip, primal image {image} is given"]
+        if self.bake.action == REUSE:
+            return [f"bake-primal: skip, primal image {image} was baked from {source} by an earlier run"]
+        return [
+            *self.seed,
+            *bake_group_lines("bake-primal", self.creates_group),
+            f"bake-primal: would bake a primal image with Packer (-only={self.builder}) from {source}",
+        ]
+
+
+@dataclass(frozen=True)
+class CarnivoreBake:
+    """bake-carnivore: the deployment image given, reused (the same primal image, app and template) or baked now.
+    APP_KNOWN: the staged app's digest is known (a dry run builds nothing: it names the image it would reuse if the
+    app is unchanged)."""
+
+    bake: BakeDecision
+    staged: Staged | None
+    app_known: bool = True
+    reusable: str | None = None  # a dry run's: the newest image baked from the same primal image
+    creates_group: str = ""  # a dry run's: the bake security group this bake creates first (NAME-bake)
+
+    def lines(self) -> list[str]:
+        if self.bake.action == GIVEN:
+            return [f"bake-carnivore: skip, image {self.bake.image} is given"]
+        if self.bake.action == REUSE:
+            return [f"bake-carnivore: skip, image {self.bake.image} was baked from the same primal image and app"]
+        source = self.bake.source or "the new primal image"
+        unless = f"; skipped if the app is unchanged since {self.reusable} was baked" if self.reusable else ""
+        return [
+            *bake_group_lines("bake-carnivore", self.creates_group),
+            f"bake-carnivore: would bake the deployment image from {source} plus the staged app{unless}",
+        ]
+
+    def __post_init__(self) -> None:
+        assert self.reusable is None or not self.app_known, "only a dry run's decision is conditional"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """launch-asg: the group that will wait for its health: reused, or created (after removing a leftover)."""
+
+    plan: LaunchPlan
+    image: str | None  # None: the image this run bakes
+    by_hand: bool
+    capacity: int
+    instance_type: str
+    load_balancer: str
+    subnet_ids: tuple[str, ...] = ()  # the group's: in zones that offer INSTANCE_TYPE
+    security_group_id: str = ""  # the instances' (NAME-web)
+
+    def template_text(self) -> str:
+        return f"{self.plan.launch_template} ({self.image or 'the new image'}, {TEMPLATE_SETTINGS})"
+
+    def group_text(self) -> str:
+        return f"{self.plan.group}: {self.capacity} x {self.instance_type} behind {self.load_balancer}"
+
+    def lines(self) -> list[str]:
+        if self.plan.reused:
+            return [f"launch-asg: skip, {self.plan.group} with {self.image} was launched earlier: it is the new group"]
+        leftover = " (left over by an earlier unfinished run)"
+        removals = [f"launch-asg: would {action.line()}{leftover}" for action in self.plan.remove_first]
+        return [
+            *removals,
+            f"launch-asg: would create launch template {self.template_text()} and group {self.group_text()}",
+        ]
+
+
+@dataclass(frozen=True)
+class HealthWait:
+    """wait-health: how long it waits for which group, and what happens when it is not healthy in time."""
+
+    group: str
+    launch_template: str
+    image: str | None
+    timeout_s: int
+    desired: int
+    keep_on_failure: bool
+    action: str = DEPLOY
+
+    def lines(self) -> list[str]:
+        otherwise = "detach it and keep it for debugging" if self.keep_on_failure else "remove it"
+        return [
+            f"wait-health: would wait up to {self.timeout_s}s for {self.desired}/{self.desired} healthy,"
+            f" then promote {self.group}; if not healthy in time, {otherwise}"
+        ]
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """The deploy's end: what it retires and deletes (deploy/plans/cleanup.py decided), then its summary."""
+
+    actions: tuple[Action, ...] = field(default=())
+    serving: str = ""  # a run's: the group that serves now (pinned: never retired)
+    image: str | None = None  # its image
+    # A dry run's, when the deployment image may be reused (Made.reusable): what differs if the app is unchanged.
+    reusable: str | None = None
+    spared: tuple[Action, ...] = ()  # done if the app changed, not if it is unchanged
+    extra: tuple[Action, ...] = ()  # done only if the app is unchanged
+
+    def lines(self) -> list[str]:
+        unchanged = f"if the app is unchanged since {self.reusable} was baked"
+        return [
+            *(f"cleanup: {line}" for line in plan_lines(list(self.actions))),
+            *(f"cleanup: {unchanged}, would not {action.line()}" for action in self.spared),
+            *(f"cleanup: {unchanged}, would {action.line()} too" for action in self.extra),
+        ]
+
+
+def bake_group_lines(stage: str, group: str) -> list[str]:
+    return [f"{stage}: would create security group {group} (Packer's build instances)"] if group else []
+
+
+def plan_lines(actions: list[Action]) -> list[str]:
+    return would(actions) or ["nothing to retire"]
