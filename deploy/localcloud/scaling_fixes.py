@@ -76,7 +76,7 @@ def _put_action(original: Callable[..., Any]) -> Callable[..., FakeScheduledActi
         wall = time.time()
         if start.timestamp() < int(wall):  # AWS compares whole seconds: this second is not the past yet
             raise ValidationError("Given start time is in the past")
-        action = original(
+        action: Any = original(
             self, name, desired_capacity, max_size, min_size, scheduled_action_name, None, end_time, None, timezone
         )
         self.scheduled_actions.pop(scheduled_action_name, None)  # moto's key: the action's name alone
