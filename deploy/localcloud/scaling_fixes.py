@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.models import (
@@ -88,7 +88,7 @@ def _put_action(original: Callable[..., Any]) -> Callable[..., FakeScheduledActi
         )
         setattr(action, PUT_AT, (time.monotonic(), wall))
         self.scheduled_actions[_key(name, scheduled_action_name)] = action  # putting it again replaces it
-        return action
+        return cast(FakeScheduledAction, action)
 
     return put_scheduled_update_group_action
 
