@@ -56,6 +56,15 @@ def packer_variables(config: Config, role: str) -> dict[str, str]:
     return {"start_command": config.start_command, "app_port": str(config.app_port), "carnivore_script": script}
 
 
+def local_app_tags(config: Config, role: str, variables: dict[str, str]) -> dict[str, str]:
+    """What an image baked on an emulator carries for the embedded cloud to run (deploy/localcloud/apps.py): the
+    staged folder, START_COMMAND and APP_PORT, byte for byte."""
+    if role != "carnivore":
+        return {}
+    folder, start, port = variables["app_dir"], config.start_command, str(config.app_port)
+    return {"LocalAppDir": folder, "LocalAppStart": start, "LocalAppPort": port}
+
+
 def bake_inputs(config: Config, role: str) -> dict[str, str]:
     """What, besides the template and the source image, makes an image of ROLE differ: a recorded image baked
     from other inputs is not reused."""

@@ -9,6 +9,7 @@ import difflib
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ FALLBACK_ENV = "staging"
 
 # "elb-" + APP_NAME-ENV must fit the 32-character load balancer / target group limit.
 MAX_STACK_NAME = 28
+MAX_ENV_NAME = MAX_STACK_NAME - 2  # with the shortest APP_NAME, one character, and its hyphen
 
 # The documented way to run an environment in a region other than its env file's (see shell_region).
 REGION_OVERRIDE = "DEPLOY_REGION_OVERRIDE"
@@ -153,7 +155,7 @@ def _read_env_file(path: Path, warnings: list[str] | None = None) -> dict[str, s
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: cannot be read ({error}).") from None
     seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -161,6 +163,7 @@ def _read_env_file(path: Path, warnings: list[str] | None = None) -> dict[str, s
         if not matched:
             raise ConfigError(f"{path}, line {number}: expected KEY=value, found {stripped[:60]!r}.")
         key = matched.group(2)
+        _check_quotes(path, number, key, stripped[matched.end() :].lstrip())
         if key in seen and warnings is not None:
             warnings.append(
                 f"{path.name}: {key} is set twice, on line {seen[key]} and line {number}; line {number} wins"
@@ -169,10 +172,48 @@ def _read_env_file(path: Path, warnings: list[str] | None = None) -> dict[str, s
     return dict(dotenv_values(path, interpolate=False))
 
 
+def _check_quotes(path: Path, number: int, key: str, value: str) -> None:
+    """A value that opens a quote must close it on its line: dotenv would read on into the next lines."""
+    if not value or value[0] not in "'\"":
+        return
+    quote, rest = value[0], value[1:]
+    closed = re.search(r'(?<!\\)(?:\\\\)*"', rest) if quote == '"' else re.search("'", rest)
+    if closed is None:
+        raise ConfigError(
+            f"{path}, line {number}: the value of {key} opens a quote ({quote}) that is not closed on that line:"
+            f" close it, or remove it."
+        )
+
+
+# Characters no value may hold: they would start a new line (or end a string) in a file the tool writes.
+LINE_BREAKS = {"\n": "a line break (LF)", "\r": "a carriage return (CR)", "\0": "a NUL character"}
+
+
+def control_character(value: str) -> str | None:
+    """The name of the first control or line-separator character of VALUE, or None."""
+    for char in value:
+        if char in LINE_BREAKS:
+            return LINE_BREAKS[char]
+        if unicodedata.category(char) == "Cc":
+            return f"the control character U+{ord(char):04X}"
+        if unicodedata.category(char) in ("Zl", "Zp"):
+            return f"the line separator U+{ord(char):04X}"
+    return None
+
+
+def _check_characters(raw: Mapping[str, str], sources: Mapping[str, str], default: str) -> None:
+    for key, value in raw.items():
+        found = control_character(value)
+        if found:
+            raise ConfigError(
+                f"{sources.get(key, default)}: {key} holds {found}; a value must be one line of printable text."
+            )
+
+
 def _line_of(path: Path, key: str) -> int | None:
     """The last line of PATH that sets KEY (the one that wins)."""
     found = None
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if re.match(rf"^\s*(export\s+)?{re.escape(key)}\s*=", line):
             found = number
     return found
@@ -197,6 +238,12 @@ def load_config(
     env = env or default_env_name(environ)
     if not NAME_PART.fullmatch(env):
         raise ConfigError(f"Environment name {env!r} may hold only letters, digits and inner hyphens.")
+    if len(env) > MAX_ENV_NAME:  # checked before it names a file: the system refuses long file names
+        raise ConfigError(
+            f"Environment name {env[:40]!r}{'…' if len(env) > 40 else ''} has {len(env)} characters; at most"
+            f" {MAX_ENV_NAME} fit, since APP_NAME-ENV may have at most {MAX_STACK_NAME} (AWS's 32-character load"
+            " balancer names). Use a shorter environment name."
+        )
     env_file = folder / f"{env}.env"
     if not env_file.is_file():
         known = ", ".join(available_envs(folder)) or "none"
@@ -218,11 +265,13 @@ def load_config(
             shown = str(path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path)
             line = _line_of(path, key)
             sources[key] = f"{shown}, line {line}" if line else shown
+    _check_characters(raw, sources, env_file.name)
     file_region = (raw.get("AWS_REGION", ""), sources.get("AWS_REGION", ""))
     for key in SETTINGS_BY_KEY:
         if key in environ:
             raw[key] = environ[key].strip()
             sources[key] = f"the environment variable {key}"
+    _check_characters({key: raw[key] for key in SETTINGS_BY_KEY if key in environ}, sources, env_file.name)
     region = shell_region(file_region, environ)
     if region is not None:
         raw["AWS_REGION"], sources["AWS_REGION"] = region, REGION_OVERRIDE
@@ -289,9 +338,12 @@ def _check_relations(config: Config) -> None:
         )
     stack = f"{config.app_name}-{config.env}"
     if len(stack) > MAX_STACK_NAME:
+        room = MAX_STACK_NAME - len(config.app_name) - 1
         raise ConfigError(
-            f"{where('APP_NAME')}: APP_NAME-ENV ({stack!r}) has {len(stack)} characters; at most {MAX_STACK_NAME}"
-            " fit AWS's 32-character load balancer names. Shorten APP_NAME."
+            f"APP_NAME-ENV ({stack!r}) has {len(stack)} characters; at most {MAX_STACK_NAME} fit AWS's 32-character"
+            f" load balancer names. The environment name {config.env!r} has {len(config.env)} characters; with"
+            f" APP_NAME={config.app_name} ({where('APP_NAME')}) at most {max(room, 0)} fit: use a shorter environment"
+            " name, or shorten APP_NAME."
         )
     certificate = config.certificate_arn
     if certificate and config.load_balancer != "application":

@@ -20,12 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import jinja2
-
 from deploy.errors import DeployError
+from deploy.watchdog import GroupWatchdog
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
 LOG_TAIL_LINES = 15
 # After an interrupt packer terminates its instance and deletes its key pair and security group;
 # on AWS that takes a minute or two. Only then is it killed.
@@ -41,6 +39,30 @@ PACKER_COMMA = "%!(PACKER_COMMA)"
 
 class PackerError(DeployError):
     """Packer is missing, failed, timed out or produced no image."""
+
+
+class PackerTransientError(PackerError):
+    """A build that failed on throttling or a server-side fault of AWS: worth running again. CAUSE names it."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+# Answers of AWS that say "later", not "no": throttling and 5xx faults, by code or by HTTP status.
+TRANSIENT = re.compile(
+    r"\b(RequestLimitExceeded|Throttling(?:Exception)?|RequestThrottled|TooManyRequestsException|InternalError"
+    r"|InternalFailure|ServiceUnavailable|Unavailable|status code: 5\d\d)\b"
+)
+
+
+def transient_cause(lines: list[str]) -> str | None:
+    """The first throttling or 5xx answer named in Packer's output, or None."""
+    for line in lines:
+        found = TRANSIENT.search(line)
+        if found:
+            return found.group(1)
+    return None
 
 
 def _decode(text: str) -> str:
@@ -93,48 +115,14 @@ def _log_tail(lines: list[str], count: int = LOG_TAIL_LINES) -> str:
     return quote_tail("\n".join("    " + part for part in readable[-count:]))
 
 
-def _json_default(value: Any) -> Any:
-    # tojson would otherwise report a missing variable as "StrictUndefined is not JSON serializable".
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def render_var_file(template_name: str, context: Mapping[str, Any], dest_path: str | Path) -> Path:
-    """Render templates/TEMPLATE_NAME with CONTEXT into the Packer variable file DEST_PATH."""
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
-    try:
-        text = environment.get_template(template_name).render(**context)
-    except jinja2.TemplateNotFound as error:
-        raise PackerError(f"Packer variable template {TEMPLATES_DIR / str(error)} does not exist.") from None
-    except jinja2.UndefinedError as error:
-        raise PackerError(f"Cannot render {template_name}: {error}.") from None
-    # Packer 1.6.6 only takes strings in a var file; a None or number is a bug in the caller.
-    for name, value in json.loads(text).items():
-        if not isinstance(value, str):
-            raise PackerError(f"Cannot render {template_name}: {name} must be a string, got {value!r}.")
-    dest = Path(dest_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text, encoding="utf-8")
-    return dest
-
-
-def _find_packer(packer_bin: str) -> str:
+def find_packer(packer_bin: str) -> str:
     found = shutil.which(packer_bin)
     if found is None:
         raise PackerError(f"Packer ({packer_bin}) was not found on PATH. {INSTALL_HINT}")
     return found
 
 
-def _packer_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+def packer_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     # No version check against checkpoint-api.hashicorp.com: builds must not depend on the internet.
     return {**os.environ, "CHECKPOINT_DISABLE": "1", **(extra or {})}
 
@@ -211,6 +199,26 @@ def _stream(
             on_progress(message)
 
 
+def ask_packer(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """A short Packer command (validate, version), bounded; its output captured."""
+    try:
+        return subprocess.run(
+            command,
+            cwd=ROOT,
+            env=packer_env(None),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=VALIDATE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise PackerError(f"`{' '.join(command)}` did not finish within {VALIDATE_TIMEOUT_S:g}s.") from None
+    except OSError as error:
+        raise PackerError(
+            f"{command[0]} could not be run ({error.strerror or error}): is it the Packer program? {INSTALL_HINT}"
+        ) from None
+
+
 def _start(command: list[str], **options: Any) -> subprocess.Popen[str]:
     """Popen, with a program that cannot be run (not executable, not a program at all) said in one message."""
     try:
@@ -240,7 +248,7 @@ def run_packer(
     when the same policy also refuses it the deletion), then is stopped as by Ctrl-C, and killed DENIED_GRACE_S
     later (it may ignore the interrupt while cleaning up).
     """
-    exe = _find_packer(packer_bin)
+    exe = find_packer(packer_bin)
     # Absolute, because packer runs in the repository root, not in the caller's directory.
     template_path, var_file = Path(template_path).resolve(), Path(var_file).resolve()
     for path, what in ((template_path, "Packer template"), (var_file, "Packer variable file")):
@@ -251,21 +259,27 @@ def run_packer(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     what = f"packer build of {template_path.name} (builder {only_builder})"
     lines: list[str] = []
-    with log_path.open("w", encoding="utf-8") as log:
-        process = _start(
-            command,
-            cwd=ROOT,
-            env=_packer_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
-            start_new_session=True,  # a terminal Ctrl-C reaches us; we forward it and wait for cleanup
-            preexec_fn=_die_with_tool(os.getpid()),  # only prctl and getppid: safe between fork and exec
-        )
+    with log_path.open("a", encoding="utf-8") as log:  # a retried build's attempts follow each other
+        watchdog = GroupWatchdog(cleanup_grace_s)
+        try:
+            process = _start(
+                command,
+                cwd=ROOT,
+                env=packer_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,  # a terminal Ctrl-C reaches us; we forward it and wait for cleanup
+                preexec_fn=_die_with_tool(os.getpid()),  # only prctl and getppid: safe between fork and exec
+            )
+        except BaseException:
+            watchdog.close()
+            raise
+        watchdog.tell(f"watch {process.pid}")  # its own session: its group id is its pid
         stopper = _Stopper(process, cleanup_grace_s)
         stopper.stop_after(timeout_s, "timeout")
 
@@ -286,6 +300,7 @@ def run_packer(
                 raise
         finally:
             stopper.close()
+            watchdog.close()
     tail = _log_tail(lines)
     if process.returncode != 0:
         if stopper.reason == "timeout":
@@ -297,7 +312,11 @@ def run_packer(
         denied = _denial(lines)
         if denied:  # a missing permission: one line naming it, the log for the rest
             raise PackerError(f"The {what} failed: AWS refused it: {denied}. Full log: {log_path}")
-        raise PackerError(f"The {what} failed (exit code {process.returncode}). Last lines of {log_path}:\n{tail}")
+        failed = f"The {what} failed (exit code {process.returncode}). Last lines of {log_path}:\n{tail}"
+        cause = None if stopper.reason else transient_cause(lines)
+        if cause:
+            raise PackerTransientError(failed, cause)
+        raise PackerError(failed)
     ami = parse_artifact_id(lines)
     if ami is None:
         raise PackerError(f"The {what} succeeded but reported no image id. Last lines of {log_path}:\n{tail}")
@@ -337,7 +356,7 @@ def validate_template(
     `-syntax-only` does not catch unknown builder keys, so a full validate runs, with VAR_FILE or,
     without one, with placeholder values for the template's required variables.
     """
-    exe = _find_packer(packer_bin)
+    exe = find_packer(packer_bin)
     template_path = Path(template_path).resolve()
     if var_file is not None:
         var_file = Path(var_file).resolve()
@@ -350,21 +369,7 @@ def validate_template(
             dummies = {name: _dummy_value(name, Path(scratch)) for name, value in variables.items() if value is None}
             var_file = Path(scratch) / "validate.vars.json"
             var_file.write_text(json.dumps(dummies), encoding="utf-8")
-        command = [exe, "validate", f"-var-file={var_file}", str(template_path)]
-        try:
-            result = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=_packer_env(None),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=VALIDATE_TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
-            raise PackerError(
-                f"packer validate {template_path} did not finish within {VALIDATE_TIMEOUT_S:g}s."
-            ) from None
+        result = ask_packer([exe, "validate", f"-var-file={var_file}", str(template_path)])
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise PackerError(f"Packer template {template_path} is invalid:\n{output}")

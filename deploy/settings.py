@@ -118,8 +118,11 @@ def _endpoint(value: str) -> str:
 
 
 def _path(value: str) -> str:
-    if not value.startswith("/") or " " in value:
-        raise ValueError("must be a URL path starting with / such as /api/status/health")
+    # What the systemd unit and the health checks take verbatim (packer/scripts/carnivore.sh checks the same).
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        raise ValueError(
+            "must be a URL path starting with / of letters, digits and . _ ~ / - only, such as /api/status/health"
+        )
     return value
 
 
@@ -179,8 +182,14 @@ def _packages(value: str) -> tuple[str, ...]:
 
 def _script(value: str) -> str:
     path = ROOT / value
+    try:
+        path.is_file()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise ValueError(f"names a file the system refuses ({error.strerror})") from None
     if not path.is_file():
         raise ValueError(f"must name a shell script relative to the repository root; {path} is not a file")
+    if "{{" in str(path):  # Packer would evaluate it as a template (deploy/packer_inputs.py)
+        raise ValueError("must not hold '{{' (Packer would evaluate it): rename the script or its folder")
     return value
 
 

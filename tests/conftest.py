@@ -646,3 +646,82 @@ def instance_stopper(view: ServerView, old_name: str, desired: int) -> Iterator[
 
     with polling(stop):
         yield found
+
+
+# --- a proxy in front of the moto server: faults at exact requests -------------------------------------------
+
+EC2_THROTTLED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code>'
+    b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy-throttled</RequestID></Response>"
+)
+
+
+@dataclass
+class AwsProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the moto server at TARGET. DECIDE(action, user_agent) says what
+    happens to each request: "pass", "throttle" (EC2's RequestLimitExceeded answer, HTTP 503) or "hold" (no
+    answer until the proxy stops: a silent wait). `seen` lists (action, user agent, what was done)."""
+
+    target: str
+    decide: Callable[[str, str], str]
+    seen: list[tuple[str, str, str]] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
+    url: str = ""
+
+    def __enter__(self) -> Self:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        proxy = self
+        target = urlparse(self.target)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                query = parse_qs(body.decode("utf-8", "replace")) | parse_qs(urlparse(self.path).query)
+                action = (query.get("Action") or [self.headers.get("X-Amz-Target", "")])[0]
+                agent = self.headers.get("User-Agent", "")
+                what = proxy.decide(action, agent)
+                proxy.seen.append((action, agent, what))
+                if what == "hold":
+                    proxy.released.wait(RUN_TIMEOUT_S)
+                    self.close_connection = True
+                    return
+                if what == "throttle":
+                    status, headers, payload = 503, [("Content-Type", "text/xml")], EC2_THROTTLED
+                else:
+                    import http.client
+
+                    connection = http.client.HTTPConnection(target.hostname, target.port, timeout=RUN_TIMEOUT_S)
+                    connection.request(self.command, self.path, body=body, headers=dict(self.headers))
+                    response = connection.getresponse()
+                    status, payload = response.status, response.read()
+                    headers = [(k, v) for k, v in response.getheaders() if k.lower() not in ("transfer-encoding",)]
+                    connection.close()
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() != "content-length":
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)

@@ -294,6 +294,7 @@ def test_packer_failing(site, unchanged, fresh_work, tmp_path):
     packer = folder / "packer"
     packer.write_text(
         "#!/bin/sh\n"
+        '[ "$1" = version ] && echo "Packer v1.6.6" && exit 0\n'
         "echo \"$(date +%s),,ui,error,Build 'local' errored after 1 second: UnauthorizedOperation: not allowed\"\n"
         "exit 1\n",
         encoding="utf-8",
@@ -305,6 +306,57 @@ def test_packer_failing(site, unchanged, fresh_work, tmp_path):
         "error: bake-primal: The packer build of primal.json (builder local) failed (exit code 1)",
         "UnauthorizedOperation: not allowed",
     )
+
+
+def test_current_packer_without_the_amazon_plugin(site, unchanged, fresh_work, tmp_path):
+    # A stand-in answering as Packer 1.11.2 does with no plugin installed (its build would fail to initialize).
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    packer = folder / "packer"
+    packer.write_text(
+        '#!/bin/sh\ncase "$1" in\n  version) echo "Packer v1.11.2";;\n  plugins) ;;\n'
+        "  *) echo 'Error: Failed to initialize build \"local\"' >&2; exit 1;;\nesac\n",
+        encoding="utf-8",
+    )
+    packer.chmod(0o755)
+    result = site.run("deploy", "--env", ENV, env={**fresh_work, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"})
+    refused(
+        result,
+        f"error: bake-primal: {packer} is Packer 1.11.2, which has no amazon plugin",
+        "install it with `packer plugins install github.com/hashicorp/amazon`",
+    )
+
+
+def test_a_line_break_in_a_value(site, unchanged, fresh_work):
+    injected = 'HEALTH_CHECK_PATH="/api/status/health\\nINJECTED=pwned"\n'
+    site.add_env("inject", (site.env_dir / f"{ENV}.env").read_text() + injected)
+    result = site.run("deploy", "--env", "inject", env=fresh_work)
+    lines = len((site.env_dir / f"{ENV}.env").read_text().splitlines()) + 1
+    refused(result, f"inject.env, line {lines}: HEALTH_CHECK_PATH holds a line break (LF)")
+    assert not (Path(fresh_work["DEPLOY_WORK_DIR"]) / "tmp").exists()  # nothing staged, no app.env
+
+
+def test_a_work_folder_packer_would_evaluate(site, unchanged, fresh_work, tmp_path):
+    folder = tmp_path / "{{ 7*7 }}" / "work"
+    folder.mkdir(parents=True)
+    result = site.run("deploy", "--env", ENV, env={**fresh_work, "DEPLOY_WORK_DIR": str(folder)})
+    refused(result, "error: copy-over: The staging folder", "holds '{{', which Packer would evaluate")
+
+
+def test_an_unterminated_quote(site, unchanged):
+    site.add_env("quote", (site.env_dir / f"{ENV}.env").read_text() + 'DOMAIN="evil.test\n')
+    line = len((site.env_dir / f"{ENV}.env").read_text().splitlines()) + 1
+    refused(site.run("deploy", "--env", "quote"), f"quote.env, line {line}: the value of DOMAIN opens a quote")
+
+
+@pytest.mark.parametrize("length", [22, 300])
+def test_an_environment_name_too_long(site, unchanged, length):
+    name = "e" * length
+    if length < 100:
+        site.add_env(name, (site.env_dir / f"{ENV}.env").read_text())
+    message = refused(site.run("deploy", "--env", name), f"has {length} characters")
+    assert ("at most 21 fit" if length < 100 else "at most 26 fit") in message
+    assert "File name too long" not in message and "Shorten APP_NAME." not in message
 
 
 def test_an_app_build_that_fails(site, unchanged):

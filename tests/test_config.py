@@ -347,3 +347,82 @@ def test_ssh_cidr_must_be_canonical_and_the_whole_internet_is_warned_about(tmp_p
     assert load(tmp_path / "b", GOOD + "SSH_CIDR=203.0.113.7/32\n").ssh_cidr == "203.0.113.7/32"
     config = load(tmp_path / "c", GOOD + "SSH_CIDR=0.0.0.0/0\n")
     assert any("SSH_CIDR=0.0.0.0/0 opens port 22" in warning for warning in config.warnings)
+
+
+# --- values stay values: one line of printable text, quotes closed, names that fit ----------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ('"/api/status/health\\nINJECTED=pwned"', "a line break (LF)"),
+        ('"/api/status/health\\rINJECTED=pwned"', "a carriage return (CR)"),
+        ('"/api/status/health\x00"', "a NUL character"),
+        ("/api/\u2028health", "the line separator U+2028"),  # a line separator to Python's splitlines
+    ],
+)
+def test_a_control_character_in_a_file_is_refused_with_its_key_and_line(tmp_path, value, named):
+    message = config_error(tmp_path, GOOD + f"HEALTH_CHECK_PATH={value}\n")
+    assert message.startswith("env/test.env, line 2: HEALTH_CHECK_PATH holds " + named), message
+
+
+def test_a_control_character_in_an_environment_variable_is_refused_naming_it(tmp_path):
+    message = config_error(tmp_path, environ={"START_COMMAND": "python3 server.py\nrm -rf /"}, text=GOOD)
+    assert message.startswith("the environment variable START_COMMAND: START_COMMAND holds a line break"), message
+    message = config_error(tmp_path, environ={"START_COMMAND": "python3\tserver.py"}, text=GOOD)
+    assert "START_COMMAND holds the control character U+0009" in message
+
+
+def test_app_env_can_never_gain_a_line():
+    from deploy.steps.copy_over import app_env_text
+
+    assert app_env_text([("ENV", "dev"), ("DOMAIN", "example.com")]) == "ENV=dev\nDOMAIN=example.com\n"
+    with pytest.raises(DeployError, match="HEALTH_CHECK_PATH holds a line break"):
+        app_env_text([("HEALTH_CHECK_PATH", "/api/status/health\nINJECTED=pwned")])
+
+
+@pytest.mark.parametrize("line", ['DOMAIN="evil.test', "DOMAIN='evil.test", 'DOMAIN="evil.test\\"'])
+def test_an_unterminated_quote_is_refused_with_its_line(tmp_path, line):
+    message = config_error(tmp_path, f"APP_NAME=webapp\n{line}\nDOMAIN=example.com\n")
+    assert "test.env, line 2: the value of DOMAIN opens a quote" in message and "not closed" in message
+
+
+def test_closed_quotes_with_escapes_are_accepted(tmp_path):
+    config = load(tmp_path, 'DOMAIN="example.com"\nSTART_COMMAND="echo \\"a\\" && python3 server.py"\n')
+    assert config.start_command == 'echo "a" && python3 server.py'
+
+
+def test_a_long_environment_name_is_blamed_on_itself_with_the_limits(tmp_path):
+    env = "e" * 22  # webapp-eeee… : 29 characters
+    message = config_error(tmp_path, GOOD, env=env)
+    assert f"The environment name '{env}' has 22 characters" in message
+    assert "APP_NAME=webapp" in message and "at most 21 fit" in message and "at most 28" in message
+
+
+def test_an_environment_name_no_file_system_takes_is_refused_before_it_names_a_file(tmp_path):
+    folder = write_env_folder(tmp_path / "env", {"test.env": GOOD})
+    with pytest.raises(ConfigError) as caught:
+        load_config("e" * 300, folder=folder, environ={})
+    message = str(caught.value)
+    assert "has 300 characters; at most 26 fit" in message and "File name too long" not in message
+
+
+def test_a_script_name_the_system_refuses_is_named(tmp_path):
+    message = config_error(tmp_path, GOOD + f"PRIMAL_SCRIPT={'s' * 300}.sh\n")
+    assert "PRIMAL_SCRIPT" in message and "names a file the system refuses (File name too long)" in message
+
+
+@pytest.mark.parametrize("path", ["/{{ 7*7 }}", "/health%i", "/a?b=c", '/x"y'])
+def test_a_health_check_path_systemd_or_packer_would_interpret_is_refused(tmp_path, path):
+    message = config_error(tmp_path, GOOD + f"HEALTH_CHECK_PATH='{path}'\n")
+    assert "HEALTH_CHECK_PATH" in message and "letters, digits and . _ ~ / - only" in message
+
+
+def test_a_script_packer_would_evaluate_is_refused(tmp_path):
+    import os
+
+    script = tmp_path / "{{ 7*7 }}" / "user.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    message = config_error(tmp_path, GOOD + f"CARNIVORE_SCRIPT={os.path.relpath(script, REPO)}\n")
+    assert "CARNIVORE_SCRIPT" in message and "must not hold '{{' (Packer would evaluate it)" in message

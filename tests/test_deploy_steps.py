@@ -624,6 +624,7 @@ class FakePacker:
 def packer(monkeypatch: pytest.MonkeyPatch) -> FakePacker:
     fake = FakePacker()
     monkeypatch.setattr(deploy.steps.baking, "run_packer", fake)
+    monkeypatch.setattr(deploy.steps.baking, "check_packer", lambda: None)  # no Packer is run
     return fake
 
 

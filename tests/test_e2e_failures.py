@@ -208,7 +208,9 @@ def fake_packer(folder: Path, seconds: int) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "packer"
     script.write_text(
-        f'#!/bin/sh\necho "$(date +%s),,ui,say,==> local: fake packer baking"\nexec sleep {seconds}\n',
+        # `packer version` is read before the first bake: it answers as Debian's Packer does.
+        '#!/bin/sh\n[ "$1" = version ] && echo "Packer v1.6.6" && exit 0\n'
+        f'echo "$(date +%s),,ui,say,==> local: fake packer baking"\nexec sleep {seconds}\n',
         encoding="utf-8",
     )
     script.chmod(0o755)

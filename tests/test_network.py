@@ -108,20 +108,20 @@ def test_the_aws_builder_uses_the_environments_vpc_and_a_subnet_offering_the_typ
     extra = f"VPC_ID={vpc}\nBAKE_SSH_CIDR=203.0.113.7/32\nSSH_CIDR=198.51.100.0/24\n"
 
     first = make_environment(tmp_path, extra=extra + f"SUBNET_IDS={private['SubnetId']},{public['SubnetId']}\n")
-    network = packer_network(first, "20260101000000")
+    network, public_ip = packer_network(first, "20260101000000")
     [bake_group] = ec2.describe_security_groups(GroupNames=["webapp-staging-bake"])["SecurityGroups"]
     assert network == {
         "vpc_id": vpc,
         "subnet_id": private["SubnetId"],
-        "associate_public_ip": "true",  # the subnet gives none: the build instance must be reachable
         "security_group_id": bake_group["GroupId"],  # the tool's, tagged: Packer creates none
         "key_pair_name": "packer_webapp-staging_20260101000000",
     }
+    assert public_ip is True  # the subnet gives none: the template asks for one, or the instance is unreachable
     assert bake_group["VpcId"] == vpc
     assert rules_of(bake_group["IpPermissions"]) == {Rule(22, cidr="203.0.113.7/32")}  # BAKE_SSH_CIDR first
     assert {t["Key"]: t["Value"] for t in bake_group["Tags"]}["Env"] == "staging"
     second = make_environment(tmp_path, extra=extra + f"SUBNET_IDS={public['SubnetId']},{private['SubnetId']}\n")
-    assert packer_network(second, "20260101000001")["associate_public_ip"] == "false"
+    assert packer_network(second, "20260101000001")[1] is False  # the subnet's own public IP: left unset
 
 
 @pytest.mark.parametrize("role", ["primal", "carnivore"])
@@ -133,7 +133,7 @@ def test_the_aws_builder_opens_ssh_to_the_bake_machine_only_and_removes_packers_
         assert builder["security_group_id"] == "{{user `security_group_id`}}"
         assert builder["temporary_key_pair_name"] == "{{user `key_pair_name`}}"
     assert (aws["vpc_id"], aws["subnet_id"]) == ("{{user `vpc_id`}}", "{{user `subnet_id`}}")
-    assert aws["associate_public_ip_address"] == "{{user `associate_public_ip`}}"
+    assert "associate_public_ip_address" not in aws  # set (to true) by render_template only where needed
     last = template["provisioners"][-1]
     assert last["only"] == ["aws"] and "/.ssh/authorized_keys" in " ".join(last["inline"])
     assert "rm -f" in last["inline"][0]

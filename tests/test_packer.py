@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import shutil
@@ -15,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import server_client
+from conftest import AwsProxy, server_client, wait_until
 
 from deploy.packer import (
     PackerError,
+    PackerTransientError,
     parse_artifact_id,
     progress_message,
-    render_var_file,
     run_packer,
+    transient_cause,
     validate_template,
 )
+from deploy.packer_inputs import render_template, render_var_file
+from deploy.packer_version import PLUGIN_INSTALL, check_packer, packer_refusal, parse_packer_version
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKER_DIR = ROOT / "packer"
@@ -108,7 +112,6 @@ def _context(**overrides: object) -> dict[str, object]:
         "carnivore_script": str(PACKER_DIR / "scripts" / "no-user-script.sh"),
         "vpc_id": "vpc-0abc1234",
         "subnet_id": "subnet-0abc1234",
-        "associate_public_ip": "true",
         "security_group_id": "sg-0abc1234",
         "key_pair_name": "packer_test_20260101000000",
     }
@@ -127,13 +130,55 @@ def test_var_file_matches_template_variables(role: str, tmp_path: Path) -> None:
 
 
 def test_var_file_escapes_values_and_accepts_paths(tmp_path: Path) -> None:
-    tricky = 'a "quoted" name\\with {{user `x`}} and </script>'
+    tricky = 'a "quoted" name\\with `x` and </script>'
     context = _context(app_name=tricky, app_dir=tmp_path / "staged app", endpoint=None)
     dest = render_var_file("packer-carnivore.vars.json.j2", context, tmp_path / "sub" / "vars.json")
     rendered = json.loads(dest.read_text())
     assert rendered["app_name"] == tricky
     assert rendered["app_dir"] == str(tmp_path / "staged app")
     assert rendered["endpoint"] == ""
+
+
+EVALUATED = "python3 server.py --tag {{env `AWS_SECRET_ACCESS_KEY`}} {{ 7*7 }}"
+
+
+def test_start_command_reaches_packer_only_encoded(tmp_path: Path) -> None:
+    # Packer evaluates `{{` in a variable's value: START_COMMAND goes base64-encoded, carnivore.sh decodes it.
+    dest = render_var_file("packer-carnivore.vars.json.j2", _context(start_command=EVALUATED), tmp_path / "v.json")
+    rendered = json.loads(dest.read_text())
+    assert "{{" not in dest.read_text()
+    assert base64.b64decode(rendered["start_command_b64"]).decode() == EVALUATED
+    assert "base64 -d" in (PACKER_DIR / "scripts" / "carnivore.sh").read_text()
+
+
+@pytest.mark.parametrize("name", ["app_dir", "carnivore_script", "endpoint"])
+def test_any_other_value_packer_would_evaluate_is_refused_naming_it(tmp_path: Path, name: str) -> None:
+    with pytest.raises(PackerError, match=f"Packer variable {name} .*holds '{{{{'"):
+        render_var_file("packer-carnivore.vars.json.j2", _context(**{name: "/tmp/{{ 7*7 }}"}), tmp_path / "v.json")
+    assert not (tmp_path / "v.json").exists()
+
+
+@pytest.mark.parametrize("role", ["primal", "carnivore"])
+def test_rendered_template_asks_for_a_public_ip_only_when_needed(role: str, tmp_path: Path) -> None:
+    def aws_builder(public_ip: bool) -> dict[str, Any]:
+        path = render_template(PACKER_DIR / f"{role}.json", tmp_path / f"{public_ip}.json", public_ip)
+        return next(b for b in json.loads(path.read_text())["builders"] if b["name"] == "aws")
+
+    # Unset unless the subnet gives none: the current amazon plugin reads an explicit false as "no public IP".
+    assert "associate_public_ip_address" not in aws_builder(False) and "ssh_interface" not in aws_builder(False)
+    public = aws_builder(True)
+    assert (public["associate_public_ip_address"], public["ssh_interface"]) == (True, "public_ip")
+    source = json.loads((PACKER_DIR / f"{role}.json").read_text())
+    assert "associate_public_ip" not in json.dumps(source)
+    # Packer's own requests are retried on throttling and 5xx answers, by every builder.
+    assert all(builder["max_retries"] >= 6 for builder in source["builders"])
+
+
+@needs_packer
+@pytest.mark.parametrize("public_ip", [True, False])
+def test_rendered_templates_validate(public_ip: bool, tmp_path: Path) -> None:
+    for role in ("primal", "carnivore"):
+        validate_template(render_template(PACKER_DIR / f"{role}.json", tmp_path / f"{role}.json", public_ip))
 
 
 def test_var_file_names_a_missing_value(tmp_path: Path) -> None:
@@ -198,6 +243,68 @@ def test_missing_packer_says_how_to_install(tmp_path: Path) -> None:
         run_packer(PACKER_DIR / "primal.json", var_file, "local", tmp_path / "build.log", packer_bin="no-such-packer")
     with pytest.raises(PackerError, match="apt-get install packer"):
         validate_template(PACKER_DIR / "primal.json", packer_bin="no-such-packer")
+
+
+def _stand_in(tmp_path: Path, version: str, plugins: str = "", build: str = "") -> Path:
+    """A `packer` of VERSION as current Packer answers: `plugins installed` lists PLUGINS (none: empty output);
+    `build` prints BUILD and fails."""
+    fake = tmp_path / f"bin-{version}-{len(plugins)}" / "packer"  # one a stand-in: a run reads each packer once
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'case "$1" in\n  version) echo "Packer v{version}";;\n  plugins) printf "%s" "{plugins}";;\n'
+        f'  *) echo "{build}" >&2; exit 1;;\nesac\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_packer_versions_decided() -> None:
+    assert parse_packer_version("Packer v1.6.6\n") == (1, 6, 6)
+    assert parse_packer_version("Packer v1.11.2\n\nYour version of Packer is out of date!") == (1, 11, 2)
+    assert parse_packer_version("garbage") is None
+    assert packer_refusal("packer", (1, 6, 6), None) is None
+    assert packer_refusal("packer", (1, 9, 4), None) is None
+    plugin = "/root/.config/packer/plugins/github.com/hashicorp/amazon/packer-plugin-amazon_v1.3.3_x5.0_linux_amd64"
+    assert packer_refusal("packer", (1, 11, 2), plugin) is None
+    for version, plugins in (((1, 11, 2), ""), ((1, 5, 0), None), ((2, 0, 0), plugin), (None, None)):
+        refusal = packer_refusal("packer", version, plugins)
+        assert refusal is not None and f"`{PLUGIN_INSTALL}`" in refusal, (version, refusal)
+
+
+@needs_packer
+def test_debians_packer_is_accepted() -> None:
+    check_packer("packer")
+
+
+def test_current_packer_without_the_amazon_plugin_is_refused_with_the_install_command(tmp_path: Path) -> None:
+    fake = _stand_in(tmp_path, "1.11.2", build='Error: Failed to initialize build "aws"')
+    with pytest.raises(PackerError) as refused:
+        check_packer(str(fake))
+    assert "Packer 1.11.2, which has no amazon plugin" in str(refused.value)
+    assert "`packer plugins install github.com/hashicorp/amazon`" in str(refused.value)
+    plugin = "/root/.config/packer/plugins/github.com/hashicorp/amazon/packer-plugin-amazon_v1.3.3_x5.0_linux_amd64"
+    check_packer(str(_stand_in(tmp_path, "1.11.2", plugins=plugin)))  # with the plugin: accepted
+    with pytest.raises(PackerError, match=r"is Packer 1\.5\.0; this tool supports Packer 1\.6\.6"):
+        check_packer(str(_stand_in(tmp_path, "1.5.0")))
+
+
+def test_throttling_and_5xx_answers_are_told_from_other_failures() -> None:
+    throttled = "1,,ui,error,Build 'local' errored: Error querying AMI: RequestLimitExceeded: Request limit exceeded."
+    assert transient_cause([throttled]) == "RequestLimitExceeded"
+    assert transient_cause(["x: InternalError: We encountered an internal error"]) == "InternalError"
+    assert transient_cause(["status code: 503, request id: 1"]) == "status code: 503"
+    assert transient_cause(["UnauthorizedOperation: not allowed", "InvalidAMIID.NotFound"]) is None
+
+
+def test_a_throttled_build_fails_as_transient(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-packer"
+    fake.write_text('#!/bin/sh\necho "1,,ui,error,Error querying AMI: RequestLimitExceeded: slow down"\nexit 1\n')
+    fake.chmod(0o755)
+    (tmp_path / "vars.json").write_text("{}")
+    with pytest.raises(PackerTransientError) as failed:
+        run_packer(PACKER_DIR / "primal.json", tmp_path / "vars.json", "local", tmp_path / "b", packer_bin=str(fake))
+    assert failed.value.cause == "RequestLimitExceeded"
 
 
 def _free_port() -> int:
@@ -323,7 +430,7 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     script = str(PACKER_DIR / "scripts" / "no-user-script.sh")
     common |= {"primal_packages": "", "primal_script": script, "carnivore_script": script}
     common |= {"start_command": "python3 server.py", "app_port": "80"}
-    common |= {"vpc_id": "", "subnet_id": "", "associate_public_ip": "false"}
+    common |= {"vpc_id": "", "subnet_id": ""}
     common |= {"security_group_id": "", "key_pair_name": f"packer_exapp-test_{suffix}"}
 
     primal_name = f"exapp-test-primal-{suffix}"
@@ -378,9 +485,8 @@ def test_primal_then_carnivore_build_on_moto(moto_endpoint: str, tmp_path: Path)
     assert _tags(image)["Role"] == "carnivore"
     assert _tags(image)["SourceImage"] == primal
     assert {_tags(image)[key] for key in ("ManagedBy", "App", "Env")} == {"immutable-deploy", "exapp", "test"}
-    # The local builder cannot upload the app: it names the staged folder, which the embedded cloud keeps.
-    assert _tags(image)["LocalAppDir"] == str(app_dir)
-    assert (_tags(image)["LocalAppStart"], _tags(image)["LocalAppPort"]) == ("python3 server.py", "80")
+    # The app it carries is tagged by the tool, not by Packer (which would evaluate a `{{` in START_COMMAND).
+    assert not {key for key in _tags(image) if key.startswith("LocalApp")}
     # Packer cleaned up after itself: no running build instance, no temporary key pair or group.
     running = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
     assert running["Reservations"] == []
@@ -432,6 +538,66 @@ def test_packer_dies_with_the_tool_even_on_kill_9(tmp_path: Path) -> None:
     finally:
         tool.kill()
         tool.wait(timeout=10)
+
+
+def subprocess_environ() -> dict[str, str]:
+    import os
+
+    return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group PGID."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+@needs_packer
+@pytest.mark.timeout(90)
+def test_packer_held_in_a_silent_wait_dies_with_a_killed_tool(moto_endpoint: str, tmp_path: Path) -> None:
+    """kill -9 of the tool while real Packer waits for an answer that never comes (a proxy holds every
+    DescribeInstances): the watchdog ends Packer's whole process group, its plugin processes included."""
+    source = _source_image(server_client(moto_endpoint, "ec2"))
+    held = lambda action, agent: "hold" if action == "DescribeInstances" and "aws-sdk-go" in agent else "pass"  # noqa: E731
+    with AwsProxy(moto_endpoint, held) as proxy:
+        var_file = render_var_file(
+            "packer-primal.vars.json.j2",
+            _context(endpoint=proxy.url, source_ami=source, vpc_id="", subnet_id="", security_group_id=""),
+            tmp_path / "vars.json",
+        )
+        tool = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from deploy.packer import run_packer;"
+                " run_packer(sys.argv[1], sys.argv[2], 'local', sys.argv[3], cleanup_grace_s=3)",
+                str(PACKER_DIR / "primal.json"),
+                str(var_file),
+                str(tmp_path / "build.log"),
+            ],
+            cwd=ROOT,
+            env={**subprocess_environ(), **AWS_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            assert wait_until(lambda: any(what == "hold" for _, _, what in proxy.seen), 60), proxy.seen
+            children = Path(f"/proc/{tool.pid}/task/{tool.pid}/children").read_text().split()
+            [packer] = [int(pid) for pid in children if b"packer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            assert len(_group_members(packer)) >= 2  # packer and its builder's plugin process
+            tool.kill()
+            tool.wait(timeout=10)
+            assert wait_until(lambda: not _group_members(packer), 30), f"left running: {_group_members(packer)}"
+        finally:
+            tool.kill()
+            tool.wait(timeout=10)
 
 
 def test_a_refused_permission_stops_a_packer_whose_cleanup_never_ends(tmp_path: Path) -> None:

@@ -7,13 +7,15 @@ have: the public hosted zone of DOMAIN and a base image usable as SOURCE_AMI.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -84,8 +86,38 @@ def start(
     """
     endpoint = Endpoint.parse(url)
     state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
+    if is_listening(endpoint) and not _outdated(endpoint, state_dir) and _answers_like_aws(endpoint):
+        return endpoint  # running already: nothing to start, nothing written
+    # Two starts at once: the second waits for the first's server to answer, then finds it (one server, one pid file).
+    with starting(endpoint.url, state_dir):
+        return _start(endpoint, state_dir, say, time_scale)
+
+
+@contextlib.contextmanager
+def starting(url: str, state_dir: Path | None = None) -> Iterator[None]:
+    """Hold the lock of the embedded cloud at URL that its starts (and `inv local-cloud`'s seeding) take in turn."""
+    state_dir = state_dir or work_dir() / "deploy" / "local-cloud"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / f"moto-{Endpoint.parse(url).port}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S + STOP_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DeployError(f"Another run kept starting the embedded cloud for too long ({path}).") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _start(endpoint: Endpoint, state_dir: Path, say: Callable[[str], None], time_scale: float | None) -> Endpoint:
     if is_listening(endpoint) and _outdated(endpoint, state_dir):
-        say(f"embedded cloud: {stop(url, state_dir)} (an older version of the tool had started it)")
+        say(f"embedded cloud: {stop(endpoint.url, state_dir)} (an older version of the tool had started it)")
     if is_listening(endpoint):
         if not _answers_like_aws(endpoint):
             raise DeployError(
@@ -93,7 +125,6 @@ def start(
                 " AWS_ENDPOINT_URL in env/local.env at a free port."
             )
         return endpoint  # this tool's, or one started by hand with `python -m deploy.motoserver`
-    state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"moto-{endpoint.port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(

@@ -6,7 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from deploy.config import app_folder
+from deploy.config import app_folder, control_character
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.stages import Made, Request, Staged, Staging
@@ -52,6 +52,17 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def app_env_text(settings: list[tuple[str, str]]) -> str:
+    """app.env: one KEY=value line per setting. A value holding a line break or any other control character is
+    refused (the configuration refuses them at load; this is the writer's own guarantee): no value can ever start a
+    line of its own."""
+    for key, value in settings:
+        found = control_character(value)
+        if found:
+            raise DeployError(f"{key} holds {found}: refused, it would add a line to app.env.")
+    return "".join(f"{key}={value}\n" for key, value in settings)
+
+
 def decide_staging(environment: Environment, request: Request, made: Made) -> Staging:
     """APP_FILES into this run's own folder, tmp/appserver/ENV/RUN (a dry run's plan names it RUN: the next run's
     log folder name is not known yet)."""
@@ -68,6 +79,10 @@ def copy_over(environment: Environment, decision: Staging | None = None) -> Stag
     tmp/appserver/ENV/RUN, holding the app folder (taken by build-app) until its files are copied; what it staged."""
     decision = decision or decide_staging(environment, Request(), Made())
     source = app_folder(environment.config)
+    config = environment.config
+    settings = [("ENV", environment.env)] + [(key, str(config.value(key))) for key in APP_SETTINGS]
+    settings += [(key, str(value)) for key in FAULT_SETTINGS if (value := config.value(key)) is not None]
+    app_env = app_env_text(settings)  # refused before anything is staged
     patterns = decision.files
     hold_app_folder(environment, source, environment.config.build_timeout)  # held since build-app, or taken now
     try:
@@ -76,8 +91,13 @@ def copy_over(environment: Environment, decision: Staging | None = None) -> Stag
             raise DeployError(
                 f"APP_FILES ({', '.join(patterns)}) matched nothing in {source}: did the build run and write them?"
             )
-        remove_older_stagings(environment)
         target = decision.folder
+        if "{{" in str(target):  # handed to Packer, which would evaluate it as a template (deploy/packer_inputs.py)
+            raise DeployError(
+                f"The staging folder {target} holds '{{{{', which Packer would evaluate: set DEPLOY_WORK_DIR (or move"
+                " the checkout) to a path without it."
+            )
+        remove_older_stagings(environment)
         shutil.rmtree(target, ignore_errors=True)
         for relative, path in files.items():
             destination = target / relative
@@ -85,10 +105,7 @@ def copy_over(environment: Environment, decision: Staging | None = None) -> Stag
             shutil.copy2(path, destination)
     finally:
         release_app_folder(environment, source)
-    config = environment.config
-    settings = [f"ENV={environment.env}"] + [f"{key}={config.value(key)}" for key in APP_SETTINGS]
-    settings += [f"{key}={value}" for key in FAULT_SETTINGS if (value := config.value(key)) is not None]
-    (target / "app.env").write_text("\n".join(settings) + "\n", encoding="utf-8")
+    (target / "app.env").write_text(app_env, encoding="utf-8")
     digest = tree_digest(target)
     environment.say(f"  staged {len(files)} files and app.env into {target} (digest {digest[:12]})")
     return Staged(folder=target, digest=digest)

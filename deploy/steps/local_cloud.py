@@ -15,7 +15,8 @@ from deploy.localcloud.seed import seed
 def seeded(environment: Environment) -> Environment:
     """Seed the started cloud with all an account would have: other commands seed only what they need, when they
     need it; this one makes the cloud ready for any."""
-    seed(environment.config, environment.aws.ec2, environment.aws.route53, say=environment.say)
+    with localcloud.starting(str(environment.config.endpoint_url)):  # two at once seed one zone and one image
+        seed(environment.config, environment.aws.ec2, environment.aws.route53, say=environment.say)
     return environment
 
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Carnivore image provisioning: install the staged app from /tmp/appserver into /opt/app and run
-# START_COMMAND there as a systemd service, with PORT=APP_PORT. CARNIVORE_SCRIPT (the environment's
+# START_COMMAND (given as START_COMMAND_B64) there as a systemd service, with PORT=APP_PORT. CARNIVORE_SCRIPT (the environment's
 # own script, if any) runs after this one.
 set -euo pipefail
 
@@ -8,7 +8,8 @@ SRC=/tmp/appserver
 DEST=/opt/app
 START=/usr/local/lib/immutable-deploy/start-app
 HEALTH_CHECK_PATH="${HEALTH_CHECK_PATH:-/api/status/health}"
-START_COMMAND="${START_COMMAND:-}"
+# START_COMMAND comes base64-encoded: Packer would evaluate a `{{` in it (see deploy/packer.py).
+START_COMMAND="$(printf '%s' "${START_COMMAND_B64:-}" | base64 -d)"
 APP_PORT="${APP_PORT:-80}"
 
 # The path and port go verbatim into the unit file: refuse characters systemd would interpret (%, spaces, quotes).
