@@ -19,8 +19,11 @@
 - Metrics (metrics.py): what an ALB forwarded is published to CloudWatch as AWS/ApplicationELB metrics.
 - Draining: a deregistered or detached instance gets no new request; those in flight finish, up to the draining
   time (classic: connection draining; ALB: the deregistration delay, during which the target reports `draining`).
-  Requests still in flight then are cut (502), and the instance's process is stopped only after its in-flight
-  requests ended (runtime.py).
+  It is over as soon as none is in flight any more, at once when none was, as on AWS (schedule.drain_over).
+  Requests still in flight at the end of the draining time are cut (502), and the instance's process is stopped
+  only after its in-flight requests ended (runtime.py). A request counts as in flight from the moment a target is
+  picked for it, so a deregistration never completes between the pick and the forward. A group's scale-in
+  terminates an instance only once its draining is over (scaling_fixes.py, through `still_draining`).
 
 Instances of images without an app are left to moto (records that are "InService"/"healthy" at once); they are
 never routed to (nothing runs on them).
@@ -50,35 +53,10 @@ from deploy.localcloud.health_checks import (
 )
 from deploy.localcloud.metrics import PERIOD_S, Metrics, Source
 from deploy.localcloud.proxy import Site, serve
+from deploy.localcloud.routing import forward_weights, weighted_pick
+from deploy.localcloud.schedule import drain_over
 
 URL_TAG = "LocalCloudURL"
-
-
-def forward_weights(data: dict[str, Any]) -> list[tuple[str, int]]:
-    """(target group ARN, weight) of a forward action as moto stores it: ForwardConfig's weighted target groups
-    (weight 1 when not given, as on AWS), else its one TargetGroupArn."""
-    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
-    if groups:
-        return [(str(group["TargetGroupArn"]), int(group.get("Weight", 1))) for group in groups]
-    if data.get("TargetGroupArn"):
-        return [(str(data["TargetGroupArn"]), 1)]
-    return []
-
-
-def weighted_pick(current: dict[str, int], weights: list[tuple[str, int]]) -> str | None:
-    """Smooth weighted round robin: the next of WEIGHTS' target groups, CURRENT being the running credit (kept by
-    the caller between requests). None when every weight is 0."""
-    live = [(arn, weight) for arn, weight in weights if weight > 0]
-    total = sum(weight for _, weight in live)
-    if not total:
-        return None
-    for arn in [arn for arn in current if arn not in dict(live)]:
-        del current[arn]  # a group left the action, or went to 0: its credit goes with it
-    for arn, weight in live:
-        current[arn] = current.get(arn, 0) + weight
-    chosen = max(live, key=lambda item: current[item[0]])[0]
-    current[chosen] -= total
-    return chosen
 
 
 def _attribute(mapping: dict[str, Any], *keys: str) -> Any:
@@ -100,6 +78,7 @@ class Balancers:
         self.registered: dict[str, set[str]] = {}  # health key → instance ids seen registered
         self.draining: dict[tuple[str, str], float] = {}  # (health key, instance id) → end of draining
         self.in_flight_by: Counter[str] = Counter()
+        self.flights: Counter[tuple[str, str]] = Counter()  # (health key, instance id) → requests in flight
         self.connections: dict[tuple[str, str], set[http.client.HTTPConnection]] = {}
         self.credits: dict[str, dict[str, int]] = {}  # site key → weighted round robin credit per target group
         self.metrics = Metrics(runtime.timing.seconds(PERIOD_S))
@@ -127,6 +106,11 @@ class Balancers:
     def state_of(self, health_key: str, instance_id: str) -> TargetHealth:
         with self.lock:
             return self.health.get((health_key, instance_id)) or TargetHealth()
+
+    def still_draining(self, instance_id: str) -> bool:
+        """Whether a load balancer or target group is still draining INSTANCE_ID (its deregistration incomplete)."""
+        with self.lock:
+            return any(drained == instance_id for _, drained in self.draining)
 
     def is_draining(self, health_key: str, instance_id: str) -> bool:
         with self.lock:
@@ -207,12 +191,12 @@ class Balancers:
             for health_key in [k for k in self.registered if k not in wanted]:
                 self.deregistered(health_key, sorted(self.registered.pop(health_key)), 0)
             self.credits = {key: credit for key, credit in self.credits.items() if key in sites}
-            expired = [k for k, end in self.draining.items() if now >= end]
+            expired = [k for k, end in self.draining.items() if drain_over(now, end, self.flights[k])]
             for drained in expired:
                 del self.draining[drained]
                 if drained not in self.probers:
                     self.health.pop(drained, None)
-                for connection in self.connections.get(drained, set()):
+                for connection in self.connections.get(drained, set()) if self.flights[drained] else ():
                     # Draining is over: what is still in flight to it is cut, as AWS does.
                     with contextlib.suppress(OSError, AttributeError):
                         connection.sock.shutdown(socket.SHUT_RDWR)
@@ -351,10 +335,22 @@ class Balancers:
             states = {i: self.health.get((health_key, i)) for i in registered}
         healthy = [i for i, state in states.items() if state is not None and state.healthy]
         candidates = [(i, a) for i in healthy if (a := self.runtime.address_of(i, port)) is not None]
-        if not candidates:
-            return 503, {}
-        instance_id, address = candidates[next(site.counter) % len(candidates)]
-        return health_key, instance_id, address
+        for _ in range(len(candidates)):
+            instance_id, _ = candidates[next(site.counter) % len(candidates)]
+            with self.lock:  # in flight from here: its draining waits for it (see the module docstring)
+                self.flights[(health_key, instance_id)] += 1
+                self.in_flight_by[instance_id] += 1
+            address = self.runtime.address_of(instance_id, port)  # asked again: its process may be stopping now
+            if address is not None:
+                return health_key, instance_id, address
+            self._land(health_key, instance_id)
+        return 503, {}
+
+    def _land(self, health_key: str, instance_id: str) -> None:
+        with self.lock:
+            self.flights[(health_key, instance_id)] -= 1
+            self.in_flight_by[instance_id] -= 1
+            self.flights, self.in_flight_by = +self.flights, +self.in_flight_by  # drop what reached 0
 
     def served(self, site: Site, health_key: str, status: int | None, seconds: float | None) -> None:
         """A request SITE forwarded to a target of HEALTH_KEY ended (STATUS None: no answer): its metrics."""
@@ -364,15 +360,12 @@ class Balancers:
         self.metrics.record(Source(account_id, region, site.ident, health_key.removeprefix("tg:")), status, seconds)
 
     def enter(self, health_key: str, instance_id: str, connection: http.client.HTTPConnection) -> None:
-        with self.lock:
-            self.in_flight_by[instance_id] += 1
+        with self.lock:  # counted in flight since it was picked (_pick)
             self.connections.setdefault((health_key, instance_id), set()).add(connection)
 
     def leave(self, health_key: str, instance_id: str, connection: http.client.HTTPConnection) -> None:
+        self._land(health_key, instance_id)
         with self.lock:
-            self.in_flight_by[instance_id] -= 1
-            if self.in_flight_by[instance_id] <= 0:
-                del self.in_flight_by[instance_id]
             held = self.connections.get((health_key, instance_id))
             if held is not None:
                 held.discard(connection)

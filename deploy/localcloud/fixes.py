@@ -7,7 +7,8 @@ Production modules never know about these fixes: they are written for AWS only.
 
 Each fix replaces or wraps a method of moto's own models, so it holds whichever API call reaches the model.
 The fixes progressive delivery needs (target groups no listener uses, CloudWatch percentiles) are in
-traffic_fixes.py, those of IAM enforcement in iam_enforcement.py, installed here with the others.
+traffic_fixes.py, those of IAM enforcement in iam_enforcement.py, those of a retirement AWS runs (scheduled
+actions, a scale-in that drains) in scaling_fixes.py, installed here with the others.
 `patch_moto()` is idempotent: calling it twice installs each fix once.
 """
 
@@ -32,6 +33,7 @@ from deploy.localcloud.iam_enforcement import (
     unknown_request,
     unknown_resource,
 )
+from deploy.localcloud.scaling_fixes import install_scaling_fixes
 from deploy.localcloud.traffic_fixes import install_traffic_fixes
 
 FIXED = "_localcloud_fix"  # set on every installed replacement: what makes patch_moto idempotent
@@ -337,6 +339,7 @@ def patch_moto() -> None:
     _install(AutoScalingBackend, "delete_auto_scaling_group", _deregister_deleted_group)
     _install(AutoScalingBackend, "notify_terminate_instances", _register_replacements)
     install_traffic_fixes(_install)  # target groups no listener uses; CloudWatch percentiles
+    install_scaling_fixes(_install)  # scheduled actions; a scale-in drains before it terminates
     _install(IAMRequestBase, "_create_aws_request", sign_the_body)
     _install(IAMPolicyStatement, "_check_element_matches", unknown_resource)
     _install(IAMPolicyStatement, "is_action_permitted", unknown_request)

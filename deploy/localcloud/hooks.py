@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from moto.autoscaling.models import AutoScalingBackend
 from moto.ec2.models.tags import TagBackend
 from moto.elb.models import ELBBackend
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
@@ -138,6 +139,14 @@ def _target_deregister(original: Any) -> Any:
     return deregister
 
 
+def _draining_at_balancers(original: Any) -> Any:
+    def deregistration_in_progress(self: Any, instance_id: str) -> bool:
+        balancers = _runtime_balancers()
+        return balancers.still_draining(instance_id) if balancers is not None else original(self, instance_id)
+
+    return deregistration_in_progress
+
+
 def _endpoint_at_creation(original: Any, kind: str) -> Any:
     def create_load_balancer(self: Any, *args: Any, **kwargs: Any) -> Any:
         created = original(self, *args, **kwargs)
@@ -177,3 +186,5 @@ def hook_moto() -> None:
     # DeregisterTargets and the deregistration of terminated instances: the targets drain at once.
     _hook(FakeTargetGroup, "deregister", _target_deregister)
     _hook(FakeTargetGroup, "deregister_terminated_instances", _target_deregister)
+    # A scaled-in instance is terminated once its load balancers have drained it (scaling_fixes.py).
+    _hook(AutoScalingBackend, "deregistration_in_progress", _draining_at_balancers)

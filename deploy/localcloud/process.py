@@ -29,7 +29,7 @@ from deploy.settings import ROOT
 
 # Raised whenever deploy/localcloud/fixes.py changes what the server does: a server this tool started before
 # (it outlives tasks) runs the fixes it was started with, and is restarted rather than trusted.
-SERVER_VERSION = 2
+SERVER_VERSION = 3  # 3: scheduled actions run; a scale-in drains before it terminates
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 

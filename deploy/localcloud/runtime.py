@@ -11,7 +11,8 @@
 - Instances of images that carry no app are records, as moto has them; each instance is tagged LocalCloudApp with
   what runs on it (`inv status` shows it).
 
-The supervisor (`Runtime`) also drives the load balancers (balancers.py). Run in the server by `running()`
+The supervisor (`Runtime`) also drives the load balancers (balancers.py) and Auto Scaling's own work: scheduled
+actions at their time, scaled-in instances terminated once drained (scaling_fixes.py). Run in the server by `running()`
 (server.py), which makes it the active runtime the moto hooks (hooks.py) answer from.
 """
 
@@ -53,6 +54,7 @@ from deploy.localcloud.apps import (
 )
 from deploy.localcloud.backends import backends
 from deploy.localcloud.balancers import Balancers
+from deploy.localcloud.scaling_fixes import advance
 
 
 class Runtime:
@@ -156,6 +158,7 @@ class Runtime:
             for instance_id in [i for i in seen if i not in existing]:
                 del seen[instance_id]
         self.balancers.sync(now)
+        advance(now, self.timing.scale)  # scheduled actions due; scaled-in instances drained: terminated
 
     def _tag(self, backend: Any, instance_id: str, value: str) -> None:
         if self.tagged.get(instance_id) == value:
