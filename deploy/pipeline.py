@@ -27,6 +27,7 @@ from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
 from deploy.cli import run_step
 from deploy.environment import Environment
+from deploy.errors import DeployError
 from deploy.invocation import current_invocation
 from deploy.plans.bake import GIVEN
 from deploy.plans.hand import given_image
@@ -43,6 +44,7 @@ from deploy.plans.stages import (
     Retirement,
     Staging,
 )
+from deploy.plans.traffic import unbuilt_steps_refusal
 from deploy.steps.bake_carnivore import act_carnivore, decide_carnivore
 from deploy.steps.bake_primal import act_primal, decide_primal
 from deploy.steps.build_app import act_build, decide_build
@@ -160,6 +162,7 @@ def resolved(environment: Environment, request: Request) -> Request:
 def plan(environment: Environment, request: Request, start: str = BUILD_APP.name) -> list[str]:
     """The dry run: every stage from START, decided in order on what the earlier ones would make; their lines.
     An image given up front: the stages that bake are one line, skipped."""
+    refuse_unbuilt_stages(environment)
     request = resolved(environment, request)
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     if environment.load_balancer.exists():
@@ -178,6 +181,15 @@ def plan(environment: Environment, request: Request, start: str = BUILD_APP.name
     return lines
 
 
+def refuse_unbuilt_stages(environment: Environment) -> None:
+    """Refuse, before any stage acts (and in the dry run alike), what is configured but not built yet: traffic in
+    steps asked for and silently not done would send a release all the traffic at once."""
+    config = environment.config
+    refusal = unbuilt_steps_refusal(config.traffic_steps, config.source_of("TRAFFIC_STEPS"), config.env)
+    if refusal:
+        raise DeployError(refusal)
+
+
 def run_stage(environment: Environment, name: str, request: Request, made: Made) -> Made:
     """One stage: decide on what the run read and what the earlier stages made, carry it out; what it made.
     The run's report.html shows it (running, then its outcome)."""
@@ -185,6 +197,7 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
     report = run_report(environment)
     report.begin(each.name, request.action)
     try:
+        refuse_unbuilt_stages(environment)
         if each.needs_setup:
             environment.load_balancer.require()
             refuse_before_launch(environment)  # refused before anything is baked, not after a failed health wait

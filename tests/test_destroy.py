@@ -3,6 +3,8 @@ confirmation, and a real destroy that leaves only other environments' (and forei
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from botocore.exceptions import ClientError
 from conftest import TEST_ENV, local_env_text, run_inv
@@ -22,43 +24,32 @@ from operator_env import (
 from deploy import execute
 from deploy.errors import DeployError
 from deploy.plans.actions import numbered as describe_plan
-from deploy.plans.destroy import plan_destroy, refusal
-from deploy.plans.model import Record
+from deploy.plans.destroy import Described, plan_destroy, refusal
+from deploy.plans.model import Balancer, Group, Image, Owned, Record
 from deploy.steps.destroy import run_destroy
 
 
-def described(**overrides) -> dict:
+def described(**overrides) -> Described:
     """A described staging environment with one of everything, all its own."""
     tags = {"App": "webapp", "Env": "staging", "ManagedBy": "immutable-deploy"}
-    base = {
-        "app": "webapp",
-        "env": "staging",
-        "host": "staging.example.com",
-        "zone_id": "Z1",
-        "record": Record.from_aws(
+    base = Described(
+        app="webapp",
+        env="staging",
+        host="staging.example.com",
+        zone_id="Z1",
+        record=Record.from_aws(
             {"Name": "staging.example.com.", "Type": "A", "AliasTarget": {"DNSName": "elb-webapp-staging-1.x."}}
         ),
-        "load_balancer": {
-            "exists": True,
-            "kind": "classic",
-            "name": "elb-webapp-staging",
-            "dns_name": "elb-webapp-staging-1.x",
-        },
-        "groups": [
-            {"name": "asg-webapp-staging-20260101000000", "tags": {"Name": "webapp-staging"}, "instances": ["i-1"]}
-        ],
-        "launch_templates": ["lt-webapp-staging-20260101000000"],
-        "launch_configurations": ["lc-webapp-staging-1"],
-        "images": [{"id": "ami-1", "tags": {**tags, "Role": "carnivore"}, "snapshots": ["snap-1"]}],
-        "images_used_elsewhere": [],
-        "security_groups": [
-            {"id": "sg-lb", "name": "webapp-staging-lb", "tags": tags},
-            {"id": "sg-web", "name": "webapp-staging-web", "tags": tags},
-        ],
-        "key_pair": {"name": "webapp-staging", "tags": tags},
-        "files": ["/w/deploy/keys/staging"],
-    }
-    return {**base, **overrides}
+        load_balancer=Balancer("elb-webapp-staging", "classic", True, "elb-webapp-staging-1.x"),
+        groups=(Group("asg-webapp-staging-20260101000000", tags={"Name": "webapp-staging"}, instance_ids=("i-1",)),),
+        launch_templates=("lt-webapp-staging-20260101000000",),
+        launch_configurations=("lc-webapp-staging-1",),
+        images=(Image("ami-1", tags={**tags, "Role": "carnivore"}, snapshots=("snap-1",)),),
+        security_groups=(Owned("webapp-staging-lb", tags, "sg-lb"), Owned("webapp-staging-web", tags, "sg-web")),
+        key_pair=Owned("webapp-staging", tags),
+        files=("/w/deploy/keys/staging",),
+    )
+    return replace(base, **overrides)
 
 
 def test_the_plan_deletes_in_an_order_aws_allows() -> None:
@@ -86,14 +77,14 @@ def test_the_plan_keeps_what_is_not_this_environments() -> None:
             record=Record.from_aws(
                 {"Name": "staging.example.com.", "Type": "A", "AliasTarget": {"DNSName": "somewhere-else.example.org."}}
             ),
-            groups=[{"name": "asg-webapp-staging-20260101000000", "tags": {"Env": "prod"}, "instances": []}],
-            images=[
-                {"id": "ami-unmanaged", "tags": {"App": "webapp", "Env": "staging"}, "snapshots": []},
-                {"id": "ami-shared", "tags": {**other, "Env": "staging"}, "snapshots": []},
-            ],
-            images_used_elsewhere=["ami-shared"],
-            security_groups=[{"id": "sg-x", "name": "webapp-staging-web", "tags": other}],
-            key_pair={"name": "webapp-staging", "tags": other},
+            groups=(Group("asg-webapp-staging-20260101000000", tags={"Env": "prod"}),),
+            images=(
+                Image("ami-unmanaged", tags={"App": "webapp", "Env": "staging"}),
+                Image("ami-shared", tags={**other, "Env": "staging"}),
+            ),
+            images_used_elsewhere=frozenset({"ami-shared"}),
+            security_groups=(Owned("webapp-staging-web", other, "sg-x"),),
+            key_pair=Owned("webapp-staging", other),
         )
     )
     kept = {a.target: a.detail for a in actions if a.op == "keep"}
@@ -110,7 +101,7 @@ def test_the_plan_keeps_what_is_not_this_environments() -> None:
 
 def test_an_alias_is_ours_only_by_the_exact_dns_name_never_by_a_name_pattern() -> None:
     """A load balancer that does not exist in this region (a stray region, deleted already) claims no record."""
-    gone = {"exists": False, "kind": "classic", "name": "elb-webapp-staging"}
+    gone = Balancer("elb-webapp-staging", "classic", False)
     record = {
         "Name": "staging.example.com.",
         "Type": "A",
@@ -119,7 +110,7 @@ def test_an_alias_is_ours_only_by_the_exact_dns_name_never_by_a_name_pattern() -
     actions = plan_destroy(described(load_balancer=gone, record=Record.from_aws(record)))
     assert actions[0].op == "keep" and actions[0].target == "DNS record staging.example.com"
     assert not [a for a in actions if a.op in ("delete-record", "delete-load-balancer")]
-    same_name_other_number = {**described()["load_balancer"], "dns_name": "elb-webapp-staging-2.x"}
+    same_name_other_number = replace(described().load_balancer, dns_name="elb-webapp-staging-2.x")
     assert plan_destroy(described(load_balancer=same_name_other_number))[0].op == "keep"
     exact = {**record, "AliasTarget": {"DNSName": "dualstack.elb-webapp-staging-1.x."}}
     assert plan_destroy(described(record=Record.from_aws(exact)))[0].op == "delete-record"

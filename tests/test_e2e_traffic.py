@@ -48,6 +48,7 @@ pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer i
 STACK = f"webapp-{TEST_ENV}"
 DESIRED = 2
 HEALTH_TIMEOUT = 4
+BROKEN_HEALTH_TIMEOUT = 2  # the aborted deploy waits it out in full: no longer than it takes to prove the abort
 RATE = 25.0  # requests a second, throughout
 WATCH_INTERVAL_S = 0.02
 
@@ -265,10 +266,13 @@ def test_traffic_flows_through_deploys_rollback_an_aborted_deploy_and_cleanup(ki
             site,
             "aborted deploy",
             "deploy",
-            env={"START_COMMAND": "HEALTH_CHECK_PATH=/moved python3 server.py"},
+            env={
+                "START_COMMAND": "HEALTH_CHECK_PATH=/moved python3 server.py",
+                "HEALTH_TIMEOUT": str(BROKEN_HEALTH_TIMEOUT),
+            },
             ok=False,
         )
-        assert f"was not healthy within {HEALTH_TIMEOUT}s" in broken.output
+        assert f"was not healthy within {BROKEN_HEALTH_TIMEOUT}s" in broken.output
         assert "removing the new group" in broken.output
         seen = set().union(*(s.in_service for s in site.samples if broken.started <= s.started <= broken.ended))
         assert seen == broken.old_ids, "only the serving group was ever in service during the aborted deploy"

@@ -14,14 +14,15 @@ from operator_env import create_zone, make_environment
 from deploy.aws.network import Rule, find_security_group, rules_of
 from deploy.config import ROOT
 from deploy.errors import DeployError
+from deploy.plans.model import Subnet
 from deploy.plans.network import bake_subnet, network_refusal, offered_subnets, zone_refusal
 from deploy.steps.baking import packer_network
 from deploy.steps.networking import checked_network, checked_subnets
 from deploy.steps.setup import run_setup
 
-A = {"SubnetId": "subnet-a", "AvailabilityZone": "us-east-1a", "MapPublicIpOnLaunch": False}
-B = {"SubnetId": "subnet-b", "AvailabilityZone": "us-east-1b", "MapPublicIpOnLaunch": True}
-E = {"SubnetId": "subnet-e", "AvailabilityZone": "us-east-1e", "MapPublicIpOnLaunch": True}
+A = Subnet("subnet-a", "us-east-1a", public_ip=False)
+B = Subnet("subnet-b", "us-east-1b", public_ip=True)
+E = Subnet("subnet-e", "us-east-1e", public_ip=True)
 
 
 def test_an_application_load_balancer_needs_two_zones() -> None:
@@ -86,7 +87,7 @@ def test_the_group_subnets_leave_out_zones_without_the_instance_type(cloud, tmp_
     )["InstanceTypeOfferings"]
     zones = {o["Location"] for o in offered}
     assert set(network.group_subnet_ids) < set(network.subnet_ids)  # us-east-1e has no t3 (moto, as AWS)
-    assert {s["AvailabilityZone"] for s in network.subnets if s["SubnetId"] in network.group_subnet_ids} == zones
+    assert {s.zone for s in network.subnets if s.id in network.group_subnet_ids} == zones
 
 
 # --- Packer's aws builder ------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_the_aws_builder_opens_ssh_to_the_bake_machine_only_and_removes_packers_
 
 # --- the load balancer's subnets, the instances', the bake's ---------------------------------------------------
 
-A2 = {"SubnetId": "subnet-a2", "AvailabilityZone": "us-east-1a", "MapPublicIpOnLaunch": True}
+A2 = Subnet("subnet-a2", "us-east-1a", public_ip=True)
 
 
 @pytest.mark.parametrize("kind, zones", [("application", 2), ("classic", 1)])
@@ -276,3 +277,14 @@ def test_instances_in_private_subnets_behind_a_public_load_balancer_deploy_and_s
     assert sorted(zone["SubnetId"] for zone in balancer["AvailabilityZones"]) == sorted(lb_subnets)
     served = json.loads(succeeded(site.inv("traffic", "--seconds", "2", "--rate", "5", "--json")))
     assert served["failed"] == 0 and served["ok"] >= 5, served
+
+
+def test_a_subnet_record_is_built_from_aws_s_description() -> None:
+    described = {
+        "SubnetId": "subnet-a",
+        "AvailabilityZone": "us-east-1a",
+        "VpcId": "vpc-1",
+        "MapPublicIpOnLaunch": True,
+    }
+    assert Subnet.from_aws(described) == Subnet("subnet-a", "us-east-1a", public_ip=True, vpc_id="vpc-1")
+    assert Subnet.from_aws({"SubnetId": "subnet-b", "AvailabilityZone": "us-east-1b"}).public_ip is False

@@ -3,7 +3,8 @@
 Each test builds an account state in-process (mock_aws), asks the dry run for its plan, runs the real
 command, and compares the plan's deletions with what really disappeared from the account (and its keeps
 with what is still there). States: an image another environment runs, groups of the original scripts,
-a half-retired group, a pending group, images given with --image-id, RETAIN_IMAGES 0 and 2.
+a half-retired group, a pending group, images given with --image-id, RETAIN_IMAGES 0 and 2, what a killed bake
+left. Kinds compared: groups, launch templates and configurations, images, security groups, key pairs, target groups.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from conftest import image_of, legacy_group, new_run
 from operator_env import FakeClock, bake_image, client, create_zone, deploy, make_environment, set_up
 from test_deploy_steps import FakePacker
+from test_leftovers import packer_leftover
 
 from deploy.aws.converge import VERBS
 from deploy.environment import Environment
@@ -35,9 +37,12 @@ def cloud(cloud: None) -> None:
 
 
 def account() -> dict[str, set[str]]:
-    """What a cleanup or destroy may delete, by kind, as the account lists it now."""
+    """What a run may create or delete, by kind, as the account lists it now."""
     ec2, autoscaling = client("ec2"), client("autoscaling")
     return {
+        "security_groups": {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]},
+        "key_pairs": {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]},
+        "target_groups": {t["TargetGroupName"] for t in client("elbv2").describe_target_groups()["TargetGroups"]},
         "groups": {g["AutoScalingGroupName"] for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]},
         "launch_templates": {t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]},
         "launch_configurations": {
@@ -53,6 +58,9 @@ KIND = {
     "delete-launch-template": "launch_templates",
     "delete-launch-configuration": "launch_configurations",
     "delete-image": "images",
+    "delete-security-group": "security_groups",
+    "delete-key-pair": "key_pairs",
+    "delete-target-group": "target_groups",
 }
 
 
@@ -263,7 +271,13 @@ def test_setup_does_what_its_dry_run_says(cloud, tmp_path, kind, state):
 STAMPED = re.compile(r"\d{14}")
 CREATED = re.compile(r"^launch-asg: would create launch template (\S+) \(.*\) and group (\S+):")
 REMOVED = re.compile(r"^launch-asg: would delete (group|launch template) (\S+)")
-WHAT = r"(retire group|delete launch template|delete launch configuration|deregister image) (\S+)"
+# Whatever else a stage may create (the first bake: the bake security group NAME-bake), as any stage says it.
+OTHER = re.compile(r"^[a-z, -]+: would create (security group|key pair|target group) (\S+)")
+OTHER_KIND = {"security group": "security_groups", "key pair": "key_pairs", "target group": "target_groups"}
+WHAT = (
+    r"(retire group|delete launch template|delete launch configuration|deregister image|delete security group"
+    r"|delete key pair|delete target group) (\S+)"
+)
 RETIRED = re.compile(rf"^cleanup: would {WHAT}")
 SPARED = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would not {WHAT}")
 EXTRA = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would {WHAT}.* too$")
@@ -273,6 +287,9 @@ RETIRED_KIND = {
     "delete launch template": "launch_templates",
     "delete launch configuration": "launch_configurations",
     "deregister image": "images",
+    "delete security group": "security_groups",
+    "delete key pair": "key_pairs",
+    "delete target group": "target_groups",
 }
 
 
@@ -303,6 +320,8 @@ def announced_changes(
         elif found := CREATED.match(line):
             created["launch_templates"].add(found.group(1))
             created["groups"].add(found.group(2))
+        elif found := OTHER.match(line):
+            created[OTHER_KIND[found.group(1)]].add(found.group(2))
         elif found := REMOVED.match(line):
             deleted[REMOVED_KIND[found.group(1)]].add(found.group(2))
         elif found := RETIRED.match(line):
@@ -342,13 +361,17 @@ def deploying(tmp_path: Path, kind: str, dry_run: bool = False, name: str = "run
 
 @pytest.mark.parametrize("kind", ["application", "classic"])
 @pytest.mark.parametrize("given", [False, True], ids=["baked", "image-id"])
-@pytest.mark.parametrize("state", ["set up only", "deployed", "deployed, app changed", "pending leftover"])
+@pytest.mark.parametrize(
+    "state", ["set up only", "deployed", "deployed, app changed", "pending leftover", "killed bake's leftovers"]
+)
 def test_a_deploy_creates_and_deletes_exactly_what_its_dry_run_says(cloud, tmp_path, packer, kind, given, state):
     set_up(deploying(tmp_path, kind, name="setup"))
     if state != "set up only":
         run(deploying(tmp_path, kind, name="earlier"), Request())  # baked: a primal and a deployment image
     if state == "pending leftover":
         launch_group(deploying(tmp_path, kind, name="killed"), image_id=bake_image("staging"))  # never promoted
+    if state == "killed bake's leftovers":
+        packer_leftover("staging")  # Packer's instance, key pair and security group: cleanup deletes the last two
     image = bake_image("staging") if given else None
     lines = plan(deploying(tmp_path, kind, dry_run=True, name="plan"), Request(image_id=image))
     if state == "deployed, app changed":  # after the plan: a dry run builds nothing, so its plan says both cases
@@ -370,6 +393,11 @@ def test_a_deploy_creates_and_deletes_exactly_what_its_dry_run_says(cloud, tmp_p
     }, lines
     assert gone == deleted, lines
     assert len(created["groups"]) == 1  # every run launches one group: the new one
+    first_bake = not given and state == "set up only"  # no earlier run made the bake security group
+    assert made["security_groups"] == ({"webapp-staging-bake"} if first_bake else set())
+    if state == "killed bake's leftovers":  # swept by a deploy that bakes; one of a given image spends no request
+        swept = ({"packer_staging6568d0a2"}, {"packer_staging6568d0a1"}) if not given else (set(), set())
+        assert (gone["security_groups"], gone["key_pairs"]) == swept
     if given:
         assert lines[0] == f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {image} is given"
         assert bakes == {"primal": 0, "carnivore": 0}

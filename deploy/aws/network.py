@@ -11,6 +11,7 @@ from deploy.aws.context import AwsContext
 from deploy.aws.converge import Changes
 from deploy.errors import DeployError
 from deploy.naming import tag_list
+from deploy.plans.model import Subnet
 
 
 @dataclass(frozen=True)
@@ -61,20 +62,20 @@ def _describe(rule: Rule) -> str:
 def resolve_network(environment: AwsContext) -> tuple[str, list[str]]:
     """VPC_ID and SUBNET_IDS, or the default VPC and its default subnets."""
     vpc_id, subnets = read_subnets(environment)
-    return vpc_id, [subnet["SubnetId"] for subnet in subnets]
+    return vpc_id, [subnet.id for subnet in subnets]
 
 
 @dataclass(frozen=True)
 class SubnetsRead:
-    """The environment's VPC and its subnets as described (with AvailabilityZone and MapPublicIpOnLaunch)."""
+    """The environment's VPC and its subnets as described."""
 
     vpc_id: str
-    instances: list[dict[str, Any]]  # SUBNET_IDS, else LB_SUBNET_IDS, else the VPC's default subnets
-    balancer: list[dict[str, Any]]  # LB_SUBNET_IDS, else the instances'
-    bake: dict[str, Any] | None  # BAKE_SUBNET_ID
+    instances: list[Subnet]  # SUBNET_IDS, else LB_SUBNET_IDS, else the VPC's default subnets
+    balancer: list[Subnet]  # LB_SUBNET_IDS, else the instances'
+    bake: Subnet | None  # BAKE_SUBNET_ID
 
 
-def read_subnets(environment: AwsContext) -> tuple[str, list[dict[str, Any]]]:
+def read_subnets(environment: AwsContext) -> tuple[str, list[Subnet]]:
     """The environment's VPC and the instances' subnets: SUBNET_IDS (else LB_SUBNET_IDS) in the order given,
     else the VPC's default subnets sorted by id."""
     found = read_network(environment)
@@ -108,12 +109,13 @@ def _read_network(environment: AwsContext) -> SubnetsRead:
     if config.vpc_id:
         filters.append({"Name": "vpc-id", "Values": [config.vpc_id]})
     subnets = sorted(
-        collect(ec2, "describe_subnets", "Subnets", Filters=filters), key=lambda subnet: str(subnet["SubnetId"])
+        (Subnet.from_aws(raw) for raw in collect(ec2, "describe_subnets", "Subnets", Filters=filters)),
+        key=lambda subnet: subnet.id,
     )
     if not subnets:
         vpc_id = config.vpc_id or _default_vpc(environment)  # read only to say which is missing
         raise DeployError(f"VPC {vpc_id} has no default subnets: set SUBNET_IDS in the env file.")
-    vpcs = sorted({str(subnet["VpcId"]) for subnet in subnets})
+    vpcs = sorted({subnet.vpc_id for subnet in subnets})
     if len(vpcs) > 1:  # AWS has one default VPC per region: never seen, but never guessed either
         raise DeployError(f"The default subnets are in several VPCs ({', '.join(vpcs)}): set VPC_ID in the env file.")
     bake = None
@@ -124,9 +126,10 @@ def _read_network(environment: AwsContext) -> SubnetsRead:
     return SubnetsRead(vpcs[0], subnets, subnets, bake)
 
 
-def _subnets_in(environment: AwsContext, vpc_id: str, listed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """LISTED by id; DeployError naming the keys to fix when one is of another VPC than VPC_ID."""
-    wrong = [subnet["SubnetId"] for subnet in listed if subnet["VpcId"] != vpc_id]
+def _subnets_in(environment: AwsContext, vpc_id: str, described: list[dict[str, Any]]) -> dict[str, Subnet]:
+    """The subnets DESCRIBED by id; DeployError naming the keys to fix when one is of another VPC than VPC_ID."""
+    listed = [Subnet.from_aws(raw) for raw in described]
+    wrong = [subnet.id for subnet in listed if subnet.vpc_id != vpc_id]
     if wrong:
         config = environment.config
         keys = [
@@ -139,7 +142,7 @@ def _subnets_in(environment: AwsContext, vpc_id: str, listed: list[dict[str, Any
             if set(wrong) & set(ids or ())
         ]
         raise DeployError(f"{' and '.join(keys)} {', '.join(wrong)} are not in VPC {vpc_id}.")
-    return {str(subnet["SubnetId"]): subnet for subnet in listed}
+    return {subnet.id: subnet for subnet in listed}
 
 
 def _default_vpc(environment: AwsContext) -> str:

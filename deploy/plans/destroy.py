@@ -9,12 +9,12 @@ local key and state files.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from deploy.naming import belongs, made_by_tool
 from deploy.plans.actions import Action
 from deploy.plans.leftovers import plan_leftovers
-from deploy.plans.model import Record
+from deploy.plans.model import Balancer, Group, Image, OrphanSnapshot, Owned, PackerLeftover, Record
 
 PROTECTED_ENV = "production"
 
@@ -23,90 +23,104 @@ def _bare(dns_name: object) -> str:
     return str(dns_name).lower().rstrip(".").removeprefix("dualstack.")
 
 
-def _alias_of_balancer(alias: str | None, balancer: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class Described:
+    """What destroy decides about, as read (deploy/steps/destroy.py's describe_for_destroy)."""
+
+    app: str
+    env: str
+    host: str
+    zone_id: str | None
+    record: Record | None
+    load_balancer: Balancer
+    groups: tuple[Group, ...] = ()
+    launch_templates: tuple[str, ...] = ()
+    launch_configurations: tuple[str, ...] = ()
+    images: tuple[Image, ...] = ()
+    images_used_elsewhere: frozenset[str] = frozenset()
+    images_given_by_hand: frozenset[str] = frozenset()  # --image-id, as the account records it
+    security_groups: tuple[Owned, ...] = ()
+    packer_leftovers: tuple[PackerLeftover, ...] = ()
+    orphan_snapshots: tuple[OrphanSnapshot, ...] = ()
+    key_pair: Owned | None = None
+    files: tuple[str, ...] = ()  # local files to remove (the key pair's)
+
+
+def _alias_of_balancer(alias: str | None, balancer: Balancer) -> bool:
     """Whether an ALIAS target is exactly this environment's load balancer: its DNS name, which names its region.
 
     No name pattern: when the load balancer does not exist in this region (a stray AWS_REGION, or deleted
     already), no record is known to be ours, and a live record elsewhere is never deleted.
     """
-    if not alias or not balancer.get("dns_name"):
+    if not alias or not balancer.dns_name:
         return False
-    return _bare(alias) == _bare(balancer["dns_name"])
+    return _bare(alias) == _bare(balancer.dns_name)
 
 
-def plan_destroy(described: dict[str, Any]) -> list[Action]:
+def plan_destroy(described: Described) -> list[Action]:
     """Pure: what destroy deletes, in order, and what it keeps (and why), from DESCRIBED state."""
-    app, env = described["app"], described["env"]
+    app, env = described.app, described.env
     actions: list[Action] = []
-    balancer = described["load_balancer"]
+    balancer = described.load_balancer
 
-    record: Record | None = described.get("record")
+    record = described.record
     if record is not None:
         alias = record.alias
         if _alias_of_balancer(alias, balancer):
             actions.append(
                 Action(
                     "delete-record",
-                    described["host"],
+                    described.host,
                     f"ALIAS A → {alias.rstrip('.')}",
-                    (("zone_id", described["zone_id"]), ("record", record.raw)),
+                    (("zone_id", described.zone_id), ("record", record.raw)),
                 )
             )
         else:
             actions.append(
-                Action(
-                    "keep", f"DNS record {described['host']}", "it does not point at this environment's load balancer"
-                )
+                Action("keep", f"DNS record {described.host}", "it does not point at this environment's load balancer")
             )
 
     # Groups are detached first (the load balancer drains them) unless it is gone, or an ALB lost its target group.
-    attached = bool(balancer["exists"]) and (
-        balancer.get("kind") != "application" or bool(balancer.get("target_group"))
-    )
-    for group in described["groups"]:
-        if belongs(group["tags"], app, env):
-            detail = f"{len(group['instances'])} instances, force-deleted"
-            actions.append(Action("delete-group", group["name"], detail, (("detach", attached),)))
+    attached = balancer.exists and (balancer.kind != "application" or balancer.has_target_group)
+    for group in described.groups:
+        if belongs(group.tags, app, env):
+            detail = f"{len(group.instance_ids)} instances, force-deleted"
+            actions.append(Action("delete-group", group.name, detail, (("detach", attached),)))
         else:
-            actions.append(Action("keep", f"group {group['name']}", "its tags name another app or environment"))
-    actions += [Action("delete-launch-template", name) for name in described["launch_templates"]]
-    actions += [Action("delete-launch-configuration", name) for name in described["launch_configurations"]]
+            actions.append(Action("keep", f"group {group.name}", "its tags name another app or environment"))
+    actions += [Action("delete-launch-template", name) for name in described.launch_templates]
+    actions += [Action("delete-launch-configuration", name) for name in described.launch_configurations]
 
-    if balancer["exists"]:
-        actions.append(Action("delete-load-balancer", balancer["name"], balancer.get("kind", "")))
+    if balancer.exists:
+        actions.append(Action("delete-load-balancer", balancer.name, balancer.kind))
 
-    elsewhere = set(described.get("images_used_elsewhere", []))
-    by_hand = set(described.get("images_given_by_hand", []))
-    for image in described["images"]:
-        tags = image["tags"]
-        if not made_by_tool(tags, app, env):
-            actions.append(Action("keep", f"image {image['id']}", "not baked by this tool for this environment"))
-        elif image["id"] in by_hand:
-            actions.append(Action("keep", f"image {image['id']}", "given by hand (--image-id): never deleted"))
-        elif image["id"] in elsewhere:
-            actions.append(Action("keep", f"image {image['id']}", "another environment uses it"))
+    for image in described.images:
+        if not made_by_tool(image.tags, app, env):
+            actions.append(Action("keep", f"image {image.id}", "not baked by this tool for this environment"))
+        elif image.id in described.images_given_by_hand:
+            actions.append(Action("keep", f"image {image.id}", "given by hand (--image-id): never deleted"))
+        elif image.id in described.images_used_elsewhere:
+            actions.append(Action("keep", f"image {image.id}", "another environment uses it"))
         else:
-            snapshots = tuple(image["snapshots"])
-            detail = f"{tags.get('Role', 'image')}, {len(snapshots)} snapshot(s)"
-            actions.append(Action("delete-image", image["id"], detail, (("snapshots", snapshots),)))
+            detail = f"{image.tags.get('Role', 'image')}, {len(image.snapshots)} snapshot(s)"
+            actions.append(Action("delete-image", image.id, detail, (("snapshots", image.snapshots),)))
 
-    actions += plan_leftovers(described.get("packer_leftovers", []), described.get("orphan_snapshots", []))
+    actions += plan_leftovers(list(described.packer_leftovers), list(described.orphan_snapshots))
     # The instances' group first: its rules name the load balancer's group.
-    for group in sorted(described["security_groups"], key=lambda g: not g["name"].endswith("-web")):
-        if belongs(group["tags"], app, env):
-            actions.append(Action("delete-security-group", group["name"], group["id"], (("id", group["id"]),)))
+    for security_group in sorted(described.security_groups, key=lambda g: not g.name.endswith("-web")):
+        name, group_id = security_group.name, security_group.id
+        if belongs(security_group.tags, app, env):
+            actions.append(Action("delete-security-group", name, group_id, (("id", group_id),)))
         else:
-            actions.append(
-                Action("keep", f"security group {group['name']}", "its tags name another app or environment")
-            )
+            actions.append(Action("keep", f"security group {name}", "its tags name another app or environment"))
 
-    pair = described.get("key_pair")
+    pair = described.key_pair
     if pair is not None:
-        if belongs(pair["tags"], app, env):
-            actions.append(Action("delete-key-pair", pair["name"]))
+        if belongs(pair.tags, app, env):
+            actions.append(Action("delete-key-pair", pair.name))
         else:
-            actions.append(Action("keep", f"key pair {pair['name']}", "its tags name another app or environment"))
-    actions += [Action("delete-file", path) for path in described["files"]]
+            actions.append(Action("keep", f"key pair {pair.name}", "its tags name another app or environment"))
+    actions += [Action("delete-file", path) for path in described.files]
     return actions
 
 

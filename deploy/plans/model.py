@@ -125,6 +125,56 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Subnet:
+    """One subnet: its id, its availability zone, and whether it gives an instance a public IP."""
+
+    id: str
+    zone: str
+    public_ip: bool = False  # MapPublicIpOnLaunch
+    vpc_id: str = ""
+
+    @classmethod
+    def from_aws(cls, raw: dict[str, Any]) -> Subnet:
+        return cls(
+            id=raw["SubnetId"],
+            zone=raw["AvailabilityZone"],
+            public_ip=bool(raw.get("MapPublicIpOnLaunch", False)),
+            vpc_id=raw.get("VpcId") or "",
+        )
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A security group or key pair, by what decides whose it is: its name, its tags (and its id)."""
+
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Balancer:
+    """The environment's load balancer as destroy needs it: whether it exists, its kind, name, DNS name and (an
+    application one) whether it has its target group."""
+
+    name: str
+    kind: str
+    exists: bool
+    dns_name: str = ""
+    has_target_group: bool = False  # an application one can lose its target group
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> Balancer:
+        return cls(
+            name=summary["name"],
+            kind=summary.get("kind") or "",
+            exists=bool(summary.get("exists")),
+            dns_name=summary.get("dns_name") or "",
+            has_target_group=bool(summary.get("target_group")),
+        )
+
+
+@dataclass(frozen=True)
 class PackerLeftover:
     """Packer's instance left by an interrupted bake, and the temporary key pair and security groups it names."""
 

@@ -180,6 +180,6 @@ def unbuilt_steps_refusal(steps: tuple[int, ...], source: str, env: str) -> str 
     shown = ",".join(str(step) for step in steps)
     return (
         f"TRAFFIC_STEPS={shown} ({source}): traffic in steps is not built yet in this version (the settings are"
-        " validated, but no deploy sends traffic in steps: docs/progressive-delivery.md). Nothing was launched."
+        " validated, but no deploy sends traffic in steps: docs/progressive-delivery.md). Nothing was done."
         f" Set TRAFFIC_STEPS=100 for {env} to deploy all at once once the new group is healthy."
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from invoke.exceptions import Exit
 
@@ -26,9 +25,9 @@ from deploy.errors import DeployError
 from deploy.execute import carry_out
 from deploy.naming import tags_of
 from deploy.plans.actions import numbered
-from deploy.plans.destroy import plan_destroy, refusal
+from deploy.plans.destroy import Described, plan_destroy, refusal
 from deploy.plans.hand import promoted_by_hand, protected
-from deploy.plans.model import Record, snapshot_ids
+from deploy.plans.model import Balancer, Image, Owned, Record
 from deploy.views.status import load_balancer_summary
 
 
@@ -38,7 +37,7 @@ def legacy_state_file(env: str) -> Path:
     return work_dir() / "deploy" / "state" / f"{env}.json"
 
 
-def describe_for_destroy(environment: Environment) -> dict[str, Any]:
+def describe_for_destroy(environment: Environment) -> Described:
     """Read everything destroy decides about (reads only; a dry run runs exactly this)."""
     names = environment.names
     # A load balancer of the other kind would keep the security groups in use: say how to proceed.
@@ -48,46 +47,39 @@ def describe_for_destroy(environment: Environment) -> dict[str, Any]:
     except DeployError:
         zone_id = None  # no zone: no record to delete
     raw_record = a_record(host_records(environment, zone_id)) if zone_id else None
-    record = Record.from_aws(raw_record) if raw_record else None
-    images = [
-        {"id": image["ImageId"], "name": image.get("Name"), "tags": tags_of(image), "snapshots": snapshot_ids(image)}
-        for image in environment_images(environment)
-    ]
+    images = tuple(Image.from_aws(image) for image in environment_images(environment))
     # Any VPC: the environment's groups stay its own even if VPC_ID changed since setup.
-    security_groups = [
-        {"id": group["GroupId"], "name": group["GroupName"], "tags": tags_of(group)}
+    security_groups = tuple(
+        Owned(group["GroupName"], tags_of(group), group["GroupId"])
         for group in security_groups_named(
             environment, [names.instance_security_group, names.lb_security_group, names.bake_security_group]
         )
-    ]
+    )
     pair = describe_key_pair(environment)
     key_file = key_path(environment.env)
     files = [key_file, key_file.with_suffix(".pub"), legacy_state_file(environment.env)]
-    return {
-        "app": names.app,
-        "env": environment.env,
-        "host": names.host,
-        "zone_id": zone_id,
-        "record": record,
-        "load_balancer": load_balancer_summary(environment),
-        "groups": [
-            {"name": group.name, "tags": dict(group.tags), "instances": list(group.instance_ids)}
-            for group in environment_groups(environment)
-        ],
-        "launch_templates": launch_templates(environment),
-        "launch_configurations": [c["LaunchConfigurationName"] for c in launch_configurations(environment)],
-        "images": images,
-        "images_used_elsewhere": sorted(images_used_elsewhere(environment, [i["id"] for i in images])),
+    return Described(
+        app=names.app,
+        env=environment.env,
+        host=names.host,
+        zone_id=zone_id,
+        record=Record.from_aws(raw_record) if raw_record else None,
+        load_balancer=Balancer.from_summary(load_balancer_summary(environment)),
+        groups=tuple(environment_groups(environment)),
+        launch_templates=tuple(launch_templates(environment)),
+        launch_configurations=tuple(c["LaunchConfigurationName"] for c in launch_configurations(environment)),
+        images=images,
+        images_used_elsewhere=frozenset(images_used_elsewhere(environment, [image.id for image in images])),
         # Given by hand (--image-id), as the account records it: a tag on the image or the history.
-        "images_given_by_hand": sorted(
-            promoted_by_hand(read_history(environment)) | {i["id"] for i in images if protected(i["tags"])}
+        images_given_by_hand=frozenset(
+            promoted_by_hand(read_history(environment)) | {image.id for image in images if protected(image.tags)}
         ),
-        "security_groups": security_groups,
-        "packer_leftovers": packer_leftovers(environment),
-        "orphan_snapshots": orphan_snapshots(environment),
-        "key_pair": {"name": pair["KeyName"], "tags": tags_of(pair)} if pair else None,
-        "files": [str(path) for path in files if path.exists()],
-    }
+        security_groups=security_groups,
+        packer_leftovers=tuple(packer_leftovers(environment)),
+        orphan_snapshots=tuple(orphan_snapshots(environment)),
+        key_pair=Owned(pair["KeyName"], tags_of(pair)) if pair else None,
+        files=tuple(str(path) for path in files if path.exists()),
+    )
 
 
 def run_destroy(

@@ -8,13 +8,13 @@ Each is read once per run (deploy/facts.py), so `inv setup deploy` reads the sub
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from deploy import facts
 from deploy.aws.instances import zones_offering
 from deploy.aws.network import read_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
+from deploy.plans.model import Subnet
 from deploy.plans.network import bake_subnet, network_refusal, offered_subnets, zone_refusal
 
 
@@ -23,12 +23,12 @@ class Subnets:
     """The VPC and the load balancer's subnets: all a load balancer needs."""
 
     vpc_id: str
-    subnets: list[dict[str, Any]]
+    subnets: list[Subnet]
 
     @property
     def subnet_ids(self) -> list[str]:
         """The load balancer's subnets."""
-        return [subnet["SubnetId"] for subnet in self.subnets]
+        return [subnet.id for subnet in self.subnets]
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class Network(Subnets):
     group and a bake need."""
 
     offered_zones: set[str]
-    instance_subnets: list[dict[str, Any]]
-    given_bake_subnet: dict[str, Any] | None = None
+    instance_subnets: list[Subnet]
+    given_bake_subnet: Subnet | None = None
 
     @property
     def group_subnet_ids(self) -> list[str]:
@@ -47,7 +47,7 @@ class Network(Subnets):
 
     @property
     def instance_subnet_ids(self) -> list[str]:
-        return [subnet["SubnetId"] for subnet in self.instance_subnets]
+        return [subnet.id for subnet in self.instance_subnets]
 
     def bake_subnet(self) -> tuple[str, bool]:
         return bake_subnet(self.instance_subnets, self.offered_zones, self.subnets, self.given_bake_subnet)
