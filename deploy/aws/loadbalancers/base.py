@@ -163,6 +163,11 @@ class LoadBalancer(Protocol):
         attached group serves, nothing to do)."""
         ...
 
+    def take_back(self, serving: str | None, group_name: str) -> bool:
+        """Send no request to GROUP_NAME any more, every one to SERVING (an ALB: one ModifyListener per listener, none
+        when GROUP_NAME takes none; classic: nothing to do, a detachment drains it). Whether anything changed."""
+        ...
+
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         """After GROUPS left (retired, or an aborted launch): what only served them is removed (an ALB: their target
         groups, and the shared one once SERVING does not use it); what was deleted."""

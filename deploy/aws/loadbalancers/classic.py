@@ -58,6 +58,9 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def serve(self, group_name: str) -> None:
         return None  # every attached group serves
 
+    def take_back(self, serving: str | None, group_name: str) -> bool:
+        return False  # no weights: detaching the group drains it
+
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         return []  # groups attach to the load balancer itself
 

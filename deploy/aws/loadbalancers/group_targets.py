@@ -143,6 +143,24 @@ class GroupTargetGroups:
         arn = self.group_arn(group_name)
         self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
 
+    def take_back(self, serving: str | None, group_name: str) -> bool:
+        """No request to GROUP_NAME any more (an aborted step, or a killed run's leftover before it is removed): all
+        of them to SERVING (one ModifyListener per listener); without SERVING, GROUP_NAME's weight to 0 when another
+        target group has weight (never a listener forwarding nowhere). Whether the weights changed; no write when
+        GROUP_NAME takes no request (its weight is read from what the run read: no request)."""
+        own = self.describe_group_target_group(group_name)
+        current = self.weights()
+        arn = str(own["TargetGroupArn"]) if own else None
+        if arn is None or not current.get(arn):
+            return False
+        if serving is not None and serving != group_name:
+            self.serve(serving)
+            return True
+        if not sum(weight for other, weight in current.items() if other != arn):
+            return False
+        self.set_weights({**current, arn: 0})
+        return True
+
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         """Take the target groups of GROUPS (retired, or an aborted launch) out of the listeners, then delete them;
         the shared tg-NAME of the earlier layout too, once SERVING (which keeps its weight) no longer uses it.
