@@ -93,7 +93,7 @@ def test_the_health_wait_prints_one_n_of_n_line_per_poll_in_ci_logs(cloud, tmp_p
     assert len(polls) == 1 and clock.now == 160.0
     assert all(HEALTH_LINE.match(line) for line in polls), polls
     assert [HEALTH_LINE.match(line).group(1, 2) for line in polls] == [("2", "2")]
-    assert lines[-1] == f"  {group} is healthy and serving"
+    assert lines[-2:] == [f"  {group} is healthy", f"  {group} is serving"]  # wait-health, then shift-traffic
     assert "\r" not in output(environment) and "\x1b" not in output(environment)
 
 
