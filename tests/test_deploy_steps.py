@@ -397,7 +397,7 @@ def test_wait_promotes_a_group_healthy_on_consecutive_polls(cloud, tmp_path, fak
     # (that wait in poll intervals, so that a stop is seen within one)
     assert sum(fake_time.sleeps) == min(2 * 30, HEALTH_TIMEOUT) and max(fake_time.sleeps) == POLL
     assert group(name) is not None
-    assert f"{name} is healthy\n  {name} is serving" in output(environment)
+    assert f"{name} is healthy\n  promoted {name} (" in output(environment)
 
 
 def test_a_health_poll_sends_two_requests_then_one_once_the_group_counts_every_instance(cloud, tmp_path, fake_time):

@@ -215,8 +215,18 @@ class TrafficShift:
     alarms: tuple[str, ...]  # ALARM_NAMES
     poll_s: int  # how often the alarms are read during a step
     target_groups: tuple[tuple[str, str], ...] = ()  # (group, its target group's name), the serving one first
+    weighted: bool = True  # an application load balancer (classic: no weights)
     action: str = DEPLOY
     by_hand: bool = False
+
+    def at_once(self) -> str:
+        """What happens without steps (TRAFFIC_STEPS=100, nothing serving yet, or the classic kind)."""
+        if not self.weighted:
+            return f"promote {self.group} (classic load balancer: it serves beside the old group until that retires)"
+        if self.serving is None:
+            why = "; no steps" if self.steps != (100,) else ""
+            return f"promote {self.group} (nothing serves yet{why}: it takes every request at the deploy's end)"
+        return f"send all requests to {self.group}, then promote it"
 
     @property
     def stepped(self) -> bool:
@@ -227,8 +237,7 @@ class TrafficShift:
         head = "shift-traffic: would"
         through = [f"{head} forward to {group} through target group {name}" for group, name in self.target_groups]
         if not self.stepped:
-            why = " (nothing serves yet: no steps)" if self.steps != (100,) else ""
-            return [*through, f"{head} send all requests to {self.group}{why}, then promote it"]
+            return [*through, f"{head} {self.at_once()}"]
         seconds = f"{self.step_seconds}s" + (f" (modelled {self.modelled_s:g}s here)" if self.modelled_s else "")
         limits = self.thresholds
         latency = (

@@ -103,6 +103,7 @@ def decide_shift(environment: Environment, request: Request, made: Made) -> Traf
         alarms=tuple(config.alarm_names or ()),
         poll_s=config.poll_seconds,
         target_groups=through,
+        weighted=weighted,
         action=request.action,
         by_hand=made.by_hand,
     )
@@ -119,10 +120,16 @@ def carry_out_shift(environment: Environment, decision: TrafficShift) -> list[di
     steps: list[dict[str, Any]] = []
     if decision.stepped:
         steps = Steps(environment, decision).run()
-    else:
+    elif decision.serving is not None:
         environment.load_balancer.serve(group)
+    # Nothing serves yet (or the classic kind): the deploy's end sends it every request, in the one ModifyListener
+    # that also drops setup's shared target group.
     promote(environment, group, str(decision.image), decision.action, decision.by_hand, steps)
-    environment.say(f"  {group} is serving" + (f" after {len(steps)} steps" if steps else ""))
+    if steps or decision.serving is not None:
+        after = f" after {len(steps)} steps" if steps else ""
+        environment.say(f"  {group} is serving{after}: promoted")
+    else:
+        environment.say(f"  {decision.at_once().replace('promote ', 'promoted ', 1)}")
     return steps
 
 
