@@ -6,6 +6,7 @@ group), as AWS would from the requests it forwarded; alarms are moto's, set by S
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -285,3 +286,22 @@ def test_a_killed_runs_leftover_gives_its_weight_back_before_its_target_group_go
     assert group(leftover) is None or group(leftover)["Status"].startswith("Delete")
     assert weights(nxt) == {stamp(serving): 100, stamp(new): 0}
     assert "all requests back to " + serving in output(nxt)
+
+
+def test_inv_history_shows_each_steps_figures_and_a_long_entry_keeps_its_last_steps():
+    from deploy.aws.history import MAX_VALUE, _value, entry
+    from deploy.plans.traffic import Figures, Thresholds, judge_step
+    from deploy.views.history import render_history
+
+    limits = Thresholds(max_error_rate=1.0, max_latency_ms=None, min_requests=50)
+    good = judge_step(1, 2, 10, "asg-x", Figures(62, 0, 0.004), {}, limits).record()
+    bad = judge_step(2, 2, 100, "asg-x", Figures(600, 300, 0.004), {}, limits).record()
+    item = entry("deploy", "aborted", "ami-1", "asg-x", 12.0, False, "step 2/2 failed", [good, bad])
+
+    table = render_history([item])
+
+    assert "aborted: step 2/2 failed [10 % 62 requests 0.0 % 5xx p99 4 ms ok;" in table
+    assert "100 % 600 requests 50.0 % 5xx p99 4 ms failed]" in table
+    many = entry("deploy", "promoted", "ami-1", "asg-x", 1.0, False, "", [good] * 60 + [bad])
+    kept = json.loads(_value(many))["steps"]
+    assert len(_value(many)) <= MAX_VALUE and kept[-1]["outcome"] == "failed" and len(kept) < 61
