@@ -12,6 +12,14 @@ boot + healthy threshold x interval + draining, at the time scale. Not a test: n
     .venv/bin/python tests/benchmark_deploy.py            # all scenarios, then the budgets
     .venv/bin/python tests/benchmark_deploy.py 10,3,300   # one scenario, then the budgets
     .venv/bin/python tests/benchmark_deploy.py budgets    # the budgets only
+    .venv/bin/python tests/benchmark_deploy.py bad-release  # the bad release only (needs packer)
+
+The bad release (issue 19, Done 9): the real CLI deploys, with TRAFFIC_STEPS=10,50,100, a release whose health
+check passes but half of its other requests fail (FAIL_RATE=0.5), under RATE requests a second; it prints the share
+of the requests that failed over the whole deploy (and after the rollback), and the time from the end of the bad
+step's observation (STEP_SECONDS after its weights were set, scaled) to the rollback (the serving group's target
+group seen at weight 100 again): the wait for CloudWatch's minute to be over and published, the read, the
+ModifyListener.
 """
 
 from __future__ import annotations
@@ -259,8 +267,87 @@ def print_budgets(rows: list[tuple[str, str, Counter[str]]]) -> None:
         print(f"\n{kind}, {name}: " + ", ".join(f"{op} {n}" for op, n in sorted(count.items())))
 
 
+BAD_STEP_SECONDS = 300  # 3 s at TIME_SCALE
+
+
+def bad_release(port: int, work: Path) -> dict:
+    """A release failing half of its requests, deployed with TRAFFIC_STEPS=10,50,100 by the real CLI under traffic:
+    the share of failed requests and the time from the bad step's end to the rollback."""
+    from test_e2e_progressive import Watch, target_group_of
+
+    root = work / "bad-release"
+    root.mkdir()
+    site = ServerSite.create(
+        f"http://127.0.0.1:{port}",
+        "test",
+        root,
+        LOAD_BALANCER="application",
+        DESIRED_CAPACITY="1",
+        TRAFFIC_STEPS="10,50,100",
+        STEP_SECONDS=str(BAD_STEP_SECONDS),
+        MIN_REQUESTS="3",
+        LOCAL_TIME_SCALE=str(TIME_SCALE),
+    )
+    succeeded(site.inv("setup"))
+    succeeded(site.inv("deploy"))
+    serving = site.serving()["AutoScalingGroupName"]
+    url = json.loads(succeeded(site.inv("status", "--json")))["load_balancer"]["url"]
+    traffic = Traffic(url, seconds=3600, rate=RATE, sleep=_real_sleep)
+    watch = Watch(site.url)
+    threads = [threading.Thread(target=traffic.run, daemon=True), threading.Thread(target=watch.run, daemon=True)]
+    for thread in threads:
+        thread.start()
+    _real_sleep(1.0)
+    began = time.monotonic()
+    result = site.inv("deploy", env={"FAIL_RATE": "0.5"})
+    ended = time.monotonic()
+    _real_sleep(1.0)
+    traffic.stop.set()
+    watch.stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    own = target_group_of(serving)
+    step = min(t for t, w in watch.samples if t > began and w.get(own) == 90)
+    back = watch.first(own, 100, since=step)
+    during = [r for r in traffic.results if began <= r.started <= ended]
+    return {
+        "exit": result.returncode,
+        "requests": len(during),
+        "failed": sum(1 for r in during if not r.ok),
+        "failed_after": sum(1 for r in traffic.results if r.started > back + 0.1 and not r.ok),
+        "step_end_to_rollback": back - (step + BAD_STEP_SECONDS * TIME_SCALE),
+        "step_seconds": BAD_STEP_SECONDS * TIME_SCALE,
+        "minute": 60 * TIME_SCALE,
+    }
+
+
+def print_bad_release(result: dict) -> None:
+    share = 100 * result["failed"] / max(result["requests"], 1)
+    print(
+        f"\nbad release (FAIL_RATE=0.5, TRAFFIC_STEPS=10,50,100, step {result['step_seconds']:.1f} s, CloudWatch"
+        f" minute {result['minute']:.1f} s): exit {result['exit']}; {result['failed']} of {result['requests']}"
+        f" requests failed ({share:.1f} %), {result['failed_after']} after the rollback; bad step's end to rollback"
+        f" {result['step_end_to_rollback']:.2f} s"
+    )
+
+
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return
     only_budgets = sys.argv[1:] == ["budgets"]
+    only_bad = sys.argv[1:] == ["bad-release"]
+    if only_bad:
+        with tempfile.TemporaryDirectory() as folder:
+            work = Path(folder)
+            isolate(work)
+            port = free_port()
+            server = start_server(port, work / "moto.log")
+            try:
+                print_bad_release(bad_release(port, work))
+            finally:
+                stop_server(server)
+        return
     chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -270,9 +357,12 @@ def main() -> None:
         try:
             results = [(size, scenario(port, work, *size)) for size in chosen]
             budget_rows = budgets(port, work)
+            bad = bad_release(port, work) if not only_budgets and len(sys.argv) == 1 else None
         finally:
             stop_server(server)
     print_budgets(budget_rows)
+    if bad is not None:
+        print_bad_release(bad)
     if not results:
         return
     print(
