@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_ENV, ServerSite, server_client, succeeded
+from conftest import REPO, TEST_ENV, ServerSite, server_client, subprocess_env, succeeded, wait_until
 from headless import open_page
 
 from deploy.naming import Names
@@ -285,6 +287,45 @@ def test_the_reports_of_a_good_and_a_failing_release_show_each_step(site: Server
     cells = bad.split("\t")
     assert cells[1] == "10 %" and cells[-1].startswith("failed 5xx"), cells
     assert "aborted" in text and "step 1: 10 %" in text
+
+
+def test_a_run_killed_during_its_steps_is_undone_by_the_next_one_with_no_failed_request(site: ServerSite) -> None:
+    """kill -9 in step 2 (the new group has half of the requests, never promoted): the next deploy's launch-asg
+    sends every request back to the serving group before it removes the leftover and deletes its target group."""
+    serving = site.serving()["AutoScalingGroupName"]
+    own_old = target_group_of(serving)
+    command = [sys.executable, "-m", "invoke", "deploy", "--env", site.env]
+    with traffic(site) as (sender, watch):
+        time.sleep(1)
+        killed = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=subprocess_env(site.environ()),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert wait_until(lambda: bool(watch.samples) and watch.samples[-1][1].get(own_old) == 50, 120)
+        finally:
+            killed.kill()
+            killed.wait(timeout=30)
+        [leftover] = [name for name in site.groups() if name != serving]
+        left = target_group_of(leftover)
+        assert watch.samples[-1][1].get(left) == 50  # killed with half of the requests on it
+        output = succeeded(site.inv("deploy", env={"TRAFFIC_STEPS": "100"}))
+        time.sleep(1)
+    failed = [r for r in sender.results if not r.ok]
+    assert not failed, f"{len(failed)} failed requests, e.g. {[(r.status, r.error) for r in failed[:3]]}"
+    assert "removing the leftover of an earlier run that did not finish" in output
+    assert f"all requests back to {serving}" in output
+    assert leftover not in site.groups()
+    half = min(t for t, w in watch.samples if w.get(left) == 50)
+    back = watch.first(left, 0, since=half)
+    gone = min(t for t, w in watch.samples if t > back and left not in w)
+    assert back < gone  # its weight went back to the serving group before its target group left the listener
+    names = [g["TargetGroupName"] for g in site.client("elbv2").describe_target_groups()["TargetGroups"]]
+    assert left not in names
 
 
 def test_an_environment_of_the_earlier_layout_moves_to_target_groups_per_group_in_steps(
