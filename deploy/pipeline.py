@@ -211,6 +211,8 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
             refuse_before_launch(environment)  # refused before anything is baked, not after a failed health wait
         decision = each.decide(environment, resolved(environment, request), made)
         made = each.act(environment, decision, made)
+        if each is FINISH and made.steps and made.summary is not None:  # the summary carries the steps' figures
+            made = made.with_(summary={**made.summary, "steps": list(made.steps)})
     except BaseException as error:
         report.end(error=str(error).splitlines()[0] if str(error) else type(error).__name__)
         raise

@@ -305,3 +305,26 @@ def test_inv_history_shows_each_steps_figures_and_a_long_entry_keeps_its_last_st
     many = entry("deploy", "promoted", "ami-1", "asg-x", 1.0, False, "", [good] * 60 + [bad])
     kept = json.loads(_value(many))["steps"]
     assert len(_value(many)) <= MAX_VALUE and kept[-1]["outcome"] == "failed" and len(kept) < 61
+
+
+def test_ctrl_c_during_a_step_sends_everything_back_and_removes_the_new_group(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path)
+    publish(environment, new, 100, 0, 0.004)
+    sleep = fake_time.sleep
+
+    def interrupted(seconds: float) -> None:
+        sleep(seconds)
+        if fake_time.now > 30:  # in step 1's observation
+            raise KeyboardInterrupt
+
+    environment.sleep = interrupted
+    sent = modifications(environment, fake_time)
+
+    with pytest.raises(KeyboardInterrupt):
+        shift_traffic(environment)
+
+    assert [w for _, w in sent][:2] == [[90, 10], [100, 0]]
+    assert weights(environment) == {stamp(serving): 100}
+    assert group(new) is None or group(new)["Status"].startswith("Delete")
+    [latest, *_] = read_history(environment)
+    assert (latest["outcome"], latest["detail"]) == ("aborted", "interrupted during the traffic steps")
