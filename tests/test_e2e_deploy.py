@@ -119,7 +119,16 @@ def test_a_second_deploy_replaces_the_group_with_no_moment_out_of_service(site):
     assert f"retiring {before['AutoScalingGroupName']}" in output
     text, outcomes = report_shown(site)
     assert "promoted" in text and f"deployed {new_image} as {after['AutoScalingGroupName']}" in text
-    stages = ["build-app", "copy-over", "bake-primal", "bake-carnivore", "launch-asg", "wait-health", "finish"]
+    stages = [
+        "build-app",
+        "copy-over",
+        "bake-primal",
+        "bake-carnivore",
+        "launch-asg",
+        "wait-health",
+        "shift-traffic",
+        "finish",
+    ]
     assert outcomes == dict.fromkeys(stages, "ok")
 
     assert len(in_service_counts) >= 20, f"the watcher saw too little ({len(in_service_counts)} polls; {errors[:3]})"
@@ -146,7 +155,7 @@ def test_a_new_group_that_never_gets_healthy_is_removed_and_the_old_one_keeps_se
     assert "Logs: " in stderr
     text, outcomes = report_shown(site)
     assert outcomes["launch-asg"] == "ok" and outcomes["wait-health"] == "failed" and "finish" not in outcomes
-    assert f"wait-health: The new group {found['name']} was not healthy within {HEALTH_TIMEOUT}s" in text
+    assert f"wait-health: The new group {found['name']} was not healthy within {NEVER_HEALTHY_TIMEOUT}s" in text
 
     assert found["name"] not in site.groups()
     assert found["template"] not in site.templates()
