@@ -34,7 +34,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -71,6 +73,7 @@ from deploy.steps.setup import run_setup  # noqa: E402
 from deploy.steps.wait_health import promote, wait_for_new_group  # noqa: E402
 from deploy.views.traffic import Traffic, service_url  # noqa: E402
 
+T = TypeVar("T")
 SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (20, 5, 300)]
 ENV = "bench"
 TIME_SCALE = 0.01  # AWS's durations x 0.01: boot 0.2 s, checks every 0.3 s, draining 3 s
@@ -331,35 +334,35 @@ def print_bad_release(result: dict) -> None:
     )
 
 
-def main() -> None:
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(__doc__)
-        return
-    only_budgets = sys.argv[1:] == ["budgets"]
-    only_bad = sys.argv[1:] == ["bad-release"]
-    if only_bad:
-        with tempfile.TemporaryDirectory() as folder:
-            work = Path(folder)
-            isolate(work)
-            port = free_port()
-            server = start_server(port, work / "moto.log")
-            try:
-                print_bad_release(bad_release(port, work))
-            finally:
-                stop_server(server)
-        return
-    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
+def on_a_server(measure: Callable[[int, Path], T]) -> T:
+    """MEASURE(port, work folder) with a moto server of its own, stopped by its pid whatever happens."""
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         isolate(work)
         port = free_port()
         server = start_server(port, work / "moto.log")
         try:
-            results = [(size, scenario(port, work, *size)) for size in chosen]
-            budget_rows = budgets(port, work)
-            bad = bad_release(port, work) if not only_budgets and len(sys.argv) == 1 else None
+            return measure(port, work)
         finally:
             stop_server(server)
+
+
+def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return
+    if sys.argv[1:] == ["bad-release"]:
+        print_bad_release(on_a_server(bad_release))
+        return
+    only_budgets = sys.argv[1:] == ["budgets"]
+    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
+
+    def measure(port: int, work: Path) -> tuple[list, list, dict | None]:
+        results = [(size, scenario(port, work, *size)) for size in chosen]
+        bad = bad_release(port, work) if len(sys.argv) == 1 else None  # all scenarios: the bad release too
+        return results, budgets(port, work), bad
+
+    results, budget_rows, bad = on_a_server(measure)
     print_budgets(budget_rows)
     if bad is not None:
         print_bad_release(bad)

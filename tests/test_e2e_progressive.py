@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, TEST_ENV, ServerSite, server_client, subprocess_env, succeeded, wait_until
+from conftest import REPO, TEST_ENV, ServerSite, make_alarm, server_client, subprocess_env, succeeded, wait_until
 from headless import open_page
 
 from deploy.naming import Names
@@ -165,16 +165,7 @@ def serving_version(site: ServerSite) -> str:
 def site(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> ServerSite:
     """The environment, deployed once (nothing served before: promoted at once), the alarm of ALARM_NAMES made."""
     site = ServerSite.create(moto_server, TEST_ENV, tmp_path_factory.mktemp("progressive"), **SETTINGS)
-    site.client("cloudwatch").put_metric_alarm(
-        AlarmName=ALARM,
-        MetricName="HTTPCode_Target_5XX_Count",
-        Namespace="AWS/ApplicationELB",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    make_alarm(site.client("cloudwatch"), ALARM)
     succeeded(site.inv("setup"))
     first = succeeded(site.inv("deploy"))
     assert "nothing serves yet" in first  # no steps: nothing to step from

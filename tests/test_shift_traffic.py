@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import test_deploy_steps as steps_module
+from conftest import make_alarm
 from test_deploy_steps import FakeTime, client, deployment_image, group, make_environment, output, set_up
 
 from deploy.aws.history import read_history
@@ -53,22 +54,9 @@ def serving_and_new(tmp_path: Path, **settings: str) -> tuple[Environment, str, 
     promote(before, serving, first)
     environment = make_environment(tmp_path / "run", LOAD_BALANCER="application", **{**STEPS, **settings})
     for name in filter(None, settings.get("ALARM_NAMES", "").split(",")):
-        make_alarm(name)
+        make_alarm(client("cloudwatch"), name)
     new = launch_group(environment, image_id=deployment_image("webapp-dev-carnivore-2"))
     return environment, serving, new
-
-
-def make_alarm(name: str) -> None:
-    client("cloudwatch").put_metric_alarm(
-        AlarmName=name,
-        MetricName="HTTPCode_Target_5XX_Count",
-        Namespace="AWS/ApplicationELB",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
 
 
 def arns() -> tuple[str, dict[str, str]]:
