@@ -316,3 +316,22 @@ def test_ctrl_c_during_a_step_sends_everything_back_and_removes_the_new_group(cl
     assert group(new) is None or group(new)["Status"].startswith("Delete")
     [latest, *_] = read_history(environment)
     assert (latest["outcome"], latest["detail"]) == ("aborted", "interrupted during the traffic steps")
+
+
+def test_an_error_during_the_steps_sends_everything_back_and_says_so(cloud, tmp_path, fake_time, monkeypatch):
+    import deploy.steps.shift_traffic as stage
+
+    environment, serving, new = serving_and_new(tmp_path)
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise DeployError("AWS refused GetMetricData: AccessDenied")
+
+    monkeypatch.setattr(stage, "read_figures", refused)
+
+    with pytest.raises(DeployError, match="AWS refused GetMetricData"):
+        shift_traffic(environment)
+
+    assert weights(environment) == {stamp(serving): 100}
+    assert group(new) is None or group(new)["Status"].startswith("Delete")
+    [latest, *_] = read_history(environment)
+    assert latest["detail"] == "during the traffic steps: AWS refused GetMetricData: AccessDenied"

@@ -164,8 +164,10 @@ class Steps:
                 self.records.append(judged.record())
                 if not judged.passed:
                     break
-        except BaseException:  # Ctrl-C, a failed request: never leave a share of the requests on an unjudged group
-            self.abort("interrupted during the traffic steps")
+        except BaseException as error:  # Ctrl-C, a failed request: never leave requests on an unjudged group
+            interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            self.abort("interrupted during the traffic steps" if interrupted else f"during the traffic steps: {first}")
             raise
         if judged is not None and not judged.passed:
             self.abort(f"step {judged.number}/{judged.steps} failed: {'; '.join(judged.reasons)}")
