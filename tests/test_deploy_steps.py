@@ -351,7 +351,7 @@ def test_an_app_port_change_on_the_application_kind_needs_setup_first_which_keep
 
     message = str(caught.value)
     assert "does not let the load balancer reach port 8080 (APP_PORT, env/dev.env" in message
-    assert "run `inv setup --env dev` first" in message and "Nothing was launched" in message
+    assert "run `inv setup --env dev` first" in message and "Nothing was done" in message
     assert groups_named("asg-") == [serving]
     promote(environment, serving, first)  # not a leftover of an unfinished run: the launch below keeps it
 
@@ -373,7 +373,7 @@ def test_traffic_in_steps_is_refused_before_anything_is_launched_while_the_stage
         launch_group(steps, image_id=deployment_image("webapp-dev-carnivore-1"))
 
     message = str(caught.value)
-    assert "TRAFFIC_STEPS=10,50,100 (env/dev.env" in message and "Nothing was launched" in message
+    assert "TRAFFIC_STEPS=10,50,100 (env/dev.env" in message and "Nothing was done" in message
     assert "Set TRAFFIC_STEPS=100 for dev" in message
     assert groups_named("asg-") == []
     assert templates_named("lt-") == []
