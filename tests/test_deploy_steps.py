@@ -351,7 +351,7 @@ def test_an_app_port_change_on_the_application_kind_needs_setup_first_which_keep
 
     message = str(caught.value)
     assert "does not let the load balancer reach port 8080 (APP_PORT, env/dev.env" in message
-    assert "run `inv setup --env dev` first" in message and "Nothing was done" in message
+    assert "run `inv setup --env dev` first" in message and "Nothing was launched" in message
     assert groups_named("asg-") == [serving]
     promote(environment, serving, first)  # not a leftover of an unfinished run: the launch below keeps it
 
