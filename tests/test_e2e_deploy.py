@@ -146,7 +146,7 @@ def test_a_new_group_that_never_gets_healthy_is_removed_and_the_old_one_keeps_se
     assert "Logs: " in stderr
     text, outcomes = report_shown(site)
     assert outcomes["launch-asg"] == "ok" and outcomes["wait-health"] == "failed" and "finish" not in outcomes
-    assert f"wait-health: The new group {found['name']} was not healthy within {HEALTH_TIMEOUT}s" in text
+    assert f"wait-health: The new group {found['name']} was not healthy within {NEVER_HEALTHY_TIMEOUT}s" in text
 
     assert found["name"] not in site.groups()
     assert found["template"] not in site.templates()
