@@ -184,7 +184,7 @@ def plan(environment: Environment, request: Request, start: str = BUILD_APP.name
     request = resolved(environment, request)
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     if environment.load_balancer.exists():
-        refuse_before_launch(environment)  # as the run does before its first bake
+        refuse_before_launch(environment, request.action)  # as the run does before its first bake
     made = Made(planned=True, image=request.image_id, by_hand=request.by_hand and request.image_id is not None)
     lines: list[str] = []
     stages = _from(start)
@@ -208,7 +208,9 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
     try:
         if each.needs_setup:
             environment.load_balancer.require()
-            refuse_before_launch(environment)  # refused before anything is baked, not after a failed health wait
+            refuse_before_launch(
+                environment, request.action
+            )  # refused before anything is baked, not after a failed health wait
         decision = each.decide(environment, resolved(environment, request), made)
         made = each.act(environment, decision, made)
         if each is FINISH and made.steps and made.summary is not None:  # the summary carries the steps' figures

@@ -335,3 +335,48 @@ def test_an_error_during_the_steps_sends_everything_back_and_says_so(cloud, tmp_
     assert group(new) is None or group(new)["Status"].startswith("Delete")
     [latest, *_] = read_history(environment)
     assert latest["detail"] == "during the traffic steps: AWS refused GetMetricData: AccessDenied"
+
+
+def test_a_rollback_takes_every_request_at_once_with_an_alarm_in_alarm(cloud, tmp_path, fake_time):
+    """A rollback puts back what served before, while the bad release's alarm is likely in ALARM: no steps (the dry
+    run says so), no alarms read, no refusal of ALARM_NAMES; every request moves in one request per listener."""
+    from deploy.pipeline import LAUNCH_ASG, plan, run
+    from deploy.plans.stages import ROLLBACK
+
+    environment, serving, bad = serving_and_new(tmp_path, ALARM_NAMES="canary")
+    first = group(serving)["Tags"]
+    image = next(tag["Value"] for tag in first if tag["Key"] == "Image")
+    environment.load_balancer.serve(bad)  # the bad release serves (promoted by an earlier run)
+    promote(environment, bad, deployment_image("webapp-dev-carnivore-2"))
+    client("cloudwatch").set_alarm_state(AlarmName="canary", StateValue="ALARM", StateReason="the bad release")
+    rollback = Request(image_id=image, by_hand=False, action=ROLLBACK)
+    planned = plan(
+        make_environment(tmp_path / "plan", LOAD_BALANCER="application", ALARM_NAMES="canary", **STEPS),
+        rollback,
+        start=LAUNCH_ASG.name,
+    )
+    assert any("at once (a rollback takes no steps), then promote it" in line for line in planned)
+    assert not any("% of the requests to" in line for line in planned)
+    run_env = make_environment(tmp_path / "rollback", LOAD_BALANCER="application", ALARM_NAMES="canary", **STEPS)
+    sent = modifications(run_env, fake_time)
+    before = dict(run_env.aws.requests)
+
+    made = run(run_env, rollback, start=LAUNCH_ASG.name)
+
+    assert made.promoted and made.promoted not in (serving, bad) and not made.steps
+    assert [w for _, w in sent][:2] == [[0, 100, 0], [0, 0, 100]]  # joins at 0, then takes all at once
+    assert not run_env.aws.requests.get("cloudwatch.DescribeAlarms", 0) - before.get("cloudwatch.DescribeAlarms", 0)
+    [latest, *_] = read_history(run_env)
+    assert (latest["action"], latest["outcome"], latest["group"]) == ("rollback", "promoted", made.promoted)
+
+
+def test_a_rollback_is_not_refused_for_an_alarm_the_account_lacks(cloud, tmp_path, fake_time):
+    from deploy.plans.stages import ROLLBACK
+    from deploy.steps.launch_asg import refuse_before_launch
+
+    set_up(tmp_path / "before", LOAD_BALANCER="application")
+    environment = make_environment(tmp_path / "run", LOAD_BALANCER="application", ALARM_NAMES="nope", **STEPS)
+
+    refuse_before_launch(environment, ROLLBACK)  # no step reads the alarms
+    with pytest.raises(DeployError, match="does not have: nope"):
+        refuse_before_launch(environment)

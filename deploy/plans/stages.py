@@ -226,6 +226,8 @@ class TrafficShift:
         if self.serving is None:
             why = "; no steps" if self.steps != (100,) else ""
             return f"promote {self.group} (nothing serves yet{why}: it takes every request at the deploy's end)"
+        if self.action == ROLLBACK:
+            return f"send all requests to {self.group} at once (a rollback takes no steps), then promote it"
         return f"send all requests to {self.group}, then promote it"
 
     @property

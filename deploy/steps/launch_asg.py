@@ -28,7 +28,7 @@ from deploy.plans.hand import given_image
 from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.ports import PortCheck, port_refusal
-from deploy.plans.stages import Launch, Made, Request
+from deploy.plans.stages import DEPLOY, ROLLBACK, Launch, Made, Request
 from deploy.plans.traffic import missing_alarms
 from deploy.steps.networking import checked_network
 
@@ -65,14 +65,15 @@ def opens(group: dict[str, Any], port: int, source_group: str) -> bool:
     )
 
 
-def refuse_before_launch(environment: Environment) -> None:
+def refuse_before_launch(environment: Environment, action: str = DEPLOY) -> None:
     """DeployError, before anything is baked or launched, when the deploy could not be done as configured: APP_PORT
     is not the port the load balancer, as set up, sends requests to (its description is read already: no request),
-    or ALARM_NAMES names an alarm the account does not have (one DescribeAlarms, once per run, only when set)."""
+    or ALARM_NAMES names an alarm the account does not have (one DescribeAlarms, once per run, only when set; not
+    for a rollback: it takes no steps)."""
     balancer, config = environment.load_balancer, environment.config
     port, carrier = balancer.instance_port() or (None, balancer.name)
     check = PortCheck(carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
-    refused = port_refusal(check) or alarms_refusal(environment)
+    refused = port_refusal(check) or (alarms_refusal(environment) if action != ROLLBACK else None)
     if refused:
         raise DeployError(refused)
 
@@ -159,7 +160,7 @@ def decide_launch(environment: Environment, request: Request, made: Made) -> Lau
             f" run `inv setup --env {environment.env}` first."
         )
     balancer.require()
-    refuse_before_launch(environment)
+    refuse_before_launch(environment, request.action)
     plan = read_launch_plan(environment, image)
     subnets: tuple[str, ...] = ()
     security_group = ""

@@ -31,7 +31,7 @@ from deploy.naming import tags_of
 from deploy.plans.groups import serving_group
 from deploy.plans.hand import counts_as_by_hand, group_launched_by_hand, protection_tags
 from deploy.plans.pending import Pending, pending_launch
-from deploy.plans.stages import DEPLOY, Made, Request, TrafficShift
+from deploy.plans.stages import DEPLOY, ROLLBACK, Made, Request, TrafficShift
 from deploy.plans.traffic import ALARM, NO_FIGURES, Figures, StepDecision, Thresholds, judge_step
 from deploy.views.report import StepReport
 from deploy.views.run_report import current_report
@@ -96,7 +96,8 @@ def decide_shift(environment: Environment, request: Request, made: Made) -> Traf
         launch_template=template,
         image=image,
         serving=serving.name if serving and weighted else None,
-        steps=config.traffic_steps,
+        # A rollback puts back what served before: all at once, never judged (an alarm is likely in ALARM then).
+        steps=(100,) if request.action == ROLLBACK else config.traffic_steps,
         step_seconds=config.step_seconds,
         modelled_s=environment.aws_seconds(config.step_seconds) if config.endpoint_url else None,
         thresholds=Thresholds.of(config),
@@ -171,9 +172,12 @@ class Steps:
             raise
         if judged is not None and not judged.passed:
             self.abort(f"step {judged.number}/{judged.steps} failed: {'; '.join(judged.reasons)}")
+            again = (
+                "Fix the release and deploy again." if decision.action == DEPLOY else f"The {decision.action} failed."
+            )
             raise DeployError(
                 f"{judged.line()}. All requests went back to {decision.serving}, which keeps serving;"
-                f" {decision.group} was removed. Fix the release and deploy again."
+                f" {decision.group} was removed. {again}"
             )
         return self.records
 
