@@ -76,6 +76,21 @@ class ChainExecutor(Executor):
         finally:
             signal.signal(signal.SIGTERM, previous)
 
+    def dedupe(self, calls: list[Call]) -> list[Call]:
+        """Each stage runs once per environment on a command line, however many stages need it (finish and
+        shift-traffic both need wait-health; their flags differ, so invoke's own dedupe would keep both): the first
+        call, which carries the flags of the task that pulled it in first."""
+        seen: set[tuple[str, Any]] = set()
+        kept: list[Call] = []
+        for call in super().dedupe(calls):
+            if pipeline.stage_of_task(call.task.name) is not None:
+                key = (call.task.name, call.kwargs.get("env"))
+                if key in seen:
+                    continue
+                seen.add(key)
+            kept.append(call)
+        return kept
+
     def expand_calls(self, calls: list[Any], flags: dict[str, Any] | None = None) -> list[Call]:
         expanded: list[Call] = []
         for call in calls:

@@ -7,8 +7,8 @@ decision object (deploy/plans/stages.py) whose `lines()` are its plan; its actio
 and returns what the stage made (Made) for the next stage. From this one definition:
 
 - the invoke tasks chain make-style: each stage's `needs` are its pre-tasks (deploy/chain.py), so `inv deploy`
-  pulls the whole chain, `inv launch-asg` pulls the bakes, and `inv wait-health` runs alone (it finds the waiting
-  group in the account by its tags); an image given up front (--image-id, IMAGE_ID) prunes the build and bakes;
+  pulls the whole chain, `inv launch-asg` pulls the bakes, `inv wait-health` runs alone (it finds the waiting
+  group in the account by its tags) and `inv shift-traffic` pulls wait-health (traffic only to a group found healthy); an image given up front (--image-id, IMAGE_ID) prunes the build and bakes;
 - `--dry-run` (`plan`) asks every stage's decision in order, handing on what each would make, and prints their
   lines: what is built or baked or skipped and why, what is created with which settings, how long the health wait
   may take, what is retired and deleted;
@@ -124,7 +124,11 @@ LAUNCH_ASG: Stage[Launch] = Stage(
     "launch-asg", "launch_asg", decide_launch, act_launch, _would_launch, needs=("bake-carnivore",)
 )
 WAIT_HEALTH: Stage[HealthWait] = Stage("wait-health", "wait_health", decide_health, act_health, _would_be_healthy)
-SHIFT_TRAFFIC: Stage[TrafficShift] = Stage("shift-traffic", "shift_traffic", decide_shift, act_shift, _would_promote)
+# Run alone, shift-traffic first waits for the group to be healthy (wait-health finds it in the account): requests
+# and the promotion go only to a group found healthy.
+SHIFT_TRAFFIC: Stage[TrafficShift] = Stage(
+    "shift-traffic", "shift_traffic", decide_shift, act_shift, _would_promote, needs=("wait-health",)
+)
 FINISH: Stage[Retirement] = Stage(
     "finish",
     "deploy",

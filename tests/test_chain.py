@@ -46,7 +46,25 @@ def test_a_given_image_skips_the_build_and_both_bakes() -> None:
 def test_a_single_step_pulls_in_only_its_prerequisites() -> None:
     assert [name for name, _ in _chain("copy-over", env="local")] == ["build_app", "copy_over"]
     assert [name for name, _ in _chain("wait-health", env="local")] == ["wait_health"]
-    assert [name for name, _ in _chain("shift-traffic", env="local")] == ["shift_traffic"]
+    # Traffic and the promotion go only to a group found healthy: run alone, shift-traffic waits for it first.
+    assert [name for name, _ in _chain("shift-traffic", env="local")] == ["wait_health", "shift_traffic"]
+
+
+def test_a_stage_several_stages_need_runs_once_with_the_flags_of_the_first() -> None:
+    """finish and shift-traffic both need wait-health: it runs once, with the deploy's flags."""
+    chain = _chain("deploy", env="local", timeout=42, keep_on_failure=True)
+    assert [name for name, _ in chain].count("wait_health") == 1
+    assert dict(chain)["wait_health"] == {"env": "local", "timeout": 42, "keep_on_failure": True}
+    executor = ChainExecutor(Collection.from_module(tasks), Config())
+    line = [("wait-health", {"env": "local", "timeout": 5}), ("shift-traffic", {"env": "local"})]
+    calls = executor.dedupe(executor.expand_calls(executor.normalize(line)))
+    assert [(call.task.name, call.kwargs) for call in calls] == [
+        ("wait_health", {"env": "local", "timeout": 5}),
+        ("shift_traffic", {"env": "local"}),
+    ]
+    other = [("wait-health", {"env": "local"}), ("shift-traffic", {"env": "other"})]
+    calls = executor.dedupe(executor.expand_calls(executor.normalize(other)))
+    assert [call.task.name for call in calls].count("wait_health") == 2  # each environment's own
 
 
 def test_the_configuration_is_loaded_once_per_command_line(monkeypatch) -> None:
