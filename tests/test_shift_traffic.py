@@ -380,3 +380,24 @@ def test_a_rollback_is_not_refused_for_an_alarm_the_account_lacks(cloud, tmp_pat
     refuse_before_launch(environment, ROLLBACK)  # no step reads the alarms
     with pytest.raises(DeployError, match="does not have: nope"):
         refuse_before_launch(environment)
+
+
+def test_a_reused_leftover_gives_its_weight_back_before_its_health_wait(cloud, tmp_path, fake_time):
+    """Killed at 50/50 and run again with the same image: the leftover is reused, and its requests go back to the
+    serving group at launch-asg (not after wait-health: nobody has judged it since)."""
+    environment, serving, leftover = serving_and_new(tmp_path)
+    balancer = environment.load_balancer
+    balancer.set_weights({balancer.group_arn(serving): 50, balancer.group_arn(leftover): 50})  # type: ignore[attr-defined]
+    image = next(tag["Value"] for tag in group(leftover)["Tags"] if tag["Key"] == "Image")
+    again = make_environment(tmp_path / "again", LOAD_BALANCER="application", **STEPS)
+    sent = modifications(again, fake_time)
+
+    assert launch_group(again, image_id=image) == leftover
+
+    assert [w for _, w in sent] == [[100, 0]]
+    assert weights(again) == {stamp(serving): 100, stamp(leftover): 0}
+    assert "all requests back to " + serving in output(again)
+    once_more = make_environment(tmp_path / "once-more", LOAD_BALANCER="application", **STEPS)
+    sent = modifications(once_more, fake_time)
+    assert launch_group(once_more, image_id=image) == leftover
+    assert sent == []  # weight 0 already: no request

@@ -208,6 +208,9 @@ def carry_out_launch(environment: Environment, decision: Launch) -> str:
     assert image_id is not None  # a run's decision always names its image
     if plan.reused:
         environment.say(f"  skipped: {plan.group} with {image_id} was launched earlier; it is the new group")
+        # A run killed during its traffic steps left it weight: every request back to the serving group until it is
+        # found healthy and judged again (no request when its weight is 0 already).
+        take_back(environment, plan.group)
         return plan.group
     if plan.remove_first:
         environment.say(
