@@ -8,7 +8,8 @@ and returns what the stage made (Made) for the next stage. From this one definit
 
 - the invoke tasks chain make-style: each stage's `needs` are its pre-tasks (deploy/chain.py), so `inv deploy`
   pulls the whole chain, `inv launch-asg` pulls the bakes, `inv wait-health` runs alone (it finds the waiting
-  group in the account by its tags) and `inv shift-traffic` pulls wait-health (traffic only to a group found healthy); an image given up front (--image-id, IMAGE_ID) prunes the build and bakes;
+  group in the account by its tags) and `inv shift-traffic` pulls wait-health (traffic only to a group found
+  healthy); an image given up front (--image-id, IMAGE_ID) prunes the build and bakes;
 - `--dry-run` (`plan`) asks every stage's decision in order, handing on what each would make, and prints their
   lines: what is built or baked or skipped and why, what is created with which settings, how long the health wait
   may take, what is retired and deleted;

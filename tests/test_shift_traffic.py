@@ -401,3 +401,68 @@ def test_a_reused_leftover_gives_its_weight_back_before_its_health_wait(cloud, t
     sent = modifications(once_more, fake_time)
     assert launch_group(once_more, image_id=image) == leftover
     assert sent == []  # weight 0 already: no request
+
+
+def full_forward_action(environment: Environment, serving: str, retiring: int, first: int = 0) -> list[str]:
+    """RETIRING target groups of groups being retired, at weight 0 beside SERVING's in the listeners (as the
+    retirement keeps them until their groups are deleted); their names."""
+    elbv2 = client("elbv2")
+    [balancer] = elbv2.describe_load_balancers(Names=["alb-webapp-dev"])["LoadBalancers"]
+    names = [
+        environment.names.group_target_group(f"asg-webapp-dev-202601010000{n:02}")
+        for n in range(first, first + retiring)
+    ]
+    arns = [
+        elbv2.create_target_group(Name=name, Protocol="HTTP", Port=80, VpcId=balancer["VpcId"])["TargetGroups"][0][
+            "TargetGroupArn"
+        ]
+        for name in names
+    ]
+    lb = environment.load_balancer
+    lb.set_weights({**lb.weights(), lb.group_arn(serving): 100, **dict.fromkeys(arns, 0)})  # type: ignore[attr-defined]
+    return names
+
+
+def test_a_sixth_target_group_is_refused_before_anything_is_launched(cloud, tmp_path, fake_time):
+    """AWS forwards to at most 5 target groups in one action: with 5 there (the serving group's, 4 retiring), the
+    deploy and its dry run are refused before anything is baked or launched, naming what to do."""
+    from deploy.pipeline import plan
+
+    before = set_up(tmp_path / "before", LOAD_BALANCER="application")
+    first = deployment_image("webapp-dev-carnivore-1")
+    serving = launch_group(before, image_id=first)
+    before.load_balancer.serve(serving)
+    before.load_balancer.release(serving, [])
+    promote(before, serving, first)
+    full_forward_action(before, serving, 4)
+    environment = make_environment(tmp_path / "run", LOAD_BALANCER="application", **STEPS)
+    groups_before = client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+
+    refused = r"forward to 5 target groups already .*at most 5 in one forward action.*`inv cleanup --env dev`"
+    with pytest.raises(DeployError, match=refused):
+        launch_group(environment, image_id=deployment_image("webapp-dev-carnivore-2"))
+    with pytest.raises(DeployError, match=refused):
+        plan(make_environment(tmp_path / "plan", LOAD_BALANCER="application", **STEPS), Request())
+
+    assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == groups_before
+
+
+def test_four_target_groups_leave_room_for_the_new_groups(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path)  # the serving group's and the new one's
+    full_forward_action(environment, serving, 3)  # 5 now: the new group's is one of them: it fits
+
+    from deploy.steps.launch_asg import forward_limit_refusal
+
+    assert forward_limit_refusal(environment) is None  # the leftover's leaves, the next one takes its place
+
+
+def test_the_embedded_cloud_refuses_a_forward_action_of_six_target_groups(cloud, tmp_path, fake_time):
+    from botocore.exceptions import ClientError
+
+    environment, serving, _ = serving_and_new(tmp_path)
+    full_forward_action(environment, serving, 3)  # 5: accepted
+    with pytest.raises(ClientError) as refused:
+        full_forward_action(environment, serving, 1, first=10)  # 6
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert "more than 5 target groups" in refused.value.response["Error"]["Message"]
+    assert len(weights(environment)) == 5  # unchanged

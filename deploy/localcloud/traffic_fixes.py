@@ -11,7 +11,10 @@ from typing import Any
 
 from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum, Statistics
 from moto.cloudwatch.responses import CloudWatchResponse
-from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup, elbv2_backends
+from moto.elbv2.exceptions import ValidationError
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup, elbv2_backends
+
+from deploy.plans.traffic import MAX_TARGET_GROUPS
 
 Install = Callable[[type, str, Callable[[Any], Callable[..., Any]]], None]
 
@@ -44,6 +47,41 @@ def _unused_unless_referenced(original: Callable[..., Any]) -> Callable[..., Any
         )
 
     return health_for
+
+
+# --- at most 5 target groups in one forward action ---------------------------------------------------
+#
+# AWS: a forward action names at most 5 target groups (the quota "Target Groups per Action per Application Load
+# Balancer", not adjustable); a listener or rule asking for more is refused with a 400 and nothing changes. Its
+# API reference lists no error code of its own for this: answered here as a ValidationError (the tool refuses
+# before it would ask: deploy/steps/launch_asg.py). moto: accepted any number.
+
+
+def _forward_limit(actions: list[Any] | None) -> None:
+    for action in actions or []:
+        data = action if isinstance(action, dict) else getattr(action, "data", {})
+        groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+        if data.get("Type") == "forward" and len(groups) > MAX_TARGET_GROUPS:
+            raise ValidationError(
+                f"You cannot specify more than {MAX_TARGET_GROUPS} target groups in a forward action"
+                f" ({len(groups)} given)"
+            )
+
+
+def _forward_limit_on_modify(original: Callable[..., Any]) -> Callable[..., Any]:
+    def modify_listener(self: ELBv2Backend, arn: str, *args: Any, **kwargs: Any) -> Any:
+        _forward_limit(kwargs.get("actions") if "actions" in kwargs else (args[4] if len(args) > 4 else []))
+        return original(self, arn, *args, **kwargs)
+
+    return modify_listener
+
+
+def _forward_limit_on_create(original: Callable[..., Any]) -> Callable[..., Any]:
+    def validate_actions(self: ELBv2Backend, actions: list[Any]) -> None:  # CreateListener, CreateRule, ModifyRule
+        _forward_limit(actions)
+        original(self, actions)
+
+    return validate_actions
 
 
 # --- CloudWatch percentiles -------------------------------------------------------------------------
@@ -119,6 +157,8 @@ def _extended_statistics(original: Callable[..., Any]) -> Callable[..., Any]:
 def install_traffic_fixes(install: Install) -> None:
     """Install these fixes with fixes.py's INSTALL (once each, moto's method kept as __wrapped__)."""
     install(FakeTargetGroup, "health_for", _unused_unless_referenced)
+    install(ELBv2Backend, "modify_listener", _forward_limit_on_modify)
+    install(ELBv2Backend, "_validate_actions", _forward_limit_on_create)
     install(Statistics, "get_statistics_for_type", _percentiles)
     install(CloudWatchBackend, "get_metric_data", _no_empty_datapoints)
     install(CloudWatchResponse, "get_metric_statistics", _extended_statistics)

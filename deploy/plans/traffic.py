@@ -11,7 +11,7 @@ passes with a warning (an alarm in ALARM still fails it).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from deploy.config import Config
 
 ALARM = "ALARM"
 MAX_WEIGHT = 999  # AWS's largest weight of a target group in a forward action
+MAX_TARGET_GROUPS = 5  # AWS: target groups in one forward action (a quota that cannot be raised)
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,20 @@ def current_weights(actions: list[dict[str, Any]]) -> dict[str, int]:
 def missing_alarms(names: tuple[str, ...], states: Mapping[str, str]) -> list[str]:
     """ALARM_NAMES the account does not have: an alarm that does not exist can never roll a step back."""
     return [name for name in names if name not in states]
+
+
+def target_groups_refusal(
+    forwarded: Collection[str], leaving: Collection[str], load_balancer: str, env: str
+) -> str | None:
+    """Why a new group cannot join the listeners' forward action (which already names the target groups FORWARDED;
+    those of LEAVING go first: an earlier run's leftover): its target group would be one more than AWS allows in one
+    forward action. None when it fits."""
+    staying = sorted(set(forwarded) - set(leaving))
+    if len(staying) < MAX_TARGET_GROUPS:
+        return None
+    return (
+        f"The listeners of {load_balancer} forward to {len(staying)} target groups already ({', '.join(staying)});"
+        f" AWS allows at most {MAX_TARGET_GROUPS} in one forward action, and the new group's would be one more. Run"
+        f" `inv cleanup --env {env}` (it deletes the retired groups with their target groups), or wait until the"
+        " retiring groups are deleted, then deploy again. Nothing was launched."
+    )

@@ -17,6 +17,7 @@ from deploy.aws.groups import (
 from deploy.aws.health import has_served
 from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
+from deploy.aws.loadbalancers.group_targets import GroupTargetGroups, target_group_name
 from deploy.aws.metrics import alarm_states
 from deploy.aws.network import find_security_group, resolve_network
 from deploy.environment import Environment
@@ -29,7 +30,7 @@ from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.ports import PortCheck, port_refusal
 from deploy.plans.stages import DEPLOY, ROLLBACK, Launch, Made, Request
-from deploy.plans.traffic import missing_alarms
+from deploy.plans.traffic import MAX_TARGET_GROUPS, missing_alarms, target_groups_refusal
 from deploy.steps.networking import checked_network
 
 ALARMS = "alarms"  # facts key: the states of ALARM_NAMES, read once per run
@@ -73,9 +74,28 @@ def refuse_before_launch(environment: Environment, action: str = DEPLOY) -> None
     balancer, config = environment.load_balancer, environment.config
     port, carrier = balancer.instance_port() or (None, balancer.name)
     check = PortCheck(carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
-    refused = port_refusal(check) or (alarms_refusal(environment) if action != ROLLBACK else None)
+    refused = (
+        port_refusal(check)
+        or (alarms_refusal(environment) if action != ROLLBACK else None)
+        or forward_limit_refusal(environment)
+    )
     if refused:
         raise DeployError(refused)
+
+
+def forward_limit_refusal(environment: Environment) -> str | None:
+    """Why the new group's target group cannot join the listeners' forward action: AWS allows 5 target groups in
+    one, and retiring groups keep theirs there (at weight 0) until they are deleted. Read from the listeners the run
+    read already; the groups (an earlier run's leftover leaves first) only when the action is full."""
+    balancer = environment.load_balancer
+    if not isinstance(balancer, GroupTargetGroups) or not balancer.exists():
+        return None
+    forwarded = {target_group_name(arn) for arn in balancer.weights()}
+    if len(forwarded) < MAX_TARGET_GROUPS:
+        return None
+    leftover = leftover_launch(environment)
+    leaving = {environment.names.group_target_group(leftover.group)} if leftover else set()
+    return target_groups_refusal(forwarded, leaving, balancer.name, environment.env)
 
 
 def alarms_refusal(environment: Environment) -> str | None:
