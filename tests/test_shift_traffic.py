@@ -453,6 +453,7 @@ def test_four_target_groups_leave_room_for_the_new_groups(cloud, tmp_path, fake_
 
     from deploy.steps.launch_asg import forward_limit_refusal
 
+    assert stamp(new) in weights(environment) and len(weights(environment)) == 5
     assert forward_limit_refusal(environment) is None  # the leftover's leaves, the next one takes its place
 
 
