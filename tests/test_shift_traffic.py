@@ -67,8 +67,11 @@ def arns() -> tuple[str, dict[str, str]]:
     return balancer["LoadBalancerArn"], groups
 
 
-def publish(environment: Environment, group_name: str, requests: int, errors: int, p99_s: float) -> None:
-    """A minute's figures of GROUP's target group, every minute of the next half hour (as AWS would publish them)."""
+def publish(
+    environment: Environment, group_name: str, requests: int, errors: int, p99_s: float, minutes: range = range(-2, 30)
+) -> None:
+    """A minute's figures of GROUP's target group, every minute of the next half hour (as AWS would publish them;
+    MINUTES: only those, counted from this one)."""
     balancer, groups = arns()
     target_group = groups[environment.names.group_target_group(group_name)]
     dims = [
@@ -76,7 +79,7 @@ def publish(environment: Environment, group_name: str, requests: int, errors: in
         {"Name": "TargetGroup", "Value": dimension(target_group)},
     ]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    for minute in range(-2, 30):
+    for minute in minutes:
         at = now + timedelta(minutes=minute)
         data: list[dict[str, Any]] = [
             {"MetricName": "RequestCount", "Dimensions": dims, "Value": requests, "Timestamp": at},
@@ -208,7 +211,7 @@ def test_an_alarm_during_step_2_takes_the_requests_back_within_one_poll_interval
 
     environment.sleep = sleep_and_alarm
 
-    with pytest.raises(DeployError, match="failed \\(alarm canary in ALARM\\)"):
+    with pytest.raises(DeployError, match="failed \\(alarm canary in ALARM; figures of the part observed"):
         shift_traffic(environment)
 
     back = next(at for at, w in sent if w == [100, 0])
@@ -216,6 +219,8 @@ def test_an_alarm_during_step_2_takes_the_requests_back_within_one_poll_interval
     assert [w for _, w in sent][:3] == [[90, 10], [50, 50], [100, 0]]
     [latest, *_] = read_history(environment)
     assert latest["outcome"] == "aborted" and [s["outcome"] for s in latest["steps"]] == ["ok", "failed"]
+    assert latest["steps"][1]["partial"].startswith("figures of the part observed")  # not the whole step's
+    assert "alarm canary in ALARM" in latest["detail"] and "partial" not in latest["steps"][0]
 
 
 def test_traffic_steps_of_100_serve_and_promote_at_once(cloud, tmp_path, fake_time):
@@ -467,3 +472,58 @@ def test_the_embedded_cloud_refuses_a_forward_action_of_six_target_groups(cloud,
     assert refused.value.response["Error"]["Code"] == "ValidationError"
     assert "more than 5 target groups" in refused.value.response["Error"]["Message"]
     assert len(weights(environment)) == 5  # unchanged
+
+
+def test_a_late_minute_is_waited_for_then_the_step_is_judged_on_it(cloud, tmp_path, fake_time):
+    """CloudWatch has not published the step's last minute when the step is read: it is read again every poll
+    interval (one GetMetricData each) until it is in; the step is judged on the whole step's figures."""
+    environment, serving, new = serving_and_new(tmp_path, TRAFFIC_STEPS="10,100")
+    publish(environment, serving, 900, 0, 0.005)
+    publish(environment, new, 100, 0, 0.004, minutes=range(-2, 1))  # the step's first minute only, for now
+    reads: list[float] = []
+    environment.aws.client("cloudwatch").meta.events.register(
+        "provide-client-params.monitoring.GetMetricData", lambda **_: reads.append(fake_time.now)
+    )
+    sleep = fake_time.sleep
+
+    def arrives_later(seconds: float) -> None:
+        sleep(seconds)
+        if len(reads) == 2 and fake_time.now >= reads[0] + 2 * POLL:  # published 2 polls after the first read
+            publish(environment, new, 100, 50, 0.004, minutes=range(1, 30))
+
+    environment.sleep = arrives_later
+
+    with pytest.raises(DeployError, match=r"step 1/2: 10 % to .*: 200 requests, 25.0 % 5xx"):
+        shift_traffic(environment)  # without the wait: 100 requests, 0 errors: ok
+
+    assert reads[1] - reads[0] == POLL and len(reads) >= 3  # read again every poll interval until it came
+
+
+def test_a_minute_that_never_arrives_fails_the_step_under_min_requests(cloud, tmp_path, fake_time):
+    """Requests were flowing but the step's last minute never reached CloudWatch within 3 minutes: with fewer
+    than MIN_REQUESTS requests in what arrived, the step fails (never passed on figures that did not come)."""
+    environment, serving, new = serving_and_new(tmp_path, TRAFFIC_STEPS="10,100", MIN_REQUESTS="50")
+    publish(environment, serving, 900, 0, 0.005)
+    publish(environment, new, 5, 0, 0.004, minutes=range(-2, 1))
+    before = dict(environment.aws.requests)
+
+    with pytest.raises(DeployError, match="5 of MIN_REQUESTS 50 and its last minute's figures never arrived"):
+        shift_traffic(environment)
+
+    reads = environment.aws.requests["cloudwatch.GetMetricData"] - before.get("cloudwatch.GetMetricData", 0)
+    assert reads == 1 + 180 // POLL  # the first read, then one each poll interval for 3 minutes
+    assert weights(environment) == {stamp(serving): 100}
+    [latest, *_] = read_history(environment)
+    assert latest["steps"][0]["partial"] == "figures without its last minute: not in CloudWatch 180s after it"
+
+
+def test_a_minute_that_never_arrives_is_judged_on_what_did_with_enough_requests(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path, TRAFFIC_STEPS="10,100")  # MIN_REQUESTS 10
+    publish(environment, serving, 900, 0, 0.005)
+    publish(environment, new, 100, 0, 0.004, minutes=range(-2, 1))
+    publish(environment, new, 100, 0, 0.004, minutes=range(5, 30))  # step 2's minutes: in
+
+    assert shift_traffic(environment) == new
+
+    said = output(environment)
+    assert "step 1/2: 10 % to " in said and ": ok (figures without its last minute: not in CloudWatch 180s" in said

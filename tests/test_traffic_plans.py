@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -171,14 +172,35 @@ def test_the_figures_of_both_target_groups_come_in_one_request(cloud: None) -> N
     found = read_figures(cloudwatch, LB, [OLD, NEW], start, start + datetime.timedelta(seconds=120))
 
     assert calls == {"GetMetricData": 1}
-    assert found[NEW] == Figures(requests=120, errors=3, p99_seconds=0.5)  # nearest rank of 120 values
-    assert found[OLD] == Figures(requests=900, errors=0, p99_seconds=0.03)  # no 5xx published: 0
+    measured = {arn: (f.requests, f.errors, f.p99_seconds) for arn, f in found.items()}
+    assert measured[NEW] == (120, 3, 0.5)  # nearest rank of 120 values
+    assert measured[OLD] == (900, 0, 0.03)  # no 5xx published: 0
+
+
+def test_the_same_request_says_whether_the_windows_last_minute_is_in(cloud: None) -> None:
+    """CloudWatch publishes a minute's figures about a minute after it: the traffic stage reads again while the
+    new group's datapoint of the window's last minute is missing."""
+    cloudwatch, calls = counted("cloudwatch")
+    start = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0) - datetime.timedelta(minutes=10)
+    publish(cloudwatch, start + datetime.timedelta(seconds=10), NEW, 100, 0, [0.01])
+    publish(cloudwatch, start + datetime.timedelta(seconds=130), OLD, 900, 0, [0.01])
+    calls.clear()
+
+    found = read_figures(cloudwatch, LB, [OLD, NEW], start, start + datetime.timedelta(seconds=180))
+
+    assert calls == {"GetMetricData": 1}
+    assert (found[NEW].requests, found[NEW].last_minute) == (100, False)  # its last minute (2:00-3:00) is not in
+    assert found[OLD].last_minute  # published at 2:10
+    publish(cloudwatch, start + datetime.timedelta(seconds=150), NEW, 7, 0, [0.01])
+    again = read_figures(cloudwatch, LB, [OLD, NEW], start, start + datetime.timedelta(seconds=180))
+    assert (again[NEW].requests, again[NEW].last_minute) == (107, True)
 
 
 def test_a_window_with_nothing_published_has_no_figures(cloud: None) -> None:
     cloudwatch, _ = counted("cloudwatch")
     start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=3)
-    assert read_figures(cloudwatch, LB, [NEW], start, start + datetime.timedelta(seconds=6)) == {NEW: NO_FIGURES}
+    found = read_figures(cloudwatch, LB, [NEW], start, start + datetime.timedelta(seconds=6))
+    assert found == {NEW: replace(NO_FIGURES, last_minute=False)}
 
 
 def test_a_window_is_widened_to_whole_minutes_of_the_cloud() -> None:

@@ -86,7 +86,7 @@ def record(environment: AwsContext, item: dict[str, Any]) -> None:
     )
 
 
-STEP_KEYS = ("step", "steps", "weight", "requests", "errors", "error_rate", "p99_ms", "outcome", "reasons")
+STEP_KEYS = ("step", "steps", "weight", "requests", "errors", "error_rate", "p99_ms", "outcome", "reasons", "partial")
 
 
 def history_step(step: dict[str, Any]) -> dict[str, Any]:

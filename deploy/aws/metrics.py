@@ -10,7 +10,9 @@ is scaled) and read with one period covering it (a multiple of 60 s, CloudWatch'
 query has one datapoint, or two where AWS's rounding splits the window. Counts of several datapoints add up; their
 p99 is the largest of theirs (a bound from above: the p99 of the whole window is never larger). A missing
 datapoint is 0 requests or 0 errors: AWS publishes a count only when it is not 0. On AWS a minute's figures
-arrive about a minute after it: read a window once it is over (on an emulator, its scaled minute).
+arrive about a minute after it: read a window once it is over (on an emulator, its scaled minute); the same request
+asks each target group's RequestCount minute by minute too, to say whether the window's last minute is in yet
+(`Figures.last_minute`: the traffic stage reads again, bounded, while it is not).
 
 Permissions: cloudwatch:GetMetricData, cloudwatch:DescribeAlarms (both act on `*`).
 """
@@ -71,8 +73,24 @@ def figure_queries(load_balancer_arn: str, target_group_arns: Sequence[str], per
     return queries
 
 
-def figures_of(values: dict[str, list[float]], count: int) -> list[Figures]:
-    """The figures of COUNT target groups from GetMetricData's values by query id (pure)."""
+def last_minute_queries(load_balancer_arn: str, target_group_arns: Sequence[str]) -> list[dict[str, Any]]:
+    """Each target group's RequestCount minute by minute (ids `last0`…): whether the window's last minute is in."""
+    queries = figure_queries(load_balancer_arn, target_group_arns, PERIOD_UNIT_S)
+    return [{**query, "Id": query["Id"].replace("requests", "last")} for query in queries if query["Id"][0] == "r"]
+
+
+def holds_last_minute(stamps: Sequence[datetime], start: datetime, end: datetime, minute_s: float) -> bool:
+    """Whether a datapoint of a minute-by-minute query of START..END (a window of whole minutes) holds its last
+    minute: on AWS that minute's own datapoint; on an emulator, whose minutes are shorter than CloudWatch's smallest
+    period, one of the window's last 60 s (pure)."""
+    first = start.timestamp()
+    bucket = first + math.floor((end.timestamp() - minute_s - first) / PERIOD_UNIT_S) * PERIOD_UNIT_S
+    return any(stamp.timestamp() >= bucket for stamp in stamps)
+
+
+def figures_of(values: dict[str, list[float]], count: int, last: Sequence[bool] = ()) -> list[Figures]:
+    """The figures of COUNT target groups from GetMetricData's values by query id (pure); LAST: whether each one's
+    datapoint of the window's last minute was in (default: it was)."""
     found = []
     for index in range(count):
         p99 = values.get(f"p99{index}") or []
@@ -81,6 +99,7 @@ def figures_of(values: dict[str, list[float]], count: int) -> list[Figures]:
                 requests=round(sum(values.get(f"requests{index}") or [])),
                 errors=round(sum(values.get(f"errors{index}") or [])),
                 p99_seconds=max(p99) if p99 else None,
+                last_minute=last[index] if index < len(last) else True,
             )
         )
     return found
@@ -95,19 +114,24 @@ def read_figures(
     minute_s: float = PERIOD_UNIT_S,
 ) -> dict[str, Figures]:
     """{target group ARN: its figures over START..END} (aware datetimes, widened to whole minutes of MINUTE_S: the
-    cloud's, scaled on an emulator), in one GetMetricData request."""
+    cloud's, scaled on an emulator), in one GetMetricData request; with each, whether its RequestCount datapoint
+    of the window's last minute was in (a query more, minute by minute, in the same request)."""
     start, end = minute_window(start, end, minute_s)
     queries = figure_queries(load_balancer_arn, target_group_arns, window_period(start, end))
+    queries += last_minute_queries(load_balancer_arn, target_group_arns)
     values: dict[str, list[float]] = {}
+    stamps: dict[str, list[datetime]] = {}
     params: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
     for _ in range(MAX_PAGES):
         answer = cloudwatch.get_metric_data(**params)
         for result in answer.get("MetricDataResults", []):
             values.setdefault(result["Id"], []).extend(float(v) for v in result.get("Values", []))
+            stamps.setdefault(result["Id"], []).extend(result.get("Timestamps", []))
         if not answer.get("NextToken"):
             break
         params["NextToken"] = answer["NextToken"]
-    return dict(zip(target_group_arns, figures_of(values, len(target_group_arns)), strict=True))
+    last = [holds_last_minute(stamps.get(f"last{i}", []), start, end, minute_s) for i in range(len(target_group_arns))]
+    return dict(zip(target_group_arns, figures_of(values, len(target_group_arns), last), strict=True))
 
 
 def alarm_states(cloudwatch: Any, names: Sequence[str]) -> dict[str, str]:

@@ -29,6 +29,9 @@ class Figures:
     requests: int
     errors: int  # HTTPCode_Target_5XX_Count
     p99_seconds: float | None  # TargetResponseTime p99; None: no response measured
+    # Whether CloudWatch had the RequestCount datapoint of the window's last minute when read (AWS publishes a
+    # minute's figures about a minute after it, and no count that is 0).
+    last_minute: bool = True
 
     @property
     def error_rate(self) -> float:
@@ -79,6 +82,7 @@ class StepDecision:
     figures: Figures
     outcome: Outcome
     reasons: tuple[str, ...] = ()  # why it failed, or why it was not judged
+    partial: str = ""  # why its figures are not the whole step's ("": they are)
 
     @property
     def passed(self) -> bool:
@@ -87,7 +91,8 @@ class StepDecision:
     def line(self) -> str:
         """`step 2/3: 50 % to asg-…: 1,204 requests, 0.2 % 5xx, p99 84 ms: ok`."""
         head = f"step {self.number}/{self.steps}: {self.weight} % to {self.group}: {self.figures.text()}"
-        why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
+        notes = [*self.reasons, *([self.partial] if self.partial else [])]
+        why = f" ({'; '.join(notes)})" if notes else ""
         return f"{head}: {self.outcome.value}{why}"
 
     def record(self) -> dict[str, Any]:
@@ -103,6 +108,7 @@ class StepDecision:
             "p99_ms": None if self.figures.p99_ms is None else round(self.figures.p99_ms, 1),
             "outcome": self.outcome.name.lower(),
             "reasons": list(self.reasons),
+            **({"partial": self.partial} if self.partial else {}),
         }
 
 
@@ -114,22 +120,29 @@ def judge_step(
     figures: Figures,
     alarms: Mapping[str, str],
     thresholds: Thresholds,
+    partial: str = "",
+    unpublished: bool = False,
 ) -> StepDecision:
     """The decision of step NUMBER of STEPS (WEIGHT percent to GROUP) from its FIGURES and the ALARMS' states
-    ({name: OK | ALARM | INSUFFICIENT_DATA})."""
+    ({name: OK | ALARM | INSUFFICIENT_DATA}). PARTIAL: why the figures are not the whole step's (an alarm cut it
+    short; its last minute was not published). UNPUBLISHED: requests were flowing but CloudWatch never had the
+    step's last minute: with fewer than MIN_REQUESTS requests it fails (safe: never passed on figures that did not
+    arrive); with enough it is judged on what arrived."""
     failures = [f"alarm {name} in ALARM" for name, state in sorted(alarms.items()) if state == ALARM]
+    few = f"{figures.requests:,} of MIN_REQUESTS {thresholds.min_requests:,}"
     if figures.requests < thresholds.min_requests:
+        if unpublished:
+            failures.append(f"{few} and its last minute's figures never arrived")
         if failures:
-            return StepDecision(number, steps, weight, group, figures, Outcome.FAILED, tuple(failures))
-        few = f"{figures.requests:,} of MIN_REQUESTS {thresholds.min_requests:,}"
-        return StepDecision(number, steps, weight, group, figures, Outcome.TOO_FEW, (few,))
+            return StepDecision(number, steps, weight, group, figures, Outcome.FAILED, tuple(failures), partial)
+        return StepDecision(number, steps, weight, group, figures, Outcome.TOO_FEW, (few,), partial)
     if figures.error_rate > thresholds.max_error_rate:
         failures.append(f"5xx {figures.error_rate:.1f} % above MAX_ERROR_RATE {thresholds.max_error_rate:g} %")
     latency, limit = figures.p99_ms, thresholds.max_latency_ms
     if limit is not None and latency is not None and latency > limit:
         failures.append(f"p99 {latency:,.0f} ms above MAX_LATENCY_MS {limit:,}")
     outcome = Outcome.FAILED if failures else Outcome.OK
-    return StepDecision(number, steps, weight, group, figures, outcome, tuple(failures))
+    return StepDecision(number, steps, weight, group, figures, outcome, tuple(failures), partial)
 
 
 def step_weights(serving_target_group: str, new_target_group: str, percent: int) -> list[dict[str, Any]]:

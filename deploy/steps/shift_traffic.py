@@ -39,6 +39,8 @@ from deploy.views.run_report import current_report
 MINUTE_S = 60  # CloudWatch's period of an application load balancer's metrics
 # A minute's figures reach CloudWatch about a minute after it ends (AWS); read a step once that has passed.
 PUBLISH_DELAY_S = 60
+# A minute CloudWatch has not published by then: read again every poll interval for at most this long (AWS's time).
+ARRIVAL_BOUND_S = 180
 
 
 def weights_of(environment: Environment) -> GroupTargetGroups:
@@ -202,9 +204,28 @@ class Steps:
         if alarmed:
             balancer.serve(decision.serving or "")  # back at once, before anything is read
         figures = self.figures(start, end)
+        unpublished, partial = False, ""
+        if not alarmed and weight and not figures[1].last_minute and self.expected(figures):
+            figures, alarmed = self.last_minute(start, end, figures)
+            if alarmed:
+                balancer.serve(decision.serving or "")
+            unpublished = not alarmed and not figures[1].last_minute
+            if unpublished:
+                late = environment.aws_seconds(ARRIVAL_BOUND_S)
+                partial = f"figures without its last minute: not in CloudWatch {late:g}s after it"
+        if alarmed:
+            partial = "figures of the part observed, as CloudWatch had them when the alarm ended it"
         states = alarmed or alarm_states(self.cloudwatch, decision.alarms)
         judged = judge_step(
-            number, len(decision.steps), weight, decision.group, figures[1], states, decision.thresholds
+            number,
+            len(decision.steps),
+            weight,
+            decision.group,
+            figures[1],
+            states,
+            decision.thresholds,
+            partial,
+            unpublished,
         )
         environment.say(f"  {judged.line()}")
         previous = decision.serving or ""
@@ -232,6 +253,33 @@ class Steps:
         poll = float(self.environment.config.poll_seconds)
         done, _ = self.environment.waiter(seconds).until(check, first_after=min(poll, seconds))
         return dict(seen) if done else {}
+
+    def expected(self, figures: tuple[Figures, Figures]) -> bool:
+        """Whether requests were flowing (either group had some, in this step or an earlier one): then the new
+        group's datapoint of the step's last minute is to come."""
+        return bool(figures[0].requests or figures[1].requests or any(r["requests"] for r in self.records))
+
+    def last_minute(
+        self, start: datetime, end: datetime, figures: tuple[Figures, Figures]
+    ) -> tuple[tuple[Figures, Figures], dict[str, str]]:
+        """Read the step's figures again every poll interval (one GetMetricData; the alarms too when ALARM_NAMES is
+        set: one DescribeAlarms) until the new group's datapoint of the step's last minute is in, for at most
+        ARRIVAL_BOUND_S (scaled): the figures last read, and the alarms' states if one went to ALARM ({}: none)."""
+        alarms, found, seen = self.decision.alarms, [figures], {}
+
+        def check() -> tuple[bool, str]:
+            if alarms:
+                states = alarm_states(self.cloudwatch, alarms)
+                if any(state == ALARM for state in states.values()):
+                    seen.update(states)
+                    return True, ""
+            found[0] = self.figures(start, end)
+            return found[0][1].last_minute, ""
+
+        bound = self.environment.aws_seconds(ARRIVAL_BOUND_S)
+        poll = float(self.environment.config.poll_seconds)
+        self.environment.waiter(bound).until(check, first_after=min(poll, bound))
+        return found[0], dict(seen)
 
     def figures(self, start: datetime, end: datetime) -> tuple[Figures, Figures]:
         """(the serving group's, the new group's) figures over START..END: one GetMetricData."""

@@ -41,6 +41,7 @@ def steps_text(steps: list[dict[str, Any]]) -> str:
         shown.append(
             f"{step.get('weight')} % {int(step.get('requests') or 0):,} requests"
             f" {float(step.get('error_rate') or 0):.1f} % 5xx {p99} {step.get('outcome')}"
+            + (f" ({step['partial']})" if step.get("partial") else "")
         )
     return "; ".join(shown)
 
