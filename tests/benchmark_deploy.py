@@ -70,7 +70,8 @@ from deploy.settings import SETTINGS_BY_KEY  # noqa: E402
 from deploy.steps.cleanup import cleanup as retire_outdated  # noqa: E402
 from deploy.steps.launch_asg import launch_group  # noqa: E402
 from deploy.steps.setup import run_setup  # noqa: E402
-from deploy.steps.wait_health import promote, wait_for_new_group  # noqa: E402
+from deploy.steps.shift_traffic import promote  # noqa: E402
+from deploy.steps.wait_health import wait_then_shift_traffic  # noqa: E402
 from deploy.views.traffic import Traffic, service_url  # noqa: E402
 
 T = TypeVar("T")
@@ -183,7 +184,7 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
     started = time.perf_counter()
     began = time.monotonic()
     launch_group(environment, image_id=new_image)
-    wait_for_new_group(environment)
+    wait_then_shift_traffic(environment)
     retire_outdated(environment)
     wall = time.perf_counter() - started
     ended = time.monotonic()

@@ -23,7 +23,7 @@ from deploy.localcloud.seed import seed
 from deploy.logs import RunLog
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import promote
+from deploy.steps.shift_traffic import promote
 
 ANY_IMAGE = "ami-12345678"  # moto runs an instance of any image id
 

@@ -16,7 +16,7 @@ from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import abort_new_group
 from deploy.steps.launch_asg import launch_group, leftover_launch
-from deploy.steps.wait_health import wait_for_new_group
+from deploy.steps.wait_health import wait_then_shift_traffic
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_keep_on_failure_keeps_a_group_that_served(cloud, tmp_path):
     environment.load_balancer.serving_states = lambda ids=None, group=None: {i: "OutOfService" for i in ids or []}  # type: ignore[method-assign]
 
     with pytest.raises(DeployError, match="kept for debugging"):
-        wait_for_new_group(environment, timeout_s=5, keep_on_failure=True)
+        wait_then_shift_traffic(environment, timeout_s=5, keep_on_failure=True)
 
     assert exists(new)
     assert "DeleteAutoScalingGroup" not in [name for name, _ in calls]

@@ -31,7 +31,7 @@ from deploy.steps.cleanup import cleanup
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import wait_for_new_group
+from deploy.steps.wait_health import wait_then_shift_traffic
 from deploy.views.history import show_history
 
 
@@ -194,7 +194,7 @@ def test_wait_health_finds_the_new_group_from_a_fresh_clone(cloud, tmp_path, pac
     cycle = Cycle(tmp_path, "dev", wipe=True, packer=packer)
     cycle.step("setup", run_setup)
     cycle.step("launch", lambda e: launch_group(e, image_id=cycle.give()))
-    after = cycle.step("wait", wait_for_new_group)  # another invocation, no local file: found by its tags
+    after = cycle.step("wait", wait_then_shift_traffic)  # another invocation, no local file: found by its tags
     assert after["serving"] == "given"
 
 

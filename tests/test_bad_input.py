@@ -43,7 +43,8 @@ from deploy.cli import run_step
 from deploy.steps.cleanup import cleanup as retire_outdated
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import promote, wait_for_new_group
+from deploy.steps.shift_traffic import promote
+from deploy.steps.wait_health import wait_then_shift_traffic
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not on PATH")
 
@@ -465,7 +466,7 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
         image_id = deployment_image(name)
         environment.aws.requests.clear()
         launch_group(new_run(environment), image_id=image_id)
-        wait_for_new_group(environment)
+        wait_then_shift_traffic(environment)
         assert len(retire_outdated(environment)) == 1
         return Counter(environment.aws.requests)
 

@@ -44,7 +44,8 @@ from deploy.steps.cleanup import cleanup as retire_outdated
 from deploy.steps.copy_over import copy_over, tree_digest
 from deploy.steps.launch_asg import launch_group, leftover_launch
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import promote, wait_for_new_group
+from deploy.steps.shift_traffic import promote
+from deploy.steps.wait_health import wait_then_shift_traffic
 
 SOURCE_OF_INSTANCES = "ami-12345678"  # moto launches any id; only the images the tests make matter
 POLL = 5
@@ -205,7 +206,7 @@ def in_service(load_balancer: str, instance_ids: list[str]) -> bool:
 def deploy_group(environment: Environment, image_id: str) -> str:
     """launch-asg then wait-health: the group, promoted."""
     name = launch_group(environment, image_id=image_id)
-    assert wait_for_new_group(environment) == name
+    assert wait_then_shift_traffic(environment) == name
     return name
 
 
@@ -379,7 +380,7 @@ def test_wait_promotes_a_group_healthy_on_consecutive_polls(cloud, tmp_path, fak
     image_id = deployment_image("webapp-dev-carnivore-1")
     name = launch_group(environment, image_id=image_id)
 
-    assert wait_for_new_group(environment) == name
+    assert wait_then_shift_traffic(environment) == name
 
     serving = serving_group(environment_groups(environment))
     assert serving is not None and (serving.name, serving.image_id) == (name, image_id)
@@ -434,7 +435,7 @@ def test_wait_removes_a_group_that_never_becomes_healthy_and_the_previous_keeps_
     started = time.monotonic()
 
     with pytest.raises(DeployError) as caught:
-        wait_for_new_group(environment, timeout_s=12)
+        wait_then_shift_traffic(environment, timeout_s=12)
 
     assert time.monotonic() - started < 5  # AWS calls only: the 12 s were waited on the fake clock
     assert fake_time.now - waited_before == pytest.approx(12)
@@ -773,7 +774,7 @@ def test_bake_carnivore_skips_a_given_image_and_its_promotion_protects_it(cloud,
     assert "skipped: image" in output(environment)
     name = launch_group(environment, image_id=given, by_hand=True)  # bake-carnivore hands it on as given by hand
     assert {t["Key"]: t["Value"] for t in group(name)["Tags"]}[HAND_TAG] == "yes"  # launched with it given
-    wait_for_new_group(environment)
+    wait_then_shift_traffic(environment)
     [image] = client("ec2").describe_images(ImageIds=[given])["Images"]
     tags = {t["Key"]: t["Value"] for t in image["Tags"]}
     assert tags[HAND_TAG] == "dev" and tags["Deployed"]  # in the account, for any machine, in one request

@@ -18,7 +18,7 @@ from deploy.steps.cleanup import cleanup
 from deploy.steps.destroy import run_destroy
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.setup import run_setup
-from deploy.steps.wait_health import wait_for_new_group
+from deploy.steps.wait_health import wait_then_shift_traffic
 from deploy.views.status import show_status
 
 
@@ -144,7 +144,7 @@ def test_a_run_log_that_cannot_be_written_mid_run_does_not_break_the_deploy(clou
     blocker.write_text("", encoding="utf-8")
     first.log.dir = blocker / "log"  # every write there fails, as on a full disk
 
-    assert wait_for_new_group(first) == group
+    assert wait_then_shift_traffic(first) == group
 
     assert output(first).count("warning: the run log cannot be written") == 1
     serving = serving_group(environment_groups(first))

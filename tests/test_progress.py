@@ -24,7 +24,7 @@ from operator_env import (
 from deploy.logs import RunLog, runs_to_prune
 from deploy.steps.deploy import finish_deploy
 from deploy.steps.launch_asg import launch_group
-from deploy.steps.wait_health import wait_for_new_group
+from deploy.steps.wait_health import wait_then_shift_traffic
 
 HEALTH_LINE = re.compile(
     r"^  (\d+)/(\d+) healthy \(group InService\+Healthy \d+, InService at load balancer \d+\)"
@@ -84,7 +84,7 @@ def test_the_health_wait_prints_one_n_of_n_line_per_poll_in_ci_logs(cloud, tmp_p
     environment.config = dataclasses.replace(environment.config, poll_seconds=1)
     start = len(output(environment))
 
-    assert wait_for_new_group(environment) == group
+    assert wait_then_shift_traffic(environment) == group
 
     lines = output(environment)[start:].splitlines()
     assert lines[0] == f"  waiting up to 900s for {group}"  # HEALTH_TIMEOUT of env/defaults.env

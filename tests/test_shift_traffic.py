@@ -132,6 +132,7 @@ def test_the_dry_run_says_the_steps_thresholds_alarms_and_target_groups(cloud, t
         f"shift-traffic: would forward to {new} through target group {names.group_target_group(new)}",
     ]
     assert f"send 10 %, 50 %, 100 % of the requests to {new}, the rest to {serving}, each step observed 60s" in lines[2]
+    assert "held until CloudWatch has published its last minute (about 1-2 min more on AWS)" in lines[2]
     assert "MAX_ERROR_RATE 1 %" in lines[3] and "MAX_LATENCY_MS 100 ms" in lines[3]
     assert f"canary in ALARM (read every {POLL}s)" in lines[3] and "MIN_REQUESTS 10" in lines[3]
     assert lines[4].endswith(f"send all requests back to {serving} at once and remove {new}")
@@ -148,7 +149,8 @@ def test_a_good_release_is_promoted_after_its_steps_with_their_figures(cloud, tm
 
     said = output(environment)
     for number, weight in ((1, 10), (2, 50), (3, 100)):
-        assert f"step {number}/3: {weight} % to {new}: " in said
+        assert f"step {number}/3: {weight} % to {new}: " in said and said.count(f"step {number}/3: ") == 1
+        assert f"  {weight} % of requests to {new} for 60s (step {number}/3)\n" in said  # announced, then judged
     assert [w for _, w in sent] == [[90, 10], [50, 50], [0, 100]]  # one ModifyListener per step, nothing else
     assert weights(environment) == {stamp(serving): 0, stamp(new): 100}
     asked = {k: environment.aws.requests[k] - before.get(k, 0) for k in environment.aws.requests}

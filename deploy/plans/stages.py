@@ -254,7 +254,8 @@ class TrafficShift:
         return [
             *through,
             f"{head} send {shown} of the requests to {self.group}, the rest to {self.serving}, each step observed"
-            f" {seconds} and judged from CloudWatch",
+            f" {seconds}, then held until CloudWatch has published its last minute (about 1-2 min more on AWS) and"
+            " judged from CloudWatch",
             f"{head} fail a step on 5xx above MAX_ERROR_RATE {limits.max_error_rate:g} %, {latency}, {alarms};"
             f" with fewer than MIN_REQUESTS {limits.min_requests:,} requests a step passes with a warning",
             f"{head} promote {self.group} after the last step; if a step fails, send all requests back to"

@@ -188,9 +188,9 @@ class Steps:
         environment, decision = self.environment, self.decision
         balancer = weights_of(environment)
         balancer.set_weights({**balancer.weights(), self.old_arn: 100 - weight, self.new_arn: weight})
-        environment.say(
-            f"  step {number}/{len(decision.steps)}: {weight} % to {decision.group}, observed"
-            f" {environment.aws_seconds(decision.step_seconds):g}s"
+        environment.say(  # only the judged line reads `step N/M: …`
+            f"  {weight} % of requests to {decision.group} for"
+            f" {environment.aws_seconds(decision.step_seconds):g}s (step {number}/{len(decision.steps)})"
         )
         start = self.now()
         alarmed = self.observe(environment.aws_seconds(decision.step_seconds))

@@ -13,9 +13,7 @@ from deploy.execute import abort_new_group
 from deploy.plans.health import steady_check
 from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.stages import DEPLOY, HealthWait, Made, Request
-from deploy.steps.shift_traffic import promote, shift_traffic
-
-__all__ = ["promote"]  # it promoted before the traffic stage existed: callers still find it here
+from deploy.steps.shift_traffic import shift_traffic
 
 
 def decide_health(environment: Environment, request: Request, made: Made) -> HealthWait:
@@ -78,7 +76,7 @@ def carry_out_health(environment: Environment, decision: HealthWait) -> str:
     return group_name
 
 
-def wait_for_new_group(
+def wait_then_shift_traffic(
     environment: Environment, timeout_s: int | None = None, keep_on_failure: bool = False, action: str = DEPLOY
 ) -> str:
     """The stage alone and the traffic stage after it: wait for the group launch-asg left waiting (found in the
