@@ -22,6 +22,8 @@ from deploy.aws.metrics import dimension
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.stages import Made, Request
+from deploy.invocation import invocation
+from deploy.pipeline import run_stage
 from deploy.plans.traffic import current_weights
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.shift_traffic import decide_shift, promote, shift_traffic
@@ -315,14 +317,16 @@ def test_ctrl_c_during_a_step_sends_everything_back_and_removes_the_new_group(cl
     environment.sleep = interrupted
     sent = modifications(environment, fake_time)
 
-    with pytest.raises(KeyboardInterrupt):
-        shift_traffic(environment)
+    with invocation("shift-traffic"), pytest.raises(KeyboardInterrupt):
+        run_stage(environment, "shift-traffic", Request(), Made())  # as the task runs it: with the run's report
 
     assert [w for _, w in sent][:2] == [[90, 10], [100, 0]]
     assert weights(environment) == {stamp(serving): 100}
     assert group(new) is None or group(new)["Status"].startswith("Delete")
     [latest, *_] = read_history(environment)
     assert (latest["outcome"], latest["detail"]) == ("aborted", "interrupted during the traffic steps")
+    report = (environment.log.dir / "report.html").read_text()
+    assert 'id="outcome">aborted' in report  # as the history says, not "failed"
 
 
 def test_an_error_during_the_steps_sends_everything_back_and_says_so(cloud, tmp_path, fake_time, monkeypatch):

@@ -291,6 +291,7 @@ class Steps:
         """Every request back to the serving group (one ModifyListener per listener), the new group removed, the
         abort recorded with the steps' figures."""
         decision = self.decision
+        self.report.abort()
         self.environment.load_balancer.serve(decision.serving or "")
         self.environment.say(f"  all requests back to {decision.serving}")
         pending = Pending(decision.group, decision.launch_template or None, decision.image)

@@ -32,6 +32,7 @@ class RunReport:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     stages: list[Stage] = field(default_factory=list)
     steps: list[StepReport] = field(default_factory=list)  # the traffic steps judged so far
+    aborted: bool = False  # the new group was removed, its requests given back (as the history records it)
 
     def timeline(self, outcome: str, ended: datetime | None, detail: str = "") -> Timeline:
         """The stages in the order they ran, each traffic step's bar right after the stage that ran it."""
@@ -59,6 +60,11 @@ class RunReport:
         self.steps.append(step)
         self._write("running", None)
 
+    def abort(self) -> None:
+        """The traffic steps were aborted (a failed step, an error, Ctrl-C): the run ends `aborted`, as in the
+        history."""
+        self.aborted = True
+
     def begin(self, name: str, action: str) -> None:
         self.action = action
         self.stages.append(Stage(name, datetime.now(UTC), None, "running"))
@@ -70,7 +76,7 @@ class RunReport:
         last = self.stages[-1]
         self.stages[-1] = replace(last, end=now, outcome="failed" if error else "ok", detail=error or detail)
         if error:
-            aborted = any(step.decision.outcome is Outcome.FAILED for step in self.steps)
+            aborted = self.aborted or any(step.decision.outcome is Outcome.FAILED for step in self.steps)
             self._write("aborted" if aborted else "failed", now, f"{last.name}: {error}")
         else:
             self._write("promoted" if last.name == FINISH and self.action == "deploy" else "ok", now)
