@@ -21,9 +21,9 @@ from deploy.aws.history import read_history
 from deploy.aws.metrics import dimension
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.plans.stages import Made, Request
 from deploy.invocation import invocation
 from deploy.pipeline import run_stage
+from deploy.plans.stages import Made, Request
 from deploy.plans.traffic import current_weights
 from deploy.steps.launch_asg import launch_group
 from deploy.steps.shift_traffic import decide_shift, promote, shift_traffic
@@ -48,7 +48,8 @@ def cloud(cloud: None) -> None:
 def serving_and_new(tmp_path: Path, **settings: str) -> tuple[Environment, str, str]:
     """A promoted group serving all requests, and a new one launched next to it (at weight 0): the environment of
     the run that launched it (TRAFFIC_STEPS=10,50,100 and SETTINGS)."""
-    before = set_up(tmp_path / "before", LOAD_BALANCER="application")
+    certificate = {key: value for key, value in settings.items() if key == "CERTIFICATE_ARN"}
+    before = set_up(tmp_path / "before", LOAD_BALANCER="application", **certificate)
     first = deployment_image("webapp-dev-carnivore-1")
     serving = launch_group(before, image_id=first)
     before.load_balancer.serve(serving)
@@ -99,7 +100,8 @@ def weights(environment: Environment) -> dict[str, int]:
     _, groups = arns()
     by_arn = {arn: name for name, arn in groups.items()}
     [balancer] = client("elbv2").describe_load_balancers(Names=["alb-webapp-dev"])["LoadBalancers"]
-    [listener] = client("elbv2").describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    found = client("elbv2").describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    [listener] = [item for item in found if item["DefaultActions"][0]["Type"] == "forward"]  # HTTPS, if set
     prefix = environment.names.group_target_group_prefix
     return {
         by_arn.get(arn, arn).replace(prefix, ""): weight
@@ -533,3 +535,45 @@ def test_a_minute_that_never_arrives_is_judged_on_what_did_with_enough_requests(
 
     said = output(environment)
     assert "step 1/2: 10 % to " in said and ": ok (figures without its last minute: not in CloudWatch 180s" in said
+
+
+def listener_arns_modified(environment: Environment) -> list[str]:
+    """The ListenerArn of every ModifyListener this run sends."""
+    sent: list[str] = []
+    environment.aws.client("elbv2").meta.events.register(
+        "provide-client-params.elastic-load-balancing-v2.ModifyListener",
+        lambda params, **_: sent.append(params["ListenerArn"]),
+    )
+    return sent
+
+
+def listeners_by_port() -> dict[int, dict[str, Any]]:
+    [balancer] = client("elbv2").describe_load_balancers(Names=["alb-webapp-dev"])["LoadBalancers"]
+    found = client("elbv2").describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    return {item["Port"]: item for item in found}
+
+
+@pytest.mark.parametrize("release", ["good", "bad"])
+def test_with_a_certificate_the_https_listener_takes_the_steps_and_the_abort(cloud, tmp_path, fake_time, release):
+    """CERTIFICATE_ARN: HTTPS 443 forwards (each step's weights, the abort's), HTTP 80 redirects to it, untouched."""
+    from test_alb import import_certificate
+
+    environment, serving, new = serving_and_new(tmp_path, CERTIFICATE_ARN=import_certificate())
+    publish(environment, serving, 900, 0, 0.005)
+    publish(environment, new, 100, 50 if release == "bad" else 0, 0.004)
+    sent = modifications(environment, fake_time)
+    modified = listener_arns_modified(environment)
+
+    if release == "good":
+        assert shift_traffic(environment) == new
+        assert [w for _, w in sent] == [[90, 10], [50, 50], [0, 100]]
+        assert weights(environment) == {stamp(serving): 0, stamp(new): 100}
+    else:
+        with pytest.raises(DeployError, match="failed \\(5xx 50.0 % above MAX_ERROR_RATE"):
+            shift_traffic(environment)
+        assert [w for _, w in sent] == [[90, 10], [100, 0], [100]]
+        assert weights(environment) == {stamp(serving): 100}
+
+    listeners = listeners_by_port()
+    assert set(modified) == {listeners[443]["ListenerArn"]}  # only the forwarding listener
+    assert listeners[80]["DefaultActions"][0]["Type"] == "redirect"
