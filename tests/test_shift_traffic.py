@@ -238,8 +238,9 @@ def test_traffic_steps_of_100_serve_and_promote_at_once(cloud, tmp_path, fake_ti
 
     assert [w for _, w in sent] == [[0, 100]] and fake_time.now == 0  # no observation
     asked = {k: n - before.get(k, 0) for k, n in environment.aws.requests.items() if n - before.get(k, 0)}
-    # What the promotion at wait-health's end and the deploy's end (its ModifyListener, the serving group's target
-    # group read before it is released) sent before this stage; the image was read by the launch.
+    # No request more than before the traffic stage existed: the ModifyListener sending every request to the new
+    # group (the deploy's end sent it then), the serving group's target group read for it, and the promotion
+    # (its tags, the history) that wait-health's end sent; the image was read by the launch.
     assert asked == {
         "elastic-load-balancing-v2.ModifyListener": 1,
         "elastic-load-balancing-v2.DescribeTargetGroups": 1,
@@ -271,17 +272,27 @@ def test_a_killed_runs_leftover_gives_its_weight_back_before_its_target_group_go
             environment.load_balancer.group_arn(leftover): 50,  # type: ignore[attr-defined]
         }
     )
+    leftover_arn = environment.load_balancer.group_arn(leftover)  # type: ignore[attr-defined]
     nxt = make_environment(tmp_path / "next", LOAD_BALANCER="application", **STEPS)
     sent = modifications(nxt, fake_time)
-    deleted: list[int] = []
-    nxt.aws.client("elbv2").meta.events.register(
-        "provide-client-params.elastic-load-balancing-v2.DeleteTargetGroup", lambda **_: deleted.append(len(sent))
+    order: list[tuple[str, set[str]]] = []  # (request, the target groups it names), in the order sent
+    events = nxt.aws.client("elbv2").meta.events
+    events.register(
+        "provide-client-params.elastic-load-balancing-v2.ModifyListener",
+        lambda params, **_: order.append(
+            ("modify", {g["TargetGroupArn"] for g in params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]})
+        ),
+    )
+    events.register(
+        "provide-client-params.elastic-load-balancing-v2.DeleteTargetGroup",
+        lambda params, **_: order.append(("delete", {params["TargetGroupArn"]})),
     )
 
     new = launch_group(nxt, image_id=deployment_image("webapp-dev-carnivore-3"))
 
     assert next(w for _, w in sent) == [100, 0]  # first of all: every request to the serving group
-    assert deleted and deleted[0] >= 1  # the leftover's target group went after that
+    out_of_listener = next(i for i, (op, arns) in enumerate(order) if op == "modify" and leftover_arn not in arns)
+    assert order.index(("delete", {leftover_arn})) > out_of_listener  # out of the listener, then deleted
     assert group(leftover) is None or group(leftover)["Status"].startswith("Delete")
     assert weights(nxt) == {stamp(serving): 100, stamp(new): 0}
     assert "all requests back to " + serving in output(nxt)
@@ -569,7 +580,7 @@ def test_with_a_certificate_the_https_listener_takes_the_steps_and_the_abort(clo
         assert [w for _, w in sent] == [[90, 10], [50, 50], [0, 100]]
         assert weights(environment) == {stamp(serving): 0, stamp(new): 100}
     else:
-        with pytest.raises(DeployError, match="failed \\(5xx 50.0 % above MAX_ERROR_RATE"):
+        with pytest.raises(DeployError, match=r"failed \(5xx 50.0 % above MAX_ERROR_RATE"):
             shift_traffic(environment)
         assert [w for _, w in sent] == [[90, 10], [100, 0], [100]]
         assert weights(environment) == {stamp(serving): 100}
