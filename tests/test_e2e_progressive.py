@@ -258,7 +258,10 @@ def test_an_alarm_in_alarm_during_step_2_rolls_back(site: ServerSite) -> None:
         cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test: over")
 
     assert run.code != 0
-    assert "step 2/3: 50 % to asg-" in run.output and f"failed (alarm {ALARM} in ALARM)" in run.output, run.output
+    assert (
+        "step 2/3: 50 % to asg-" in run.output
+        and f"failed (alarm {ALARM} in ALARM; figures of the part observed" in run.output
+    ), run.output
     assert not [r for r in run.results if not r.ok]
     assert serving_version(site) == old
     [latest, *_] = history(site)
@@ -379,7 +382,10 @@ def earlier_layout(site: ServerSite) -> None:
         time.sleep(0.05)
     else:
         raise AssertionError("the group never got healthy in the shared target group")
-    forward({shared: 100})
+    # The earlier layout's listener, as its setup wrote it: a plain forward to the shared target group.
+    elbv2.modify_listener(
+        ListenerArn=listener["ListenerArn"], DefaultActions=[{"Type": "forward", "TargetGroupArn": shared}]
+    )
     autoscaling.detach_load_balancer_target_groups(
         AutoScalingGroupName=group["AutoScalingGroupName"], TargetGroupARNs=[own["TargetGroupArn"]]
     )
