@@ -3,7 +3,7 @@
 A traffic step is judged from AWS's own figures (namespace AWS/ApplicationELB, dimensions LoadBalancer and
 TargetGroup): RequestCount (Sum), HTTPCode_Target_5XX_Count (Sum) and TargetResponseTime (p99), of every target
 group asked for, in ONE GetMetricData request; the alarms of ALARM_NAMES in ONE DescribeAlarms request. At most
-two requests a step.
+two requests a step once its figures are in (a minute published late is read again: one more each poll interval).
 
 The window is widened to whole minutes of the cloud (a datapoint carries its minute's start; an emulator's minute
 is scaled) and read with one period covering it (a multiple of 60 s, CloudWatch's period of these metrics): each

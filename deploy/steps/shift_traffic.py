@@ -6,7 +6,11 @@ A step: the listeners forward WEIGHT percent to the new group's target group (`s
 forwarding listener); STEP_SECONDS are observed (scaled on an emulator), the alarms of ALARM_NAMES read every poll
 interval (one DescribeAlarms each); once the CloudWatch minutes holding the step are over and published, its
 figures are read (one GetMetricData: the old and the new group's target groups) and judged (deploy/plans/traffic.py
-`judge_step`). An alarm in ALARM during a step takes the requests back at once, within a poll interval.
+`judge_step`). While the new group's datapoint of the step's last minute is not in CloudWatch yet (requests
+flowing), they are read again every poll interval, for at most ARRIVAL_BOUND_S (scaled); never in: under
+MIN_REQUESTS the step fails (safe), else it is judged on what came, marked partial. An alarm in ALARM during a step
+takes the requests back at once, within a poll interval; its figures are then those of the part observed (partial).
+A rollback takes no steps: all requests at once.
 
 TRAFFIC_STEPS=100 (the default), nothing serving yet, or the classic kind: all requests to the new group at once
 (the ModifyListener the deploy's end sent before), then the promotion: no observation, no request more.
