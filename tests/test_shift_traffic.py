@@ -588,3 +588,19 @@ def test_with_a_certificate_the_https_listener_takes_the_steps_and_the_abort(clo
     listeners = listeners_by_port()
     assert set(modified) == {listeners[443]["ListenerArn"]}  # only the forwarding listener
     assert listeners[80]["DefaultActions"][0]["Type"] == "redirect"
+
+
+def test_inv_shift_traffic_alone_promotes_what_its_wait_health_found(cloud, tmp_path, fake_time):
+    """`inv shift-traffic` runs wait-health first (found in the account): it promotes that group with its image."""
+    _, serving, new = serving_and_new(tmp_path, TRAFFIC_STEPS="100")
+    image = next(tag["Value"] for tag in group(new)["Tags"] if tag["Key"] == "Image")
+    alone = make_environment(tmp_path / "alone", LOAD_BALANCER="application", TRAFFIC_STEPS="100")
+
+    with invocation("shift-traffic"):
+        made = run_stage(alone, "wait-health", Request(), Made())
+        made = run_stage(alone, "shift-traffic", Request(), made)
+
+    assert made.promoted == new and made.image == image
+    [latest, *_] = read_history(alone)
+    assert (latest["outcome"], latest["group"], latest["image"]) == ("promoted", new, image)
+    assert weights(alone) == {stamp(serving): 0, stamp(new): 100}

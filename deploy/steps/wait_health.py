@@ -39,7 +39,10 @@ def decide_health(environment: Environment, request: Request, made: Made) -> Hea
 
 
 def act_health(environment: Environment, decision: HealthWait, made: Made) -> Made:
-    return made.with_(healthy=carry_out_health(environment, decision))
+    # Run alone (found in the account), it hands on what shift-traffic promotes: the group's image and template.
+    healthy = carry_out_health(environment, decision)
+    image, template = made.image or decision.image, made.launch_template or decision.launch_template
+    return made.with_(healthy=healthy, image=image, launch_template=template)
 
 
 def carry_out_health(environment: Environment, decision: HealthWait) -> str:
