@@ -31,6 +31,7 @@ class Request:
     keep_on_failure: bool = False
     keep_images: bool | None = None  # None: as CLEANUP says
     action: str = DEPLOY  # what the history records: deploy or rollback
+    wait_retirement: bool = False  # --wait-retirement: return once AWS has emptied the outdated groups, deleted
 
 
 @dataclass(frozen=True)
@@ -206,13 +207,18 @@ class Retirement:
     reusable: str | None = None
     spared: tuple[Action, ...] = ()  # done if the app changed, not if it is unchanged
     extra: tuple[Action, ...] = ()  # done only if the app is unchanged
+    wait: bool = False  # --wait-retirement
+    sweep: bool = True  # a run's: the cleanup after the wait looks for crashed runs' leftovers too
 
     def lines(self) -> list[str]:
         unchanged = f"if the app is unchanged since {self.reusable} was baked"
+        handed = any(action.op in ("scale-in", "keep-group") for action in self.actions)
+        waits = ["cleanup: would wait until AWS has emptied the outdated groups, then delete them"]
         return [
             *(f"cleanup: {line}" for line in plan_lines(list(self.actions))),
             *(f"cleanup: {unchanged}, would not {action.line()}" for action in self.spared),
             *(f"cleanup: {unchanged}, would {action.line()} too" for action in self.extra),
+            *(waits if self.wait and handed else []),
         ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from deploy import facts
 from deploy.aws.clients import collect, or_none
-from deploy.aws.loadbalancers.base import LoadBalancerSettings
+from deploy.aws.loadbalancers.base import LoadBalancerSettings, Until
 from deploy.facts import Facts
 from deploy.naming import Names, tag_list
 from deploy.plans.traffic import current_weights, forward_action
@@ -141,6 +141,14 @@ class GroupTargetGroups:
         """All requests to GROUP's target group, every other one of the action kept at weight 0 (its targets drain
         as their groups retire; health checks go on, ready to take requests back)."""
         arn = self.group_arn(group_name)
+        self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
+
+    def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:
+        return None  # weight 0 (`serve` gave every request to the serving group): health checked, ready
+
+    def take_back(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+        arns = [arn for arn in raw_group.get("TargetGroupARNs", []) if self.owns_target_group(arn)]
+        arn = arns[0] if arns else self.group_arn(raw_group["AutoScalingGroupName"])
         self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
 
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
