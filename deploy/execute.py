@@ -183,6 +183,8 @@ def _do(environment: Environment, action: Action, again: str) -> None:
         delete_group(environment, target, force=force, detach=detach and force, drain=drain, again=again)
     elif op == "scale-in":
         groups.scale_in(environment, target)
+    elif op == "delete-target-group":
+        pass  # the load balancer's `release`, after the plan's other changes, takes it out of the listeners first
     elif op == "keep-group":
         keep_group(environment, target, str(action.get("retire_at")))
     elif op == "delete-launch-template":

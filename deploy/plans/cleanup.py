@@ -44,6 +44,9 @@ class CleanupFacts:
     pinned: str | None = None  # the group this run just promoted: never retired, whatever the order says
     now: str = ""  # UTC ISO 8601 ("2026-12-05T10:00:00Z"), this cloud's clock: which windows are over
     windows: dict[str, str] = field(default_factory=dict)  # a dry run's: the window the promotion to come opens
+    target_groups: dict[str, str] = field(default_factory=dict)  # an ALB: each group's own target group, by group
+    shared_target_group: str | None = None  # an ALB: the earlier layout's tg-NAME, when a listener still names it
+    serving_has_own: bool = False  # the serving group has its own target group (then tg-NAME goes)
     primals: list[Image] = field(default_factory=list)  # the environment's primal images (none read: kept)
     primals_in_use: set[str] = field(default_factory=set)  # run by an instance (a bake) or used elsewhere
     primal_retain: int = 2  # PRIMAL_RETAIN: the newest primal images kept
@@ -102,6 +105,12 @@ def plan_cleanup(facts: CleanupFacts) -> list[Action]:
         remaining.append(group)
     # Deletions after what only changes a size: a group sized 0 stops serving before anything of it goes.
     actions.sort(key=lambda action: action.op == "delete-group")
+    # What only the deleted groups used at the load balancer goes after them (out of the listeners first).
+    gone = [action.target for action in actions if action.op == "delete-group"]
+    doomed = [facts.target_groups[name] for name in gone if name in facts.target_groups]
+    if facts.shared_target_group and facts.serving_has_own:
+        doomed.append(facts.shared_target_group)
+    actions += [Action("delete-target-group", name, "out of the listeners first") for name in doomed]
 
     used_templates = {group.launch_template for group in remaining if group.launch_template}
     actions += [Action("delete-launch-template", name) for name in facts.templates if name not in used_templates]

@@ -31,6 +31,7 @@ from deploy.aws.images import (
     images_used_elsewhere,
 )
 from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
+from deploy.aws.loadbalancers.group_targets import target_group_name
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import RETIRE_TIMEOUT_S, carry_out
@@ -86,6 +87,11 @@ def read_cleanup_facts(
     images = [] if keep else [Image.from_aws(image) for image in deployment_images(environment)]
     primals = [] if keep else [Image.from_aws(image) for image in environment_images(environment, PRIMAL)]
     templates = launch_templates(environment) if sweep else sorted({g.launch_template or "" for g in groups} - {""})
+    forwarded = environment.load_balancer.forwarded_target_groups()
+    own = {group.name: name for group in groups for name in own_target_groups(environment, group, forwarded)}
+    serving_has_own = serving is not None and (
+        serving.name in own or (new_group is not None and environment.load_balancer.kind == "application")
+    )
     facts = CleanupFacts(
         groups=[group for group in groups if new_group is None or group.name != new_group.name],
         serving=serving,
@@ -105,12 +111,24 @@ def read_cleanup_facts(
         pinned=pinned,
         now=utc_text(moment),
         windows=windows,
+        target_groups=own,
+        shared_target_group=environment.names.target_group if environment.names.target_group in forwarded else None,
+        serving_has_own=serving_has_own,
         primals=primals,
         primal_retain=environment.config.primal_retain,
         packer_leftovers=packer_leftovers(environment) if sweep else [],
         orphan_snapshots=orphan_snapshots(environment) if sweep else [],
     )
     return _with_uses(environment, facts)
+
+
+def own_target_groups(environment: Environment, group: Group, forwarded: set[str]) -> list[str]:
+    """GROUP's own target group (an ALB: named in its description, or by the listeners, where it stays at weight 0
+    until it is deleted, detached or not; none for a group of the earlier layout)."""
+    names = environment.names
+    listed = {target_group_name(arn) for arn in group.raw.get("TargetGroupARNs", [])}
+    own = names.group_target_group(group.name)
+    return [own] if own in listed | forwarded else []
 
 
 def _configurations_of(groups: list[Group]) -> list[LaunchConfiguration]:

@@ -176,6 +176,11 @@ class LoadBalancer(Protocol):
         No read of the groups: their descriptions name their target groups and load balancers."""
         ...
 
+    def forwarded_target_groups(self) -> set[str]:
+        """An ALB: the names of the target groups its listeners forward to, weight 0 included (read with them);
+        classic: none."""
+        ...
+
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         """After GROUPS left (retired, or an aborted launch): what only served them is removed (an ALB: their target
         groups, and the shared one once SERVING does not use it); what was deleted."""

@@ -83,6 +83,9 @@ class ClassicLoadBalancer(LoadBalancerBase):
         if raw_from:
             self.detach_group(raw_from["AutoScalingGroupName"], attached=True)
 
+    def forwarded_target_groups(self) -> set[str]:
+        return set()
+
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         return []  # groups attach to the load balancer itself
 

@@ -151,6 +151,9 @@ class GroupTargetGroups:
         arn = arns[0] if arns else self.group_arn(raw_group["AutoScalingGroupName"])
         self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
 
+    def forwarded_target_groups(self) -> set[str]:
+        return {target_group_name(arn) for arn in self.weights()} if self.exists() else set()
+
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         """Take the target groups of GROUPS (retired, or an aborted launch) out of the listeners, then delete them;
         the shared tg-NAME of the earlier layout too, once SERVING (which keeps its weight) no longer uses it.
