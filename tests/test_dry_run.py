@@ -264,7 +264,8 @@ def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, wo
     assert moto_state(fresh_cloud) == deployed  # one dump at the end: each takes a second or two
     assert "nothing would change: webapp-test is already set up" in outputs["setup"]
     assert f"cleanup: would keep group {group}" in outputs["deploy"]
-    assert "nothing to retire" in outputs["cleanup"]
+    # The groups serve through their own target groups: setup's shared one goes (nothing else to retire).
+    assert "1. would delete target group tg-webapp-test (out of the listeners first)\n<==" in outputs["cleanup"]
     assert f"deregister image {image}" in outputs["destroy"]
 
 

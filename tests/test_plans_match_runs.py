@@ -322,7 +322,7 @@ def test_setup_does_what_its_dry_run_says(cloud, tmp_path, kind, state):
 
 STAMPED = re.compile(r"\d{14}")
 CREATED = re.compile(r"^launch-asg: would create launch template (\S+) \(.*\) and group (\S+):")
-REMOVED = re.compile(r"^launch-asg: would delete (group|launch template) (\S+)")
+REMOVED = re.compile(r"^launch-asg: would delete (group|launch template|target group) (\S+)")
 # Whatever else a stage may create (the first bake: the bake security group NAME-bake), as any stage says it.
 OTHER = re.compile(r"^[a-z, -]+: would create (security group|key pair|target group) (\S+)")
 OTHER_KIND = {"security group": "security_groups", "key pair": "key_pairs", "target group": "target_groups"}
@@ -333,7 +333,7 @@ WHAT = (
 RETIRED = re.compile(rf"^cleanup: would {WHAT}")
 SPARED = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would not {WHAT}")
 EXTRA = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would {WHAT}.* too$")
-REMOVED_KIND = {"group": "groups", "launch template": "launch_templates"}
+REMOVED_KIND = {"group": "groups", "launch template": "launch_templates", "target group": "target_groups"}
 RETIRED_KIND = {
     "delete group": "groups",
     "delete launch template": "launch_templates",

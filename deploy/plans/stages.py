@@ -158,6 +158,7 @@ class Launch:
     load_balancer: str
     subnet_ids: tuple[str, ...] = ()  # the group's: in zones that offer INSTANCE_TYPE
     security_group_id: str = ""  # the instances' (NAME-web)
+    target_group: str = ""  # an ALB: the group's own target group, created first (in the listeners at weight 0)
 
     def template_text(self) -> str:
         return f"{self.plan.launch_template} ({self.image or 'the new image'}, {TEMPLATE_SETTINGS})"
@@ -170,8 +171,10 @@ class Launch:
             return [f"launch-asg: skip, {self.plan.group} with {self.image} was launched earlier: it is the new group"]
         leftover = " (left over by an earlier unfinished run)"
         removals = [f"launch-asg: would {action.line()}{leftover}" for action in self.plan.remove_first]
+        own = f"launch-asg: would create target group {self.target_group} (in the listeners at weight 0)"
         return [
             *removals,
+            *([own] if self.target_group and not self.plan.reused else []),
             f"launch-asg: would create launch template {self.template_text()} and group {self.group_text()}",
         ]
 
