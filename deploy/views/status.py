@@ -18,15 +18,19 @@ from deploy.aws.groups import (
     environment_groups,
     launch_configurations,
     launch_templates,
+    scheduled_retirements,
     template_image,
+    utc_text,
 )
 from deploy.aws.images import environment_images
 from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_value, tags_of
-from deploy.plans.groups import serving_group
-from deploy.plans.model import DEPLOYED_TAG
+from deploy.plans.cleanup import plan_cleanup
+from deploy.plans.groups import kept_group, serving_group, window_end
+from deploy.plans.model import DEPLOYED_TAG, RETIRE_AT_TAG, ROLLED_BACK_TAG
+from deploy.steps.cleanup import read_cleanup_facts
 from deploy.views.traffic import service_url
 
 VERSION = 1
@@ -118,10 +122,12 @@ def group_status(
     now: datetime,
     apps: dict[str, str] | None = None,
     weight: int | None = None,
+    scheduled: str | None = None,
 ) -> dict[str, Any]:
     """Pure: one group's entry of the status, from its description and the load balancer's instance states
     (APPS: what runs on each instance, where an emulator says so; WEIGHT: the share of requests the listeners send
-    its target group, None where groups have no weights: the classic kind)."""
+    its target group, None where groups have no weights: the classic kind; SCHEDULED: when its scheduled retirement
+    runs, as AWS holds it)."""
     apps = apps or {}
     tags = tags_of(raw)
     template = raw.get("LaunchTemplate") or {}
@@ -154,7 +160,26 @@ def group_status(
         "load_balancer": _counts([i["load_balancer"] for i in instances]),
         "instances": instances,
         "weight": weight,
+        # Retirement (handed to AWS): the end of its window (RetireAt, kept groups), its scheduled action's time as
+        # AWS holds it, and its instances AWS is deregistering, draining and terminating (lifecycle Terminating).
+        "window_end": tags.get(RETIRE_AT_TAG) if raw["AutoScalingGroupName"] != serving else None,
+        "scheduled": scheduled,
+        "draining": sum(1 for i in instances if str(i["lifecycle"]).startswith("Terminating")),
+        "rolled_back": bool(tags.get(ROLLED_BACK_TAG)),
     }
+
+
+NEXT_RUN_OPS = ("scale-in", "delete-group", "delete-target-group", "delete-launch-template", "delete-image")
+
+
+def next_run(environment: Environment) -> list[str]:
+    """What the next run (a deploy's end, `inv cleanup`) will size 0 or delete, as its plan says it (the same
+    decision: deploy/plans/cleanup.py); a group kept for its window is not in it until its window is over."""
+    try:
+        actions = plan_cleanup(read_cleanup_facts(environment, sweep=False))
+    except DeployError as error:
+        return [f"(not known: {error})"]
+    return [action.line() for action in actions if action.op in NEXT_RUN_OPS]
 
 
 def collect_status(environment: Environment, now: datetime | None = None) -> dict[str, Any]:
@@ -178,10 +203,15 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
     except DeployError:
         weights = []
     weights += [None] * (len(raws) - len(weights))
+    serving_name = serving.name if serving else None
+    # A group with a window (or one a run was killed before it scheduled): its scheduled retirement, if any.
+    windowed = [g.name for g in groups if g.name != serving_name and window_end(g) and not g.scaled_in]
+    scheduled = scheduled_retirements(environment, windowed)
     group_entries = [
-        group_status(raw, lb_states, serving.name if serving else None, now, apps, weight)
+        group_status(raw, lb_states, serving_name, now, apps, weight, scheduled.get(raw["AutoScalingGroupName"]))
         for raw, weight in zip(raws, weights, strict=True)
     ]
+    kept = kept_group(groups, serving_name, utc_text(now))
     in_use = {g["image"] for g in group_entries if g["image"]}
     templates = []
     for name in launch_templates(environment):
@@ -220,6 +250,9 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "launch_configurations": configurations,
         "images": images,
         "lock": read_lock(environment),
+        # The window of the group the serving one replaced (`inv rollback` is a weight change until it ends).
+        "window": {"group": kept.name, "ends": window_end(kept)} if kept else None,
+        "next_run": next_run(environment) if serving is not None else [],
         # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
         "leftovers": {
             "packer": [leftover.as_json() for leftover in packer_leftovers(environment)],
@@ -268,6 +301,21 @@ def _health_check_text(check: dict[str, Any] | None) -> str:
     )
 
 
+def retirement_text(group: dict[str, Any]) -> str:
+    """Pure: where a group not serving is in its retirement (kept, scheduled, draining, rolled back)."""
+    parts = ["rolled back"] if group.get("rolled_back") else []
+    if group.get("window_end") and group.get("max") != 0:
+        parts.append(f"kept until {group['window_end']}")
+    if group.get("scheduled"):
+        parts.append(f"sized 0 at {group['scheduled']} (scheduled)")
+    if group.get("max") == 0:
+        draining = group.get("draining") or 0
+        parts.append(
+            f"retiring: {draining} instance(s) draining" if group.get("instances") else "empty: deleted next run"
+        )
+    return ", ".join(parts)
+
+
 def render_table(status: dict[str, Any]) -> str:
     """Pure: the status as text for people."""
     lines: list[str] = []
@@ -303,7 +351,7 @@ def render_table(status: dict[str, Any]) -> str:
         lines.append("groups")
         rows = [["NAME", "IMAGE", "AGE", "DESIRED", "LIFECYCLE", "LOAD BALANCER", "WEIGHT", ""]]
         for group in status["groups"]:
-            mark = "serving" if group["serving"] else (group.get("status") or "")
+            mark = "serving" if group["serving"] else (group.get("status") or retirement_text(group))
             if group["instances"] and all(str(i.get("app") or "").startswith("none") for i in group["instances"]):
                 mark = f"{mark} (records only: its image carries no app)".strip()
             rows.append(
@@ -321,6 +369,14 @@ def render_table(status: dict[str, Any]) -> str:
         lines += columns(rows)
     else:
         lines.append("groups         none")
+
+    window = status.get("window")
+    if window:
+        lines.append(
+            f"window         {window['group']} kept until {window['ends']}: `inv rollback` moves the traffic back"
+        )
+    for line in status.get("next_run") or []:
+        lines.append(f"next run       would {line}")
 
     if status["launch_templates"]:
         lines.append("launch templates")
