@@ -213,8 +213,9 @@ def carry_out_cleanup(environment: Environment, actions: list[Action], serving: 
     elif not refused and not deleted:
         environment.say("  no outdated groups")
     balancer = environment.load_balancer
-    if serving is not None and not refused and (retired or deleted):
-        serve(environment, serving)  # before anything else is sized 0 (with nothing to retire, release says it)
+    leaving = [action.target for action in actions if action.op == "delete-target-group"]
+    if serving is not None and not refused and (retired or deleted or leaving):
+        serve(environment, serving, leaving)  # before anything is sized 0; what leaves the listeners, in one request
     carry_out(environment, actions)  # refuses before doing anything while the serving group is not healthy
     if not refused:
         for line in balancer.release(serving, deleted):
@@ -225,7 +226,7 @@ def carry_out_cleanup(environment: Environment, actions: list[Action], serving: 
     return retired
 
 
-def serve(environment: Environment, serving: str) -> None:
+def serve(environment: Environment, serving: str, leaving: list[str] | None = None) -> None:
     """Every request to SERVING, at the load balancer: an ALB's weights; classic: attached again if a run was killed
     in the middle of a rollback (it waits until its instances are in service before anything else stops)."""
     balancer = environment.load_balancer
@@ -233,7 +234,7 @@ def serve(environment: Environment, serving: str) -> None:
     if known is not None and known.raw and not balancer.attached_to(known.raw):
         until = environment.waiter(RETIRE_TIMEOUT_S).until
         balancer.take_back(known.raw, {}, until)
-    balancer.serve(serving)
+    balancer.serve(serving, leaving or [])
 
 
 def wait_retirement(

@@ -160,9 +160,10 @@ class LoadBalancer(Protocol):
         target group); IN_SERVICE when serving."""
         ...
 
-    def serve(self, group_name: str) -> None:
-        """Send every request to GROUP_NAME (an ALB: weight 100 to its target group, 0 to the others; classic: every
-        attached group serves, nothing to do)."""
+    def serve(self, group_name: str, leaving: Sequence[str] = ()) -> None:
+        """Send every request to GROUP_NAME (an ALB: weight 100 to its target group, 0 to the others, and the target
+        groups named LEAVING out of the listeners, in the same request; classic: every attached group serves, nothing
+        to do)."""
         ...
 
     def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ name, and it reports each instance InService or OutOfService."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploy import facts
@@ -58,7 +58,7 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def preflight(self, vpc_id: str) -> None:
         self.guard_kind()
 
-    def serve(self, group_name: str) -> None:
+    def serve(self, group_name: str, leaving: Sequence[str] = ()) -> None:
         return None  # every attached group serves
 
     def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:

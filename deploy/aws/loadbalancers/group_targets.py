@@ -6,7 +6,7 @@ on an environment's next deploy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploy import facts
@@ -137,11 +137,17 @@ class GroupTargetGroups:
         self.say(f"  created target group {name} for {group_name} (HTTP:{health.port}, health check {health.path})")
         return str(created["TargetGroupArn"])
 
-    def serve(self, group_name: str) -> None:
+    def serve(self, group_name: str, leaving: Sequence[str] = ()) -> None:
         """All requests to GROUP's target group, every other one of the action kept at weight 0 (its targets drain
-        as their groups retire; health checks go on, ready to take requests back)."""
+        as their groups retire; health checks go on, ready to take requests back) but those named LEAVING (their
+        groups are empty, or they serve no group): out of the listeners in the same request."""
         arn = self.group_arn(group_name)
-        self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
+        others = {other: 0 for other in self.weights() if target_group_name(other) not in leaving}
+        for other in self.weights().keys() - others.keys():  # what `release` deletes next, known without a read
+            name = target_group_name(other)
+            if not self.known.knows(GROUP_TARGET_GROUP + name):
+                self.known.put(GROUP_TARGET_GROUP + name, {"TargetGroupArn": other, "TargetGroupName": name})
+        self.set_weights({**others, arn: 100})
 
     def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:
         return None  # weight 0 (`serve` gave every request to the serving group): health checked, ready
@@ -160,7 +166,9 @@ class GroupTargetGroups:
         What was deleted, one line each."""
         doomed = {self.group_arn(group): group for group in groups if self.describe_group_target_group(group)}
         # The shared tg-NAME, known by its name in the listeners' action (no read): it goes once SERVING has its own.
+        left = self.known.get(GROUP_TARGET_GROUP + self.target_group_name)  # `serve` took it out already
         shared = next((arn for arn in self.weights() if target_group_name(arn) == self.target_group_name), None)
+        shared = shared or (str(left["TargetGroupArn"]) if left else None)
         if shared is not None and serving is not None and self.group_arn(serving) != shared:
             doomed[shared] = self.target_group_name
         serving_arn = self.group_arn(serving) if serving else None
