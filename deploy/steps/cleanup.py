@@ -181,6 +181,12 @@ def cleanup(
     keeps for their window). PINNED: the group this run just promoted (a deploy's or rollback's end), kept as the
     serving one. SWEEP: look for what crashed runs left too (`inv cleanup`; see read_cleanup_facts). WAIT: then
     block until AWS has emptied every outdated group, and delete them (`inv cleanup --wait`)."""
+    if not dry_run and pinned is None:
+        # A rollback killed before the group it made serving was attached again (classic): attached first, so that
+        # it serves (and is healthy at the load balancer) before anything else is decided.
+        serving = serving_group(environment_groups(environment))
+        if serving is not None:
+            serve(environment, serving.name)
     facts = read_cleanup_facts(environment, keep_images, pinned=pinned, sweep=sweep)
     environment.say(f"  serving: {facts.serving.name if facts.serving else 'no group'}")
     actions = plan_cleanup(facts)
