@@ -169,7 +169,7 @@ def carry_out(
         _do(environment, action, again)
         if progress:
             environment.say(f"  [{number}/{len(changes)}] done: {action.line()}")
-        else:
+        elif action.op != "delete-target-group":  # the load balancer's `release` says it once done
             environment.say(f"  {action.done()}")
         done.append(action.line())
     return done

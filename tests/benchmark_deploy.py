@@ -60,6 +60,7 @@ from conftest import (  # noqa: E402
 from deploy import environment as environments  # noqa: E402
 from deploy.aws.groups import describe_groups  # noqa: E402
 from deploy.aws.health import group_health  # noqa: E402
+from deploy.aws.loadbalancers import HealthCheck  # noqa: E402
 from deploy.localcloud.apps import BOOT_S  # noqa: E402
 from deploy.pipeline import LAUNCH_ASG, run  # noqa: E402
 from deploy.plans.stages import Request  # noqa: E402
@@ -147,11 +148,10 @@ def staged_app(work: Path, version: str) -> Path:
 def physical_limit(environment) -> float:
     """Boot + healthy threshold x interval + the traffic steps (STEP_SECONDS each but the last), at the time scale:
     no deploy can return sooner (the retirement is AWS's, after it returned)."""
-    summary = environment.load_balancer.describe_summary()
-    check = summary["health_check"]
     config = environment.config
+    check = HealthCheck(path=config.health_check_path)  # what setup and each group's target group check with
     steps = len(config.traffic_steps) - 1  # the last step (100) is not observed: the deploy ends with it
-    return TIME_SCALE * (BOOT_S + check["healthy_threshold"] * check["interval"] + steps * config.step_seconds)
+    return TIME_SCALE * (BOOT_S + check.healthy * check.interval + steps * config.step_seconds)
 
 
 def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int, kind: str) -> dict:
