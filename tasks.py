@@ -203,9 +203,11 @@ def unlock(c: Context, env: str | None = None) -> None:
 def status(c: Context, env: str | None = None, json: bool = False) -> None:
     """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
     from deploy.cli import run_step
+    from deploy.steps.cleanup import next_run
     from deploy.views.status import show_status
 
-    run_step("status", env, lambda e: show_status(e, as_json=json, out=sys.stdout), dry_run=True, out=sys.stderr)
+    show = lambda e: show_status(e, as_json=json, out=sys.stdout, next_run=next_run)  # noqa: E731
+    run_step("status", env, show, dry_run=True, out=sys.stderr)
 
 
 @task(

@@ -184,9 +184,9 @@ def cleanup(
     if not dry_run and pinned is None:
         # A rollback killed before the group it made serving was attached again (classic): attached first, so that
         # it serves (and is healthy at the load balancer) before anything else is decided.
-        serving = serving_group(environment_groups(environment))
-        if serving is not None:
-            serve(environment, serving.name)
+        current = serving_group(environment_groups(environment))
+        if current is not None:
+            serve(environment, current.name)
     facts = read_cleanup_facts(environment, keep_images, pinned=pinned, sweep=sweep)
     environment.say(f"  serving: {facts.serving.name if facts.serving else 'no group'}")
     actions = plan_cleanup(facts)
@@ -280,3 +280,16 @@ def wait_retirement(
     actions = plan_cleanup(facts)
     carry_out_cleanup(environment, actions, serving)
     return [action.target for action in actions if action.op == "delete-group"]
+
+
+NEXT_RUN_OPS = ("scale-in", "delete-group", "delete-target-group", "delete-launch-template", "delete-image")
+
+
+def next_run(environment: Environment) -> list[str]:
+    """What the next run (a deploy's end, `inv cleanup`) would size 0 or delete, as its plan says it (`inv status`);
+    a group kept for its window is not in it until its window is over."""
+    try:
+        actions = plan_cleanup(read_cleanup_facts(environment, sweep=False))
+    except DeployError as error:
+        return [f"(not known: {error})"]
+    return [action.line() for action in actions if action.op in NEXT_RUN_OPS]

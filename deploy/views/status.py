@@ -27,13 +27,13 @@ from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_value, tags_of
-from deploy.plans.cleanup import plan_cleanup
 from deploy.plans.groups import kept_group, serving_group, window_end
-from deploy.plans.model import DEPLOYED_TAG, RETIRE_AT_TAG, ROLLED_BACK_TAG
-from deploy.steps.cleanup import read_cleanup_facts
+from deploy.plans.model import DEPLOYED_TAG
+from deploy.views.retirement import NextRun, retirement_fields, retirement_lines, retirement_text
 from deploy.views.traffic import service_url
 
 VERSION = 1
+Status = dict[str, Any]  # the shape docs/operations.md documents
 NOT_REGISTERED = "not registered"
 # An emulator tags an instance with what runs on it; the embedded cloud says "none: ..." for a record only.
 INSTANCE_APP_TAG = "LocalCloudApp"
@@ -160,30 +160,13 @@ def group_status(
         "load_balancer": _counts([i["load_balancer"] for i in instances]),
         "instances": instances,
         "weight": weight,
-        # Retirement (handed to AWS): the end of its window (RetireAt, kept groups), its scheduled action's time as
-        # AWS holds it, and its instances AWS is deregistering, draining and terminating (lifecycle Terminating).
-        "window_end": tags.get(RETIRE_AT_TAG) if raw["AutoScalingGroupName"] != serving else None,
-        "scheduled": scheduled,
-        "draining": sum(1 for i in instances if str(i["lifecycle"]).startswith("Terminating")),
-        "rolled_back": bool(tags.get(ROLLED_BACK_TAG)),
+        **retirement_fields(tags, raw["AutoScalingGroupName"] == serving, scheduled, instances),
     }
 
 
-NEXT_RUN_OPS = ("scale-in", "delete-group", "delete-target-group", "delete-launch-template", "delete-image")
-
-
-def next_run(environment: Environment) -> list[str]:
-    """What the next run (a deploy's end, `inv cleanup`) will size 0 or delete, as its plan says it (the same
-    decision: deploy/plans/cleanup.py); a group kept for its window is not in it until its window is over."""
-    try:
-        actions = plan_cleanup(read_cleanup_facts(environment, sweep=False))
-    except DeployError as error:
-        return [f"(not known: {error})"]
-    return [action.line() for action in actions if action.op in NEXT_RUN_OPS]
-
-
-def collect_status(environment: Environment, now: datetime | None = None) -> dict[str, Any]:
-    """Everything `inv status` shows, as a plain dict (shape: docs/operations.md, "inv status --json"). Reads only."""
+def collect_status(environment: Environment, now: datetime | None = None, next_run: NextRun | None = None) -> Status:
+    """Everything `inv status` shows, as a plain dict (shape: docs/operations.md, "inv status --json"). Reads only.
+    NEXT_RUN: what the next run would size 0 or delete (deploy/steps/cleanup.py `next_run`: the cleanup's plan)."""
     now = now or datetime.now(UTC)
     config = environment.config
     names = environment.names
@@ -205,8 +188,7 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
     weights += [None] * (len(raws) - len(weights))
     serving_name = serving.name if serving else None
     # A group with a window (or one a run was killed before it scheduled): its scheduled retirement, if any.
-    windowed = [g.name for g in groups if g.name != serving_name and window_end(g) and not g.scaled_in]
-    scheduled = scheduled_retirements(environment, windowed)
+    scheduled = scheduled_retirements(environment, [g.name for g in groups if window_end(g) and not g.scaled_in])
     group_entries = [
         group_status(raw, lb_states, serving_name, now, apps, weight, scheduled.get(raw["AutoScalingGroupName"]))
         for raw, weight in zip(raws, weights, strict=True)
@@ -252,7 +234,7 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "lock": read_lock(environment),
         # The window of the group the serving one replaced (`inv rollback` is a weight change until it ends).
         "window": {"group": kept.name, "ends": window_end(kept)} if kept else None,
-        "next_run": next_run(environment) if serving is not None else [],
+        "next_run": next_run(environment) if next_run is not None and serving is not None else [],
         # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
         "leftovers": {
             "packer": [leftover.as_json() for leftover in packer_leftovers(environment)],
@@ -299,21 +281,6 @@ def _health_check_text(check: dict[str, Any] | None) -> str:
         f"{target} every {check.get('interval')}s, timeout {check.get('timeout')}s,"
         f" healthy after {check.get('healthy_threshold')}, unhealthy after {check.get('unhealthy_threshold')}"
     )
-
-
-def retirement_text(group: dict[str, Any]) -> str:
-    """Pure: where a group not serving is in its retirement (kept, scheduled, draining, rolled back)."""
-    parts = ["rolled back"] if group.get("rolled_back") else []
-    if group.get("window_end") and group.get("max") != 0:
-        parts.append(f"kept until {group['window_end']}")
-    if group.get("scheduled"):
-        parts.append(f"sized 0 at {group['scheduled']} (scheduled)")
-    if group.get("max") == 0:
-        draining = group.get("draining") or 0
-        parts.append(
-            f"retiring: {draining} instance(s) draining" if group.get("instances") else "empty: deleted next run"
-        )
-    return ", ".join(parts)
 
 
 def render_table(status: dict[str, Any]) -> str:
@@ -370,13 +337,7 @@ def render_table(status: dict[str, Any]) -> str:
     else:
         lines.append("groups         none")
 
-    window = status.get("window")
-    if window:
-        lines.append(
-            f"window         {window['group']} kept until {window['ends']}: `inv rollback` moves the traffic back"
-        )
-    for line in status.get("next_run") or []:
-        lines.append(f"next run       would {line}")
+    lines += retirement_lines(status)
 
     if status["launch_templates"]:
         lines.append("launch templates")
@@ -428,9 +389,9 @@ def render_table(status: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show_status(environment: Environment, as_json: bool, out: Any) -> dict[str, Any]:
+def show_status(environment: Environment, as_json: bool, out: Any, next_run: NextRun | None = None) -> dict[str, Any]:
     """`inv status`: collect, then print JSON or the table to OUT (progress lines go elsewhere)."""
-    status = collect_status(environment)
+    status = collect_status(environment, next_run=next_run)
     if as_json:
         out.write(json.dumps(status, indent=2, default=str) + "\n")
     else:
