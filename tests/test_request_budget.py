@@ -154,7 +154,8 @@ def check_deploy(calls: list[tuple[str, str]], kind: str, expected: Counter[str]
 @pytest.fixture(params=["classic", "application"])
 def site(request: pytest.FixtureRequest, moto_server: str, tmp_path: Path) -> Site:
     capacity = {"MIN_CAPACITY": "2", "DESIRED_CAPACITY": "2", "MAX_CAPACITY": "2"}
-    site = Site.create(moto_server, ENV, tmp_path, LOAD_BALANCER=request.param, **capacity)
+    window = {"KEEP_PREVIOUS_SECONDS": "900"}  # the default: the replaced group is kept (4.5 s at the scale)
+    site = Site.create(moto_server, ENV, tmp_path, LOAD_BALANCER=request.param, **capacity, **window)
     site.kind = request.param
     return site
 
