@@ -481,9 +481,12 @@ class ServerView:
         return next(iter(groups.values()))
 
     def templates(self) -> list[str]:
+        """The environment's launch templates but those of groups AWS retires (deleted with them, by the next run)."""
         found = self.client("ec2").describe_launch_templates()["LaunchTemplates"]
         prefix = f"lt-{self.stack}-"
-        return sorted(t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(prefix))
+        retiring = {f"lt-{name[4:]}" for name, group in self.all_groups().items() if group["MaxSize"] == 0}
+        names = (t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(prefix))
+        return sorted(name for name in names if name not in retiring)
 
     def lb_states(self) -> dict[str, str]:
         """Every instance registered at the classic load balancer elb-STACK, and its state there."""
