@@ -184,14 +184,14 @@ def test_a_deploy_that_deletes_an_emptied_group_stays_within_its_budget(site: Si
     no_window = {"KEEP_PREVIOUS_SECONDS": "0"}
     succeeded(site.inv("setup"))
     succeeded(site.inv("deploy", "--image-id", site.deployment_image("budget-a"), env=no_window))
-    first = list(site.groups())
+    first = list(site.all_groups())
     history = {"ssm.PutParameter": 1}
 
     scale = site.run_requests(no_window, "deploy", "--image-id", site.deployment_image("budget-b"))
     check_deploy(scale, kind, plus(LOCK, history, LAUNCH, BALANCER[kind], SCALE_IN), RETIRE_ONE_BUDGET[kind])
-    wait_until(lambda: not site.groups()[first[0]]["Instances"], 30)  # the cloud drained and terminated it
+    wait_until(lambda: not site.all_groups()[first[0]]["Instances"], 30)  # the cloud drained and terminated it
 
     again = site.run_requests(no_window, "deploy", "--image-id", site.deployment_image("budget-c"))
     expected = plus(LOCK, history, LAUNCH, BALANCER[kind], SCALE_IN, DELETE_EMPTY[kind])
     check_deploy(again, kind, expected, DELETE_EMPTY_BUDGET[kind])
-    assert first[0] not in site.groups()
+    assert first[0] not in site.all_groups()
