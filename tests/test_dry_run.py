@@ -263,7 +263,7 @@ def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, wo
         outputs[command] = result.stdout
     assert moto_state(fresh_cloud) == deployed  # one dump at the end: each takes a second or two
     assert "nothing would change: webapp-test is already set up" in outputs["setup"]
-    assert f"cleanup: would keep group {group}" in outputs["deploy"]
+    assert f"cleanup: would size group {group} 0" in outputs["deploy"]  # KEEP_PREVIOUS_SECONDS=0 (tests' env)
     # The groups serve through their own target groups: setup's shared one goes (nothing else to retire).
     assert "1. would delete target group tg-webapp-test (out of the listeners first)\n<==" in outputs["cleanup"]
     assert f"deregister image {image}" in outputs["destroy"]

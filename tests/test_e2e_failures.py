@@ -423,7 +423,8 @@ def test_rollback_after_two_deploys_puts_the_first_image_back(site):
 def test_rollback_with_nothing_retained_says_so_and_changes_nothing(site):
     before = site.serving()
     # With RETAIN_IMAGES=0 a cleanup deregisters every deployment image but the serving one.
-    succeeded(site.inv("cleanup", env={"RETAIN_IMAGES": "0"}))
+    # --wait: the earlier groups, handed to AWS, are gone first (their images were in use until then).
+    succeeded(site.inv("cleanup", "--wait", env={"RETAIN_IMAGES": "0"}))
     assert site.image(tags_of(before)["Image"]) is not None
 
     result = site.inv("rollback")
