@@ -277,7 +277,13 @@ def budgets(port: int, work: Path) -> list[tuple[str, str, Counter[str]]]:
         root.mkdir()
         capacity = {"MIN_CAPACITY": "2", "DESIRED_CAPACITY": "2", "MAX_CAPACITY": "2"}
         site = ServerSite.create(
-            f"http://127.0.0.1:{port}", "budget", root, LOAD_BALANCER=kind, LOCAL_TIME_SCALE=str(TIME_SCALE), **capacity
+            f"http://127.0.0.1:{port}",
+            "budget",
+            root,
+            LOAD_BALANCER=kind,
+            LOCAL_TIME_SCALE=str(TIME_SCALE),
+            KEEP_PREVIOUS_SECONDS="900",  # the default, as tests/test_request_budget.py: the replaced group is kept
+            **capacity,
         )
         succeeded(site.inv("setup"))
         for scenario_name, image in (("first deploy", "budget-a"), ("retire-one deploy", "budget-b")):
@@ -313,11 +319,19 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--kind", choices=["classic", "application", "both"], default="both")
     parser.add_argument("--no-budgets", action="store_true", help="skip the request budgets")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=TIME_SCALE,
+        help=f"LOCAL_TIME_SCALE of the scenarios (default {TIME_SCALE}: a physical limit of 0.8 s, below one poll)",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
+    global TIME_SCALE
     args = arguments()
+    TIME_SCALE = args.time_scale
     only_budgets = args.scenarios == ["budgets"]
     chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in args.scenarios] or SCENARIOS
     kinds = ["classic", "application"] if args.kind == "both" else [args.kind]
