@@ -101,6 +101,15 @@ def wait_health(c: Context, env: str | None = None, timeout: int = NO_TIMEOUT, k
     run_task("wait-health", env, Request(timeout_s=int(timeout) or None, keep_on_failure=keep_on_failure))
 
 
+@task(help={"env": ENV_HELP})
+def shift_traffic(c: Context, env: str | None = None) -> None:
+    """Move the requests to the healthy new group by TRAFFIC_STEPS, judging each step; promote it, or roll back."""
+    from deploy.pipeline import run_task
+    from deploy.plans.stages import Request
+
+    run_task("shift-traffic", env, Request())
+
+
 @task(
     help={
         "env": ENV_HELP,

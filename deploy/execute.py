@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from deploy.aws import dns, groups, images, leftovers, network
 from deploy.aws.groups import utc_time
@@ -23,6 +24,7 @@ from deploy.aws.loadbalancers import DRAINING_TIMEOUT_S
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.plans.actions import Action
+from deploy.plans.groups import serving_group
 from deploy.plans.launch import plan_abort
 from deploy.plans.model import Group
 from deploy.plans.pending import Pending
@@ -226,13 +228,28 @@ def _do(environment: Environment, action: Action, again: str) -> None:
         raise AssertionError(f"an action this executor does not know: {op}")
 
 
-def abort_new_group(environment: Environment, pending: Pending | None, reason: str, action: str = "deploy") -> None:
-    """Remove a new group that never became healthy, and its launch template; the serving group stays untouched.
-    A promoted one is never removed, and one that served drains first, for at most the load balancer's draining
-    time (deploy/plans/launch.py `plan_abort`). The abort is recorded in the account's history (ACTION: the deploy
-    or rollback it ends)."""
+def take_back(environment: Environment, group: str) -> None:
+    """Every request back to the serving group before GROUP (a new group being removed: an aborted step, a killed
+    run's leftover) leaves: its target group may still carry weight, and its targets are about to drain."""
+    serving = serving_group(groups.environment_groups(environment))
+    if environment.load_balancer.take_back(serving.name if serving else None, group):
+        environment.say(f"  all requests back to {serving.name if serving else 'the serving group'}")
+
+
+def abort_new_group(
+    environment: Environment,
+    pending: Pending | None,
+    reason: str,
+    action: str = "deploy",
+    steps: list[dict[str, Any]] | None = None,
+) -> None:
+    """Remove a new group that was never promoted, and its launch template; the serving group stays untouched and
+    takes back every request first. A promoted one is never removed, and one that served drains first, for at most
+    the load balancer's draining time (deploy/plans/launch.py `plan_abort`). The abort is recorded in the account's
+    history (ACTION: the deploy or rollback it ends; STEPS: the traffic steps judged before)."""
     if not pending:
         return
+    take_back(environment, pending.group)
     raw_group = groups.describe_group(environment, pending.group)
     group = Group.from_aws(raw_group) if raw_group is not None else None
     actions = plan_abort(pending, group, has_served(environment, group))
@@ -242,4 +259,4 @@ def abort_new_group(environment: Environment, pending: Pending | None, reason: s
         for line in environment.load_balancer.release(None, [pending.group]):
             environment.say(f"  {line}")
         seconds = environment.log.elapsed()
-        record(environment, entry(action, ABORTED, pending.image_id, pending.group, seconds, False, reason))
+        record(environment, entry(action, ABORTED, pending.image_id, pending.group, seconds, False, reason, steps))

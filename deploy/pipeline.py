@@ -1,6 +1,6 @@
 """A deploy, written once: its ordered stages, each a name, a decision and an action.
 
-    build-app → copy-over → bake-primal → bake-carnivore → launch-asg → wait-health → finish
+    build-app → copy-over → bake-primal → bake-carnivore → launch-asg → wait-health → shift-traffic → finish
 
 A stage's decision reads what it needs of the account (once per run: deploy/facts.py) and returns a frozen
 decision object (deploy/plans/stages.py) whose `lines()` are its plan; its action carries out exactly that object
@@ -27,7 +27,6 @@ from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
 from deploy.cli import run_step
 from deploy.environment import Environment
-from deploy.errors import DeployError
 from deploy.invocation import current_invocation
 from deploy.plans.bake import GIVEN
 from deploy.plans.hand import given_image
@@ -43,8 +42,8 @@ from deploy.plans.stages import (
     Request,
     Retirement,
     Staging,
+    TrafficShift,
 )
-from deploy.plans.traffic import unbuilt_steps_refusal
 from deploy.steps.bake_carnivore import act_carnivore, decide_carnivore
 from deploy.steps.bake_primal import act_primal, decide_primal
 from deploy.steps.build_app import act_build, decide_build
@@ -52,9 +51,10 @@ from deploy.steps.copy_over import act_staging, decide_staging
 from deploy.steps.deploy import act_retirement, decide_retirement
 from deploy.steps.launch_asg import act_launch, decide_launch, refuse_before_launch
 from deploy.steps.rollback import choose_target, decide_weight_rollback, roll_back_by_weight
+from deploy.steps.shift_traffic import act_shift, decide_shift
 from deploy.steps.wait_health import act_health, decide_health
 from deploy.views.plan import show
-from deploy.views.run_report import RunReport
+from deploy.views.run_report import RunReport, current_report
 
 
 class Decision(Protocol):
@@ -94,7 +94,11 @@ def _would_launch(decision: Launch, made: Made) -> Made:
     return made.with_(group=decision.plan.group, launch_template=decision.plan.launch_template, removed=removed)
 
 
-def _would_promote(decision: HealthWait, made: Made) -> Made:
+def _would_be_healthy(decision: HealthWait, made: Made) -> Made:
+    return made.with_(healthy=decision.group)
+
+
+def _would_promote(decision: TrafficShift, made: Made) -> Made:
     return made.with_(promoted=decision.group)
 
 
@@ -119,12 +123,27 @@ BAKE_CARNIVORE: Stage[CarnivoreBake] = Stage(
 LAUNCH_ASG: Stage[Launch] = Stage(
     "launch-asg", "launch_asg", decide_launch, act_launch, _would_launch, needs=("bake-carnivore",)
 )
-WAIT_HEALTH: Stage[HealthWait] = Stage("wait-health", "wait_health", decide_health, act_health, _would_promote)
+WAIT_HEALTH: Stage[HealthWait] = Stage("wait-health", "wait_health", decide_health, act_health, _would_be_healthy)
+SHIFT_TRAFFIC: Stage[TrafficShift] = Stage("shift-traffic", "shift_traffic", decide_shift, act_shift, _would_promote)
 FINISH: Stage[Retirement] = Stage(
-    "finish", "deploy", decide_retirement, act_retirement, _unchanged, needs=("launch-asg", "wait-health")
+    "finish",
+    "deploy",
+    decide_retirement,
+    act_retirement,
+    _unchanged,
+    needs=("launch-asg", "wait-health", "shift-traffic"),
 )
 
-STAGES: tuple[Stage[Any], ...] = (BUILD_APP, COPY_OVER, BAKE_PRIMAL, BAKE_CARNIVORE, LAUNCH_ASG, WAIT_HEALTH, FINISH)
+STAGES: tuple[Stage[Any], ...] = (
+    BUILD_APP,
+    COPY_OVER,
+    BAKE_PRIMAL,
+    BAKE_CARNIVORE,
+    LAUNCH_ASG,
+    WAIT_HEALTH,
+    SHIFT_TRAFFIC,
+    FINISH,
+)
 
 
 def stage(name: str) -> Stage[Any]:
@@ -162,7 +181,6 @@ def resolved(environment: Environment, request: Request) -> Request:
 def plan(environment: Environment, request: Request, start: str = BUILD_APP.name) -> list[str]:
     """The dry run: every stage from START, decided in order on what the earlier ones would make; their lines.
     An image given up front: the stages that bake are one line, skipped."""
-    refuse_unbuilt_stages(environment)
     request = resolved(environment, request)
     require_instance_type(environment)  # the run checks it before its first bake: fail the plan the same way
     if environment.load_balancer.exists():
@@ -181,15 +199,6 @@ def plan(environment: Environment, request: Request, start: str = BUILD_APP.name
     return lines
 
 
-def refuse_unbuilt_stages(environment: Environment) -> None:
-    """Refuse, before any stage acts (and in the dry run alike), what is configured but not built yet: traffic in
-    steps asked for and silently not done would send a release all the traffic at once."""
-    config = environment.config
-    refusal = unbuilt_steps_refusal(config.traffic_steps, config.source_of("TRAFFIC_STEPS"), config.env)
-    if refusal:
-        raise DeployError(refusal)
-
-
 def run_stage(environment: Environment, name: str, request: Request, made: Made) -> Made:
     """One stage: decide on what the run read and what the earlier stages made, carry it out; what it made.
     The run's report.html shows it (running, then its outcome)."""
@@ -197,12 +206,13 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
     report = run_report(environment)
     report.begin(each.name, request.action)
     try:
-        refuse_unbuilt_stages(environment)
         if each.needs_setup:
             environment.load_balancer.require()
             refuse_before_launch(environment)  # refused before anything is baked, not after a failed health wait
         decision = each.decide(environment, resolved(environment, request), made)
         made = each.act(environment, decision, made)
+        if each is FINISH and made.steps and made.summary is not None:  # the summary carries the steps' figures
+            made = made.with_(summary={**made.summary, "steps": list(made.steps)})
     except BaseException as error:
         report.end(error=str(error).splitlines()[0] if str(error) else type(error).__name__)
         raise
@@ -212,12 +222,7 @@ def run_stage(environment: Environment, name: str, request: Request, made: Made)
 
 def run_report(environment: Environment) -> RunReport:
     """This run's report (one per invocation and environment, as its log folder)."""
-    with current_invocation() as opened:
-        return opened.open(
-            ("report", environment.env),
-            lambda: RunReport(environment.env, environment.log.dir.name, environment.log.dir),
-            lambda _: None,
-        )
+    return current_report(environment.env, environment.log.dir)
 
 
 def made_text(name: str, made: Made) -> str:
@@ -225,7 +230,10 @@ def made_text(name: str, made: Made) -> str:
     if name == FINISH.name and made.summary:
         return f"deployed {made.summary.get('image')} as {made.summary.get('group')}"
     if name == WAIT_HEALTH.name:
-        return f"{made.promoted} healthy" if made.promoted else ""
+        return f"{made.healthy} healthy" if made.healthy else ""
+    if name == SHIFT_TRAFFIC.name:
+        steps = f" after {len(made.steps)} steps" if made.steps else ""
+        return f"{made.promoted} promoted{steps}" if made.promoted else ""
     if name == LAUNCH_ASG.name:
         return made.group or ""
     if name == BAKE_PRIMAL.name:

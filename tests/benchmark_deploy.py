@@ -15,6 +15,14 @@ checks); older outdated groups are records (images without an app). Not a test: 
     .venv/bin/python tests/benchmark_deploy.py 1,1,0      # one scenario, then the budgets
     .venv/bin/python tests/benchmark_deploy.py 1,1,0 --kind application --no-budgets
     .venv/bin/python tests/benchmark_deploy.py budgets    # the budgets only
+    .venv/bin/python tests/benchmark_deploy.py bad-release  # the bad release only (needs packer)
+
+The bad release (issue 19, Done 9): the real CLI deploys, with TRAFFIC_STEPS=10,50,100, a release whose health
+check passes but half of its other requests fail (FAIL_RATE=0.5), under RATE requests a second; it prints the share
+of the requests that failed over the whole deploy (and after the rollback), and the time from the end of the bad
+step's observation (STEP_SECONDS after its weights were set, scaled) to the rollback (the serving group's target
+group seen at weight 100 again): the wait for CloudWatch's minute to be over and published, the read, the
+ModifyListener.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -67,9 +77,10 @@ from deploy.plans.stages import Request  # noqa: E402
 from deploy.settings import SETTINGS_BY_KEY  # noqa: E402
 from deploy.steps.launch_asg import launch_group  # noqa: E402
 from deploy.steps.setup import run_setup  # noqa: E402
-from deploy.steps.wait_health import promote  # noqa: E402
+from deploy.steps.shift_traffic import promote  # noqa: E402
 from deploy.views.traffic import Traffic, service_url  # noqa: E402
 
+T = TypeVar("T")
 SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (20, 5, 300)]
 ENV = "bench"
 TIME_SCALE = 0.01  # AWS's durations x 0.01: boot 0.2 s, checks every 0.3 s, draining 3 s
@@ -304,6 +315,83 @@ def print_budgets(rows: list[tuple[str, str, Counter[str]]]) -> None:
         print(f"\n{kind}, {name}: " + ", ".join(f"{op} {n}" for op, n in sorted(count.items())))
 
 
+BAD_STEP_SECONDS = 300  # 3 s at TIME_SCALE
+
+
+def bad_release(port: int, work: Path) -> dict:
+    """A release failing half of its requests, deployed with TRAFFIC_STEPS=10,50,100 by the real CLI under traffic:
+    the share of failed requests and the time from the bad step's end to the rollback."""
+    from test_e2e_progressive import Watch, target_group_of
+
+    root = work / "bad-release"
+    root.mkdir()
+    site = ServerSite.create(
+        f"http://127.0.0.1:{port}",
+        "test",
+        root,
+        LOAD_BALANCER="application",
+        DESIRED_CAPACITY="1",
+        TRAFFIC_STEPS="10,50,100",
+        STEP_SECONDS=str(BAD_STEP_SECONDS),
+        MIN_REQUESTS="3",
+        LOCAL_TIME_SCALE=str(TIME_SCALE),
+    )
+    succeeded(site.inv("setup"))
+    succeeded(site.inv("deploy"))
+    serving = site.serving()["AutoScalingGroupName"]
+    url = json.loads(succeeded(site.inv("status", "--json")))["load_balancer"]["url"]
+    traffic = Traffic(url, seconds=3600, rate=RATE, sleep=_real_sleep)
+    watch = Watch(site.url)
+    threads = [threading.Thread(target=traffic.run, daemon=True), threading.Thread(target=watch.run, daemon=True)]
+    for thread in threads:
+        thread.start()
+    _real_sleep(1.0)
+    began = time.monotonic()
+    result = site.inv("deploy", env={"FAIL_RATE": "0.5"})
+    ended = time.monotonic()
+    _real_sleep(1.0)
+    traffic.stop.set()
+    watch.stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    own = target_group_of(serving)
+    step = min(t for t, w in watch.samples if t > began and w.get(own) == 90)
+    back = watch.first(own, 100, since=step)
+    during = [r for r in traffic.results if began <= r.started <= ended]
+    return {
+        "exit": result.returncode,
+        "requests": len(during),
+        "failed": sum(1 for r in during if not r.ok),
+        "failed_after": sum(1 for r in traffic.results if r.started > back + 0.1 and not r.ok),
+        "step_end_to_rollback": back - (step + BAD_STEP_SECONDS * TIME_SCALE),
+        "step_seconds": BAD_STEP_SECONDS * TIME_SCALE,
+        "minute": 60 * TIME_SCALE,
+    }
+
+
+def print_bad_release(result: dict) -> None:
+    share = 100 * result["failed"] / max(result["requests"], 1)
+    print(
+        f"\nbad release (FAIL_RATE=0.5, TRAFFIC_STEPS=10,50,100, step {result['step_seconds']:.1f} s, CloudWatch"
+        f" minute {result['minute']:.1f} s): exit {result['exit']}; {result['failed']} of {result['requests']}"
+        f" requests failed ({share:.1f} %), {result['failed_after']} after the rollback; bad step's end to rollback"
+        f" {result['step_end_to_rollback']:.2f} s"
+    )
+
+
+def on_a_server(measure: Callable[[int, Path], T]) -> T:
+    """MEASURE(port, work folder) with a moto server of its own, stopped by its pid whatever happens."""
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        isolate(work)
+        port = free_port()
+        server = start_server(port, work / "moto.log")
+        try:
+            return measure(port, work)
+        finally:
+            stop_server(server)
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="A deploy on the embedded cloud at several sizes: wall time against the modelled physical limit,"
@@ -315,7 +403,7 @@ def arguments() -> argparse.Namespace:
         nargs="*",
         help="INSTANCES,OUTDATED,UNRELATED (e.g. 1,1,0 or 20,5,300); default: all of "
         + " ".join(",".join(map(str, s)) for s in SCENARIOS)
-        + "; `budgets`: the budgets only",
+        + "; `budgets`: the budgets only; `bad-release`: the bad release only (TRAFFIC_STEPS=10,50,100)",
     )
     parser.add_argument("--kind", choices=["classic", "application", "both"], default="both")
     parser.add_argument("--no-budgets", action="store_true", help="skip the request budgets")
@@ -335,20 +423,20 @@ def main() -> None:
     only_budgets = args.scenarios == ["budgets"]
     chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in args.scenarios] or SCENARIOS
     kinds = ["classic", "application"] if args.kind == "both" else [args.kind]
-    budget_rows: list[tuple[str, str, Counter[str]]] = []
-    with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        isolate(work)
-        port = free_port()
-        server = start_server(port, work / "moto.log")
-        try:
-            results = [((size, kind), scenario(port, work, *size, kind)) for size in chosen for kind in kinds]
-            if not args.no_budgets:
-                budget_rows = budgets(port, work)
-        finally:
-            stop_server(server)
+    if args.scenarios == ["bad-release"]:
+        print_bad_release(on_a_server(bad_release))
+        return
+
+    def measure(port: int, work: Path) -> tuple[list, list, dict | None]:
+        results = [((size, kind), scenario(port, work, *size, kind)) for size in chosen for kind in kinds]
+        bad = bad_release(port, work) if not args.scenarios else None  # all scenarios: the bad release too
+        return results, [] if args.no_budgets else budgets(port, work), bad
+
+    results, budget_rows, bad = on_a_server(measure)
     if budget_rows:
         print_budgets(budget_rows)
+    if bad is not None:
+        print_bad_release(bad)
     if not results:
         return
     print(

@@ -308,6 +308,20 @@ def cloud(
 # --- images and groups made directly in a cloud (in-process or on the moto server) --------------------
 
 
+def make_alarm(cloudwatch: Any, name: str, threshold: float = 1) -> None:
+    """A CloudWatch alarm on the load balancer's 5xx count (moto never evaluates it: tests set its state)."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        MetricName="HTTPCode_Target_5XX_Count",
+        Namespace="AWS/ApplicationELB",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+
+
 def local_base_image(ec2: Any) -> str:
     """The id of the local cloud's base image, local-base-debian-12: what bake-primal seeds the moto server with,
     made here the same way when no run has needed it yet (a setup or a deploy with --image-id seeds no image)."""

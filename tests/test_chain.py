@@ -24,6 +24,7 @@ def test_deploy_runs_every_step_in_order_with_the_callers_environment() -> None:
         "bake_carnivore",
         "launch_asg",
         "wait_health",
+        "shift_traffic",
         "deploy",
     ]
     assert all(kwargs.get("env") == "local" for _, kwargs in chain)
@@ -38,13 +39,14 @@ def test_pre_tasks_get_only_the_flags_they_declare() -> None:
 
 def test_a_given_image_skips_the_build_and_both_bakes() -> None:
     chain = _chain("deploy", env="local", image_id="ami-0123456789abcdef0")
-    assert [name for name, _ in chain] == ["bake_carnivore", "launch_asg", "wait_health", "deploy"]
+    assert [name for name, _ in chain] == ["bake_carnivore", "launch_asg", "wait_health", "shift_traffic", "deploy"]
     assert dict(chain)["launch_asg"]["image_id"] == "ami-0123456789abcdef0"
 
 
 def test_a_single_step_pulls_in_only_its_prerequisites() -> None:
     assert [name for name, _ in _chain("copy-over", env="local")] == ["build_app", "copy_over"]
     assert [name for name, _ in _chain("wait-health", env="local")] == ["wait_health"]
+    assert [name for name, _ in _chain("shift-traffic", env="local")] == ["shift_traffic"]
 
 
 def test_the_configuration_is_loaded_once_per_command_line(monkeypatch) -> None:

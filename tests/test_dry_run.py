@@ -128,6 +128,7 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
         "bake-carnivore",
         "launch-asg",
         "wait-health",
+        "shift-traffic",
         "cleanup",
     ]
     assert lines[2] == "bake-primal: would create security group webapp-staging-bake (Packer's build instances)"

@@ -120,7 +120,16 @@ def test_a_second_deploy_replaces_the_group_with_no_moment_out_of_service(site):
     assert f"deleted group {before['AutoScalingGroupName']}" in output
     text, outcomes = report_shown(site)
     assert "promoted" in text and f"deployed {new_image} as {after['AutoScalingGroupName']}" in text
-    stages = ["build-app", "copy-over", "bake-primal", "bake-carnivore", "launch-asg", "wait-health", "finish"]
+    stages = [
+        "build-app",
+        "copy-over",
+        "bake-primal",
+        "bake-carnivore",
+        "launch-asg",
+        "wait-health",
+        "shift-traffic",
+        "finish",
+    ]
     assert outcomes == dict.fromkeys(stages, "ok")
 
     assert len(in_service_counts) >= 20, f"the watcher saw too little ({len(in_service_counts)} polls; {errors[:3]})"

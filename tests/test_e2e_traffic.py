@@ -281,19 +281,25 @@ def test_traffic_flows_through_deploys_rollback_an_aborted_deploy_and_cleanup(ki
         assert_only(traffic, broken, v1)
         assert len(site.groups()) == 1
 
-        # Step by step: a new group next to the serving one, both serve; then cleanup retires the old one.
+        # Step by step: a new group next to the serving one, healthy; shift-traffic promotes it; then cleanup retires
+        # the old one.
         launch = run_phase(site, "launch-asg", "launch-asg")
         wait = run_phase(site, "wait-health", "wait-health")
         assert_no_failures(list(traffic.results), launch.started)
-        both = wait_for_requests_after(traffic, wait.ended, count=20)
+        healthy = wait_for_requests_after(traffic, wait.ended, count=20)
         if kind == "classic":
-            v3 = ({str(r.version) for r in both if r.ok} - {v1}).pop()
+            v3 = ({str(r.version) for r in healthy if r.ok} - {v1}).pop()
+            assert {r.version for r in healthy if r.ok} == {v1, v3}, "both groups serve until cleanup"
+        else:  # healthy at weight 0: the serving group takes every request until shift-traffic moves them
+            assert {r.version for r in healthy if r.ok} == {v1}
+        shift = run_phase(site, "shift-traffic", "shift-traffic")
+        both = wait_for_requests_after(traffic, shift.ended, count=20)
+        if kind == "classic":
             assert {r.version for r in both if r.ok} == {v1, v3}, "both groups serve until cleanup"
-        else:  # healthy at weight 0: the serving group takes every request until cleanup moves them
-            assert {r.version for r in both if r.ok} == {v1}
+        else:  # every request to the new group (TRAFFIC_STEPS=100); the old one, at weight 0, until cleanup
+            v3 = ({str(r.version) for r in both if r.ok} - {v1}).pop()
+            assert {r.version for r in both if r.ok} == {v3}
         cleanup = run_phase(site, "cleanup", "cleanup")
-        if kind == "application":
-            v3 = ({str(r.version) for r in wait_for_requests_after(traffic, cleanup.ended) if r.ok} - {v1}).pop()
         assert_no_failures(list(traffic.results), launch.started)
         assert_only(traffic, cleanup, v3)
         assert len(site.groups()) == 1

@@ -499,17 +499,17 @@ def account(enforced_server: str) -> Account:
 
 
 def site_for(
-    account: Account, env: str, root: Path, drop: str | None = None, kind: str = "application"
+    account: Account, env: str, root: Path, drop: str | None = None, kind: str = "application", **settings: str
 ) -> tuple[ServerSite, dict[str, str]]:
-    """ENV on the enforced server (real-AWS settings but its endpoint, LOAD_BALANCER=KIND), run as a user holding
-    its policy (without the statement DROP); the admin leaves a launch configuration of the original scripts
+    """ENV on the enforced server (real-AWS settings but its endpoint, LOAD_BALANCER=KIND, SETTINGS), run as a user
+    holding its policy (without the statement DROP); the admin leaves a launch configuration of the original scripts
     behind, for the first deploy's cleanup to retire."""
     site = ServerSite(account.url, env, root)
     from conftest import copy_example_app, local_env_text
 
     copy_example_app(site.app_dir)
     text = local_env_text(
-        account.url, LOCAL_CLOUD="false", LOAD_BALANCER=kind, APP_DIR=os.path.relpath(site.app_dir, REPO)
+        account.url, LOCAL_CLOUD="false", LOAD_BALANCER=kind, APP_DIR=os.path.relpath(site.app_dir, REPO), **settings
     )
     write_env_folder(site.env_dir, {f"{env}.env": text})
     site.work_dir.mkdir()
@@ -572,7 +572,9 @@ def logged_actions(site: ServerSite) -> set[str]:
 @pytest.mark.parametrize("kind", ["application", "classic"])
 def test_a_user_holding_only_the_policy_runs_the_whole_life_of_an_environment(account, tmp_path, kind):
     env = f"{ENV}{kind[0]}"
-    site, user = site_for(account, env, tmp_path, kind=kind)
+    # The application kind in traffic steps (its second deploy and the rollback read CloudWatch: TrafficMetrics).
+    steps = {"TRAFFIC_STEPS": "10,100", "STEP_SECONDS": "200"} if kind == "application" else {}
+    site, user = site_for(account, env, tmp_path, kind=kind, **steps)
     for args in FULL_LIFE:
         ok(site.inv(*args, env=user))
     groups = account.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
@@ -587,6 +589,7 @@ def test_a_user_holding_only_the_policy_runs_the_whole_life_of_an_environment(ac
     inventory = {a for actions in code_operations(kind).values() for a in actions}
     assert sent - inventory == set()
     assert [a for a in sent if not action_allowed(document, a) and a not in NO_PERMISSION] == []
+    assert ("cloudwatch:GetMetricData" in sent) == (kind == "application")
 
 
 # Statements whose actions only AWS itself exercises: the service-linked roles are created by AWS, as the

@@ -201,7 +201,7 @@ def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
 
     run(new_run(environment), Request(image_id=image), start=LAUNCH_ASG.name)
 
-    new_group = next(line for line in lines if line.startswith("wait-health:")).split("promote ")[1].split(";")[0]
+    new_group = next(line for line in lines if line.startswith("wait-health:")).split(" healthy ")[1].split(";")[0]
     gone = vanished(before, account())
     planned = [line for line in _cleanup_part(lines) if line.startswith("would ")]
     removed = {line.split()[4] for line in lines if line.startswith("launch-asg: would delete group")}

@@ -93,7 +93,8 @@ def test_the_health_wait_prints_one_n_of_n_line_per_poll_in_ci_logs(cloud, tmp_p
     assert len(polls) == 1 and clock.now == 160.0
     assert all(HEALTH_LINE.match(line) for line in polls), polls
     assert [HEALTH_LINE.match(line).group(1, 2) for line in polls] == [("2", "2")]
-    assert lines[-1] == f"  {group} is healthy and serving"
+    assert lines[-2] == f"  {group} is healthy"  # wait-health, then shift-traffic promotes it
+    assert lines[-1].startswith(f"  promoted {group} (")
     assert "\r" not in output(environment) and "\x1b" not in output(environment)
 
 
@@ -140,7 +141,7 @@ def test_a_deploy_in_ci_prints_plain_progress_and_a_summary(env_dir, work_dir, f
     lines = result.stdout.splitlines()
     assert "\r" not in result.stdout and "\x1b" not in result.stdout
     starts = [line[4:] for line in lines if line.startswith("==> ")]
-    assert starts == ["bake-carnivore", "launch-asg", "wait-health", "finish"]
+    assert starts == ["bake-carnivore", "launch-asg", "wait-health", "shift-traffic", "finish"]
     for step in starts:
         assert any(re.fullmatch(rf"<== {step} done in \d+\.\ds", line) for line in lines), step
     polls = [line for line in lines if "healthy (" in line]

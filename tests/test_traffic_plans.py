@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import REGION
+from conftest import REGION, make_alarm
 
 from deploy.aws.metrics import alarm_states, figures_of, minute_window, read_figures, window_period
 from deploy.plans.traffic import (
@@ -211,16 +211,7 @@ def test_figures_of_several_datapoints_add_up_and_keep_the_largest_p99() -> None
 def test_alarm_states_come_in_one_request(cloud: None) -> None:
     cloudwatch, calls = counted("cloudwatch")
     for name in ("webapp-5xx", "webapp-latency"):
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            MetricName="HTTPCode_Target_5XX_Count",
-            Namespace="AWS/ApplicationELB",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=10,
-            ComparisonOperator="GreaterThanThreshold",
-        )
+        make_alarm(cloudwatch, name, threshold=10)
     # (moto implements no PutCompositeAlarm: the composite alarms DescribeAlarms is asked for are not tested here)
     for name, state in (("webapp-5xx", "ALARM"), ("webapp-latency", "OK")):
         cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="set by the test")

@@ -50,10 +50,20 @@ def tool_version() -> str:
 
 
 def entry(
-    action: str, outcome: str, image: str | None, group: str | None, seconds: float, by_hand: bool, detail: str = ""
+    action: str,
+    outcome: str,
+    image: str | None,
+    group: str | None,
+    seconds: float,
+    by_hand: bool,
+    detail: str = "",
+    steps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One history entry, as written (its time is now, in UTC)."""
+    """One history entry, as written (its time is now, in UTC). STEPS: the traffic steps' figures and decisions
+    (shift-traffic's), kept as `steps` when there were any."""
+    extra: dict[str, Any] = {"steps": [history_step(step) for step in steps]} if steps else {}
     return {
+        **extra,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "by": f"{getpass.getuser()}@{socket.gethostname()}",
         "action": action,
@@ -76,9 +86,21 @@ def record(environment: AwsContext, item: dict[str, Any]) -> None:
     )
 
 
+STEP_KEYS = ("step", "steps", "weight", "requests", "errors", "error_rate", "p99_ms", "outcome", "reasons")
+
+
+def history_step(step: dict[str, Any]) -> dict[str, Any]:
+    """A traffic step as the history keeps it (StepDecision.record() without what the entry says already)."""
+    return {key: step[key] for key in STEP_KEYS if key in step}
+
+
 def _value(item: dict[str, Any]) -> str:
-    """ITEM as JSON (ASCII), its detail (an abort's reason) shortened if the whole would not fit a value."""
+    """ITEM as JSON (ASCII), its detail (an abort's reason) shortened if the whole would not fit a value; then, if
+    it still would not, its first traffic steps dropped (the last ones, the decisive, are kept)."""
     value = json.dumps(item, sort_keys=True)
+    while len(value) > MAX_VALUE and len(item.get("steps") or []) > 1:
+        item = {**item, "steps": item["steps"][1:]}
+        value = json.dumps(item, sort_keys=True)
     detail = str(item.get("detail") or "")
     while len(value) > MAX_VALUE and detail:
         detail = detail[: max(0, len(detail) - (len(value) - MAX_VALUE) - 3)]

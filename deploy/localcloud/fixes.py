@@ -28,6 +28,7 @@ from moto.elbv2.models import ELBv2Backend
 from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
 
 from deploy.localcloud.iam_enforcement import (
+    iam_prefix,
     refusals_in_the_services_shape,
     sign_the_body,
     unknown_request,
@@ -341,6 +342,7 @@ def patch_moto() -> None:
     install_traffic_fixes(_install)  # target groups no listener uses; CloudWatch percentiles
     install_scaling_fixes(_install)  # scheduled actions; a scale-in drains before it terminates
     _install(IAMRequestBase, "_create_aws_request", sign_the_body)
+    _install(IAMRequestBase, "__init__", iam_prefix)
     _install(IAMPolicyStatement, "_check_element_matches", unknown_resource)
     _install(IAMPolicyStatement, "is_action_permitted", unknown_request)
     _install(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", refusals_in_the_services_shape)

@@ -30,6 +30,23 @@ def sign_the_body(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_aws_request
 
 
+# Services whose requests are signed under another name than their IAM actions' prefix.
+IAM_PREFIX_OF_SIGNING_NAME = {"monitoring": "cloudwatch"}
+
+
+def iam_prefix(original: Callable[..., None]) -> Callable[..., None]:
+    # AWS: CloudWatch's actions are `cloudwatch:GetMetricData`, `cloudwatch:DescribeAlarms`. moto named the action
+    # after the service of the request's signature (`monitoring`), so a policy granting the documented
+    # `cloudwatch:` actions was denied every CloudWatch request under enforcement.
+    def __init__(self: IAMRequestBase, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        service, _, action = self._action.partition(":")
+        if service in IAM_PREFIX_OF_SIGNING_NAME:
+            self._action = f"{IAM_PREFIX_OF_SIGNING_NAME[service]}:{action}"
+
+    return __init__
+
+
 def unknown_resource(original: Callable[..., bool]) -> Callable[..., bool]:
     # AWS: a statement applies when the request's resource ARN matches its Resource. moto knows the resource of
     # a request for SQS, IAM and STS only and passes "*" for every other service, which then matched no scoped

@@ -13,6 +13,7 @@ from pathlib import Path
 from deploy.plans.actions import Action, would
 from deploy.plans.bake import GIVEN, REUSE, BakeDecision
 from deploy.plans.launch import LaunchPlan
+from deploy.plans.traffic import Thresholds
 
 # What every launch template of this tool sets, as both the plan and the run say it.
 TEMPLATE_SETTINGS = "IMDSv2 required, encrypted"
@@ -54,7 +55,9 @@ class Made:
     group: str | None = None  # the group launch-asg launched (or reused)
     launch_template: str | None = None
     removed: frozenset[str] = frozenset()  # what launch-asg removed first (a leftover group and its template)
-    promoted: str | None = None  # the group wait-health promoted: the deploy's end never retires it
+    healthy: str | None = None  # the group wait-health found healthy: shift-traffic moves requests to it
+    promoted: str | None = None  # the group shift-traffic promoted: the deploy's end never retires it
+    steps: tuple[Mapping[str, object], ...] = field(default=(), compare=False)  # shift-traffic's judged steps
     planned: bool = False  # a dry run's: what the stages would make
     # A dry run's: the image an earlier run baked from the same primal image, which the run launches instead of
     # baking if the app is unchanged (a dry run builds nothing, so it cannot know; its plan says both).
@@ -194,8 +197,70 @@ class HealthWait:
     def lines(self) -> list[str]:
         otherwise = "detach it and keep it for debugging" if self.keep_on_failure else "remove it"
         return [
-            f"wait-health: would wait up to {self.timeout_s}s for {self.desired}/{self.desired} healthy,"
-            f" then promote {self.group}; if not healthy in time, {otherwise}"
+            f"wait-health: would wait up to {self.timeout_s}s for {self.desired}/{self.desired} healthy"
+            f" {self.group}; if not healthy in time, {otherwise}"
+        ]
+
+
+@dataclass(frozen=True)
+class TrafficShift:
+    """shift-traffic: how the requests move to the new group (TRAFFIC_STEPS), how each step is judged, and what
+    follows: the promotion after the last step, or all requests back to the serving group and the new group
+    removed when a step fails."""
+
+    group: str  # the new group
+    launch_template: str
+    image: str | None
+    serving: str | None  # the group that serves now (None: none, or the classic kind: no steps)
+    steps: tuple[int, ...]  # percentages; (100,): all at once
+    step_seconds: int  # STEP_SECONDS
+    modelled_s: float | None  # a step as an emulator runs it (LOCAL_TIME_SCALE); None: real AWS
+    thresholds: Thresholds
+    alarms: tuple[str, ...]  # ALARM_NAMES
+    poll_s: int  # how often the alarms are read during a step
+    target_groups: tuple[tuple[str, str], ...] = ()  # (group, its target group's name), the serving one first
+    weighted: bool = True  # an application load balancer (classic: no weights)
+    action: str = DEPLOY
+    by_hand: bool = False
+
+    def at_once(self) -> str:
+        """What happens without steps (TRAFFIC_STEPS=100, nothing serving yet, or the classic kind)."""
+        if not self.weighted:
+            return f"promote {self.group} (classic load balancer: it serves beside the old group until that retires)"
+        if self.serving is None:
+            why = "; no steps" if self.steps != (100,) else ""
+            return f"promote {self.group} (nothing serves yet{why}: it takes every request at the deploy's end)"
+        return f"send all requests to {self.group}, then promote it"
+
+    @property
+    def stepped(self) -> bool:
+        """Whether the requests move in steps (judged): TRAFFIC_STEPS other than 100 and a group to go back to."""
+        return self.steps != (100,) and self.serving is not None
+
+    def lines(self) -> list[str]:
+        head = "shift-traffic: would"
+        through = [f"{head} forward to {group} through target group {name}" for group, name in self.target_groups]
+        if not self.stepped:
+            return [*through, f"{head} {self.at_once()}"]
+        seconds = f"{self.step_seconds}s" + (f" (modelled {self.modelled_s:g}s here)" if self.modelled_s else "")
+        limits = self.thresholds
+        latency = (
+            f"p99 above MAX_LATENCY_MS {limits.max_latency_ms:,} ms"
+            if limits.max_latency_ms is not None
+            else "latency not checked (MAX_LATENCY_MS empty)"
+        )
+        alarms = (
+            f"an alarm of {', '.join(self.alarms)} in ALARM (read every {self.poll_s}s)" if self.alarms else "no alarms"
+        )
+        shown = ", ".join(f"{step} %" for step in self.steps)
+        return [
+            *through,
+            f"{head} send {shown} of the requests to {self.group}, the rest to {self.serving}, each step observed"
+            f" {seconds} and judged from CloudWatch",
+            f"{head} fail a step on 5xx above MAX_ERROR_RATE {limits.max_error_rate:g} %, {latency}, {alarms};"
+            f" with fewer than MIN_REQUESTS {limits.min_requests:,} requests a step passes with a warning",
+            f"{head} promote {self.group} after the last step; if a step fails, send all requests back to"
+            f" {self.serving} at once and remove {self.group}",
         ]
 
 

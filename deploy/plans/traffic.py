@@ -170,16 +170,3 @@ def current_weights(actions: list[dict[str, Any]]) -> dict[str, int]:
 def missing_alarms(names: tuple[str, ...], states: Mapping[str, str]) -> list[str]:
     """ALARM_NAMES the account does not have: an alarm that does not exist can never roll a step back."""
     return [name for name in names if name not in states]
-
-
-def unbuilt_steps_refusal(steps: tuple[int, ...], source: str, env: str) -> str | None:
-    """Why a deploy with TRAFFIC_STEPS other than 100 is refused while the traffic stage is not built (None: it is
-    100): a canary asked for and silently not done would send a bad release all the traffic at once."""
-    if steps == (100,):
-        return None
-    shown = ",".join(str(step) for step in steps)
-    return (
-        f"TRAFFIC_STEPS={shown} ({source}): traffic in steps is not built yet in this version (the settings are"
-        " validated, but no deploy sends traffic in steps: docs/progressive-delivery.md). Nothing was done."
-        f" Set TRAFFIC_STEPS=100 for {env} to deploy all at once once the new group is healthy."
-    )

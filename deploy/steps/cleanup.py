@@ -239,7 +239,7 @@ def serve(environment: Environment, serving: str, leaving: list[str] | None = No
     known = next((group for group in environment_groups(environment) if group.name == serving), None)
     if known is not None and known.raw and not balancer.attached_to(known.raw):
         until = environment.waiter(RETIRE_TIMEOUT_S).until
-        balancer.take_back(known.raw, {}, until)
+        balancer.restore(known.raw, {}, until)
     balancer.serve(serving, leaving or [])
 
 

@@ -17,10 +17,11 @@ from deploy.aws.groups import (
 from deploy.aws.health import has_served
 from deploy.aws.images import require_image
 from deploy.aws.instances import require_instance_type
+from deploy.aws.metrics import alarm_states
 from deploy.aws.network import find_security_group, resolve_network
 from deploy.environment import Environment
 from deploy.errors import DeployError
-from deploy.execute import abort_new_group, carry_out
+from deploy.execute import abort_new_group, carry_out, take_back
 from deploy.naming import tag_list
 from deploy.plans.groups import next_stamp
 from deploy.plans.hand import given_image
@@ -28,8 +29,10 @@ from deploy.plans.launch import LaunchPlan, plan_launch
 from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.ports import PortCheck, port_refusal
 from deploy.plans.stages import Launch, Made, Request
-from deploy.plans.traffic import unbuilt_steps_refusal
+from deploy.plans.traffic import missing_alarms
 from deploy.steps.networking import checked_network
+
+ALARMS = "alarms"  # facts key: the states of ALARM_NAMES, read once per run
 
 
 def instance_security_group(environment: Environment, vpc_id: str) -> str:
@@ -65,15 +68,32 @@ def opens(group: dict[str, Any], port: int, source_group: str) -> bool:
 def refuse_before_launch(environment: Environment) -> None:
     """DeployError, before anything is baked or launched, when the deploy could not be done as configured: APP_PORT
     is not the port the load balancer, as set up, sends requests to (its description is read already: no request),
-    or TRAFFIC_STEPS asks for steps, which this version does not take yet."""
+    or ALARM_NAMES names an alarm the account does not have (one DescribeAlarms, once per run, only when set)."""
     balancer, config = environment.load_balancer, environment.config
     port, carrier = balancer.instance_port() or (None, balancer.name)
     check = PortCheck(carrier, port, config.app_port, config.source_of("APP_PORT"), environment.env)
-    refused = port_refusal(check) or unbuilt_steps_refusal(
-        config.traffic_steps, config.source_of("TRAFFIC_STEPS"), environment.env
-    )
+    refused = port_refusal(check) or alarms_refusal(environment)
     if refused:
         raise DeployError(refused)
+
+
+def alarms_refusal(environment: Environment) -> str | None:
+    """Why ALARM_NAMES cannot be used, when it names alarms the account does not have (an alarm that does not exist
+    can never roll a step back); None when it can, or when no step reads them (TRAFFIC_STEPS=100). One
+    DescribeAlarms, once per run."""
+    config = environment.config
+    names = tuple(config.alarm_names or ())
+    if not names or config.traffic_steps == (100,):
+        return None
+    states = environment.facts.once(ALARMS, lambda: alarm_states(environment.aws.client("cloudwatch"), names))
+    missing = missing_alarms(names, states)
+    if not missing:
+        return None
+    return (
+        f"ALARM_NAMES ({config.source_of('ALARM_NAMES')}) names alarms that {config.region} does not have:"
+        f" {', '.join(missing)} (an alarm that does not exist can never roll a step back). Create them, or remove"
+        " them from ALARM_NAMES. Nothing was launched."
+    )
 
 
 def launch_template_data(environment: Environment, image: dict[str, Any], security_group_id: str) -> dict[str, Any]:
@@ -193,8 +213,10 @@ def carry_out_launch(environment: Environment, decision: Launch) -> str:
         environment.say(
             "  removing the leftover of an earlier run that did not finish; the serving group keeps serving"
         )
-        carry_out(environment, list(plan.remove_first))
         leftovers = [action.target for action in plan.remove_first if action.op == "delete-group"]
+        for leftover in leftovers:  # a run killed during its traffic steps left it weight: the serving group first
+            take_back(environment, leftover)
+        carry_out(environment, list(plan.remove_first))
         for line in environment.load_balancer.release(None, leftovers):
             environment.say(f"  {line}")
     image = require_image(environment, image_id, "Image")

@@ -71,7 +71,7 @@ def roll_back_by_weight(environment: Environment, decision: WeightRollback) -> d
         environment.say(f"  {previous.name} had no scheduled retirement left")
     tag_rolled_back(environment, serving.name)
     until = environment.waiter(RETIRE_TIMEOUT_S).until
-    environment.load_balancer.take_back(previous.raw, serving.raw, until)
+    environment.load_balancer.restore(previous.raw, serving.raw, until)
     environment.say(f"  every request goes to {previous.name}")
     scale_in(environment, serving.name)
     environment.say(f"  sized {serving.name} 0: AWS drains and terminates its instances; the next run deletes it")

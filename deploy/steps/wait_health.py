@@ -1,38 +1,21 @@
-"""`inv wait-health`: wait, bounded, until every instance of the new group is healthy, steadily; then promote
-it. If it is not healthy in time (or on Ctrl-C), remove it: the serving group keeps serving, untouched."""
+"""`inv wait-health`: wait, bounded, until every instance of the new group is healthy, steadily (shift-traffic then
+moves the requests to it and promotes it). If it is not healthy in time (or on Ctrl-C), remove it: the serving group
+keeps serving, untouched."""
 
 from __future__ import annotations
 
-from deploy.aws.groups import environment_groups, tag_promoted
+from deploy.aws.groups import environment_groups
 from deploy.aws.health import HealthPoll
-from deploy.aws.history import PROMOTED, entry, record
-from deploy.aws.images import describe_image
 from deploy.aws.loadbalancers import HealthCheck
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.execute import abort_new_group
-from deploy.naming import tags_of
-from deploy.plans.hand import counts_as_by_hand, group_launched_by_hand, protection_tags
 from deploy.plans.health import steady_check
 from deploy.plans.pending import Pending, pending_launch
 from deploy.plans.stages import DEPLOY, HealthWait, Made, Request
+from deploy.steps.shift_traffic import promote, shift_traffic
 
-
-def promote(
-    environment: Environment, group_name: str, image_id: str, action: str = DEPLOY, by_hand: bool = False
-) -> None:
-    """Mark the group as the one that serves and its image as deployed, in AWS itself (an image given by hand also
-    as never to be deleted, in the same request); record it in the account's history. BY_HAND: this run launched
-    it with an image given by hand (else its tag says so)."""
-    image = describe_image(environment, image_id)
-    group = next((g for g in environment_groups(environment) if g.name == group_name), None)
-    launched_by_hand = group_launched_by_hand(group.tags if group else {}, by_hand)
-    image_tags = tags_of(image) if image else {}
-    protect = protection_tags(image_tags, environment.env) if launched_by_hand and image else None
-    tag_promoted(environment, group_name, image_id, protect)
-    names = environment.names
-    in_history = launched_by_hand or counts_as_by_hand(image_tags if image else None, names.app, names.env)
-    record(environment, entry(action, PROMOTED, image_id, group_name, environment.log.elapsed(), in_history))
+__all__ = ["promote"]  # it promoted before the traffic stage existed: callers still find it here
 
 
 def decide_health(environment: Environment, request: Request, made: Made) -> HealthWait:
@@ -58,11 +41,11 @@ def decide_health(environment: Environment, request: Request, made: Made) -> Hea
 
 
 def act_health(environment: Environment, decision: HealthWait, made: Made) -> Made:
-    return made.with_(promoted=carry_out_health(environment, decision, made.by_hand))
+    return made.with_(healthy=carry_out_health(environment, decision))
 
 
-def carry_out_health(environment: Environment, decision: HealthWait, by_hand: bool = False) -> str:
-    """Wait for the group; promote it when healthy, remove it when not (or on Ctrl-C)."""
+def carry_out_health(environment: Environment, decision: HealthWait) -> str:
+    """Wait for the group; the group when healthy; remove it when not (or on Ctrl-C)."""
     group_name, timeout, action = decision.group, decision.timeout_s, decision.action
     pending = Pending(group_name, decision.launch_template or None, decision.image)
     environment.say(f"  waiting up to {timeout}s for {group_name}")
@@ -91,14 +74,15 @@ def carry_out_health(environment: Environment, decision: HealthWait, by_hand: bo
             f"The new group {group_name} was not healthy within {timeout}s ({status.strip()}). It was {what};"
             " the previous group keeps serving, untouched."
         )
-    promote(environment, group_name, str(decision.image), action, by_hand)
-    environment.say(f"  {group_name} is healthy and serving")
+    environment.say(f"  {group_name} is healthy")
     return group_name
 
 
 def wait_for_new_group(
     environment: Environment, timeout_s: int | None = None, keep_on_failure: bool = False, action: str = DEPLOY
 ) -> str:
-    """The stage alone: wait for the group launch-asg left waiting (found in the account); the promoted group."""
+    """The stage alone and the traffic stage after it: wait for the group launch-asg left waiting (found in the
+    account), then move the requests to it (TRAFFIC_STEPS) and promote it; the promoted group."""
     request = Request(timeout_s=timeout_s, keep_on_failure=keep_on_failure, action=action)
-    return carry_out_health(environment, decide_health(environment, request, Made()))
+    carry_out_health(environment, decide_health(environment, request, Made()))
+    return shift_traffic(environment, action)

@@ -24,11 +24,25 @@ def render_history(entries: list[dict[str, Any]]) -> str:
             row[3] += " (by hand)"
         if item.get("detail"):
             row[2] += f": {item['detail']}"
+        if item.get("steps"):
+            row[2] += f" [{steps_text(item['steps'])}]"
         rows.append(row)
     widths = [max(len(row[index]) for row in rows) for index in range(len(COLUMNS))]
     return "".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
     )
+
+
+def steps_text(steps: list[dict[str, Any]]) -> str:
+    """The traffic steps of an entry, one after the other: `10 % 62 requests 0.0 % 5xx p99 4 ms ok; …`."""
+    shown = []
+    for step in steps:
+        p99 = "p99 -" if step.get("p99_ms") is None else f"p99 {float(step['p99_ms']):,.0f} ms"
+        shown.append(
+            f"{step.get('weight')} % {int(step.get('requests') or 0):,} requests"
+            f" {float(step.get('error_rate') or 0):.1f} % 5xx {p99} {step.get('outcome')}"
+        )
+    return "; ".join(shown)
 
 
 def show_history(environment: Environment, as_json: bool, out: Any, limit: int = 20) -> list[dict[str, Any]]:

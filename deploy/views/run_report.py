@@ -13,9 +13,12 @@ from invoke.exceptions import Exit
 
 from deploy.config import command_config, work_dir
 from deploy.errors import DeployError
-from deploy.views.report import REPORT_FILE, Stage, Timeline, write_report
+from deploy.invocation import current_invocation
+from deploy.plans.traffic import Outcome
+from deploy.views.report import REPORT_FILE, Stage, StepReport, Timeline, write_report
 
 FINISH = "finish"  # the deploy's last stage: its success is the promotion
+TRAFFIC = "shift-traffic"  # the stage whose steps the report shows, each as a bar and a row
 
 
 @dataclass
@@ -28,9 +31,33 @@ class RunReport:
     action: str = "deploy"
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     stages: list[Stage] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)  # the traffic steps judged so far
 
     def timeline(self, outcome: str, ended: datetime | None, detail: str = "") -> Timeline:
-        return Timeline(self.env, self.run, self.action, outcome, self.started, ended, tuple(self.stages), (), detail)
+        """The stages in the order they ran, each traffic step's bar right after the stage that ran it."""
+        bars = [
+            Stage(
+                f"step {s.decision.number}: {s.decision.weight} %",
+                s.start,
+                s.end,
+                "failed" if not s.decision.passed else "ok",
+                s.decision.line(),
+            )
+            for s in self.steps
+        ]
+        stages: list[Stage] = []
+        for stage in self.stages:
+            stages.append(stage)
+            if stage.name == TRAFFIC:
+                stages += bars
+        return Timeline(
+            self.env, self.run, self.action, outcome, self.started, ended, tuple(stages), tuple(self.steps), detail
+        )
+
+    def step(self, step: StepReport) -> None:
+        """A traffic step was judged: its bar and its row, shown at once (the stage still runs)."""
+        self.steps.append(step)
+        self._write("running", None)
 
     def begin(self, name: str, action: str) -> None:
         self.action = action
@@ -43,7 +70,8 @@ class RunReport:
         last = self.stages[-1]
         self.stages[-1] = replace(last, end=now, outcome="failed" if error else "ok", detail=error or detail)
         if error:
-            self._write("failed", now, f"{last.name}: {error}")
+            aborted = any(step.decision.outcome is Outcome.FAILED for step in self.steps)
+            self._write("aborted" if aborted else "failed", now, f"{last.name}: {error}")
         else:
             self._write("promoted" if last.name == FINISH and self.action == "deploy" else "ok", now)
 
@@ -51,6 +79,12 @@ class RunReport:
         # The report is a view: an unwritable log folder (the run log says so) never fails a run.
         with suppress(OSError):
             write_report(self.timeline(outcome, ended, detail), self.folder)
+
+
+def current_report(env: str, folder: Path) -> RunReport:
+    """This run's report (one per invocation and environment, as its log folder FOLDER)."""
+    with current_invocation() as opened:
+        return opened.open(("report", env), lambda: RunReport(env, folder.name, folder), lambda _: None)
 
 
 def find_report(root: Path, env: str, run: str | None = None) -> Path:

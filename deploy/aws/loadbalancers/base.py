@@ -171,7 +171,7 @@ class LoadBalancer(Protocol):
         gave it weight 0 already (`serve`); classic: detached (its instances drain and stay running)."""
         ...
 
-    def take_back(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+    def restore(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
         """A rollback within the window: every request to the kept group RAW_GROUP again, none to RAW_FROM (an ALB:
         one ModifyListener; classic: attach it, wait (UNTIL) until its instances are in service, detach RAW_FROM).
         No read of the groups: their descriptions name their target groups and load balancers."""
@@ -180,6 +180,11 @@ class LoadBalancer(Protocol):
     def forwarded_target_groups(self) -> set[str]:
         """An ALB: the names of the target groups its listeners forward to, weight 0 included (read with them);
         classic: none."""
+        ...
+
+    def take_back(self, serving: str | None, group_name: str) -> bool:
+        """Send no request to GROUP_NAME any more, every one to SERVING (an ALB: one ModifyListener per listener, none
+        when GROUP_NAME takes none; classic: nothing to do, a detachment drains it). Whether anything changed."""
         ...
 
     def release(self, serving: str | None, groups: list[str]) -> list[str]:

@@ -65,7 +65,7 @@ class ClassicLoadBalancer(LoadBalancerBase):
         if not raw_group or self.attached_to(raw_group):
             self.detach_group(group_name, attached=True)
 
-    def take_back(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+    def restore(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
         name = raw_group["AutoScalingGroupName"]
         if not self.attached_to(raw_group):
             self.aws.autoscaling.attach_load_balancers(AutoScalingGroupName=name, LoadBalancerNames=[self.name])
@@ -85,6 +85,9 @@ class ClassicLoadBalancer(LoadBalancerBase):
 
     def forwarded_target_groups(self) -> set[str]:
         return set()
+
+    def take_back(self, serving: str | None, group_name: str) -> bool:
+        return False  # no weights: detaching the group drains it
 
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         return []  # groups attach to the load balancer itself

@@ -152,13 +152,31 @@ class GroupTargetGroups:
     def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:
         return None  # weight 0 (`serve` gave every request to the serving group): health checked, ready
 
-    def take_back(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+    def restore(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
         arns = [arn for arn in raw_group.get("TargetGroupARNs", []) if self.owns_target_group(arn)]
         arn = arns[0] if arns else self.group_arn(raw_group["AutoScalingGroupName"])
         self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
 
     def forwarded_target_groups(self) -> set[str]:
         return {target_group_name(arn) for arn in self.weights()} if self.exists() else set()
+
+    def take_back(self, serving: str | None, group_name: str) -> bool:
+        """No request to GROUP_NAME any more (an aborted step, or a killed run's leftover before it is removed): all
+        of them to SERVING (one ModifyListener per listener); without SERVING, GROUP_NAME's weight to 0 when another
+        target group has weight (never a listener forwarding nowhere). Whether the weights changed; no write when
+        GROUP_NAME takes no request (its weight is read from what the run read: no request)."""
+        own = self.describe_group_target_group(group_name)
+        current = self.weights()
+        arn = str(own["TargetGroupArn"]) if own else None
+        if arn is None or not current.get(arn):
+            return False
+        if serving is not None and serving != group_name:
+            self.serve(serving)
+            return True
+        if not sum(weight for other, weight in current.items() if other != arn):
+            return False
+        self.set_weights({**current, arn: 0})
+        return True
 
     def release(self, serving: str | None, groups: list[str]) -> list[str]:
         """Take the target groups of GROUPS (retired, or an aborted launch) out of the listeners, then delete them;

@@ -1,0 +1,337 @@
+"""The traffic stage in-process (mock_aws, the embedded cloud's fixes of moto), on a fake clock: nothing sleeps.
+
+The load balancer's figures are what CloudWatch holds: the tests publish them (AWS/ApplicationELB, per target
+group), as AWS would from the requests it forwarded; alarms are moto's, set by SetAlarmState.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_deploy_steps as steps_module
+from conftest import make_alarm
+from test_deploy_steps import FakeTime, client, deployment_image, group, make_environment, output, set_up
+
+from deploy.aws.history import read_history
+from deploy.aws.metrics import dimension
+from deploy.environment import Environment
+from deploy.errors import DeployError
+from deploy.plans.stages import Made, Request
+from deploy.plans.traffic import current_weights
+from deploy.steps.launch_asg import launch_group
+from deploy.steps.shift_traffic import decide_shift, promote, shift_traffic
+
+POLL = steps_module.POLL  # 5 s
+STEPS = {"TRAFFIC_STEPS": "10,50,100", "STEP_SECONDS": "60", "MIN_REQUESTS": "10", "MAX_LATENCY_MS": "100"}
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(steps_module, "FAKE_TIME", fake)
+    monkeypatch.setattr(time, "sleep", steps_module._no_real_sleep)
+    return fake
+
+
+@pytest.fixture
+def cloud(cloud: None) -> None:
+    client("route53").create_hosted_zone(Name="example.com", CallerReference="zone")
+
+
+def serving_and_new(tmp_path: Path, **settings: str) -> tuple[Environment, str, str]:
+    """A promoted group serving all requests, and a new one launched next to it (at weight 0): the environment of
+    the run that launched it (TRAFFIC_STEPS=10,50,100 and SETTINGS)."""
+    before = set_up(tmp_path / "before", LOAD_BALANCER="application")
+    first = deployment_image("webapp-dev-carnivore-1")
+    serving = launch_group(before, image_id=first)
+    before.load_balancer.serve(serving)
+    before.load_balancer.release(serving, [])  # setup's shared tg-NAME goes, as a deploy's end does
+    promote(before, serving, first)
+    environment = make_environment(tmp_path / "run", LOAD_BALANCER="application", **{**STEPS, **settings})
+    for name in filter(None, settings.get("ALARM_NAMES", "").split(",")):
+        make_alarm(client("cloudwatch"), name)
+    new = launch_group(environment, image_id=deployment_image("webapp-dev-carnivore-2"))
+    return environment, serving, new
+
+
+def arns() -> tuple[str, dict[str, str]]:
+    """The load balancer's ARN and {target group name: ARN}."""
+    elbv2 = client("elbv2")
+    [balancer] = elbv2.describe_load_balancers(Names=["alb-webapp-dev"])["LoadBalancers"]
+    groups = {g["TargetGroupName"]: g["TargetGroupArn"] for g in elbv2.describe_target_groups()["TargetGroups"]}
+    return balancer["LoadBalancerArn"], groups
+
+
+def publish(environment: Environment, group_name: str, requests: int, errors: int, p99_s: float) -> None:
+    """A minute's figures of GROUP's target group, every minute of the next half hour (as AWS would publish them)."""
+    balancer, groups = arns()
+    target_group = groups[environment.names.group_target_group(group_name)]
+    dims = [
+        {"Name": "LoadBalancer", "Value": dimension(balancer)},
+        {"Name": "TargetGroup", "Value": dimension(target_group)},
+    ]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    for minute in range(-2, 30):
+        at = now + timedelta(minutes=minute)
+        data: list[dict[str, Any]] = [
+            {"MetricName": "RequestCount", "Dimensions": dims, "Value": requests, "Timestamp": at},
+            {"MetricName": "TargetResponseTime", "Dimensions": dims, "Value": p99_s, "Timestamp": at},
+        ]
+        if errors:
+            data.append(
+                {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dims, "Value": errors, "Timestamp": at}
+            )
+        client("cloudwatch").put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data)
+
+
+def weights(environment: Environment) -> dict[str, int]:
+    """{group's stamp: weight} the listener forwards with, read from AWS."""
+    _, groups = arns()
+    by_arn = {arn: name for name, arn in groups.items()}
+    [balancer] = client("elbv2").describe_load_balancers(Names=["alb-webapp-dev"])["LoadBalancers"]
+    [listener] = client("elbv2").describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    prefix = environment.names.group_target_group_prefix
+    return {
+        by_arn.get(arn, arn).replace(prefix, ""): weight
+        for arn, weight in current_weights(listener["DefaultActions"]).items()
+    }
+
+
+def modifications(environment: Environment, fake: FakeTime) -> list[tuple[float, list[int]]]:
+    """(fake time, weights) of every ModifyListener this run sends, as sent."""
+    sent: list[tuple[float, list[int]]] = []
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        groups = params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+        sent.append((fake.now, [int(g["Weight"]) for g in groups]))
+
+    environment.aws.client("elbv2").meta.events.register(
+        "provide-client-params.elastic-load-balancing-v2.ModifyListener", seen
+    )
+    return sent
+
+
+def stamp(group_name: str) -> str:
+    return group_name.rsplit("-", 1)[1]
+
+
+def test_the_dry_run_says_the_steps_thresholds_alarms_and_target_groups(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path, ALARM_NAMES="canary")
+    lines = decide_shift(environment, Request(), Made(planned=True, group=new, image="ami-1")).lines()
+    names = environment.names
+    assert lines[:2] == [
+        f"shift-traffic: would forward to {serving} through target group {names.group_target_group(serving)}",
+        f"shift-traffic: would forward to {new} through target group {names.group_target_group(new)}",
+    ]
+    assert f"send 10 %, 50 %, 100 % of the requests to {new}, the rest to {serving}, each step observed 60s" in lines[2]
+    assert "MAX_ERROR_RATE 1 %" in lines[3] and "MAX_LATENCY_MS 100 ms" in lines[3]
+    assert f"canary in ALARM (read every {POLL}s)" in lines[3] and "MIN_REQUESTS 10" in lines[3]
+    assert lines[4].endswith(f"send all requests back to {serving} at once and remove {new}")
+
+
+def test_a_good_release_is_promoted_after_its_steps_with_their_figures(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path)
+    publish(environment, serving, 900, 0, 0.005)
+    publish(environment, new, 100, 0, 0.004)
+    sent = modifications(environment, fake_time)
+    before = dict(environment.aws.requests)
+
+    assert shift_traffic(environment) == new
+
+    said = output(environment)
+    for number, weight in ((1, 10), (2, 50), (3, 100)):
+        assert f"step {number}/3: {weight} % to {new}: " in said
+    assert [w for _, w in sent] == [[90, 10], [50, 50], [0, 100]]  # one ModifyListener per step, nothing else
+    assert weights(environment) == {stamp(serving): 0, stamp(new): 100}
+    asked = {k: environment.aws.requests[k] - before.get(k, 0) for k in environment.aws.requests}
+    assert asked.get("cloudwatch.GetMetricData") == 3 and not asked.get("cloudwatch.DescribeAlarms")
+    [latest, *_] = read_history(environment)
+    assert (latest["outcome"], latest["group"]) == ("promoted", new)
+    assert [(s["weight"], s["outcome"]) for s in latest["steps"]] == [(10, "ok"), (50, "ok"), (100, "ok")]
+    assert all(s["requests"] >= 100 and s["error_rate"] == 0 and s["p99_ms"] == 4 for s in latest["steps"])
+    # Each step: STEP_SECONDS, then until its last minute is over and a minute more (published): on the fake clock.
+    assert 3 * 120 <= fake_time.now <= 3 * 180
+
+
+def test_a_failing_step_sends_everything_back_at_once_and_removes_the_new_group(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path)
+    publish(environment, serving, 900, 0, 0.005)
+    publish(environment, new, 100, 50, 0.004)
+    sent = modifications(environment, fake_time)
+
+    with pytest.raises(DeployError) as caught:
+        shift_traffic(environment)
+
+    message = str(caught.value)
+    assert f"step 1/3: 10 % to {new}: " in message and "failed (5xx 50.0 % above MAX_ERROR_RATE 1 %)" in message
+    assert f"All requests went back to {serving}" in message and f"{new} was removed" in message
+    # Step 1, then everything back in one request (per listener), then the new target group out of the listener.
+    assert [w for _, w in sent] == [[90, 10], [100, 0], [100]]
+    assert weights(environment) == {stamp(serving): 100}
+    assert group(new) is None or group(new)["Status"].startswith("Delete")
+    [latest, *_] = read_history(environment)
+    assert (latest["outcome"], latest["group"]) == ("aborted", new)
+    assert latest["detail"] == "step 1/3 failed: 5xx 50.0 % above MAX_ERROR_RATE 1 %"
+    [step] = latest["steps"]
+    assert (step["weight"], step["error_rate"], step["outcome"]) == (10, 50.0, "failed")
+
+
+def test_a_slow_release_is_aborted_on_its_p99(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path)
+    publish(environment, new, 100, 0, 0.250)
+
+    with pytest.raises(DeployError, match=r"failed \(p99 250 ms above MAX_LATENCY_MS 100\)"):
+        shift_traffic(environment)
+
+    assert weights(environment) == {stamp(serving): 100}
+
+
+def test_an_alarm_during_step_2_takes_the_requests_back_within_one_poll_interval(cloud, tmp_path, fake_time):
+    environment, _, new = serving_and_new(tmp_path, ALARM_NAMES="canary")
+    cloudwatch = client("cloudwatch")
+    publish(environment, new, 100, 0, 0.004)
+    sent = modifications(environment, fake_time)
+    raised: list[float] = []
+    sleep = fake_time.sleep
+
+    def sleep_and_alarm(seconds: float) -> None:
+        sleep(seconds)
+        step_2 = next((at for at, w in sent if w == [50, 50]), None)
+        if step_2 is not None and not raised and fake_time.now >= step_2 + 12:
+            cloudwatch.set_alarm_state(AlarmName="canary", StateValue="ALARM", StateReason="test")
+            raised.append(fake_time.now)
+
+    environment.sleep = sleep_and_alarm
+
+    with pytest.raises(DeployError, match="failed \\(alarm canary in ALARM\\)"):
+        shift_traffic(environment)
+
+    back = next(at for at, w in sent if w == [100, 0])
+    assert raised and 0 <= back - raised[0] <= POLL
+    assert [w for _, w in sent][:3] == [[90, 10], [50, 50], [100, 0]]
+    [latest, *_] = read_history(environment)
+    assert latest["outcome"] == "aborted" and [s["outcome"] for s in latest["steps"]] == ["ok", "failed"]
+
+
+def test_traffic_steps_of_100_serve_and_promote_at_once(cloud, tmp_path, fake_time):
+    environment, _, new = serving_and_new(tmp_path, TRAFFIC_STEPS="100")
+    sent = modifications(environment, fake_time)
+    before = dict(environment.aws.requests)
+
+    assert shift_traffic(environment) == new
+
+    assert [w for _, w in sent] == [[0, 100]] and fake_time.now == 0  # no observation
+    asked = {k: n - before.get(k, 0) for k, n in environment.aws.requests.items() if n - before.get(k, 0)}
+    # What the promotion at wait-health's end and the deploy's end (its ModifyListener, the serving group's target
+    # group read before it is released) sent before this stage; the image was read by the launch.
+    assert asked == {
+        "elastic-load-balancing-v2.ModifyListener": 1,
+        "elastic-load-balancing-v2.DescribeTargetGroups": 1,
+        "auto-scaling.CreateOrUpdateTags": 1,
+        "ec2.CreateTags": 1,
+        "ssm.PutParameter": 1,
+    }
+
+
+def test_an_alarm_that_does_not_exist_is_refused_before_anything_is_launched(cloud, tmp_path, fake_time):
+    set_up(tmp_path / "before", LOAD_BALANCER="application")
+    environment = make_environment(tmp_path / "run", LOAD_BALANCER="application", ALARM_NAMES="nope", **STEPS)
+
+    with pytest.raises(
+        DeployError, match=r"ALARM_NAMES \(env/dev.env.*\) names alarms that us-east-1 does not have: nope"
+    ):
+        launch_group(environment, image_id=deployment_image("webapp-dev-carnivore-1"))
+
+    assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+
+def test_a_killed_runs_leftover_gives_its_weight_back_before_its_target_group_goes(cloud, tmp_path, fake_time):
+    """Killed during step 2 (weights 50/50, the new group never promoted): the next launch sends every request back
+    to the serving group in one request before it detaches, drains and deletes the leftover and its target group."""
+    environment, serving, leftover = serving_and_new(tmp_path)
+    environment.load_balancer.set_weights(  # type: ignore[attr-defined]
+        {
+            environment.load_balancer.group_arn(serving): 50,  # type: ignore[attr-defined]
+            environment.load_balancer.group_arn(leftover): 50,  # type: ignore[attr-defined]
+        }
+    )
+    nxt = make_environment(tmp_path / "next", LOAD_BALANCER="application", **STEPS)
+    sent = modifications(nxt, fake_time)
+    deleted: list[int] = []
+    nxt.aws.client("elbv2").meta.events.register(
+        "provide-client-params.elastic-load-balancing-v2.DeleteTargetGroup", lambda **_: deleted.append(len(sent))
+    )
+
+    new = launch_group(nxt, image_id=deployment_image("webapp-dev-carnivore-3"))
+
+    assert next(w for _, w in sent) == [100, 0]  # first of all: every request to the serving group
+    assert deleted and deleted[0] >= 1  # the leftover's target group went after that
+    assert group(leftover) is None or group(leftover)["Status"].startswith("Delete")
+    assert weights(nxt) == {stamp(serving): 100, stamp(new): 0}
+    assert "all requests back to " + serving in output(nxt)
+
+
+def test_inv_history_shows_each_steps_figures_and_a_long_entry_keeps_its_last_steps():
+    from deploy.aws.history import MAX_VALUE, _value, entry
+    from deploy.plans.traffic import Figures, Thresholds, judge_step
+    from deploy.views.history import render_history
+
+    limits = Thresholds(max_error_rate=1.0, max_latency_ms=None, min_requests=50)
+    good = judge_step(1, 2, 10, "asg-x", Figures(62, 0, 0.004), {}, limits).record()
+    bad = judge_step(2, 2, 100, "asg-x", Figures(600, 300, 0.004), {}, limits).record()
+    item = entry("deploy", "aborted", "ami-1", "asg-x", 12.0, False, "step 2/2 failed", [good, bad])
+
+    table = render_history([item])
+
+    assert "aborted: step 2/2 failed [10 % 62 requests 0.0 % 5xx p99 4 ms ok;" in table
+    assert "100 % 600 requests 50.0 % 5xx p99 4 ms failed]" in table
+    many = entry("deploy", "promoted", "ami-1", "asg-x", 1.0, False, "", [good] * 60 + [bad])
+    kept = json.loads(_value(many))["steps"]
+    assert len(_value(many)) <= MAX_VALUE and kept[-1]["outcome"] == "failed" and len(kept) < 61
+
+
+def test_ctrl_c_during_a_step_sends_everything_back_and_removes_the_new_group(cloud, tmp_path, fake_time):
+    environment, serving, new = serving_and_new(tmp_path)
+    publish(environment, new, 100, 0, 0.004)
+    sleep = fake_time.sleep
+
+    def interrupted(seconds: float) -> None:
+        sleep(seconds)
+        if fake_time.now > 30:  # in step 1's observation
+            raise KeyboardInterrupt
+
+    environment.sleep = interrupted
+    sent = modifications(environment, fake_time)
+
+    with pytest.raises(KeyboardInterrupt):
+        shift_traffic(environment)
+
+    assert [w for _, w in sent][:2] == [[90, 10], [100, 0]]
+    assert weights(environment) == {stamp(serving): 100}
+    assert group(new) is None or group(new)["Status"].startswith("Delete")
+    [latest, *_] = read_history(environment)
+    assert (latest["outcome"], latest["detail"]) == ("aborted", "interrupted during the traffic steps")
+
+
+def test_an_error_during_the_steps_sends_everything_back_and_says_so(cloud, tmp_path, fake_time, monkeypatch):
+    import deploy.steps.shift_traffic as stage
+
+    environment, serving, new = serving_and_new(tmp_path)
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise DeployError("AWS refused GetMetricData: AccessDenied")
+
+    monkeypatch.setattr(stage, "read_figures", refused)
+
+    with pytest.raises(DeployError, match="AWS refused GetMetricData"):
+        shift_traffic(environment)
+
+    assert weights(environment) == {stamp(serving): 100}
+    assert group(new) is None or group(new)["Status"].startswith("Delete")
+    [latest, *_] = read_history(environment)
+    assert latest["detail"] == "during the traffic steps: AWS refused GetMetricData: AccessDenied"
