@@ -227,11 +227,10 @@ def test_traffic_steps_of_100_serve_and_promote_at_once(cloud, tmp_path, fake_ti
 
     assert [w for _, w in sent] == [[0, 100]] and fake_time.now == 0  # no observation
     asked = {k: n - before.get(k, 0) for k, n in environment.aws.requests.items() if n - before.get(k, 0)}
-    # What the promotion at wait-health's end and the deploy's end (its ModifyListener, the serving group's target
-    # group read before it is released) sent before this stage; the image was read by the launch.
+    # What the promotion at wait-health's end and the deploy's end (its ModifyListener) sent before this stage; the
+    # image was read by the launch; the serving group's target group is named by the listeners (no read).
     assert asked == {
         "elastic-load-balancing-v2.ModifyListener": 1,
-        "elastic-load-balancing-v2.DescribeTargetGroups": 1,
         "auto-scaling.CreateOrUpdateTags": 1,
         "ec2.CreateTags": 1,
         "ssm.PutParameter": 1,

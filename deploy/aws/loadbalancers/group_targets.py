@@ -84,6 +84,11 @@ class GroupTargetGroups:
 
     def group_arn(self, group_name: str | None) -> str:
         """The target group GROUP_NAME is served through: its own, else the shared tg-NAME of the earlier layout."""
+        if group_name and self.exists():  # in the listeners (from launch until its group is deleted): no read
+            name = self.names.group_target_group(group_name)
+            listed = next((arn for arn in self.weights() if target_group_name(arn) == name), None)
+            if listed:
+                return listed
         own = self.describe_group_target_group(group_name) if group_name else None
         return str(own["TargetGroupArn"]) if own else self.target_group_arn()
 
