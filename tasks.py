@@ -17,6 +17,10 @@ ENV_HELP = "Environment: env/NAME.env (default: $DEPLOY_ENV, then $NODE_ENV, the
 IMAGE_HELP = "Deploy this image (ami-…) instead of building and baking one; once promoted, it is never deleted."
 PRIMAL_HELP = "Bake on this base image (ami-…) instead of the recorded or a newly baked primal image."
 TIMEOUT_HELP = "Seconds to wait for the new group to be healthy (default: HEALTH_TIMEOUT)."
+WAIT_HELP = (
+    "Block until AWS has drained and terminated the outdated groups (the one kept for KEEP_PREVIOUS_SECONDS once its"
+    " window is over), then delete them: the old behaviour. Polled every POLL_SECONDS, never a fixed sleep."
+)
 KEEP_HELP = "On a failed health wait, keep the new group for debugging instead of removing it."
 HISTORY_LIMIT = Count(20)  # a --limit that is not a whole number of at least 1 is a parse error
 TRAFFIC_SECONDS = Count(30)
@@ -110,15 +114,19 @@ def shift_traffic(c: Context, env: str | None = None) -> None:
     help={
         "env": ENV_HELP,
         "keep_images": "Keep every image; only retire outdated groups and templates. Default: CLEANUP.",
+        "wait": WAIT_HELP,
         "dry_run": DRY_RUN_HELP,
     }
 )
-def cleanup(c: Context, env: str | None = None, keep_images: bool = False, dry_run: bool = False) -> None:
-    """Retire outdated groups (detach, drain, delete with instances), their launch templates/configs, and images."""
+def cleanup(
+    c: Context, env: str | None = None, keep_images: bool = False, wait: bool = False, dry_run: bool = False
+) -> None:
+    """Hand outdated groups to AWS (sized 0: it drains and terminates them; the one the serving group replaced at its
+    window's end), delete the empty ones with their launch templates and target groups, then unused images."""
     from deploy.cli import run_step
     from deploy.steps.cleanup import cleanup as step
 
-    action = lambda e: step(e, keep_images=keep_images or None, dry_run=dry_run)  # noqa: E731
+    action = lambda e: step(e, keep_images=keep_images or None, dry_run=dry_run, wait=wait)  # noqa: E731
     run_step("cleanup", env, action, locking=not dry_run, dry_run=dry_run)
 
 
@@ -130,6 +138,7 @@ def cleanup(c: Context, env: str | None = None, keep_images: bool = False, dry_r
         "cleanup": "--no-cleanup keeps every image (outdated groups are still retired), as CLEANUP=no does.",
         "timeout": TIMEOUT_HELP,
         "keep_on_failure": KEEP_HELP,
+        "wait_retirement": WAIT_HELP,
         "dry_run": DRY_RUN_HELP + " No step of the chain runs: the plan covers them all.",
     },
 )
@@ -141,9 +150,11 @@ def deploy(
     cleanup: bool = True,
     timeout: int = NO_TIMEOUT,
     keep_on_failure: bool = False,
+    wait_retirement: bool = False,
     dry_run: bool = False,
 ) -> None:
-    """Bake, launch a new group, wait until it is healthy, then retire the old ones: a zero-downtime deploy."""
+    """Bake, launch a new group, wait until it is healthy, give it the traffic, hand the old ones to AWS: returns
+    once the new version serves (a zero-downtime deploy)."""
     from deploy.pipeline import plan_task, run_task
     from deploy.plans.stages import Request
 
@@ -153,6 +164,7 @@ def deploy(
         timeout_s=int(timeout) or None,
         keep_on_failure=keep_on_failure,
         keep_images=None if cleanup else True,
+        wait_retirement=wait_retirement,
     )
     if dry_run:
         plan_task(env, request)
@@ -200,9 +212,11 @@ def unlock(c: Context, env: str | None = None) -> None:
 def status(c: Context, env: str | None = None, json: bool = False) -> None:
     """Show an environment: DNS, load balancer, groups and their health, templates, images, the deploy lock."""
     from deploy.cli import run_step
+    from deploy.steps.cleanup import next_run
     from deploy.views.status import show_status
 
-    run_step("status", env, lambda e: show_status(e, as_json=json, out=sys.stdout), dry_run=True, out=sys.stderr)
+    show = lambda e: show_status(e, as_json=json, out=sys.stdout, next_run=next_run)  # noqa: E731
+    run_step("status", env, show, dry_run=True, out=sys.stderr)
 
 
 @task(

@@ -112,6 +112,11 @@ class Config:
     def endpoint_url(self) -> str | None:
         return self.aws_endpoint_url
 
+    def aws_seconds(self, seconds: float) -> float:
+        """A duration AWS takes, as this cloud runs it: an emulator (AWS_ENDPOINT_URL, the embedded cloud's or
+        another) models AWS's durations LOCAL_TIME_SCALE times faster."""
+        return seconds * self.local_time_scale if self.endpoint_url else seconds
+
     def value(self, key: str) -> object:
         """The value of setting KEY by its env-file name (for app.env and messages, where the key is data)."""
         return getattr(self, key.lower())

@@ -59,7 +59,7 @@ class Environment:
         """A duration AWS takes (a health check interval, connection draining), as this cloud runs it: an emulator
         (AWS_ENDPOINT_URL, the embedded cloud's or another) models AWS's durations LOCAL_TIME_SCALE times faster.
         Only the first check of a wait comes after it: a wrong factor costs polls, never a wrong answer."""
-        return seconds * self.config.local_time_scale if self.config.endpoint_url else seconds
+        return self.config.aws_seconds(seconds)
 
     def waiter(self, timeout_s: float, stop: threading.Event | None = None) -> Waiter:
         """A bounded wait on this run's clock, polling every POLL_SECONDS; STOP ends it early from another thread."""

@@ -9,13 +9,15 @@ the next one; every wait is bounded.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from deploy.aws import dns, groups, images, leftovers, network
+from deploy.aws.groups import utc_time
 from deploy.aws.health import has_served
 from deploy.aws.history import ABORTED, entry, record
 from deploy.aws.loadbalancers import DRAINING_TIMEOUT_S
@@ -30,10 +32,8 @@ from deploy.plans.pending import Pending
 RETIRE_TIMEOUT_S = 900  # connection draining is 300 s; termination takes a few minutes more
 GROUP_DELETE_TIMEOUT_S = 900  # a force-deleted group's instances terminate within minutes
 SECURITY_GROUP_TIMEOUT_S = 600  # a deleted load balancer's network interfaces linger for minutes on AWS
-MAX_PARALLEL_RETIREMENTS = 4
 INSTANCE_TERMINATE_TIMEOUT_S = 600  # a Packer instance left behind terminates within minutes
 LOAD_BALANCER_DELETE_TIMEOUT_S = 600  # an ALB is deleted within minutes
-SAFE_POINT_TIMEOUT_S = 60  # an interrupted retirement waits at most this long for its threads
 
 
 def _checkpoint(stop: threading.Event | None, group: str, done: str) -> None:
@@ -71,37 +71,6 @@ def _wait(
         raise DeployError(
             f"{what} was not done after {timeout_s:.0f}s ({status.strip()}); run `{again}` again to finish."
         )
-
-
-def retire_group(
-    environment: Environment, name: str, timeout_s: float = RETIRE_TIMEOUT_S, stop: threading.Event | None = None
-) -> None:
-    """Gracefully: detach (the load balancer drains its connections), wait the draining time, check it is drained,
-    then delete it with its instances (ForceDelete: AWS scales it down and deletes it in one request).
-
-    Every phase is safe to repeat, so a group half-retired by an interrupted or crashed run is finished
-    by the next one. STOP, when set, ends the retirement at the next safe point.
-    """
-    balancer = environment.load_balancer
-    known = next((group for group in groups.environment_groups(environment) if group.name == name), None)
-    raw = known.raw if known is not None and known.raw else groups.describe_group(environment, name, True)
-    draining = 0.0
-    if raw is not None and balancer.attached_to(raw):
-        environment.say(f"  retiring {name}: detaching from {balancer.name} (connections drain)")
-        balancer.detach_group(name, attached=True)
-        # Draining takes this long at most, and the check could not say "drained" sooner: check once it is over.
-        draining = environment.aws_seconds(DRAINING_TIMEOUT_S)
-    # Its instances as this run read them (at launch-asg, minutes ago): one the group replaced since was
-    # deregistered by the same detach and drains over the same delay, which the check comes after.
-    instance_ids = list(known.instance_ids) if known is not None else None
-
-    def drained() -> tuple[bool, str]:
-        return balancer.group_detached(name, instance_ids), f"{name}: still draining"
-
-    _wait(environment, timeout_s, drained, f"Draining {name}", stop, first_after=draining)
-    _checkpoint(stop, name, "detaching (it no longer serves)")
-    delete_group(environment, name, force=True, detach=False, timeout_s=timeout_s, stop=stop, wait_gone=False)
-    environment.say(f"  retired {name}")
 
 
 def delete_group(
@@ -152,22 +121,21 @@ def delete_group(
         _wait(environment, timeout_s, gone, f"Deleting group {name}", stop, show=True, again=again)
 
 
-def retire_all(environment: Environment, names: list[str]) -> None:
-    """Retire several groups at once; on Ctrl-C/SIGTERM each stops at its next safe point, then re-raise."""
-    stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_RETIREMENTS)
-    futures = [pool.submit(retire_group, environment, name, stop=stop) for name in names]
-    try:
-        errors = [str(error) for error in (future.exception() for future in futures) if error is not None]
-    except KeyboardInterrupt:
-        stop.set()
-        environment.say("  interrupted: each retirement stops at its next safe point; `inv cleanup` finishes them")
-        wait(futures, timeout=SAFE_POINT_TIMEOUT_S)
-        raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    if errors:
-        raise DeployError("Retirement incomplete: " + "; ".join(errors))
+def keep_group(environment: Environment, name: str, retire_at: str) -> None:
+    """The group the serving one replaced keeps its capacity, out of service, until RETIRE_AT (this cloud's clock):
+    AWS sizes it 0 then (one scheduled action; put again by every run while the window lasts, so a run killed
+    before it put it is made good by the next). Then it stops serving (classic: detached; an application load
+    balancer gave it weight 0 already). A window that is over by now: sized 0 at once."""
+    now = datetime.now(UTC)
+    left = (utc_time(retire_at) - now).total_seconds()
+    if left < 1:
+        groups.scale_in(environment, name)
+        return
+    # AWS's time: an emulator runs an action (S - put) x LOCAL_TIME_SCALE after its put (local-cloud-retirement.md).
+    unit = environment.aws_seconds(1.0) or 1.0
+    groups.schedule_retirement(environment, name, now + timedelta(seconds=math.ceil(left / unit)))
+    known = next((g for g in groups.environment_groups(environment) if g.name == name), None)
+    environment.load_balancer.stand_by(name, known.raw if known is not None else {})
 
 
 def _delete_security_group(environment: Environment, group_id: str, name: str) -> None:
@@ -191,23 +159,19 @@ def carry_out(
 ) -> list[str]:
     """Do the plan's changes in order; return their lines. A `refuse` stops it before anything is done.
 
-    Group retirements run first and in parallel (each drains for minutes). PROGRESS: say "[n/N] done: …".
-    AGAIN: the command that finishes the work if a wait runs out (`inv cleanup`, `inv destroy`).
+    PROGRESS: say "[n/N] done: …". AGAIN: the command that finishes the work if a wait runs out (`inv cleanup`,
+    `inv destroy`).
     """
     refused = [a for a in actions if a.op == "refuse"]
     if refused:
         raise DeployError(f"{refused[0].done()}.")
     changes = [a for a in actions if a.changes]
     done: list[str] = []
-    retirements = [a.target for a in changes if a.op == "retire-group"]
-    if retirements:
-        retire_all(environment, retirements)
     for number, action in enumerate(changes, start=1):
-        if action.op != "retire-group":
-            _do(environment, action, again)
+        _do(environment, action, again)
         if progress:
             environment.say(f"  [{number}/{len(changes)}] done: {action.line()}")
-        elif action.op != "retire-group":  # a retirement says so itself, from its thread
+        elif action.op != "delete-target-group":  # the load balancer's `release` says it once done
             environment.say(f"  {action.done()}")
         done.append(action.line())
     return done
@@ -217,7 +181,14 @@ def _do(environment: Environment, action: Action, again: str) -> None:
     op, target = action.op, action.target
     if op == "delete-group":
         detach, drain = action.get("detach") is not False, bool(action.get("drain"))
-        delete_group(environment, target, force=True, detach=detach, drain=drain, again=again)
+        force = action.get("force") is not False
+        delete_group(environment, target, force=force, detach=detach and force, drain=drain, again=again)
+    elif op == "scale-in":
+        groups.scale_in(environment, target)
+    elif op == "delete-target-group":
+        pass  # the load balancer's `release`, after the plan's other changes, takes it out of the listeners first
+    elif op == "keep-group":
+        keep_group(environment, target, str(action.get("retire_at")))
     elif op == "delete-launch-template":
         groups.delete_launch_template(environment, target)
     elif op == "delete-launch-configuration":

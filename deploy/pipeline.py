@@ -51,7 +51,7 @@ from deploy.steps.build_app import act_build, decide_build
 from deploy.steps.copy_over import act_staging, decide_staging
 from deploy.steps.deploy import act_retirement, decide_retirement
 from deploy.steps.launch_asg import act_launch, decide_launch, refuse_before_launch
-from deploy.steps.rollback import choose_target
+from deploy.steps.rollback import choose_target, decide_weight_rollback, roll_back_by_weight
 from deploy.steps.shift_traffic import act_shift, decide_shift
 from deploy.steps.wait_health import act_health, decide_health
 from deploy.views.plan import show
@@ -252,7 +252,13 @@ def rollback(
     environment: Environment, to: str | None = None, timeout_s: int | None = None, dry_run: bool = False
 ) -> dict[str, Any] | list[str]:
     """`inv rollback`: the deploy's own stages from launch-asg, with the image it picked (deployed before: not given
-    by hand, so nothing is built or baked and its group is not tagged as given by hand); the plan or the summary."""
+    by hand, so nothing is built or baked and its group is not tagged as given by hand); the plan or the summary.
+    Within the window of the group the serving one replaced: a weight change back to it (deploy/steps/rollback.py)."""
+    by_weight = decide_weight_rollback(environment, to)
+    if by_weight is not None:
+        if dry_run:
+            return show(environment, by_weight.lines())
+        return roll_back_by_weight(environment, by_weight)
     target, serving_image = choose_target(environment, to)
     environment.say(f"  rolling back from {serving_image or 'nothing'} to {target}")
     request = Request(image_id=target, by_hand=False, timeout_s=timeout_s, action=ROLLBACK)

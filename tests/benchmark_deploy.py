@@ -1,16 +1,19 @@
 """Benchmark: a deploy against the embedded cloud with the bakes skipped (--image-id), at several sizes; then the
-request budgets of issue 13 (the real CLI, both load balancer kinds, two instances), each beside its budget.
+request budgets (the real CLI, both load balancer kinds, two instances), each beside its budget.
 
-Prints, per scenario (instances, outdated groups, unrelated groups in the account), the wall time
-of the tool's own work (launch, health wait, retirement; the seconds spent sleeping between polls
-are shown apart), the AWS requests it sent (by operation), and the traffic sent through the load
-balancer meanwhile (RATE requests a second): how many, and how many failed. The serving group and the
-new one run the example app (real processes behind real health checks); older outdated groups are
-records (images without an app). The deploy's wall time is set against the modelled physical limit:
-boot + healthy threshold x interval + draining, at the time scale. Not a test: no figure is asserted.
+Prints, per scenario (instances, outdated groups, unrelated groups in the account) and load balancer kind, the wall
+time of the deploy (launch-asg, wait-health, the traffic stage, finish: the pipeline's own stages; the seconds spent
+sleeping between polls apart) against the modelled physical limit (boot + healthy threshold x interval + the traffic
+steps, at the time scale: no deploy can return sooner), the AWS requests it sent (by operation), and the traffic
+sent through the load balancer (RATE requests a second): how many, and how many failed, during the deploy and during
+the retirement AWS carries out after it returned (the replaced group kept for KEEP_PREVIOUS_SECONDS, then sized 0 by
+its scheduled action; older ones sized 0 at once; drained, then terminated by the cloud) until the cloud has emptied
+every outdated group. The serving group and the new one run the example app (real processes behind real health
+checks); older outdated groups are records (images without an app). Not a test: no figure is asserted.
 
     .venv/bin/python tests/benchmark_deploy.py            # all scenarios, then the budgets
-    .venv/bin/python tests/benchmark_deploy.py 10,3,300   # one scenario, then the budgets
+    .venv/bin/python tests/benchmark_deploy.py 1,1,0      # one scenario, then the budgets
+    .venv/bin/python tests/benchmark_deploy.py 1,1,0 --kind application --no-budgets
     .venv/bin/python tests/benchmark_deploy.py budgets    # the budgets only
     .venv/bin/python tests/benchmark_deploy.py bad-release  # the bad release only (needs packer)
 
@@ -24,6 +27,7 @@ ModifyListener.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -64,14 +68,16 @@ from conftest import (  # noqa: E402
 )
 
 from deploy import environment as environments  # noqa: E402
+from deploy.aws.groups import describe_groups  # noqa: E402
 from deploy.aws.health import group_health  # noqa: E402
+from deploy.aws.loadbalancers import HealthCheck  # noqa: E402
 from deploy.localcloud.apps import BOOT_S  # noqa: E402
+from deploy.pipeline import LAUNCH_ASG, run  # noqa: E402
+from deploy.plans.stages import Request  # noqa: E402
 from deploy.settings import SETTINGS_BY_KEY  # noqa: E402
-from deploy.steps.cleanup import cleanup as retire_outdated  # noqa: E402
 from deploy.steps.launch_asg import launch_group  # noqa: E402
 from deploy.steps.setup import run_setup  # noqa: E402
 from deploy.steps.shift_traffic import promote  # noqa: E402
-from deploy.steps.wait_health import wait_then_shift_traffic  # noqa: E402
 from deploy.views.traffic import Traffic, service_url  # noqa: E402
 
 T = TypeVar("T")
@@ -79,6 +85,8 @@ SCENARIOS = [(1, 1, 0), (10, 3, 0), (10, 3, 300), (20, 5, 300)]
 ENV = "bench"
 TIME_SCALE = 0.01  # AWS's durations x 0.01: boot 0.2 s, checks every 0.3 s, draining 3 s
 RATE = 20.0
+KEEP_PREVIOUS_SECONDS = 300  # the replaced group's window: 3 s at the time scale
+RETIREMENT_TIMEOUT_S = 120.0
 
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
@@ -100,7 +108,7 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
     raise SystemExit("the moto server did not start")
 
 
-def write_env(folder: Path, port: int, instances: int) -> None:
+def write_env(folder: Path, port: int, instances: int, kind: str = "classic") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "defaults.env").write_text((REPO / "env" / "defaults.env").read_text())
     (folder / f"{ENV}.env").write_text(
@@ -119,6 +127,8 @@ def write_env(folder: Path, port: int, instances: int) -> None:
                 "RETAIN_IMAGES=2",
                 "LOG_RUNS=3",
                 f"LOCAL_TIME_SCALE={TIME_SCALE}",
+                f"LOAD_BALANCER={kind}",
+                f"KEEP_PREVIOUS_SECONDS={KEEP_PREVIOUS_SECONDS}",
             ]
         )
         + "\n"
@@ -147,16 +157,17 @@ def staged_app(work: Path, version: str) -> Path:
 
 
 def physical_limit(environment) -> float:
-    """Boot + healthy threshold x interval + draining, at the time scale: no deploy can be faster."""
-    summary = environment.load_balancer.describe_summary()
-    check = summary["health_check"]
-    draining = (summary.get("target_group") or {}).get("deregistration_delay_seconds", summary.get("draining_seconds"))
-    return TIME_SCALE * (BOOT_S + check["healthy_threshold"] * check["interval"] + float(draining or 0))
+    """Boot + healthy threshold x interval + the traffic steps (STEP_SECONDS each but the last), at the time scale:
+    no deploy can return sooner (the retirement is AWS's, after it returned)."""
+    config = environment.config
+    check = HealthCheck(path=config.health_check_path)  # what setup and each group's target group check with
+    steps = len(config.traffic_steps) - 1  # the last step (100) is not observed: the deploy ends with it
+    return TIME_SCALE * (BOOT_S + check.healthy * check.interval + steps * config.step_seconds)
 
 
-def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int) -> dict:
+def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: int, kind: str) -> dict:
     reset_cloud(f"http://127.0.0.1:{port}")
-    write_env(work / "env", port, instances)
+    write_env(work / "env", port, instances, kind)
     environment = environments.open_environment(ENV)  # LOCAL_CLOUD finds the server started above
     run_setup(environment)
     for number in range(outdated):
@@ -165,6 +176,7 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
         image_id = deployment_image(environment, f"bench-old-{number}", app)
         group = launch_group(environment, image_id=image_id)
         promote(environment, group, image_id)
+        environment.load_balancer.serve(group)
         _real_sleep(1.0)  # distinct group stamps, as deploys minutes apart would have
     ec2 = environment.aws.ec2
     other_app_groups(ec2, environment.aws.autoscaling, local_base_image(ec2), unrelated)
@@ -183,22 +195,40 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
     slept[0] = 0.0
     started = time.perf_counter()
     began = time.monotonic()
-    launch_group(environment, image_id=new_image)
-    wait_then_shift_traffic(environment)
-    retire_outdated(environment)
+    made = run(environment, Request(image_id=new_image), start=LAUNCH_ASG.name)  # the pipeline's stages
     wall = time.perf_counter() - started
     ended = time.monotonic()
+    requests = Counter(environment.aws.requests)
+    # The retirement AWS carries out after the deploy returned: until every outdated group is empty.
+    outdated_names = [name for name in groups_of(environment) if name != (made.summary or {}).get("group")]
+    deadline = time.monotonic() + RETIREMENT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if all(not raw["Instances"] for raw in describe_groups(environment, outdated_names)):
+            break
+        _real_sleep(0.1)
+    emptied = time.monotonic()
+    _real_sleep(0.5)  # requests sent right after the last termination
     traffic.stop.set()
     sender.join(timeout=30)
     during = [r for r in traffic.results if began <= r.started <= ended]
+    retiring = [r for r in traffic.results if ended < r.started]
     return {
         "wall": wall,
         "slept": slept[0],
-        "requests": Counter(environment.aws.requests),
+        "requests": requests,
         "traffic": len(during),
         "failed": sum(1 for r in during if not r.ok),
+        "retirement": emptied - ended,
+        "retirement_traffic": len(retiring),
+        "retirement_failed": sum(1 for r in retiring if not r.ok),
         "limit": physical_limit(environment),
     }
+
+
+def groups_of(environment) -> list[str]:
+    prefix = environment.names.group_prefix
+    found = environment.aws.autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    return [g["AutoScalingGroupName"] for g in found if g["AutoScalingGroupName"].startswith(prefix)]
 
 
 def isolate(work: Path) -> None:
@@ -229,8 +259,16 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait()
 
 
-# Issue 13's budgets, and what this tool sent before it (main at 90a3f3c, same scenarios, measured the same way).
-BUDGETS = {"second setup": 12, "first deploy": 18, "retire-one deploy": 24}
+# The budgets (issue 13; issue 19's target group per group: the first deploy +6 on the application kind; issue 20: a
+# deploy that retires one group 20 / 24), and what this tool sent before issue 13 (main at 90a3f3c, same scenarios).
+BUDGETS = {
+    ("classic", "second setup"): 12,
+    ("classic", "first deploy"): 18,
+    ("classic", "retire-one deploy"): 20,
+    ("application", "second setup"): 12,
+    ("application", "first deploy"): 24,
+    ("application", "retire-one deploy"): 24,
+}
 BEFORE = {
     ("classic", "second setup"): 26,
     ("classic", "first deploy"): 65,
@@ -250,7 +288,13 @@ def budgets(port: int, work: Path) -> list[tuple[str, str, Counter[str]]]:
         root.mkdir()
         capacity = {"MIN_CAPACITY": "2", "DESIRED_CAPACITY": "2", "MAX_CAPACITY": "2"}
         site = ServerSite.create(
-            f"http://127.0.0.1:{port}", "budget", root, LOAD_BALANCER=kind, LOCAL_TIME_SCALE=str(TIME_SCALE), **capacity
+            f"http://127.0.0.1:{port}",
+            "budget",
+            root,
+            LOAD_BALANCER=kind,
+            LOCAL_TIME_SCALE=str(TIME_SCALE),
+            KEEP_PREVIOUS_SECONDS="900",  # the default, as tests/test_request_budget.py: the replaced group is kept
+            **capacity,
         )
         succeeded(site.inv("setup"))
         for scenario_name, image in (("first deploy", "budget-a"), ("retire-one deploy", "budget-b")):
@@ -266,7 +310,7 @@ def budgets(port: int, work: Path) -> list[tuple[str, str, Counter[str]]]:
 def print_budgets(rows: list[tuple[str, str, Counter[str]]]) -> None:
     print(f"\n{'load balancer':>13} {'scenario':>18} {'requests':>9} {'budget':>7} {'before':>7}")
     for kind, name, count in rows:
-        print(f"{kind:>13} {name:>18} {sum(count.values()):9d} {BUDGETS[name]:7d} {BEFORE[(kind, name)]:7d}")
+        print(f"{kind:>13} {name:>18} {sum(count.values()):9d} {BUDGETS[(kind, name)]:7d} {BEFORE[(kind, name)]:7d}")
     for kind, name, count in rows:
         print(f"\n{kind}, {name}: " + ", ".join(f"{op} {n}" for op, n in sorted(count.items())))
 
@@ -348,40 +392,69 @@ def on_a_server(measure: Callable[[int, Path], T]) -> T:
             stop_server(server)
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="A deploy on the embedded cloud at several sizes: wall time against the modelled physical limit,"
+        " AWS requests, failed requests during the deploy and during the retirement AWS carries out after it; then"
+        " the request budgets of the real CLI. No figure is asserted.",
+    )
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        help="INSTANCES,OUTDATED,UNRELATED (e.g. 1,1,0 or 20,5,300); default: all of "
+        + " ".join(",".join(map(str, s)) for s in SCENARIOS)
+        + "; `budgets`: the budgets only; `bad-release`: the bad release only (TRAFFIC_STEPS=10,50,100)",
+    )
+    parser.add_argument("--kind", choices=["classic", "application", "both"], default="both")
+    parser.add_argument("--no-budgets", action="store_true", help="skip the request budgets")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=TIME_SCALE,
+        help=f"LOCAL_TIME_SCALE of the scenarios (default {TIME_SCALE}: a physical limit of 0.8 s, below one poll)",
+    )
+    return parser.parse_args()
+
+
 def main() -> None:
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(__doc__)
-        return
-    if sys.argv[1:] == ["bad-release"]:
+    global TIME_SCALE
+    args = arguments()
+    TIME_SCALE = args.time_scale
+    only_budgets = args.scenarios == ["budgets"]
+    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in args.scenarios] or SCENARIOS
+    kinds = ["classic", "application"] if args.kind == "both" else [args.kind]
+    if args.scenarios == ["bad-release"]:
         print_bad_release(on_a_server(bad_release))
         return
-    only_budgets = sys.argv[1:] == ["budgets"]
-    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in sys.argv[1:]] or SCENARIOS
 
     def measure(port: int, work: Path) -> tuple[list, list, dict | None]:
-        results = [(size, scenario(port, work, *size)) for size in chosen]
-        bad = bad_release(port, work) if len(sys.argv) == 1 else None  # all scenarios: the bad release too
-        return results, budgets(port, work), bad
+        results = [((size, kind), scenario(port, work, *size, kind)) for size in chosen for kind in kinds]
+        bad = bad_release(port, work) if not args.scenarios else None  # all scenarios: the bad release too
+        return results, [] if args.no_budgets else budgets(port, work), bad
 
     results, budget_rows, bad = on_a_server(measure)
-    print_budgets(budget_rows)
+    if budget_rows:
+        print_budgets(budget_rows)
     if bad is not None:
         print_bad_release(bad)
     if not results:
         return
     print(
-        f"\n{'instances,outdated,unrelated':>30} {'wall s':>8} {'physical limit s':>17}"
-        f" {'of which polling sleep s':>25} {'AWS requests':>13} {'traffic requests':>17} {'failed':>7}"
+        f"\n{'instances,outdated,unrelated':>30} {'kind':>12} {'wall s':>7} {'limit s':>8} {'wall-limit s':>13}"
+        f" {'polling sleep s':>16} {'AWS requests':>13} {'traffic':>8} {'failed':>7}"
+        f" {'retirement s':>13} {'traffic':>8} {'failed':>7}"
     )
-    for size, result in results:
+    for (size, kind), result in results:
         total = sum(result["requests"].values())
         print(
-            f"{size!s:>30} {result['wall']:8.2f} {result['limit']:17.2f} {result['slept']:25.2f} {total:13d}"
-            f" {result['traffic']:17d} {result['failed']:7d}"
+            f"{','.join(map(str, size)):>30} {kind:>12} {result['wall']:7.2f} {result['limit']:8.2f}"
+            f" {result['wall'] - result['limit']:13.2f} {result['slept']:16.2f} {total:13d} {result['traffic']:8d}"
+            f" {result['failed']:7d} {result['retirement']:13.2f} {result['retirement_traffic']:8d}"
+            f" {result['retirement_failed']:7d}"
         )
-    for size, result in results:
+    for (size, kind), result in results:
         ops = ", ".join(f"{op} {n}" for op, n in sorted(result["requests"].items()))
-        print(f"\n{size}: {ops}")
+        print(f"\n{size} {kind}: {ops}")
 
 
 if __name__ == "__main__":

@@ -255,6 +255,8 @@ def local_env_text(endpoint: str, **extra: str) -> str:
         "POLL_SECONDS": "1",
         "HEALTH_TIMEOUT": "30",
         "LOCAL_TIME_SCALE": TEST_TIME_SCALE,  # the session's server runs at it: the tool's first waits match
+        # A deploy sizes the group it replaced 0 at once (AWS retires it): tests of the window set it themselves.
+        "KEEP_PREVIOUS_SECONDS": "0",
         **extra,
     }
     return "".join(f"{key}={value}\n" for key, value in values.items())
@@ -477,6 +479,11 @@ class ServerView:
         return self.clients[service]
 
     def groups(self) -> dict[str, dict[str, Any]]:
+        """The environment's groups but those handed to AWS to retire (sized 0: it drains and terminates them, the
+        next run deletes them; `all_groups` has them too)."""
+        return {name: group for name, group in self.all_groups().items() if group["MaxSize"] > 0}
+
+    def all_groups(self) -> dict[str, dict[str, Any]]:
         found = self.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
         prefix = f"asg-{self.stack}-"
         return {g["AutoScalingGroupName"]: g for g in found if g["AutoScalingGroupName"].startswith(prefix)}
@@ -488,9 +495,12 @@ class ServerView:
         return next(iter(groups.values()))
 
     def templates(self) -> list[str]:
+        """The environment's launch templates but those of groups AWS retires (deleted with them, by the next run)."""
         found = self.client("ec2").describe_launch_templates()["LaunchTemplates"]
         prefix = f"lt-{self.stack}-"
-        return sorted(t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(prefix))
+        retiring = {f"lt-{name[4:]}" for name, group in self.all_groups().items() if group["MaxSize"] == 0}
+        names = (t["LaunchTemplateName"] for t in found if t["LaunchTemplateName"].startswith(prefix))
+        return sorted(name for name in names if name not in retiring)
 
     def lb_states(self) -> dict[str, str]:
         """Every instance registered at the classic load balancer elb-STACK, and its state there."""

@@ -463,6 +463,7 @@ def test_300_unrelated_groups_cost_a_deploy_no_extra_request(
         return make_image(ec2, name, environment.names.tags(Role="carnivore", Name=name), base=base)
 
     def deploy_requests(name: str) -> Counter[str]:
+        retire_outdated(new_run(environment), wait=True)  # the same start: the serving group alone
         image_id = deployment_image(name)
         environment.aws.requests.clear()
         launch_group(new_run(environment), image_id=image_id)

@@ -507,23 +507,23 @@ def history(tmp_path: Path, **settings: str) -> History:
 
 
 def test_retire_outdated_retires_old_groups_templates_configurations_and_images(cloud, tmp_path, fake_time):
-    h = history(tmp_path)
+    h = history(tmp_path, KEEP_PREVIOUS_SECONDS="0")
     environment = h.environment
     calls = record_autoscaling_calls(environment)
     serving_instances = instances_of(h.serving)
     doomed_snapshots = snapshots_of(h.first_image) + snapshots_of(h.unused_image)
     kept_snapshots = snapshots_of(h.serving_image) + snapshots_of(h.legacy_image)
 
-    retired = retire_outdated(new_run(environment))
+    retired = retire_outdated(new_run(environment), wait=True)  # --wait: the old behaviour
 
     assert sorted(retired) == sorted([h.legacy, h.first])
     assert groups_named("asg-webapp-dev-") == [h.serving]
     assert templates_named("lt-webapp-dev-") == [f"lt-{h.serving.removeprefix('asg-')}"]
     assert configurations_named("lc-webapp-dev-") == []
-    for name in retired:  # graceful: detached (drains), then deleted with its instances
-        detach = first_call(calls, "DetachLoadBalancers", name)
-        delete = first_call(calls, "DeleteAutoScalingGroup", name, ForceDelete=True)
-        assert detach < delete
+    for name in retired:  # graceful: sized 0 (AWS deregisters, drains, terminates), deleted once empty
+        size = first_call(calls, "UpdateAutoScalingGroup", name, MaxSize=0)
+        delete = first_call(calls, "DeleteAutoScalingGroup", name, ForceDelete=False)
+        assert size < delete
     changed = [
         name
         for operation, params in calls
@@ -543,9 +543,10 @@ def test_retire_outdated_retires_old_groups_templates_configurations_and_images(
 
 @pytest.mark.parametrize("how", ["keep_images", "CLEANUP=no"])
 def test_images_are_kept_when_asked_but_groups_still_retire(cloud, tmp_path, fake_time, how):
-    h = history(tmp_path, **({"CLEANUP": "no"} if how == "CLEANUP=no" else {}))
+    h = history(tmp_path, KEEP_PREVIOUS_SECONDS="0", **({"CLEANUP": "no"} if how == "CLEANUP=no" else {}))
 
-    retired = retire_outdated(new_run(h.environment), keep_images=True if how == "keep_images" else None)
+    keep = True if how == "keep_images" else None
+    retired = retire_outdated(new_run(h.environment), keep_images=keep, wait=True)
 
     assert sorted(retired) == sorted([h.legacy, h.first])
     assert groups_named("asg-webapp-dev-") == [h.serving]
@@ -556,9 +557,9 @@ def test_images_are_kept_when_asked_but_groups_still_retire(cloud, tmp_path, fak
 
 
 def test_the_most_recently_deployed_images_are_retained_for_a_rollback(cloud, tmp_path, fake_time):
-    h = history(tmp_path, RETAIN_IMAGES="1")
+    h = history(tmp_path, RETAIN_IMAGES="1", KEEP_PREVIOUS_SECONDS="0")
 
-    retire_outdated(new_run(h.environment))
+    retire_outdated(new_run(h.environment), wait=True)
 
     assert image_exists(h.environment, h.first_image)  # deployed before the serving one
     assert not image_exists(h.environment, h.unused_image)  # never deployed: not worth keeping
@@ -567,11 +568,11 @@ def test_the_most_recently_deployed_images_are_retained_for_a_rollback(cloud, tm
 def test_a_protected_image_is_never_deleted(cloud, tmp_path, fake_time):
     """Given by hand, as the account records it (no local file): a tag on the image (written when a group of it was
     promoted, in the request that marks it deployed, so every history entry "by hand" has its tagged image)."""
-    h = history(tmp_path)
+    h = history(tmp_path, KEEP_PREVIOUS_SECONDS="0")
     client("ec2").create_tags(Resources=[h.unused_image], Tags=[{"Key": HAND_TAG, "Value": "production"}])
     shutil.rmtree(tmp_path / "work", ignore_errors=True)  # no local file knows it
 
-    retire_outdated(new_run(h.environment))
+    retire_outdated(new_run(h.environment), wait=True)
 
     assert image_exists(h.environment, h.unused_image)
     assert all(snapshot_exists(s) for s in snapshots_of(h.unused_image))

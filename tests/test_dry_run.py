@@ -130,14 +130,14 @@ def test_deploy_plan_names_the_bakes_the_new_group_and_what_it_would_retire(clou
         "wait-health",
         "shift-traffic",
         "cleanup",
-        "cleanup",
     ]
     assert lines[2] == "bake-primal: would create security group webapp-staging-bake (Packer's build instances)"
     assert lines[3] == f"bake-primal: would bake a primal image with Packer (-only=aws) from {source}"
     launch = lines[5]
     assert "would create launch template lt-webapp-staging-" in launch and "2 x t3.micro" in launch
-    assert f"cleanup: would retire group {old_group} (detach, drain, delete with its instances)" in lines
-    assert f"cleanup: would delete launch template {old_group.replace('asg-', 'lt-', 1)}" in lines
+    # The group serving now is kept for KEEP_PREVIOUS_SECONDS (its template with it), then sized 0 by AWS.
+    kept = next(line for line in lines if line.startswith(f"cleanup: would keep group {old_group} (out of service"))
+    assert kept.endswith("then AWS sizes it 0 (scheduled action))")
     # The old image was deployed (RETAIN_IMAGES=2 keeps it for a rollback): not deleted.
     assert not any(old_image in line for line in lines)
 
@@ -174,10 +174,8 @@ def test_cleanup_plan_lists_outdated_groups_and_changes_nothing(cloud, tmp_path)
 
     lines = would(cleanup_plan(planner))
 
-    assert lines == [
-        f"would retire group {old_group} (detach, drain, delete with its instances)",
-        f"would delete launch template {old_group.replace('asg-', 'lt-', 1)}",
-    ]
+    [kept] = lines  # kept for its window (KEEP_PREVIOUS_SECONDS), with its template
+    assert kept.startswith(f"would keep group {old_group} (out of service with its capacity until ")
     assert f"serving: {new_group}" in output(planner)
     assert described_cloud() == before
     assert_only_reads(planner)
@@ -214,8 +212,8 @@ def test_the_cleanup_plan_keeps_what_the_serving_group_uses() -> None:
     )
     actions = plan_cleanup(facts)
     assert [(a.op, a.target) for a in actions] == [
-        ("retire-group", "asg-w-s-1"),
-        ("retire-group", "asg-w-s-2"),
+        ("delete-group", "asg-w-s-1"),  # empty (no instance, desired 0): deleted at once
+        ("delete-group", "asg-w-s-2"),
         ("delete-launch-template", "lt-w-s-1"),
         ("delete-launch-configuration", "lc-w-s-2"),
         ("delete-image", "ami-1"),  # not the serving one (3), not the protected one (4)
@@ -266,8 +264,9 @@ def test_every_dry_run_on_the_moto_server_leaves_its_state_unchanged(env_dir, wo
         outputs[command] = result.stdout
     assert moto_state(fresh_cloud) == deployed  # one dump at the end: each takes a second or two
     assert "nothing would change: webapp-test is already set up" in outputs["setup"]
-    assert f"cleanup: would retire group {group}" in outputs["deploy"]
-    assert "nothing to retire" in outputs["cleanup"]
+    assert f"cleanup: would size group {group} 0" in outputs["deploy"]  # KEEP_PREVIOUS_SECONDS=0 (tests' env)
+    # The groups serve through their own target groups: setup's shared one goes (nothing else to retire).
+    assert "1. would delete target group tg-webapp-test (out of the listeners first)\n<==" in outputs["cleanup"]
     assert f"deregister image {image}" in outputs["destroy"]
 
 

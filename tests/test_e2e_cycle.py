@@ -147,13 +147,13 @@ def test_setup_deploy_deploy_abort_and_rollback(kind, env_dir, work_dir, fresh_c
     first = cloud.serving()
     assert_serves_alone(cloud, first)
 
-    # Second deploy: both groups serve side by side, then the old one is detached, drained, deleted.
+    # Second deploy: both groups serve side by side, then the old one is handed to AWS (sized 0: drained, terminated).
     with watching(lambda: len(cloud.serving_instances())) as watch:
         output = succeeded(inv("deploy"))
     second = cloud.serving()
     assert second["AutoScalingGroupName"] > first["AutoScalingGroupName"]
     assert image_of(second) != image_of(first)
-    assert f"retiring {first['AutoScalingGroupName']}: detaching from {balancer}" in output
+    assert f"sized group {first['AutoScalingGroupName']} 0" in output and balancer in output
     assert_serves_alone(cloud, second)
     assert_zero_downtime(watch, overlap=True, kind=cloud.kind)
 
@@ -182,6 +182,6 @@ def test_setup_deploy_deploy_abort_and_rollback(kind, env_dir, work_dir, fresh_c
     assert rolled_back["AutoScalingGroupName"] > second["AutoScalingGroupName"]
     assert image_of(rolled_back) == image_of(first)
     assert f"rolling back from {image_of(second)} to {image_of(first)}" in output
-    assert f"retiring {second['AutoScalingGroupName']}: detaching from {balancer}" in output
+    assert f"sized group {second['AutoScalingGroupName']} 0" in output
     assert_serves_alone(cloud, rolled_back)
     assert_zero_downtime(watch, overlap=True, kind=cloud.kind)

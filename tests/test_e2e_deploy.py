@@ -102,7 +102,7 @@ def test_a_second_deploy_replaces_the_group_with_no_moment_out_of_service(site):
     old_snapshots = snapshots(old_image)
     primal = site.primal_image()
     with watching(lambda: list(site.lb_states().values()).count("InService")) as watch:
-        output = succeeded(site.inv("deploy"))
+        output = succeeded(site.inv("deploy", "--wait-retirement"))  # then the old group, template, image are gone
     in_service_counts, errors = watch.counts, watch.errors
 
     after = site.serving()
@@ -116,7 +116,8 @@ def test_a_second_deploy_replaces_the_group_with_no_moment_out_of_service(site):
     assert site.image(primal) is not None  # the primal image is not a deployment image
     assert site.image(old_image["ImageId"]) is None
     assert not any(site.snapshot_exists(s) for s in old_snapshots)
-    assert f"retiring {before['AutoScalingGroupName']}" in output
+    assert f"outdated: {before['AutoScalingGroupName']}" in output
+    assert f"deleted group {before['AutoScalingGroupName']}" in output
     text, outcomes = report_shown(site)
     assert "promoted" in text and f"deployed {new_image} as {after['AutoScalingGroupName']}" in text
     stages = [
@@ -194,7 +195,7 @@ def test_image_id_skips_every_build_and_a_group_of_the_original_scripts_is_retir
     outdated = site.deployment_image("webapp-e2e-carnivore-stale")
     outdated_snapshots = snapshots(site.image(outdated) or {})
 
-    output = succeeded(site.inv("deploy", "--image-id", image_id))
+    output = succeeded(site.inv("deploy", "--image-id", image_id, "--wait-retirement"))
 
     assert f"skipped: image {image_id} given" in output
     for step in ("build-app", "copy-over", "bake-primal"):
@@ -209,7 +210,7 @@ def test_image_id_skips_every_build_and_a_group_of_the_original_scripts_is_retir
     assert [
         c["LaunchConfigurationName"] for c in configurations if c["LaunchConfigurationName"].startswith("lc-")
     ] == []
-    assert f"retiring {legacy}" in output
+    assert f"deleted group {legacy}" in output
     assert site.image(image_id) is not None  # live, and given: never deleted
     assert "GivenByHand" in {t["Key"] for t in (site.image(image_id) or {}).get("Tags", [])}  # in the account
     assert site.image(outdated) is None

@@ -326,34 +326,39 @@ def test_an_interrupt_during_wait_health_removes_the_new_group_and_the_old_one_k
     assert_untouched(site, before)
 
 
-def test_sigint_during_cleanup_stops_each_retirement_at_a_safe_point_and_a_rerun_finishes(site):
+def test_sigint_during_cleanup_wait_stops_the_wait_and_a_rerun_finishes(site):
     serving = site.serving()
     old_name, _ = site.add_legacy_group(image_of(serving))
-    # The tool waits out the draining time before it checks (300 s x this scale = 15 s): the interrupt lands there.
-    slow = {"LOCAL_TIME_SCALE": "0.05"}
+    # A window of 4000 s (20 s at the scale): the old group is kept, and `--wait` waits for its window's end.
+    keep = {"KEEP_PREVIOUS_SECONDS": "4000"}
+    succeeded(site.inv("deploy", env=keep))  # baked (an image given by hand would be protected from then on)
+    new = next(name for name in site.groups() if name not in (old_name, serving["AutoScalingGroupName"]))
 
-    with site.start("cleanup", env=slow) as run:
-        run.wait_for(f"retiring {old_name}")
+    with site.start("cleanup", "--wait", env=keep) as run:
+        run.wait_for("until AWS has emptied")
         run.send(signal.SIGINT)
         code = run.finish()
 
     assert code == 130, run.output()
-    assert "interrupted: each retirement stops at its next safe point" in run.stdout()
     assert "error: cleanup: interrupted." in run.stderr()
     assert_clean_exit(run.output())
-    half_retired = site.group(old_name)
-    assert half_retired is not None, "the group went further than its safe point"
-    assert half_retired["LoadBalancerNames"] == []  # detached: never left half-attached
-    still = site.groups()[serving["AutoScalingGroupName"]]  # the serving group was not touched
-    assert (instance_ids(still), still["LoadBalancerNames"]) == (instance_ids(serving), [LOAD_BALANCER])
-    assert_serves(site, still)
+    kept = site.group(serving["AutoScalingGroupName"])  # handed to AWS: kept until its window ends, then sized 0
+    assert kept is not None and kept["LoadBalancerNames"] == []
+    actions = site.client("autoscaling").describe_scheduled_actions(
+        AutoScalingGroupName=serving["AutoScalingGroupName"]
+    )
+    assert [a["ScheduledActionName"] for a in actions["ScheduledUpdateGroupActions"]] == ["retire"]
+    assert old_name not in site.groups()  # the original scripts' group: sized 0 at once
+    still = site.groups()[new]  # the serving group was not touched
+    assert still["LoadBalancerNames"] == [LOAD_BALANCER]
     assert site.lock() is None
 
-    output = succeeded(site.inv("cleanup"))
+    output = succeeded(site.inv("cleanup", "--wait", env=keep))  # the rerun waits the window out, then deletes
 
-    assert f"retired {old_name}" in output
-    assert f"deleted launch configuration lc-{STACK}-20200101000000" in output
-    assert_untouched(site, serving)
+    assert f"deleted group {serving['AutoScalingGroupName']}" in output  # once AWS emptied it
+    assert sorted(site.all_groups()) == [new]  # the original scripts' group too (emptied at once: the first run)
+    configurations = site.client("autoscaling").describe_launch_configurations()["LaunchConfigurations"]
+    assert [c for c in configurations if c["LaunchConfigurationName"].startswith(f"lc-{STACK}")] == []
 
 
 # --- a crash, and the run after it ---------------------------------------------------------------
@@ -418,7 +423,8 @@ def test_rollback_after_two_deploys_puts_the_first_image_back(site):
 def test_rollback_with_nothing_retained_says_so_and_changes_nothing(site):
     before = site.serving()
     # With RETAIN_IMAGES=0 a cleanup deregisters every deployment image but the serving one.
-    succeeded(site.inv("cleanup", env={"RETAIN_IMAGES": "0"}))
+    # --wait: the earlier groups, handed to AWS, are gone first (their images were in use until then).
+    succeeded(site.inv("cleanup", "--wait", env={"RETAIN_IMAGES": "0"}))
     assert site.image(tags_of(before)["Image"]) is not None
 
     result = site.inv("rollback")

@@ -366,7 +366,7 @@ def test_another_app_on_another_port_and_inv_traffic(env_dir, fresh_cloud, tmp_p
     assert sorted(p["FromPort"] for p in web["SecurityGroups"][0]["IpPermissions"]) == [8080, 8081]
     with traffic_and_health(site, url) as traffic:
         wait_for_requests_after(traffic, time.monotonic(), count=10)
-        change = run_phase(site, "port change", "deploy", env=moved)
+        change = run_phase(site, "port change", "deploy", "--wait-retirement", env=moved)  # the old one deleted
         after = wait_for_requests_after(traffic, change.ended, count=10)
     assert_no_failures(list(traffic.results), 0.0)
     assert len(traffic.results) >= 20 and all(r.ok for r in after)

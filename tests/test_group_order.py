@@ -53,9 +53,9 @@ def facts(groups: list[Group], serving: Group | None, pinned: str | None) -> Cle
 def test_cleanup_never_retires_the_pinned_group_even_when_another_looks_serving() -> None:
     groups = [promoted(OLD, "1"), promoted(NEW, "2")]
     # Whatever picked OLD as serving (a damaged tag, a bug), the group this run promoted stays.
-    retired = [a.target for a in plan_cleanup(facts(groups, groups[0], pinned=NEW)) if a.op == "retire-group"]
+    retired = [a.target for a in plan_cleanup(facts(groups, groups[0], pinned=NEW)) if a.op == "scale-in"]
     assert retired == []
-    unpinned = [a.target for a in plan_cleanup(facts(groups, groups[0], pinned=None)) if a.op == "retire-group"]
+    unpinned = [a.target for a in plan_cleanup(facts(groups, groups[0], pinned=None)) if a.op == "scale-in"]
     assert unpinned == [NEW]  # the check could fail: without the pin, NEW would go
 
 
@@ -64,10 +64,10 @@ def test_a_group_aws_is_deleting_is_not_retired_again() -> None:
     cleanup must not plan to detach it and wait out its draining again."""
     dying = Group(OLD, desired=2, tags={"ManagedBy": "immutable-deploy", "Promoted": "1"}, status=DELETING)
     groups = [dying, promoted(NEW, "2")]
-    retired = [a.target for a in plan_cleanup(facts(groups, groups[1], pinned=NEW)) if a.op == "retire-group"]
+    retired = [a.target for a in plan_cleanup(facts(groups, groups[1], pinned=NEW)) if a.op == "scale-in"]
     assert retired == []
     alive = [Group(OLD, desired=2, tags=dying.tags), groups[1]]
-    assert [a.target for a in plan_cleanup(facts(alive, alive[1], pinned=NEW)) if a.op == "retire-group"] == [OLD]
+    assert [a.target for a in plan_cleanup(facts(alive, alive[1], pinned=NEW)) if a.op == "scale-in"] == [OLD]
 
 
 def test_threads_changing_one_fact_lose_no_change() -> None:

@@ -53,7 +53,6 @@ def account() -> dict[str, set[str]]:
 
 
 KIND = {
-    "retire-group": "groups",
     "delete-group": "groups",
     "delete-launch-template": "launch_templates",
     "delete-launch-configuration": "launch_configurations",
@@ -107,29 +106,42 @@ def assert_cleanup_does_what_its_dry_run_says(
     return plan
 
 
+def assert_cleanups_do_what_their_dry_runs_say(
+    tmp_path: Path, environment: Environment, **settings: str
+) -> list[Action]:
+    """Two cleanups (KEEP_PREVIOUS_SECONDS=0): the first sizes the outdated groups 0 (AWS empties them: at once
+    in-process), the second deletes them with what only they used; each does what its dry run says. Both plans."""
+    settings = {"KEEP_PREVIOUS_SECONDS": "0", **settings}
+    first = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, **settings)
+    assert not announced(first)["groups"] or all(a.op != "scale-in" for a in first)
+    second = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, **settings)
+    assert {a.target for a in first if a.op == "scale-in"} <= announced(second)["groups"]
+    return first + second
+
+
 @pytest.mark.parametrize("retain", ["0", "2"])
 def test_retained_and_outdated_images(cloud, tmp_path, retain):
-    environment = runner(tmp_path, RETAIN_IMAGES=retain)
+    environment = runner(tmp_path, KEEP_PREVIOUS_SECONDS="0", RETAIN_IMAGES=retain)
     images = [deploy(environment)[1] for _ in range(4)]
     for day, image in enumerate(images, start=1):  # deployed on four days, not within one second
         client("ec2").create_tags(Resources=[image], Tags=[{"Key": "Deployed", "Value": f"2026-01-0{day}T00:00:00Z"}])
-    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES=retain)
+    plan = assert_cleanups_do_what_their_dry_runs_say(tmp_path, environment, RETAIN_IMAGES=retain)
     deleted = announced(plan)["images"]
     assert deleted == ({images[0]} if retain == "2" else set(images[:3]))  # the serving one always stays
 
 
 def test_an_image_another_environment_runs_is_kept(cloud, tmp_path):
-    environment = runner(tmp_path, RETAIN_IMAGES="0")
+    environment = runner(tmp_path, KEEP_PREVIOUS_SECONDS="0", RETAIN_IMAGES="0")
     _, shared = deploy(environment)
     deploy(environment)
     other = set_up(make_environment(tmp_path / "other", env="other"))
     deploy(other, shared)  # promoted by hand in another environment (--image-id there)
-    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES="0")
+    plan = assert_cleanups_do_what_their_dry_runs_say(tmp_path, environment, RETAIN_IMAGES="0")
     assert shared in kept_images(plan)
 
 
 def test_groups_of_the_original_scripts_are_retired_with_their_configurations(cloud, tmp_path):
-    environment = runner(tmp_path, LOAD_BALANCER="classic")
+    environment = runner(tmp_path, KEEP_PREVIOUS_SECONDS="0", LOAD_BALANCER="classic")
     legacy, configuration = legacy_group(
         client("autoscaling"),
         client("ec2"),
@@ -138,36 +150,36 @@ def test_groups_of_the_original_scripts_are_retired_with_their_configurations(cl
         bake_image("staging", managed=False),
     )
     deploy(environment)
-    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, LOAD_BALANCER="classic")
+    plan = assert_cleanups_do_what_their_dry_runs_say(tmp_path, environment, LOAD_BALANCER="classic")
     assert announced(plan)["groups"] == {legacy}
     assert announced(plan)["launch_configurations"] == {configuration}
 
 
 def test_a_half_retired_group_is_finished(cloud, tmp_path):
-    environment = runner(tmp_path)
+    environment = runner(tmp_path, KEEP_PREVIOUS_SECONDS="0")
     old, _ = deploy(environment)
     deploy(environment)
     environment.load_balancer.detach_group(old)  # a run was killed after detaching and scaling down
     client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=old, MinSize=0, DesiredCapacity=0)
-    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment)
+    plan = assert_cleanups_do_what_their_dry_runs_say(tmp_path, environment)
     assert announced(plan)["groups"] == {old}
 
 
 def test_a_pending_group_left_by_a_killed_deploy_is_retired(cloud, tmp_path):
-    environment = runner(tmp_path)
+    environment = runner(tmp_path, KEEP_PREVIOUS_SECONDS="0")
     deploy(environment)
     pending = launch_group(environment, image_id=bake_image("staging"))  # never promoted
-    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment)
+    plan = assert_cleanups_do_what_their_dry_runs_say(tmp_path, environment)
     assert pending in announced(plan)["groups"]
 
 
 def test_an_image_given_with_image_id_is_never_deleted(cloud, tmp_path):
-    environment = runner(tmp_path, RETAIN_IMAGES="0")
+    environment = runner(tmp_path, KEEP_PREVIOUS_SECONDS="0", RETAIN_IMAGES="0")
     given = bake_image("staging")
     bake_carnivore(environment, image_id=given)  # checks it; hands it on as given by hand
     deploy(environment, given, by_hand=True)
     deploy(environment)
-    plan = assert_cleanup_does_what_its_dry_run_says(tmp_path, environment, RETAIN_IMAGES="0")
+    plan = assert_cleanups_do_what_their_dry_runs_say(tmp_path, environment, RETAIN_IMAGES="0")
     assert given not in announced(plan)["images"]
 
 
@@ -203,10 +215,10 @@ def test_a_deploy_retires_what_its_dry_run_says(cloud, tmp_path, state):
 
 
 def test_a_rollback_does_what_its_dry_run_says(cloud, tmp_path):
-    environment = runner(tmp_path, RETAIN_IMAGES="2")
+    environment = runner(tmp_path, RETAIN_IMAGES="2", KEEP_PREVIOUS_SECONDS="0")  # no window: the earlier image again
     _, first = deploy(environment)
     deploy(environment)
-    plan_env = planner(tmp_path, RETAIN_IMAGES="2")
+    plan_env = planner(tmp_path, RETAIN_IMAGES="2", KEEP_PREVIOUS_SECONDS="0")
     lines = rollback(plan_env, dry_run=True)
     assert isinstance(lines, list)
     assert f"build-app, copy-over, bake-primal, bake-carnivore: skip, image {first} is given" in lines
@@ -217,8 +229,48 @@ def test_a_rollback_does_what_its_dry_run_says(cloud, tmp_path):
     assert isinstance(summary, dict) and summary["image"] == first
     gone = vanished(before, account())
     planned = _cleanup_part(lines)
-    assert {line.split()[3] for line in planned if line.startswith("would retire group")} == gone["groups"]
+    assert {line.split()[3] for line in planned if line.startswith("would delete group")} == gone["groups"]
     assert {line.split()[3] for line in planned if line.startswith("would deregister image")} == gone["images"]
+    sized = {line.split()[3] for line in planned if line.startswith("would size group")}
+    assert sized and all(group_sizes(name) == (0, 0, 0) for name in sized)
+
+
+def group_sizes(name: str) -> tuple[int, int, int]:
+    [raw] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return raw["MinSize"], raw["MaxSize"], raw["DesiredCapacity"]
+
+
+@pytest.mark.parametrize("kind", ["application", "classic"])
+def test_a_rollback_within_the_window_does_what_its_dry_run_says(cloud, tmp_path, kind):
+    environment = runner(tmp_path, LOAD_BALANCER=kind)  # KEEP_PREVIOUS_SECONDS 900: the first group is kept
+    kept, first = deploy(environment)
+    rolled_back, _ = deploy(environment)
+    cleanup(new_run(environment))  # the deploy's end: the kept group's retirement scheduled (classic: detached)
+    actions = client("autoscaling").describe_scheduled_actions(AutoScalingGroupName=kept)["ScheduledUpdateGroupActions"]
+    assert [(a["ScheduledActionName"], a["MaxSize"]) for a in actions] == [("retire", 0)]
+    lines = rollback(planner(tmp_path, LOAD_BALANCER=kind), dry_run=True)
+    assert isinstance(lines, list)
+    assert lines[0].startswith(f"rollback: would delete the scheduled retirement of {kept} (kept until ")
+    assert f"send every request to {kept} ({first}), then size {rolled_back} 0" in lines[1]
+    before = account()
+
+    summary = rollback(new_run(environment))
+
+    assert isinstance(summary, dict) and (summary["image"], summary["group"]) == (first, kept)
+    assert vanished(before, account()) == {kind: set() for kind in before}  # a weight change: nothing deleted
+    assert group_sizes(rolled_back) == (0, 0, 0) and group_sizes(kept) != (0, 0, 0)
+    assert (
+        client("autoscaling").describe_scheduled_actions(AutoScalingGroupName=kept)["ScheduledUpdateGroupActions"] == []
+    )
+    if kind == "application":
+        weights = new_run(environment).load_balancer.weights()
+        assert {name.split(":targetgroup/")[1].split("/")[0]: w for name, w in weights.items()} == {
+            f"tg{environment.names.group_target_group(kept)[2:]}": 100,
+            environment.names.group_target_group(rolled_back): 0,
+        }
+    else:
+        [raw] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[kept])["AutoScalingGroups"]
+        assert raw["LoadBalancerNames"] == [environment.load_balancer.name]
 
 
 def test_destroy_does_what_its_dry_run_says(cloud, tmp_path):
@@ -270,20 +322,20 @@ def test_setup_does_what_its_dry_run_says(cloud, tmp_path, kind, state):
 
 STAMPED = re.compile(r"\d{14}")
 CREATED = re.compile(r"^launch-asg: would create launch template (\S+) \(.*\) and group (\S+):")
-REMOVED = re.compile(r"^launch-asg: would delete (group|launch template) (\S+)")
+REMOVED = re.compile(r"^launch-asg: would delete (group|launch template|target group) (\S+)")
 # Whatever else a stage may create (the first bake: the bake security group NAME-bake), as any stage says it.
 OTHER = re.compile(r"^[a-z, -]+: would create (security group|key pair|target group) (\S+)")
 OTHER_KIND = {"security group": "security_groups", "key pair": "key_pairs", "target group": "target_groups"}
 WHAT = (
-    r"(retire group|delete launch template|delete launch configuration|deregister image|delete security group"
+    r"(delete group|delete launch template|delete launch configuration|deregister image|delete security group"
     r"|delete key pair|delete target group) (\S+)"
 )
 RETIRED = re.compile(rf"^cleanup: would {WHAT}")
 SPARED = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would not {WHAT}")
 EXTRA = re.compile(rf"^cleanup: if the app is unchanged since \S+ was baked, would {WHAT}.* too$")
-REMOVED_KIND = {"group": "groups", "launch template": "launch_templates"}
+REMOVED_KIND = {"group": "groups", "launch template": "launch_templates", "target group": "target_groups"}
 RETIRED_KIND = {
-    "retire group": "groups",
+    "delete group": "groups",
     "delete launch template": "launch_templates",
     "delete launch configuration": "launch_configurations",
     "deregister image": "images",

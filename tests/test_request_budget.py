@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ServerSite, make_image, succeeded
+from conftest import ServerSite, make_image, recorded_calls, succeeded, wait_until
 
 ENV = "budget"
 SETUP_AGAIN_BUDGET = 12
@@ -30,7 +30,8 @@ SETUP_AGAIN_BUDGET = 12
 # load balancer's own description instead of the shared target group's; setup's shared tg-NAME deleted), +8 on a
 # deploy that retires one (the same 5, then the old group's target group read and deleted, one more ModifyListener).
 FIRST_DEPLOY_BUDGET = {"classic": 18, "application": 24}
-RETIRE_ONE_BUDGET = {"classic": 24, "application": 32}
+RETIRE_ONE_BUDGET = {"classic": 20, "application": 24}  # issue 20 (before it: 24 and 32)
+DELETE_EMPTY_BUDGET = {"classic": 22, "application": 27}
 POLL_BUDGET = 2
 
 # The requests of one health poll, by load balancer kind: the group, then the load balancer's view of its instances.
@@ -64,21 +65,27 @@ BALANCER = {
 }
 # A first deploy on a fresh application load balancer moves from setup's shared tg-NAME: deleted.
 FIRST = {"classic": {}, "application": {"elbv2.DeleteTargetGroup": 1}}
+# Issue 20: the deploy hands the group it replaced to AWS and returns. It stays with its capacity (ALB: at weight 0,
+# the ModifyListener that gives the new group every request; classic: detached) for KEEP_PREVIOUS_SECONDS, and one
+# scheduled action sizes it 0 at the window's end. Nothing is waited for, drained or deleted by the deploy.
 RETIRE = {
     "classic": {
-        "autoscaling.DetachLoadBalancers": 1,
-        "autoscaling.DescribeLoadBalancers": 1,  # drained? asked once, when the draining time is over
-        "autoscaling.DeleteAutoScalingGroup": 1,  # with its instances
-        "ec2.DeleteLaunchTemplate": 1,
+        "autoscaling.PutScheduledUpdateGroupAction": 1,
+        "autoscaling.DetachLoadBalancers": 1,  # out of service, running
     },
+    "application": {"autoscaling.PutScheduledUpdateGroupAction": 1},
+}
+# KEEP_PREVIOUS_SECONDS=0: the replaced group is sized 0 at once (AWS drains, terminates); the deploy after it deletes
+# it once empty, with its template (ALB: and its target group).
+SCALE_IN = {"autoscaling.UpdateAutoScalingGroup": 1}
+DELETE_EMPTY = {
+    "classic": {"autoscaling.DeleteAutoScalingGroup": 1, "ec2.DeleteLaunchTemplate": 1},
     "application": {
-        "autoscaling.DetachLoadBalancerTargetGroups": 1,
-        "elbv2.DescribeTargetHealth": 1,  # drained? asked once, when the deregistration delay is over
         "autoscaling.DeleteAutoScalingGroup": 1,
         "ec2.DeleteLaunchTemplate": 1,
-        "elbv2.DescribeTargetGroups": 1,  # the old group's own target group
-        "elbv2.ModifyListener": 1,  # every request to the new group before the old one is detached
-        "elbv2.DeleteTargetGroup": 1,  # the old group's, once it is gone
+        # Out of the listeners (the traffic stage gave the new group every request just before, in its own one).
+        "elbv2.ModifyListener": 1,
+        "elbv2.DeleteTargetGroup": 1,
     },
 }
 SETUP_AGAIN = {
@@ -115,6 +122,10 @@ def plus(*counts: dict[str, int]) -> Counter[str]:
 class Site(ServerSite):
     kind: str = "classic"  # LOAD_BALANCER
 
+    def run_requests(self, env: dict[str, str], *args: str) -> list[tuple[str, str]]:
+        succeeded(self.inv(*args, env=env))
+        return recorded_calls(self.latest_run())
+
     def deployment_image(self, name: str) -> str:
         tags = {"ManagedBy": "immutable-deploy", "App": "webapp", "Env": ENV, "Role": "carnivore", "Name": name}
         return make_image(self.client("ec2"), name, tags)
@@ -145,7 +156,8 @@ def check_deploy(calls: list[tuple[str, str]], kind: str, expected: Counter[str]
 @pytest.fixture(params=["classic", "application"])
 def site(request: pytest.FixtureRequest, moto_server: str, tmp_path: Path) -> Site:
     capacity = {"MIN_CAPACITY": "2", "DESIRED_CAPACITY": "2", "MAX_CAPACITY": "2"}
-    site = Site.create(moto_server, ENV, tmp_path, LOAD_BALANCER=request.param, **capacity)
+    window = {"KEEP_PREVIOUS_SECONDS": "900"}  # the default: the replaced group is kept (4.5 s at the scale)
+    site = Site.create(moto_server, ENV, tmp_path, LOAD_BALANCER=request.param, **capacity, **window)
     site.kind = request.param
     return site
 
@@ -160,9 +172,28 @@ def test_deploys_and_a_second_setup_stay_within_their_budgets(site: Site) -> Non
 
     retire = site.requests_of("deploy", "--image-id", site.deployment_image("budget-b"))
     check_deploy(retire, kind, plus(LOCK, history, LAUNCH, BALANCER[kind], RETIRE[kind]), RETIRE_ONE_BUDGET[kind])
-    assert len(site.groups()) == 1  # the old group was retired (AWS deletes it at once here)
+    assert len(site.groups()) == 2  # the old group is kept for its window, its retirement scheduled
 
     again = site.requests_of("setup")
     count = Counter(operation for _, operation in again)
     assert count == plus(LOCK, SETUP_AGAIN[kind]), f"{kind}: {sorted(count.items())}"
     assert len(again) <= SETUP_AGAIN_BUDGET
+
+
+def test_a_deploy_that_deletes_an_emptied_group_stays_within_its_budget(site: Site) -> None:
+    """KEEP_PREVIOUS_SECONDS=0: each deploy sizes the group it replaced 0 (AWS empties it); the next one deletes it."""
+    kind = site.kind
+    no_window = {"KEEP_PREVIOUS_SECONDS": "0"}
+    succeeded(site.inv("setup"))
+    succeeded(site.inv("deploy", "--image-id", site.deployment_image("budget-a"), env=no_window))
+    first = list(site.all_groups())
+    history = {"ssm.PutParameter": 1}
+
+    scale = site.run_requests(no_window, "deploy", "--image-id", site.deployment_image("budget-b"))
+    check_deploy(scale, kind, plus(LOCK, history, LAUNCH, BALANCER[kind], SCALE_IN), RETIRE_ONE_BUDGET[kind])
+    wait_until(lambda: not site.all_groups()[first[0]]["Instances"], 30)  # the cloud drained and terminated it
+
+    again = site.run_requests(no_window, "deploy", "--image-id", site.deployment_image("budget-c"))
+    expected = plus(LOCK, history, LAUNCH, BALANCER[kind], SCALE_IN, DELETE_EMPTY[kind])
+    check_deploy(again, kind, expected, DELETE_EMPTY_BUDGET[kind])
+    assert first[0] not in site.all_groups()

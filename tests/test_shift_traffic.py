@@ -239,11 +239,10 @@ def test_traffic_steps_of_100_serve_and_promote_at_once(cloud, tmp_path, fake_ti
     assert [w for _, w in sent] == [[0, 100]] and fake_time.now == 0  # no observation
     asked = {k: n - before.get(k, 0) for k, n in environment.aws.requests.items() if n - before.get(k, 0)}
     # No request more than before the traffic stage existed: the ModifyListener sending every request to the new
-    # group (the deploy's end sent it then), the serving group's target group read for it, and the promotion
-    # (its tags, the history) that wait-health's end sent; the image was read by the launch.
+    # group (the deploy's end sent it then) and the promotion (its tags, the history) that wait-health's end sent;
+    # the image was read by the launch; the serving group's target group is named by the listeners (no read).
     assert asked == {
         "elastic-load-balancing-v2.ModifyListener": 1,
-        "elastic-load-balancing-v2.DescribeTargetGroups": 1,
         "auto-scaling.CreateOrUpdateTags": 1,
         "ec2.CreateTags": 1,
         "ssm.PutParameter": 1,

@@ -34,6 +34,8 @@ TOP_KEYS = {
     "images",
     "lock",
     "leftovers",
+    "window",
+    "next_run",
 }
 GROUP_KEYS = {
     "name",
@@ -53,6 +55,10 @@ GROUP_KEYS = {
     "load_balancer",
     "instances",
     "weight",
+    "window_end",
+    "scheduled",
+    "draining",
+    "rolled_back",
 }
 WEIGHTS_BEFORE_THE_END = (0, 0)
 IMAGE_KEYS = {"id", "name", "role", "state", "created", "age_seconds", "deployed", "in_use"}
@@ -123,6 +129,11 @@ def test_status_of_a_deployed_environment(cloud, tmp_path, kind):
     # end (or cleanup) moved them; the classic kind has no weights.
     weights = (new["weight"], groups[old_group]["weight"])
     assert weights == ((None, None) if kind == "classic" else WEIGHTS_BEFORE_THE_END), weights
+    # The promotion opened the old group's window (its RetireAt tag): `inv rollback` is a weight change until then.
+    old = groups[old_group]
+    assert new["window_end"] is None and old["window_end"] and old["window_end"] > status["time"]
+    assert status["window"] == {"group": old_group, "ends": old["window_end"]}
+    assert (old["scheduled"], old["draining"], old["rolled_back"]) == (None, 0, False)  # the deploy's end schedules it
     assert new["launch_template"] == new_group.replace("asg-", "lt-", 1)
     assert 0 <= new["age_seconds"] < 600
     assert {t["name"]: t["image"] for t in status["launch_templates"]} == {

@@ -6,7 +6,7 @@ wait-health, cleanup and destroy (deploy/execute.py waits on them).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -16,9 +16,29 @@ from deploy.aws.images import tag_image
 from deploy.errors import DeployError
 from deploy.facts import GROUPS
 from deploy.naming import MANAGED_BY, tag_list
+from deploy.plans.groups import serving_group
 from deploy.plans.hand import GROUP_HAND_TAG as GROUP_HAND_TAG  # the rule: deploy/plans/hand.py
 from deploy.plans.hand import group_tags
-from deploy.plans.model import DELETING, DEPLOYED_TAG, PROMOTED_TAG, Group
+from deploy.plans.model import (
+    DELETING,
+    DEPLOYED_TAG,
+    PROMOTED_TAG,
+    RETIRE_ACTION,
+    RETIRE_AT_TAG,
+    ROLLED_BACK_TAG,
+    Group,
+)
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the tags' times (UTC): they order as text
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def utc_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
 
 GRACE_PERIOD_S = 300
 
@@ -181,18 +201,111 @@ def tag_promoted(
     environment: AwsContext, group_name: str, image_id: str, image_tags: dict[str, str] | None = None
 ) -> None:
     """Mark the group as the one that serves, and its image as deployed (for rollback), in AWS itself; IMAGE_TAGS
-    go onto the image in the same request (an image given by hand: GivenByHand)."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    go onto the image in the same request (an image given by hand: GivenByHand).
+
+    The group that served until now gets, in the same request, the end of its window (RetireAt: now +
+    KEEP_PREVIOUS_SECONDS, scaled on an emulator): the account then says at once which group is kept and until
+    when, whatever happens to this run (the deploy's end schedules its retirement at that time)."""
+    moment = datetime.now(UTC)
+    now = utc_text(moment)
     tag = {"Key": PROMOTED_TAG, "Value": now, "PropagateAtLaunch": False}
-    environment.aws.autoscaling.create_or_update_tags(
-        Tags=[{"ResourceId": group_name, "ResourceType": "auto-scaling-group", **tag}]
-    )
-    known = next((g for g in environment_groups_known(environment) if g.name == group_name), None)
-    if known is not None and known.raw:
-        tags = [t for t in known.raw.get("Tags", []) if t["Key"] != PROMOTED_TAG] + [tag]
-        remember_group(environment, {**known.raw, "Tags": tags})
+    tags = {group_name: [tag]}
+    window = environment.config.aws_seconds(environment.config.keep_previous_seconds)
+    previous = serving_group([g for g in environment_groups(environment) if g.name != group_name])
+    if window > 0 and previous is not None and previous.tags.get("ManagedBy") == MANAGED_BY:
+        end = utc_text(moment + timedelta(seconds=window))
+        tags[previous.name] = [{"Key": RETIRE_AT_TAG, "Value": end, "PropagateAtLaunch": False}]
+    write_group_tags(environment, tags)
     # An image shared with this account by its owner cannot be tagged here: it is then not this tool's to delete.
     tag_image(environment, image_id, {**(image_tags or {}), DEPLOYED_TAG: now})
+
+
+def write_group_tags(environment: AwsContext, tags: dict[str, list[dict[str, Any]]]) -> None:
+    """One CreateOrUpdateTags for every group's TAGS; the run's memo of the groups follows."""
+    environment.aws.autoscaling.create_or_update_tags(
+        Tags=[
+            {"ResourceId": name, "ResourceType": "auto-scaling-group", **tag}
+            for name, each in tags.items()
+            for tag in each
+        ]
+    )
+    for name, each in tags.items():
+        known = next((g for g in environment_groups_known(environment) if g.name == name), None)
+        if known is not None and known.raw:
+            keys = {tag["Key"] for tag in each}
+            kept = [t for t in known.raw.get("Tags", []) if t["Key"] not in keys]
+            remember_group(environment, {**known.raw, "Tags": kept + [{**t, "ResourceId": name} for t in each]})
+
+
+def tag_rolled_back(environment: AwsContext, group_name: str) -> None:
+    """Mark a promoted group as rolled back: it never serves again (deploy/plans/groups.py serving_group)."""
+    write_group_tags(
+        environment,
+        {group_name: [{"Key": ROLLED_BACK_TAG, "Value": utc_text(datetime.now(UTC)), "PropagateAtLaunch": False}]},
+    )
+
+
+def scale_in(environment: AwsContext, name: str) -> None:
+    """Size the group 0: AWS deregisters its instances from the load balancer, waits for their draining, then
+    terminates them (no wait here). Repeating it changes nothing."""
+    environment.aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=name, MinSize=0, MaxSize=0, DesiredCapacity=0
+    )
+    known = next((g for g in environment_groups_known(environment) if g.name == name), None)
+    if known is not None and known.raw:
+        remember_group(environment, {**known.raw, "MinSize": 0, "MaxSize": 0, "DesiredCapacity": 0})
+
+
+def schedule_retirement(environment: AwsContext, name: str, start: datetime) -> None:
+    """Have AWS size the group 0 at START (its window's end, in AWS's time): one scheduled action of a fixed name,
+    so a rollback deletes it with no read, and putting it again replaces it."""
+    environment.aws.autoscaling.put_scheduled_update_group_action(
+        AutoScalingGroupName=name,
+        ScheduledActionName=RETIRE_ACTION,
+        StartTime=start,
+        MinSize=0,
+        MaxSize=0,
+        DesiredCapacity=0,
+    )
+
+
+def cancel_retirement(environment: AwsContext, name: str) -> bool:
+    """Delete the group's scheduled retirement; False when there was none (it ran, or was never put)."""
+    call = lambda: environment.aws.autoscaling.delete_scheduled_action(  # noqa: E731
+        AutoScalingGroupName=name, ScheduledActionName=RETIRE_ACTION
+    )
+    return or_none(call, "ValidationError") is not None
+
+
+def scheduled_retirements(environment: AwsContext, names: list[str]) -> dict[str, str]:
+    """{group: the StartTime of its retirement, as AWS says it} for those of NAMES that have one."""
+    found: dict[str, str] = {}
+    for name in names:  # AWS lists one group's actions a request (or every group of the region)
+        actions = collect(
+            environment.aws.autoscaling,
+            "describe_scheduled_actions",
+            "ScheduledUpdateGroupActions",
+            AutoScalingGroupName=name,
+            ScheduledActionNames=[RETIRE_ACTION],
+        )
+        for action in actions:
+            start = action.get("StartTime") or action.get("Time")
+            found[name] = utc_text(start) if isinstance(start, datetime) else str(start)
+    return found
+
+
+def describe_groups(environment: AwsContext, names: list[str]) -> list[dict[str, Any]]:
+    """The groups NAMES as AWS describes them now (a poll: never from the memo); one request per 50 names."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(names), 50):
+        chunk = names[start : start + 50]
+        found += collect(
+            environment.aws.autoscaling,
+            "describe_auto_scaling_groups",
+            "AutoScalingGroups",
+            AutoScalingGroupNames=chunk,
+        )
+    return found
 
 
 def environment_groups_known(environment: AwsContext) -> list[Group]:

@@ -9,8 +9,10 @@ from typing import Any
 
 # op: (what a plan says, what the run says once done); {target} is the action's target.
 WORDS = {
-    "retire-group": ("retire group {target}", "retired group {target}"),
+    "scale-in": ("size group {target} 0", "sized group {target} 0"),
+    "keep-group": ("keep group {target}", "kept group {target}"),
     "delete-group": ("delete group {target}", "deleted group {target}"),
+    "delete-target-group": ("delete target group {target}", "deleted target group {target}"),
     "delete-launch-template": ("delete launch template {target}", "deleted launch template {target}"),
     "delete-launch-configuration": ("delete launch configuration {target}", "deleted launch configuration {target}"),
     "delete-image": (

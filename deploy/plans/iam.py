@@ -88,6 +88,14 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
     # A group leaves its load balancer (classic) or target group (application) before it is deleted.
     kind_detach = "DetachLoadBalancers" if config.load_balancer == "classic" else "DetachLoadBalancerTargetGroups"
     detach = f"autoscaling:{kind_detach}"
+    # A rollback within the window attaches the kept group again (classic; an ALB moves weights instead).
+    attach = ["autoscaling:AttachLoadBalancers"] if config.load_balancer == "classic" else []
+    # Retirement handed to AWS: sized 0 now, or at the kept group's window end (a scheduled action a rollback deletes).
+    retire = [
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:PutScheduledUpdateGroupAction",
+        "autoscaling:DeleteScheduledAction",
+    ]
     # China and GovCloud: Packer 1.6.6 launches its instance untagged there and tags it after (its IsRestricted).
     restricted = part != "aws"
     statements = [
@@ -232,16 +240,18 @@ def policy_document(config: Config, names: Names, account: str | None = None) ->
                 "autoscaling:DeleteAutoScalingGroup",
                 "autoscaling:CreateOrUpdateTags",
                 detach,
+                *attach,
+                *retire,
             ],
             [groups],
             Condition={
                 "StringEquals": {"autoscaling:ResourceTag/App": names.app, "autoscaling:ResourceTag/Env": names.env}
             },
         ),
-        # The original scripts' groups carry no Env tag, only Name=NAME: retired (detach, delete) by name and tag.
+        # The original scripts' groups carry no Env tag, only Name=NAME: retired (sized 0, deleted) by name and tag.
         _statement(
             "OriginalScriptsGroups",
-            ["autoscaling:DeleteAutoScalingGroup", detach],
+            ["autoscaling:DeleteAutoScalingGroup", detach, "autoscaling:UpdateAutoScalingGroup"],
             [groups],
             Condition={
                 "Null": {"autoscaling:ResourceTag/Env": "true"},

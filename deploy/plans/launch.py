@@ -30,7 +30,17 @@ def plan_abort(pending: Pending, group: Group | None, served: bool = False) -> l
         detail = "never promoted; it served, so it drains first" if served else "never promoted"
         actions.append(Action("delete-group", pending.group, detail, (("drain", served),)))
     template = [Action("delete-launch-template", pending.launch_template)] if pending.launch_template else []
-    return [*actions, *template]
+    # Its own target group (an ALB; not the earlier layout's shared tg-NAME), out of the listeners first.
+    names = [
+        arn.split(":targetgroup/", 1)[-1].split("/", 1)[0]
+        for arn in (group.raw if group else {}).get("TargetGroupARNs", [])
+    ]
+    own = [
+        Action("delete-target-group", name, "out of the listeners first")
+        for name in names
+        if not name.startswith("tg-")
+    ]
+    return [*actions, *template, *own]
 
 
 def plan_launch(

@@ -14,6 +14,12 @@ PROMOTED_TAG = "Promoted"  # on a group, once it was healthy and took over
 DEPLOYED_TAG = "Deployed"  # on an image, each time a group of it was promoted
 IN_SERVICE = "InService"  # an instance the load balancer sends traffic to, whatever its kind
 DELETING = "Delete in progress"  # a group's status while AWS deletes it
+# On the group a promotion replaced, written in the request that promotes its successor: when its window ends
+# (UTC, this cloud's clock; KEEP_PREVIOUS_SECONDS after the promotion, scaled on an emulator). Until then it keeps
+# its capacity out of service (weight 0; classic: detached) so that `inv rollback` is a weight change.
+RETIRE_AT_TAG = "RetireAt"
+ROLLED_BACK_TAG = "RolledBack"  # on a promoted group that `inv rollback` took the traffic from: it never serves again
+RETIRE_ACTION = "retire"  # the scheduled action that scales a kept group in at its window's end (one per group)
 SOURCE_TAG = "SourceImage"  # what a bake started from (set by the Packer templates and by the tool)
 # A bake's inputs, as tags on the image it made: any machine finds the image made from the same inputs.
 INPUT_TAGS = {
@@ -46,8 +52,19 @@ class Group:
     image_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     status: str | None = None  # DELETING while AWS deletes it
+    max_size: int | None = None  # None: not known (a group this run is about to create); 0: scaled in
     members: tuple[Member, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def scaled_in(self) -> bool:
+        """Sized 0 (by a retirement): AWS drains and terminates what it still has."""
+        return self.max_size == 0 or (self.max_size is None and self.desired == 0 and not self.instance_ids)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing left to drain or terminate: it may be deleted."""
+        return self.desired == 0 and not self.instance_ids
 
     @classmethod
     def from_aws(cls, raw: dict[str, Any]) -> Group:
@@ -64,6 +81,7 @@ class Group:
             image_id=tags.get("Image"),
             tags=tags,
             status=raw.get("Status"),
+            max_size=int(raw["MaxSize"]) if "MaxSize" in raw else None,
             members=tuple(
                 Member(i["InstanceId"], i.get("LifecycleState", ""), i.get("HealthStatus", ""))
                 for i in raw.get("Instances", [])

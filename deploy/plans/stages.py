@@ -32,6 +32,7 @@ class Request:
     keep_on_failure: bool = False
     keep_images: bool | None = None  # None: as CLEANUP says
     action: str = DEPLOY  # what the history records: deploy or rollback
+    wait_retirement: bool = False  # --wait-retirement: return once AWS has emptied the outdated groups, deleted
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class Launch:
     load_balancer: str
     subnet_ids: tuple[str, ...] = ()  # the group's: in zones that offer INSTANCE_TYPE
     security_group_id: str = ""  # the instances' (NAME-web)
+    target_group: str = ""  # an ALB: the group's own target group, created first (in the listeners at weight 0)
 
     def template_text(self) -> str:
         return f"{self.plan.launch_template} ({self.image or 'the new image'}, {TEMPLATE_SETTINGS})"
@@ -172,8 +174,10 @@ class Launch:
             return [f"launch-asg: skip, {self.plan.group} with {self.image} was launched earlier: it is the new group"]
         leftover = " (left over by an earlier unfinished run)"
         removals = [f"launch-asg: would {action.line()}{leftover}" for action in self.plan.remove_first]
+        own = f"launch-asg: would create target group {self.target_group} (in the listeners at weight 0)"
         return [
             *removals,
+            *([own] if self.target_group and not self.plan.reused else []),
             f"launch-asg: would create launch template {self.template_text()} and group {self.group_text()}",
         ]
 
@@ -274,13 +278,18 @@ class Retirement:
     reusable: str | None = None
     spared: tuple[Action, ...] = ()  # done if the app changed, not if it is unchanged
     extra: tuple[Action, ...] = ()  # done only if the app is unchanged
+    wait: bool = False  # --wait-retirement
+    sweep: bool = True  # a run's: the cleanup after the wait looks for crashed runs' leftovers too
 
     def lines(self) -> list[str]:
         unchanged = f"if the app is unchanged since {self.reusable} was baked"
+        handed = any(action.op in ("scale-in", "keep-group") for action in self.actions)
+        waits = ["cleanup: would wait until AWS has emptied the outdated groups, then delete them"]
         return [
             *(f"cleanup: {line}" for line in plan_lines(list(self.actions))),
             *(f"cleanup: {unchanged}, would not {action.line()}" for action in self.spared),
             *(f"cleanup: {unchanged}, would {action.line()} too" for action in self.extra),
+            *(waits if self.wait and handed else []),
         ]
 
 

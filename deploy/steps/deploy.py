@@ -16,7 +16,7 @@ from deploy.plans.groups import serving_group
 from deploy.plans.hand import given_image, sweeps_leftovers
 from deploy.plans.model import Group
 from deploy.plans.stages import ROLLBACK, Made, Request, Retirement
-from deploy.steps.cleanup import carry_out_cleanup, read_cleanup_facts
+from deploy.steps.cleanup import carry_out_cleanup, read_cleanup_facts, wait_retirement
 from deploy.views.traffic import service_url
 
 
@@ -36,19 +36,20 @@ def decide_retirement(environment: Environment, request: Request, made: Made) ->
     if made.planned:
         actions = _planned_cleanup(environment, request, made, made.image, sweep)
         if made.reusable is None:
-            return Retirement(actions)
+            return Retirement(actions, wait=request.wait_retirement)
         # The run launches the reusable image instead of baking if the app is unchanged: say what differs then.
         instead = _planned_cleanup(environment, request, made, made.reusable, sweep)
         spared = tuple(action for action in actions if action.changes and action not in instead)
         extra = tuple(action for action in instead if action.changes and action not in actions)
-        return Retirement(actions, reusable=made.reusable, spared=spared, extra=extra)
+        return Retirement(actions, reusable=made.reusable, spared=spared, extra=extra, wait=request.wait_retirement)
     groups = environment_groups(environment)
     promoted = made.promoted
     serving = next((g for g in groups if g.name == promoted), None) if promoted else serving_group(groups)
     if serving is None:
         raise DeployError("No group serves: the deploy did not complete.")
     facts = read_cleanup_facts(environment, request.keep_images, pinned=serving.name, sweep=sweep)
-    return Retirement(tuple(plan_cleanup(facts)), serving=serving.name, image=serving.image_id)
+    actions = tuple(plan_cleanup(facts))
+    return Retirement(actions, serving=serving.name, image=serving.image_id, wait=request.wait_retirement, sweep=sweep)
 
 
 def _planned_cleanup(
@@ -73,23 +74,31 @@ def act_retirement(environment: Environment, decision: Retirement, made: Made) -
 
 
 def carry_out_retirement(environment: Environment, decision: Retirement) -> dict[str, Any]:
-    """Retire what the decision names (the group just promoted never: it is pinned), then sum the deploy up."""
+    """Hand what the decision names to AWS (the group just promoted never: it is pinned), then sum the deploy up.
+    Nothing waits for AWS (its draining, its terminations) unless --wait-retirement asks."""
     group = decision.serving
     environment.say(f"  serving: {group}")
     retired = carry_out_cleanup(environment, list(decision.actions), group)
     health = last_health(environment, group)  # as wait-health's last poll found it (measured now if this run did not)
+    kept = [action for action in decision.actions if action.op == "keep-group"]
+    deleted = [action.target for action in decision.actions if action.op == "delete-group"]
+    if decision.wait:
+        deleted += wait_retirement(environment, None, group, decision.sweep)
     summary = {
         "image": decision.image,
         "group": group,
         "instances": health.ready,
         "retired": retired,
+        "kept": {action.target: action.get("retire_at") for action in kept},
+        "deleted": deleted,
         "url": service_url(environment),
         "logs": environment.log.relative_dir(),
         "seconds": round(environment.log.elapsed(), 1),
     }
+    until = "".join(f"; {action.target} kept until {action.get('retire_at')}" for action in kept)
     environment.say(
         f"deployed {summary['image']} as {group}: {health.ready}/{health.desired} instances healthy;"
-        f" retired {len(retired)} group(s). {summary['url']}  Logs: {summary['logs']}"
+        f" {len(retired)} outdated group(s) handed to AWS{until}. {summary['url']}  Logs: {summary['logs']}"
     )
     environment.say(f"  total time {summary['seconds']:.1f}s")
     return summary

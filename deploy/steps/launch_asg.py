@@ -206,6 +206,7 @@ def decide_launch(environment: Environment, request: Request, made: Made) -> Lau
         load_balancer=balancer.name,
         subnet_ids=subnets,
         security_group_id=security_group,
+        target_group=environment.names.group_target_group(plan.group) if balancer.kind == "application" else "",
     )
 
 

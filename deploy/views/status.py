@@ -18,18 +18,22 @@ from deploy.aws.groups import (
     environment_groups,
     launch_configurations,
     launch_templates,
+    scheduled_retirements,
     template_image,
+    utc_text,
 )
 from deploy.aws.images import environment_images
 from deploy.aws.leftovers import orphan_snapshots, packer_leftovers
 from deploy.environment import Environment
 from deploy.errors import DeployError
 from deploy.naming import tag_value, tags_of
-from deploy.plans.groups import serving_group
+from deploy.plans.groups import kept_group, serving_group, window_end
 from deploy.plans.model import DEPLOYED_TAG
+from deploy.views.retirement import NextRun, retirement_fields, retirement_lines, retirement_text
 from deploy.views.traffic import service_url
 
 VERSION = 1
+Status = dict[str, Any]  # the shape docs/operations.md documents
 NOT_REGISTERED = "not registered"
 # An emulator tags an instance with what runs on it; the embedded cloud says "none: ..." for a record only.
 INSTANCE_APP_TAG = "LocalCloudApp"
@@ -118,10 +122,12 @@ def group_status(
     now: datetime,
     apps: dict[str, str] | None = None,
     weight: int | None = None,
+    scheduled: str | None = None,
 ) -> dict[str, Any]:
     """Pure: one group's entry of the status, from its description and the load balancer's instance states
     (APPS: what runs on each instance, where an emulator says so; WEIGHT: the share of requests the listeners send
-    its target group, None where groups have no weights: the classic kind)."""
+    its target group, None where groups have no weights: the classic kind; SCHEDULED: when its scheduled retirement
+    runs, as AWS holds it)."""
     apps = apps or {}
     tags = tags_of(raw)
     template = raw.get("LaunchTemplate") or {}
@@ -154,11 +160,13 @@ def group_status(
         "load_balancer": _counts([i["load_balancer"] for i in instances]),
         "instances": instances,
         "weight": weight,
+        **retirement_fields(tags, raw["AutoScalingGroupName"] == serving, scheduled, instances),
     }
 
 
-def collect_status(environment: Environment, now: datetime | None = None) -> dict[str, Any]:
-    """Everything `inv status` shows, as a plain dict (shape: docs/operations.md, "inv status --json"). Reads only."""
+def collect_status(environment: Environment, now: datetime | None = None, next_run: NextRun | None = None) -> Status:
+    """Everything `inv status` shows, as a plain dict (shape: docs/operations.md, "inv status --json"). Reads only.
+    NEXT_RUN: what the next run would size 0 or delete (deploy/steps/cleanup.py `next_run`: the cleanup's plan)."""
     now = now or datetime.now(UTC)
     config = environment.config
     names = environment.names
@@ -178,10 +186,14 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
     except DeployError:
         weights = []
     weights += [None] * (len(raws) - len(weights))
+    serving_name = serving.name if serving else None
+    # A group with a window (or one a run was killed before it scheduled): its scheduled retirement, if any.
+    scheduled = scheduled_retirements(environment, [g.name for g in groups if window_end(g) and not g.scaled_in])
     group_entries = [
-        group_status(raw, lb_states, serving.name if serving else None, now, apps, weight)
+        group_status(raw, lb_states, serving_name, now, apps, weight, scheduled.get(raw["AutoScalingGroupName"]))
         for raw, weight in zip(raws, weights, strict=True)
     ]
+    kept = kept_group(groups, serving_name, utc_text(now))
     in_use = {g["image"] for g in group_entries if g["image"]}
     templates = []
     for name in launch_templates(environment):
@@ -220,6 +232,9 @@ def collect_status(environment: Environment, now: datetime | None = None) -> dic
         "launch_configurations": configurations,
         "images": images,
         "lock": read_lock(environment),
+        # The window of the group the serving one replaced (`inv rollback` is a weight change until it ends).
+        "window": {"group": kept.name, "ends": window_end(kept)} if kept else None,
+        "next_run": next_run(environment) if next_run is not None and serving is not None else [],
         # What an interrupted bake or deregistration left (the next cleanup or destroy removes it).
         "leftovers": {
             "packer": [leftover.as_json() for leftover in packer_leftovers(environment)],
@@ -303,7 +318,7 @@ def render_table(status: dict[str, Any]) -> str:
         lines.append("groups")
         rows = [["NAME", "IMAGE", "AGE", "DESIRED", "LIFECYCLE", "LOAD BALANCER", "WEIGHT", ""]]
         for group in status["groups"]:
-            mark = "serving" if group["serving"] else (group.get("status") or "")
+            mark = "serving" if group["serving"] else (group.get("status") or retirement_text(group))
             if group["instances"] and all(str(i.get("app") or "").startswith("none") for i in group["instances"]):
                 mark = f"{mark} (records only: its image carries no app)".strip()
             rows.append(
@@ -321,6 +336,8 @@ def render_table(status: dict[str, Any]) -> str:
         lines += columns(rows)
     else:
         lines.append("groups         none")
+
+    lines += retirement_lines(status)
 
     if status["launch_templates"]:
         lines.append("launch templates")
@@ -372,9 +389,9 @@ def render_table(status: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show_status(environment: Environment, as_json: bool, out: Any) -> dict[str, Any]:
+def show_status(environment: Environment, as_json: bool, out: Any, next_run: NextRun | None = None) -> dict[str, Any]:
     """`inv status`: collect, then print JSON or the table to OUT (progress lines go elsewhere)."""
-    status = collect_status(environment)
+    status = collect_status(environment, next_run=next_run)
     if as_json:
         out.write(json.dumps(status, indent=2, default=str) + "\n")
     else:

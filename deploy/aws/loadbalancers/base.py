@@ -14,6 +14,8 @@ from deploy.facts import Facts
 from deploy.naming import Names, tags_of
 
 DRAINING_TIMEOUT_S = 300
+# A bounded wait the caller runs (deploy/waiting.py, on its clock): a check answers (done, status); (done, last status).
+Until = Callable[[Callable[[], tuple[bool, str]]], tuple[bool, str]]
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,26 @@ class LoadBalancer(Protocol):
         target group); IN_SERVICE when serving."""
         ...
 
-    def serve(self, group_name: str) -> None:
-        """Send every request to GROUP_NAME (an ALB: weight 100 to its target group, 0 to the others; classic: every
-        attached group serves, nothing to do)."""
+    def serve(self, group_name: str, leaving: Sequence[str] = ()) -> None:
+        """Send every request to GROUP_NAME (an ALB: weight 100 to its target group, 0 to the others, and the target
+        groups named LEAVING out of the listeners, in the same request; classic: every attached group serves, nothing
+        to do)."""
+        ...
+
+    def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:
+        """A kept group (its window) stops serving but keeps its capacity, ready to take every request back: an ALB
+        gave it weight 0 already (`serve`); classic: detached (its instances drain and stay running)."""
+        ...
+
+    def restore(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+        """A rollback within the window: every request to the kept group RAW_GROUP again, none to RAW_FROM (an ALB:
+        one ModifyListener; classic: attach it, wait (UNTIL) until its instances are in service, detach RAW_FROM).
+        No read of the groups: their descriptions name their target groups and load balancers."""
+        ...
+
+    def forwarded_target_groups(self) -> set[str]:
+        """An ALB: the names of the target groups its listeners forward to, weight 0 included (read with them);
+        classic: none."""
         ...
 
     def take_back(self, serving: str | None, group_name: str) -> bool:

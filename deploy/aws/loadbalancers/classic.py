@@ -3,7 +3,7 @@ name, and it reports each instance InService or OutOfService."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploy import facts
@@ -13,12 +13,15 @@ from deploy.aws.loadbalancers.base import (
     DRAINING_TIMEOUT_S,
     HealthCheck,
     LoadBalancerBase,
+    Until,
     classic_check_summary,
     described_tags,
     draining_differs,
     health_check_differs,
 )
+from deploy.errors import DeployError
 from deploy.naming import Names, tag_list
+from deploy.plans.model import IN_SERVICE
 
 LB_NOT_FOUND = ("LoadBalancerNotFound", "AccessPointNotFound")
 ATTRIBUTES = "classic-attributes"  # its LoadBalancerAttributes, in its memo (`known`)
@@ -55,8 +58,33 @@ class ClassicLoadBalancer(LoadBalancerBase):
     def preflight(self, vpc_id: str) -> None:
         self.guard_kind()
 
-    def serve(self, group_name: str) -> None:
+    def serve(self, group_name: str, leaving: Sequence[str] = ()) -> None:
         return None  # every attached group serves
+
+    def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:
+        if not raw_group or self.attached_to(raw_group):
+            self.detach_group(group_name, attached=True)
+
+    def restore(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+        name = raw_group["AutoScalingGroupName"]
+        if not self.attached_to(raw_group):
+            self.aws.autoscaling.attach_load_balancers(AutoScalingGroupName=name, LoadBalancerNames=[self.name])
+        instances = [i["InstanceId"] for i in raw_group.get("Instances", [])]
+
+        def in_service() -> tuple[bool, str]:
+            states = self.serving_states(instances)
+            ready = sum(state == IN_SERVICE for state in states.values())
+            return ready == len(instances), f"{name}: {ready}/{len(instances)} in service at {self.name}"
+
+        done, status = until(in_service)
+        if not done:
+            still = raw_from.get("AutoScalingGroupName", "the group serving until now")
+            raise DeployError(f"{status}: stopped; {still} still serves. Run the command again to finish.")
+        if raw_from:
+            self.detach_group(raw_from["AutoScalingGroupName"], attached=True)
+
+    def forwarded_target_groups(self) -> set[str]:
+        return set()
 
     def take_back(self, serving: str | None, group_name: str) -> bool:
         return False  # no weights: detaching the group drains it

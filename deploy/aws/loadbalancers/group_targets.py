@@ -6,12 +6,12 @@ on an environment's next deploy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploy import facts
 from deploy.aws.clients import collect, or_none
-from deploy.aws.loadbalancers.base import LoadBalancerSettings
+from deploy.aws.loadbalancers.base import LoadBalancerSettings, Until
 from deploy.facts import Facts
 from deploy.naming import Names, tag_list
 from deploy.plans.traffic import current_weights, forward_action
@@ -84,6 +84,11 @@ class GroupTargetGroups:
 
     def group_arn(self, group_name: str | None) -> str:
         """The target group GROUP_NAME is served through: its own, else the shared tg-NAME of the earlier layout."""
+        if group_name and self.exists():  # in the listeners (from launch until its group is deleted): no read
+            name = self.names.group_target_group(group_name)
+            listed = next((arn for arn in self.weights() if target_group_name(arn) == name), None)
+            if listed:
+                return listed
         own = self.describe_group_target_group(group_name) if group_name else None
         return str(own["TargetGroupArn"]) if own else self.target_group_arn()
 
@@ -137,11 +142,28 @@ class GroupTargetGroups:
         self.say(f"  created target group {name} for {group_name} (HTTP:{health.port}, health check {health.path})")
         return str(created["TargetGroupArn"])
 
-    def serve(self, group_name: str) -> None:
+    def serve(self, group_name: str, leaving: Sequence[str] = ()) -> None:
         """All requests to GROUP's target group, every other one of the action kept at weight 0 (its targets drain
-        as their groups retire; health checks go on, ready to take requests back)."""
+        as their groups retire; health checks go on, ready to take requests back) but those named LEAVING (their
+        groups are empty, or they serve no group): out of the listeners in the same request."""
         arn = self.group_arn(group_name)
+        others = {other: 0 for other in self.weights() if target_group_name(other) not in leaving}
+        for other in self.weights().keys() - others.keys():  # what `release` deletes next, known without a read
+            name = target_group_name(other)
+            if not self.known.knows(GROUP_TARGET_GROUP + name):
+                self.known.put(GROUP_TARGET_GROUP + name, {"TargetGroupArn": other, "TargetGroupName": name})
+        self.set_weights({**others, arn: 100})
+
+    def stand_by(self, group_name: str, raw_group: dict[str, Any]) -> None:
+        return None  # weight 0 (`serve` gave every request to the serving group): health checked, ready
+
+    def restore(self, raw_group: dict[str, Any], raw_from: dict[str, Any], until: Until) -> None:
+        arns = [arn for arn in raw_group.get("TargetGroupARNs", []) if self.owns_target_group(arn)]
+        arn = arns[0] if arns else self.group_arn(raw_group["AutoScalingGroupName"])
         self.set_weights({**dict.fromkeys(self.weights(), 0), arn: 100})
+
+    def forwarded_target_groups(self) -> set[str]:
+        return {target_group_name(arn) for arn in self.weights()} if self.exists() else set()
 
     def take_back(self, serving: str | None, group_name: str) -> bool:
         """No request to GROUP_NAME any more (an aborted step, or a killed run's leftover before it is removed): all
@@ -167,7 +189,9 @@ class GroupTargetGroups:
         What was deleted, one line each."""
         doomed = {self.group_arn(group): group for group in groups if self.describe_group_target_group(group)}
         # The shared tg-NAME, known by its name in the listeners' action (no read): it goes once SERVING has its own.
+        left = self.known.get(GROUP_TARGET_GROUP + self.target_group_name)  # `serve` took it out already
         shared = next((arn for arn in self.weights() if target_group_name(arn) == self.target_group_name), None)
+        shared = shared or (str(left["TargetGroupArn"]) if left else None)
         if shared is not None and serving is not None and self.group_arn(serving) != shared:
             doomed[shared] = self.target_group_name
         serving_arn = self.group_arn(serving) if serving else None
