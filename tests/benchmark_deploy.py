@@ -170,6 +170,7 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
     write_env(work / "env", port, instances, kind)
     environment = environments.open_environment(ENV)  # LOCAL_CLOUD finds the server started above
     run_setup(environment)
+    released: set[str] = set()
     for number in range(outdated):
         serving = number == outdated - 1  # the one that serves runs the app; older ones are records
         app = staged_app(work, f"old-{number}") if serving else None
@@ -177,6 +178,13 @@ def scenario(port: int, work: Path, instances: int, outdated: int, unrelated: in
         group = launch_group(environment, image_id=image_id)
         promote(environment, group, image_id)
         environment.load_balancer.serve(group)
+        # An ALB forwards to at most 5 target groups: the older outdated groups are records whose own target groups
+        # an earlier run removed already (serving, kept and retiring groups hold theirs until they are deleted).
+        for name in sorted(groups_of(environment))[:-2] if kind == "application" else []:
+            if name not in released:
+                environment.load_balancer.detach_group(name)
+                environment.load_balancer.release(group, [name])
+                released.add(name)
         _real_sleep(1.0)  # distinct group stamps, as deploys minutes apart would have
     ec2 = environment.aws.ec2
     other_app_groups(ec2, environment.aws.autoscaling, local_base_image(ec2), unrelated)
