@@ -428,12 +428,12 @@ def main() -> None:
     global TIME_SCALE
     args = arguments()
     TIME_SCALE = args.time_scale
-    only_budgets = args.scenarios == ["budgets"]
-    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in args.scenarios] or SCENARIOS
-    kinds = ["classic", "application"] if args.kind == "both" else [args.kind]
     if args.scenarios == ["bad-release"]:
         print_bad_release(on_a_server(bad_release))
         return
+    only_budgets = args.scenarios == ["budgets"]
+    chosen = [] if only_budgets else [tuple(int(n) for n in arg.split(",")) for arg in args.scenarios] or SCENARIOS
+    kinds = ["classic", "application"] if args.kind == "both" else [args.kind]
 
     def measure(port: int, work: Path) -> tuple[list, list, dict | None]:
         results = [((size, kind), scenario(port, work, *size, kind)) for size in chosen for kind in kinds]
